@@ -1,0 +1,100 @@
+"""Command line: `python -m retrikt generate --task SST-2 [--config run.yaml] [--set generation.temperature=0.7]`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import yaml
+
+from .config import ConfigError, RunConfig, load_yaml, override
+
+
+def _parse_sets(items: list[str]) -> dict:
+    values = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        values[key.strip()] = yaml.safe_load(raw)
+    return values
+
+
+def build_config(args) -> RunConfig:
+    config = load_yaml(args.config) if args.config else RunConfig()
+    dotted = _parse_sets(args.set or [])
+    for key in ("task", "seed", "workspace", "run_name"):
+        value = getattr(args, key, None)
+        if value is not None:
+            dotted[key] = value
+    if args.teacher:
+        dotted["teacher.model"] = args.teacher
+    return override(config, dotted)
+
+
+class ConsoleProgress:
+    """One line per stage change, then a throttled line per update (logs stay readable in CI)."""
+
+    def __init__(self):
+        self.stage, self.last, self.start = None, 0.0, time.perf_counter()
+
+    def __call__(self, stage, done, total, info):
+        now = time.perf_counter()
+        if stage == self.stage and now - self.last < 2.0 and done < total:
+            return
+        self.stage, self.last = stage, now
+        extra = info.get("message") or (f"loss {info['loss']:.3f}" if "loss" in info else "")
+        if "samples" in info and info["samples"]:
+            sample = info["samples"][-1]
+            extra = f"[{sample.label}] {sample.raw.strip()[:90]!r}"
+        print(f"[{now - self.start:7.1f}s] {stage:<9} {done}/{total} {extra}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m retrikt", description="RetriKT studio pipeline")
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="step 1: tune the soft prompt, generate samples, fill the knowledge store")
+    gen.add_argument("--task", help="built-in task (default SST-2)")
+    gen.add_argument("--config", help="YAML config (as saved by the UI or `config` command)")
+    gen.add_argument("--teacher", help="packaged:smollm2, a HF id, a model folder or a .gguf file")
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--workspace")
+    gen.add_argument("--run-name", dest="run_name")
+    gen.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field, e.g. generation.temperature=0.7")
+    show = sub.add_parser("config", help="print the default (or given) config as YAML")
+    show.add_argument("--config")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "config":
+            config = load_yaml(args.config) if args.config else RunConfig()
+            from .config import to_dict
+
+            print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+            return 0
+        config = build_config(args)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+
+    from .pipeline import Cancelled, run_generate
+    from .runs import RunError
+    from .tasks import TaskDataError
+    from .teacher import TeacherLoadError
+
+    try:
+        run = run_generate(config, ConsoleProgress())
+    except (RunError, TaskDataError, TeacherLoadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (Cancelled, KeyboardInterrupt):
+        print("cancelled", file=sys.stderr)
+        return 130
+    print(json.dumps(run.summary(), indent=2))
+    print(f"run folder: {run.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Headless pipeline stages shared by the CLI and the UI: load -> tune -> score -> generate -> store."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .config import RunConfig
+from .generation import GeneratedSample, generate_samples
+from .metrics import duplicate_rate, self_bleu
+from .prompt_tuning import save_adapter, tune_soft_prompt
+from .runs import Run, create_run
+from .scorer import TeacherScorer
+from .teacher import load_teacher
+
+Progress = Callable[[str, int, int, dict], None]
+"""progress(stage, done, total, info) — stages: load, tune, score, generate, store."""
+
+
+class Cancelled(Exception):
+    """Raised between steps when the caller's stop flag is set; artefacts finished so far stay valid."""
+
+
+@dataclass
+class Context:
+    """Loaded objects a UI keeps between stages (the teacher takes seconds to load)."""
+
+    run: Run
+    task: Any
+    teacher: Any
+    scorer: TeacherScorer | None = None
+    soft_prompt: Any = None
+
+
+def _noop(stage, done, total, info):
+    return None
+
+
+def load_context(config: RunConfig, progress: Progress = _noop, run: Run | None = None) -> Context:
+    from .tasks import load_builtin
+
+    run = run or create_run(config)
+    progress("load", 0, 2, {"message": f"loading task {config.task}"})
+    task = load_builtin(config.task, seed=config.seed)
+    progress("load", 1, 2, {"message": f"loading teacher {config.teacher.model}"})
+    teacher = load_teacher(config.teacher, cache_dir=f"{config.workspace}/cache")
+    run.log("loaded", teacher=teacher.name, params=teacher.n_params, device=str(teacher.device),
+            dtype=str(teacher.dtype), seconds=round(teacher.load_seconds, 2))
+    progress("load", 2, 2, {"message": f"teacher {teacher.name}: {teacher.n_params/1e6:.1f}M params"})
+    return Context(run, task, teacher)
+
+
+def open_store(ctx: Context):
+    from .store import KnowledgeStore, collection_name
+
+    config = ctx.run.config
+    return KnowledgeStore(
+        path=None if config.store.url else ctx.run.store_dir,
+        url=config.store.url,
+        collection=collection_name(ctx.task.name, ctx.run.name),
+        embedder=_embedder(config),
+        task_labels=list(ctx.task.labels),
+    )
+
+
+def _embedder(config: RunConfig):
+    from .embed import Embedder, default_embedder
+
+    return Embedder(config.store.embedder) if config.store.embedder else default_embedder()
+
+
+def stage_tune(ctx: Context, progress: Progress = _noop, should_stop=None) -> dict:
+    cfg = ctx.run.config.prompt_tuning
+    timer = time.perf_counter()
+
+    def on_step(step, loss):
+        ctx.run.log("tune_step", step=step, loss=loss)
+        progress("tune", step, cfg.steps, {"loss": loss})
+
+    peft_model, soft_prompt, report = tune_soft_prompt(
+        ctx.teacher, ctx.task, cfg, seed=ctx.run.config.seed, on_step=on_step, should_stop=should_stop
+    )
+    if report.cancelled:
+        raise Cancelled("prompt tuning cancelled")
+    save_adapter(peft_model, ctx.run.adapter_dir)
+    ctx.soft_prompt = soft_prompt
+    return {"seconds": round(time.perf_counter() - timer, 2), "trainable_params": report.trainable_params,
+            "loss_first": report.losses[0] if report.losses else None,
+            "loss_last": report.losses[-1] if report.losses else None}
+
+
+def stage_score(ctx: Context, progress: Progress = _noop) -> dict:
+    timer = time.perf_counter()
+    scorer = TeacherScorer(ctx.teacher, ctx.task, ctx.run.config.scorer, seed=ctx.run.config.seed)
+    report = scorer.fit(progress=lambda d, t: progress("score", d, t, {"message": "choosing demonstrations"}))
+    ctx.scorer = scorer
+    return {"seconds": round(time.perf_counter() - timer, 2), "demo_uids": report.demo_uids,
+            "demo_accuracy": report.demo_accuracy, "candidate_accuracies": report.candidate_accuracies,
+            "label_prior": report.label_prior}
+
+
+def stage_generate(ctx: Context, progress: Progress = _noop, should_stop=None, source: str = "generated:step1") -> dict:
+    """Generate, parse, drop duplicates and copies of train examples, score with the teacher, write the store."""
+    from .store import Entry
+
+    config = ctx.run.config
+    gen_cfg = config.generation
+    timer = time.perf_counter()
+
+    def on_batch(done, total, new: list[GeneratedSample]):
+        ctx.run.log("generate_batch", done=done, total=total,
+                    samples=[{"label": s.label, "text": s.raw, "parsed": s.fields is not None} for s in new])
+        progress("generate", done, total, {"samples": new})
+
+    result = generate_samples(ctx.teacher, ctx.task, ctx.soft_prompt, gen_cfg, progress=on_batch, should_stop=should_stop)
+    if result.cancelled:
+        raise Cancelled("generation cancelled")
+    generate_seconds = time.perf_counter() - timer
+
+    train_keys = {ctx.task.serialize(e.fields).lower() for e in ctx.task.train}
+    seen, kept, copies, dupes = set(), [], 0, 0
+    for s in result.parsed:
+        key = ctx.task.serialize(s.fields).lower()
+        if key in train_keys:
+            copies += 1
+        elif key in seen:
+            dupes += 1
+        else:
+            seen.add(key)
+            kept.append(s)
+
+    timer = time.perf_counter()
+    progress("store", 0, len(kept), {"message": "teacher soft labels"})
+    probs = ctx.scorer.probs([s.fields for s in kept])
+    labels = ctx.task.labels
+    settings = {"temperature": gen_cfg.temperature, "top_p": gen_cfg.top_p, "seed": gen_cfg.seed,
+                "max_new_tokens": gen_cfg.max_new_tokens, "run": ctx.run.name}
+    entries = []
+    for s, p in zip(kept, probs):
+        teacher_label = labels[int(p.argmax())]
+        entries.append(Entry(fields=s.fields, label=s.label, source=source,
+                             soft_labels={l: float(x) for l, x in zip(labels, p)}, teacher_label=teacher_label,
+                             agreement=teacher_label == s.label, gen_settings=settings,
+                             text=ctx.task.serialize(s.fields)))
+    store = open_store(ctx)
+    store.add(entries)
+    score_seconds = time.perf_counter() - timer
+    progress("store", len(kept), len(kept), {"message": f"{len(kept)} entries stored"})
+
+    texts = [ctx.task.serialize(s.fields) for s in result.parsed]
+    per_label = {l: sum(1 for e in entries if e.label == l) for l in labels}
+    return {
+        "generated": len(result.samples), "parsed": len(result.parsed), "parse_rate": round(result.parse_rate, 4),
+        "duplicates_dropped": dupes, "train_copies_dropped": copies, "stored": len(entries),
+        "stored_per_label": per_label,
+        "teacher_agreement": round(sum(e.agreement for e in entries) / len(entries), 4) if entries else None,
+        "self_bleu": round(self_bleu(texts), 4), "duplicate_rate": round(duplicate_rate(texts), 4),
+        "tokens": result.tokens, "generate_seconds": round(generate_seconds, 2),
+        "samples_per_second": round(result.samples_per_second, 3),
+        "tokens_per_second": round(result.tokens / generate_seconds, 2) if generate_seconds else None,
+        "label_and_store_seconds": round(score_seconds, 2),
+    }
+
+
+def stage_store_train(ctx: Context) -> int:
+    """The labelled train split goes into the store too (source `train`), with the teacher's soft labels."""
+    from .store import Entry
+
+    labels = ctx.task.labels
+    probs = ctx.scorer.probs([e.fields for e in ctx.task.train])
+    entries = []
+    for example, p in zip(ctx.task.train, probs):
+        teacher_label = labels[int(p.argmax())]
+        entries.append(Entry(fields=example.fields, label=example.label, source="train",
+                             soft_labels={l: float(x) for l, x in zip(labels, p)}, teacher_label=teacher_label,
+                             agreement=teacher_label == example.label, text=ctx.task.serialize(example.fields)))
+    open_store(ctx).add(entries)
+    return len(entries)
+
+
+def run_generate(config: RunConfig, progress: Progress = _noop, should_stop=None) -> Run:
+    """Step 1 end to end; writes summary.json with counts, timings and text-quality metrics per stage."""
+    started = time.perf_counter()
+    ctx = load_context(config, progress)
+    run = ctx.run
+    run.update_summary(task=ctx.task.name, teacher=ctx.teacher.name, teacher_params=ctx.teacher.n_params,
+                       device=str(ctx.teacher.device), load_seconds=round(ctx.teacher.load_seconds, 2), status="running")
+    try:
+        run.update_summary(score=stage_score(ctx, progress))
+        run.update_summary(train_entries=stage_store_train(ctx))
+        run.update_summary(tune=stage_tune(ctx, progress, should_stop))
+        run.update_summary(generate=stage_generate(ctx, progress, should_stop))
+    except Cancelled as exc:
+        run.log("cancelled", message=str(exc))
+        run.update_summary(status="cancelled", total_seconds=round(time.perf_counter() - started, 2))
+        raise
+    except Exception as exc:
+        run.log("failed", message=f"{type(exc).__name__}: {exc}")
+        run.update_summary(status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    run.update_summary(status="done", total_seconds=round(time.perf_counter() - started, 2))
+    run.log("done")
+    return run

@@ -1,0 +1,125 @@
+"""Autoregressive sampling from a frozen causal LM with a soft prompt prepended to the input embeddings.
+
+Our own loop instead of `generate()`: PEFT prompt tuning + `generate()` has had cache and position bugs
+(peft #1391, #2123, #2379), and the PPO step needs the per-token log-probs of exactly what was sampled.
+All prompts in a call have the same token length (one label's prompt), so there is no padding to get wrong.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+
+@dataclass
+class SampledBatch:
+    tokens: torch.Tensor
+    """(batch, steps) sampled ids; positions after a row finished hold `pad_id`."""
+    logprobs: torch.Tensor
+    """(batch, steps) log-prob of each sampled token under the sampling distribution's model (T=1, no top-p)."""
+    mask: torch.Tensor
+    """(batch, steps) True where the token belongs to the sample (up to and including its stop token)."""
+    texts: list[str]
+    """Decoded samples, stop text removed."""
+    stopped: torch.Tensor
+    """(batch,) True where the row ended at a stop token/text rather than at the token budget."""
+
+
+def prompt_embeddings(model, soft_prompt: torch.Tensor | None, prompt_ids: list[int], batch: int) -> torch.Tensor:
+    """[soft prompt ; embedded prompt tokens], repeated over the batch."""
+    embed = model.get_input_embeddings()
+    device = embed.weight.device
+    ids = torch.tensor(prompt_ids, device=device).unsqueeze(0)
+    embeds = embed(ids)
+    if soft_prompt is not None:
+        embeds = torch.cat([soft_prompt.to(device=device, dtype=embeds.dtype).unsqueeze(0), embeds], dim=1)
+    return embeds.expand(batch, -1, -1)
+
+
+def filter_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of tokens whose probability mass reaches `top_p` (the top token always stays)."""
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+    cumulative = sorted_logits.softmax(-1).cumsum(-1)
+    remove_sorted = cumulative - sorted_logits.softmax(-1) >= top_p
+    remove = torch.zeros_like(remove_sorted).scatter(-1, order, remove_sorted)
+    return logits.masked_fill(remove, float("-inf"))
+
+
+@torch.no_grad()
+def sample(
+    model,
+    tokenizer,
+    prompt_embeds: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    stop_ids: set[int] | None = None,
+    stop_text: str | None = "\n\n",
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SampledBatch:
+    """Sample continuations of `prompt_embeds` (batch, length, hidden).
+
+    A row finishes at a stop id (eos) or when its decoded text contains `stop_text`.
+    `use_cache=False` recomputes the whole sequence each step; with the same generator state it must produce the
+    same tokens as the cached path (tested), which guards against cache/position bugs.
+    """
+    batch = prompt_embeds.shape[0]
+    device = prompt_embeds.device
+    embed = model.get_input_embeddings()
+    stop_ids = stop_ids if stop_ids is not None else {tokenizer.eos_token_id}
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    tokens, logprobs, masks = [], [], []
+    all_embeds, step_embeds, past = prompt_embeds, prompt_embeds, None
+    for _ in range(max_new_tokens):
+        if use_cache:
+            out = model(inputs_embeds=step_embeds, past_key_values=past, use_cache=True)
+            past = out.past_key_values
+        else:
+            out = model(inputs_embeds=all_embeds, use_cache=False)
+        logits = out.logits[:, -1, :].float()
+        log_dist = logits.log_softmax(-1)
+        if temperature <= 0:
+            next_ids = logits.argmax(-1)
+        else:
+            probs = filter_top_p(logits / temperature, top_p).softmax(-1)
+            next_ids = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        active = ~finished
+        next_ids = torch.where(active, next_ids, torch.full_like(next_ids, pad_id))
+        tokens.append(next_ids)
+        logprobs.append(log_dist.gather(-1, next_ids[:, None]).squeeze(-1))
+        masks.append(active)
+        finished = finished | torch.tensor([int(t) in stop_ids for t in next_ids.tolist()], device=device)
+        if stop_text:
+            finished = finished | _rows_with_text(tokenizer, torch.stack(tokens, 1), ~finished, stop_text)
+        if bool(finished.all()) or (should_stop is not None and should_stop()):
+            break
+        step_embeds = embed(next_ids).unsqueeze(1)
+        all_embeds = torch.cat([all_embeds, step_embeds], dim=1) if not use_cache else all_embeds
+    token_matrix = torch.stack(tokens, 1)
+    mask = torch.stack(masks, 1)
+    texts = [_clean(tokenizer, row[m].tolist(), stop_ids, stop_text) for row, m in zip(token_matrix, mask)]
+    return SampledBatch(token_matrix, torch.stack(logprobs, 1), mask, texts, finished.clone())
+
+
+def _rows_with_text(tokenizer, tokens: torch.Tensor, candidates: torch.Tensor, stop_text: str) -> torch.Tensor:
+    hit = torch.zeros_like(candidates)
+    for row in torch.nonzero(candidates).flatten().tolist():
+        tail = tokenizer.decode(tokens[row, -4:].tolist(), skip_special_tokens=False)
+        if stop_text in tail:
+            hit[row] = True
+    return hit
+
+
+def _clean(tokenizer, ids: list[int], stop_ids: set[int], stop_text: str | None) -> str:
+    ids = [i for i in ids if i not in stop_ids]
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    if stop_text and stop_text in text:
+        text = text[: text.index(stop_text)]
+    return text

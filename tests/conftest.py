@@ -1,0 +1,50 @@
+"""Shared fixtures: the packaged teacher (converted once per session) and tiny random teachers built from config."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory):
+    """Cache folder for the GGUF -> safetensors conversion; RETRIKT_TEST_CACHE reuses one across sessions."""
+    path = os.environ.get("RETRIKT_TEST_CACHE")
+    return path or str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def teacher(model_cache):
+    from retrikt.teacher import load_teacher
+
+    return load_teacher(cache_dir=model_cache)
+
+
+@pytest.fixture(scope="session")
+def sst2():
+    from retrikt.tasks import load_builtin
+
+    return load_builtin("SST-2", seed=13)
+
+
+@pytest.fixture
+def tiny_teacher(teacher):
+    """A 2-layer random Llama that shares the packaged teacher's tokenizer (so prompts tokenize for real)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from retrikt.teacher import Teacher
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(teacher.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+        initializer_range=0.5,  # default 0.02 makes a random model deaf to its prompt; prompt tuning could not move it
+    )
+    model = LlamaForCausalLM(config).eval()
+    model.requires_grad_(False)
+    return Teacher(model, teacher.tokenizer, "tiny-llama", torch.device("cpu"), torch.float32, 0.0)

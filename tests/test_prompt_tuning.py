@@ -1,0 +1,97 @@
+import pytest
+import torch
+
+from retrikt.config import GenerationConfig, PromptTuningConfig
+from retrikt.generation import generate_samples
+from retrikt.prompt_tuning import continuation_text, load_soft_prompt, save_adapter, training_batch, tune_soft_prompt
+from retrikt.sampling import filter_top_p, prompt_embeddings, sample
+
+
+def _greedy(teacher, soft_prompt, prompt_text, n_tokens=12, use_cache=True):
+    embeds = prompt_embeddings(teacher.model, soft_prompt, teacher.encode(prompt_text), 1)
+    return sample(teacher.model, teacher.tokenizer, embeds, max_new_tokens=n_tokens, temperature=0.0,
+                  stop_text=None, stop_ids=set(), use_cache=use_cache).tokens[0].tolist()
+
+
+def test_training_batch_masks_prompt_and_padding(tiny_teacher, sst2):
+    batch = training_batch(tiny_teacher, sst2, sst2.train[:3])
+    for row in range(3):
+        ex = sst2.train[row]
+        prompt_len = len(tiny_teacher.encode(sst2.generation_prompt(ex.label)))
+        target = tiny_teacher.encode(continuation_text(sst2, ex.fields)) + [tiny_teacher.tokenizer.eos_token_id]
+        labels = batch["labels"][row]
+        assert (labels[:prompt_len] == -100).all()
+        assert labels[prompt_len: prompt_len + len(target)].tolist() == target
+        assert (labels[prompt_len + len(target):] == -100).all()
+        assert batch["attention_mask"][row].sum() == prompt_len + len(target)
+
+
+def test_tuning_step_moves_only_the_soft_prompt(tiny_teacher, sst2):
+    frozen_before = {n: p.clone() for n, p in tiny_teacher.model.named_parameters()}
+    peft_model, soft_prompt, report = tune_soft_prompt(
+        tiny_teacher, sst2, PromptTuningConfig(num_virtual_tokens=4, steps=1, batch_size=2, learning_rate=0.1)
+    )
+    initial = torch.stack([tiny_teacher.model.get_input_embeddings().weight[i]
+                           for i in (tiny_teacher.encode(sst2.description) * 4)[:4]])
+    assert report.trainable_params == 4 * 32
+    assert not torch.allclose(soft_prompt, initial), "soft prompt did not move"
+    for name, param in tiny_teacher.model.named_parameters():
+        assert torch.equal(param, frozen_before[name]), f"frozen {name} changed"
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("prompt_encoder" in n for n in trainable)
+
+
+def test_tuned_generation_differs_from_base_and_cache_does_not_matter(tiny_teacher, sst2, tmp_path):
+    # Teach one example hard: its loss must fall far, and greedy generation must change.
+    one = [e for e in sst2.train if e.label == "positive"][:1]
+    task = type(sst2)(**{**sst2.__dict__, "train": one})
+    peft_model, soft_prompt, report = tune_soft_prompt(
+        tiny_teacher, task, PromptTuningConfig(num_virtual_tokens=8, steps=60, batch_size=1, learning_rate=0.3)
+    )
+    assert report.losses[-1] < report.losses[0] / 2
+    prompt = task.generation_prompt("positive")
+    tuned = _greedy(tiny_teacher, soft_prompt, prompt)
+    base = _greedy(tiny_teacher, None, prompt)
+    assert tuned != base
+    assert _greedy(tiny_teacher, soft_prompt, prompt, use_cache=False) == tuned
+    # Our loop places the soft prompt exactly where PEFT does: PEFT's own forward gives the same greedy token.
+    ids = torch.tensor([tiny_teacher.encode(prompt)])
+    peft_next = peft_model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1].argmax().item()
+    assert peft_next == tuned[0]
+    # Saved adapter round-trips through PEFT's format.
+    save_adapter(peft_model, tmp_path / "adapter")
+    assert torch.allclose(load_soft_prompt(tmp_path / "adapter"), soft_prompt)
+
+
+def test_sampling_with_and_without_cache_matches_at_temperature(tiny_teacher):
+    soft = torch.randn(4, 32)
+    embeds = prompt_embeddings(tiny_teacher.model, soft, tiny_teacher.encode("Label: positive\nReview:"), 3)
+    runs = [sample(tiny_teacher.model, tiny_teacher.tokenizer, embeds, max_new_tokens=10, temperature=1.0,
+                   top_p=0.9, stop_text=None, use_cache=cache, generator=torch.Generator().manual_seed(5))
+            for cache in (True, False)]
+    assert torch.equal(runs[0].tokens, runs[1].tokens)
+    assert torch.allclose(runs[0].logprobs, runs[1].logprobs, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "probs,top_p,kept",
+    [([0.5, 0.3, 0.2], 0.5, [True, False, False]), ([0.5, 0.3, 0.2], 0.8, [True, True, False]),
+     ([0.5, 0.3, 0.2], 0.81, [True, True, True]), ([0.2, 0.5, 0.3], 0.6, [False, True, True]),
+     ([0.9, 0.05, 0.05], 0.1, [True, False, False]), ([0.4, 0.6], 1.0, [True, True])],
+)
+def test_filter_top_p(probs, top_p, kept):
+    logits = torch.tensor(probs).log().unsqueeze(0)
+    out = filter_top_p(logits, top_p)[0]
+    assert (out > float("-inf")).tolist() == kept
+
+
+def test_generation_counts_truncated_and_honours_cancel(tiny_teacher, sst2):
+    config = GenerationConfig(samples_per_label=4, batch_size=2, max_new_tokens=3, temperature=1.0)
+    result = generate_samples(tiny_teacher, sst2, None, config)
+    assert len(result.samples) == 8
+    # A random model rarely stops within 3 tokens; whatever was cut by the budget is never parsed.
+    assert all(s.fields is None for s in result.samples if s.truncated)
+    calls = []
+    stopped = generate_samples(tiny_teacher, sst2, None, config,
+                               progress=lambda d, t, new: calls.append(d), should_stop=lambda: len(calls) >= 1)
+    assert stopped.cancelled and len(stopped.samples) == 2 and calls == [2]

@@ -1,0 +1,79 @@
+import time
+
+import pytest
+import torch
+
+from retrikt.config import TeacherConfig
+from retrikt.teacher import TeacherLoadError, load_teacher, pick_device_dtype, resolve_source
+
+
+def test_packaged_teacher_loads_fast_from_cache(teacher, model_cache):
+    assert 130e6 < teacher.n_params < 140e6  # SmolLM2-135M
+    assert not any(p.requires_grad for p in teacher.model.parameters())
+    start = time.perf_counter()
+    again = load_teacher(cache_dir=model_cache)
+    assert time.perf_counter() - start < 2.0
+    ids = torch.tensor([teacher.encode("The movie was")])
+    assert torch.equal(teacher.model(ids).logits, again.model(ids).logits)
+
+
+def test_packaged_teacher_greedy_text_is_sensible(teacher):
+    ids = torch.tensor([teacher.encode("The capital of France is")])
+    out = teacher.model.generate(ids, max_new_tokens=3, do_sample=False)
+    assert "Paris" in teacher.tokenizer.decode(out[0, ids.shape[1]:])
+
+
+@pytest.mark.parametrize(
+    "device,dtype,expected",
+    [("cpu", "auto", ("cpu", torch.float32)), ("cpu", "bfloat16", ("cpu", torch.bfloat16)),
+     ("cpu", "float16", ("cpu", torch.float16))],
+)
+def test_pick_device_dtype(device, dtype, expected):
+    dev, dt = pick_device_dtype(device, dtype)
+    assert (dev.type, dt) == expected
+
+
+def test_auto_device_follows_cuda_availability():
+    dev, dt = pick_device_dtype("auto", "auto")
+    if torch.cuda.is_available():
+        assert dev.type == "cuda" and dt in (torch.bfloat16, torch.float16)
+    else:
+        assert (dev.type, dt) == ("cpu", torch.float32)
+
+
+def test_bad_dtype_and_missing_gpu_are_clear():
+    with pytest.raises(TeacherLoadError, match="dtype"):
+        pick_device_dtype("cpu", "float8")
+    if not torch.cuda.is_available():
+        with pytest.raises(TeacherLoadError, match="no CUDA GPU"):
+            pick_device_dtype("cuda", "auto")
+
+
+def test_text_file_named_gguf_is_refused(tmp_path):
+    fake = tmp_path / "model.gguf"
+    fake.write_text("not a model")
+    with pytest.raises(TeacherLoadError, match="not a GGUF file"):
+        resolve_source(str(fake), None, tmp_path / "cache")
+
+
+def test_truncated_gguf_is_refused(tmp_path):
+    from retrikt.teacher import packaged_gguf
+
+    truncated = tmp_path / "cut.gguf"
+    truncated.write_bytes(packaged_gguf("smollm2").read_bytes()[:200_000])
+    with pytest.raises(TeacherLoadError, match="cannot read GGUF"):
+        resolve_source(str(truncated), None, tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("teachers/*/config.json"))
+
+
+def test_folder_without_config_and_unknown_packaged(tmp_path):
+    with pytest.raises(TeacherLoadError, match="config.json"):
+        resolve_source(str(tmp_path), None, tmp_path / "cache")
+    with pytest.raises(TeacherLoadError, match="unknown packaged"):
+        resolve_source("packaged:nope", None, tmp_path / "cache")
+
+
+def test_unknown_hub_id_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(TeacherLoadError, match="could not be fetched"):
+        load_teacher(TeacherConfig(model="no-such-org/no-such-model-xyz"), cache_dir=tmp_path)
