@@ -39,9 +39,9 @@ def _noop(stage, done, total, info):
 def load_context(config: RunConfig, progress: Progress = _noop, run: Run | None = None) -> Context:
     from .tasks import load_builtin
 
-    run = run or create_run(config)
     progress("load", 0, 2, {"message": f"loading task {config.task}"})
-    task = load_builtin(config.task, seed=config.seed)
+    task = load_builtin(config.task, seed=config.seed)  # before the run folder: a bad task leaves nothing behind
+    run = run or create_run(config)
     progress("load", 1, 2, {"message": f"loading teacher {config.teacher.model}"})
     teacher = load_teacher(config.teacher, cache_dir=f"{config.workspace}/cache")
     run.log("loaded", teacher=teacher.name, params=teacher.n_params, device=str(teacher.device),

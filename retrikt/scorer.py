@@ -130,10 +130,14 @@ class TeacherScorer:
         self.calibrate()
         return self.report
 
-    def calibrate(self) -> None:
+    def calibration_pool(self) -> list[dict[str, str]]:
+        """A seeded random sample of the unlabeled in-domain inputs."""
         pool = list(self.task.unlabeled)
         random.Random(self.seed).shuffle(pool)
-        pool = pool[: self.config.calibration_inputs]
+        return pool[: self.config.calibration_inputs]
+
+    def calibrate(self) -> None:
+        pool = self.calibration_pool()
         if not pool:
             self.prior = np.full(len(self.task.labels), 1.0 / len(self.task.labels))
         else:

@@ -12,10 +12,15 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture(scope="session")
-def model_cache(tmp_path_factory):
-    """Cache folder for the GGUF -> safetensors conversion; RETRIKT_TEST_CACHE reuses one across sessions."""
-    path = os.environ.get("RETRIKT_TEST_CACHE")
-    return path or str(tmp_path_factory.mktemp("cache"))
+def workspace(tmp_path_factory):
+    """A session workspace; RETRIKT_TEST_WORKSPACE reuses one (and its converted teacher) across sessions."""
+    return os.environ.get("RETRIKT_TEST_WORKSPACE") or str(tmp_path_factory.mktemp("workspace"))
+
+
+@pytest.fixture(scope="session")
+def model_cache(workspace):
+    """Cache folder for the GGUF -> safetensors conversion (the pipeline uses `<workspace>/cache` too)."""
+    return os.path.join(workspace, "cache")
 
 
 @pytest.fixture(scope="session")

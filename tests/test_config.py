@@ -1,0 +1,41 @@
+import pytest
+
+from retrikt.config import ConfigError, RunConfig, from_dict, load_yaml, override, save_yaml, to_dict
+
+
+def test_yaml_round_trip(tmp_path):
+    config = override(RunConfig(), {"task": "RTE", "generation.temperature": 0.7, "prompt_tuning.steps": 5})
+    save_yaml(config, tmp_path / "c.yaml")
+    assert load_yaml(tmp_path / "c.yaml") == config
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"nope": 1}, "unknown field"),
+    ({"generation": {"temprature": 0.5}}, "generation.temprature"),
+    ({"generation": {"temperature": 9.0}}, "out of range"),
+    ({"generation": {"top_p": 0}}, "out of range"),
+    ({"seed": "abc"}, "must be int"),
+    ({"seed": True}, "must be int"),
+    ({"prompt_tuning": {"init_from_text": "yes"}}, "must be bool"),
+    ({"teacher": 3}, "must be a mapping"),
+])
+def test_bad_config_is_refused_with_the_field_name(data, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(data)
+
+
+def test_override_unknown_key():
+    with pytest.raises(ConfigError, match="unknown field"):
+        override(RunConfig(), {"generation.nope": 1})
+
+
+def test_ints_are_accepted_for_floats():
+    assert from_dict({"generation": {"temperature": 1}}).generation.temperature == 1.0
+
+
+def test_unreadable_yaml(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("task: [unclosed")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_yaml(path)
+    assert to_dict(RunConfig())["task"] == "SST-2"

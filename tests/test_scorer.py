@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+import torch
+
+from retrikt.config import ScorerConfig
+from retrikt.scorer import TeacherScorer
+
+
+def _full_probs(teacher, scorer, fields):
+    """Reference: the same token ids in one forward pass without any cache reuse."""
+    ids = teacher.encode(scorer._prefix_text) + teacher.encode(scorer.task.classification_prompt(fields))
+    with torch.no_grad():
+        logits = teacher.model(torch.tensor([ids])).logits[0, -1, scorer.verbalizer_ids]
+    return logits.softmax(-1).numpy()
+
+
+def test_prefix_cache_batches_equal_uncached_passes(tiny_teacher, sst2):
+    scorer = TeacherScorer(tiny_teacher, sst2, ScorerConfig(batch_size=4))
+    scorer._set_prefix(sst2.train[:4])
+    queries = [e.fields for e in sst2.test[:6]]  # different lengths: right padding inside a batch
+    batched = scorer.raw_probs(queries)
+    for fields, row in zip(queries, batched):
+        assert np.allclose(row, _full_probs(tiny_teacher, scorer, fields), atol=1e-5)
+    assert np.allclose(batched.sum(-1), 1.0, atol=1e-5)
+
+
+def test_fit_picks_best_candidate_and_calibrates(tiny_teacher, sst2):
+    scorer = TeacherScorer(tiny_teacher, sst2, ScorerConfig(demo_candidates=3, calibration_inputs=16))
+    report = scorer.fit()
+    assert report.demo_accuracy == max(report.candidate_accuracies)
+    assert len(report.demo_uids) == 4 and {u for u in report.demo_uids} <= {e.uid for e in sst2.train}
+    pool = scorer.calibration_pool()
+    assert len(pool) == 16
+    raw = scorer.raw_probs(pool)
+    assert np.allclose(scorer.prior, raw.mean(0), atol=1e-6)
+    calibrated = scorer.probs(pool)
+    # After dividing out the prior the calibration pool's mean is pulled to (roughly) uniform.
+    assert abs(calibrated.mean(0)[0] - 0.5) < abs(raw.mean(0)[0] - 0.5) + 1e-9
+
+
+@pytest.mark.parametrize("raw,prior,expected", [
+    ([0.8, 0.2], [0.8, 0.2], [0.5, 0.5]),
+    ([0.6, 0.4], [0.5, 0.5], [0.6, 0.4]),
+    ([0.5, 0.3, 0.2], [0.5, 0.25, 0.25], [1 / 3, 1.2 / 3, 0.8 / 3]),
+])
+def test_calibration_formula(tiny_teacher, sst2, raw, prior, expected, monkeypatch):
+    scorer = TeacherScorer(tiny_teacher, sst2)
+    scorer.prior = np.array(prior)
+    monkeypatch.setattr(scorer, "raw_probs", lambda fields: np.array([raw]))
+    assert np.allclose(scorer.probs([{}])[0], expected)
+
+
+def test_use_demos_restores_the_same_scores(tiny_teacher, sst2):
+    first = TeacherScorer(tiny_teacher, sst2, ScorerConfig(demo_candidates=2, calibration_inputs=8))
+    first.fit()
+    second = TeacherScorer(tiny_teacher, sst2)
+    second.use_demos(first.report.demo_uids, first.report.label_prior)
+    queries = [e.fields for e in sst2.test[:3]]
+    assert np.allclose(first.probs(queries), second.probs(queries), atol=1e-6)
+
+
+def test_packaged_teacher_beats_chance_on_sst2(teacher, sst2):
+    scorer = TeacherScorer(teacher, sst2, ScorerConfig(demo_candidates=2, calibration_inputs=32))
+    scorer.fit()
+    test = sst2.test[:48]
+    gold = np.array([sst2.label_index(e.label) for e in test])
+    accuracy = (scorer.probs([e.fields for e in test]).argmax(-1) == gold).mean()
+    assert accuracy > 0.6, accuracy
