@@ -89,10 +89,13 @@ def stage_tune(ctx: Context, progress: Progress = _noop, should_stop=None) -> di
             "loss_last": report.losses[-1] if report.losses else None}
 
 
-def stage_score(ctx: Context, progress: Progress = _noop) -> dict:
+def stage_score(ctx: Context, progress: Progress = _noop, should_stop=None) -> dict:
     timer = time.perf_counter()
     scorer = TeacherScorer(ctx.teacher, ctx.task, ctx.run.config.scorer, seed=ctx.run.config.seed)
-    report = scorer.fit(progress=lambda d, t: progress("score", d, t, {"message": "choosing demonstrations"}))
+    report = scorer.fit(progress=lambda d, t: progress("score", d, t, {"message": "choosing demonstrations"}),
+                        should_stop=should_stop)
+    if report is None:
+        raise Cancelled("demonstration search cancelled")
     ctx.scorer = scorer
     return {"seconds": round(time.perf_counter() - timer, 2), "demo_uids": report.demo_uids,
             "demo_accuracy": report.demo_accuracy, "candidate_accuracies": report.candidate_accuracies,
@@ -186,7 +189,7 @@ def run_generate(config: RunConfig, progress: Progress = _noop, should_stop=None
     run.update_summary(task=ctx.task.name, teacher=ctx.teacher.name, teacher_params=ctx.teacher.n_params,
                        device=str(ctx.teacher.device), load_seconds=round(ctx.teacher.load_seconds, 2), status="running")
     try:
-        run.update_summary(score=stage_score(ctx, progress))
+        run.update_summary(score=stage_score(ctx, progress, should_stop))
         run.update_summary(train_entries=stage_store_train(ctx))
         run.update_summary(tune=stage_tune(ctx, progress, should_stop))
         run.update_summary(generate=stage_generate(ctx, progress, should_stop))

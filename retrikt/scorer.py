@@ -100,14 +100,19 @@ class TeacherScorer:
         return calibrated / calibrated.sum(-1, keepdims=True)
 
     # ---- setup -----------------------------------------------------------------------------------------------
-    def fit(self, progress=None) -> ScorerReport:
-        """Choose the demo set by accuracy on the held-out rest of the train split, then estimate the prior."""
+    def fit(self, progress=None, should_stop=None) -> ScorerReport | None:
+        """Choose the demo set by accuracy on the held-out rest of the train split, then estimate the prior.
+
+        Returns None when `should_stop()` turned true between candidates.
+        """
         rng = random.Random(self.seed)
         labels = self.task.labels
         per_label = max(1, self.config.demos_total // len(labels))
         by_label = {label: [e for e in self.task.train if e.label == label] for label in labels}
         best = None
         for c in range(self.config.demo_candidates):
+            if should_stop is not None and should_stop():
+                return None
             demos = []
             for label in labels:
                 pool = by_label[label]

@@ -1,0 +1,102 @@
+"""Step 1 tab: run prompt tuning + generation into a knowledge store as a background job, watch it live."""
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from retrikt.config import ConfigError, RunConfig, override
+from retrikt.pipeline import run_generate
+from retrikt.tasks import BUILTIN_TASKS
+
+
+def _job_fn(config: RunConfig):
+    def fn(progress, should_stop, job):
+        job.run = config.run_name
+        return run_generate(config, progress, should_stop).name
+
+    return fn
+
+
+def _loss_figure(points: list[dict]) -> go.Figure:
+    steps = [p["step"] for p in points if p.get("stage") == "tune"]
+    losses = [p["loss"] for p in points if p.get("stage") == "tune"]
+    fig = go.Figure(go.Scatter(x=steps, y=losses, mode="lines+markers", name="loss"))
+    fig.update_layout(title="Soft prompt tuning loss", xaxis_title="step", yaxis_title="LM loss",
+                      height=300, margin=dict(l=40, r=10, t=40, b=40))
+    return fig
+
+
+def _status_text(job, position) -> str:
+    if job is None:
+        return "No job yet."
+    if job.state == "queued":
+        return f"**{job.title}** — queued (position {position})"
+    pct = f"{100 * job.done / job.total:.0f}%" if job.total else ""
+    eta = ""
+    if job.state == "running" and job.stage == "generate" and job.done and job.total and job.seconds:
+        eta = f", generation ETA ~{job.seconds / job.done * (job.total - job.done):.0f}s (rough)"
+    text = f"**{job.title}** — {job.state}, stage `{job.stage or '-'}` {job.done}/{job.total} {pct}{eta}"
+    if job.seconds is not None:
+        text += f" · {job.seconds:.0f}s"
+    if job.error:
+        text += f"\n\n**Error:** {job.error}"
+    if job.state == "done" and job.run:
+        text += f"\n\nRun folder: `runs/{job.run}`"
+    return text
+
+
+def build(studio) -> None:
+    with gr.Tab("Generate (step 1)"):
+        gr.Markdown("Tune a soft prompt on the task's few labelled examples, then let the teacher write new "
+                    "labelled samples into a knowledge store. Runs in the background; you can reload the page.")
+        with gr.Row():
+            task = gr.Dropdown(list(BUILTIN_TASKS), value="SST-2", label="Task")
+            per_label = gr.Number(value=0, precision=0, label="Samples per label (0 = task default)")
+            steps = gr.Number(value=RunConfig().prompt_tuning.steps, precision=0, label="Tuning steps")
+            temperature = gr.Slider(0.0, 2.0, value=0.9, step=0.05, label="Temperature")
+            top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.05, label="Top-p")
+        with gr.Row():
+            start = gr.Button("Start", variant="primary")
+            cancel = gr.Button("Cancel", variant="stop")
+        job_id = gr.State(None)
+        status = gr.Markdown("No job yet.")
+        loss = gr.Plot(label="Loss")
+        samples = gr.Dataframe(headers=["label", "parsed", "text"], label="Latest generations", wrap=True)
+
+        def on_start(task_name, n, n_steps, temp, p):
+            try:
+                config = override(RunConfig(workspace=str(studio.workspace)), {
+                    "task": task_name, "generation.samples_per_label": int(n or 0),
+                    "prompt_tuning.steps": int(n_steps or 0), "generation.temperature": float(temp),
+                    "generation.top_p": float(p),
+                    "run_name": f"{task_name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                })
+            except (ConfigError, ValueError, TypeError) as exc:
+                raise gr.Error(str(exc))
+            job = studio.jobs.submit("generate", f"Step 1 on {task_name}", _job_fn(config))
+            return job.id
+
+        def on_cancel(current):
+            latest = current or _latest_id(studio)
+            if latest and studio.jobs.cancel(latest):
+                gr.Info("Cancel requested: the job stops at its next step.")
+
+        def poll(current):
+            current = current or _latest_id(studio)
+            job = studio.jobs.get(current) if current else None
+            rows = [[s["label"], "yes" if s["parsed"] else "no", s["text"]] for s in (job.samples if job else [])]
+            position = studio.jobs.queue_position(current) if current else None
+            return current, _status_text(job, position), _loss_figure(job.points if job else []), rows
+
+        outputs = [job_id, status, loss, samples]
+        start.click(on_start, [task, per_label, steps, temperature, top_p], job_id, api_name="generate_start")
+        cancel.click(on_cancel, job_id, None, api_name="generate_cancel")
+        gr.Timer(2.0).tick(poll, job_id, outputs, api_name="generate_poll")
+        studio.demo.load(poll, job_id, outputs, api_name="generate_poll_on_load")
+
+
+def _latest_id(studio):
+    jobs = [j for j in studio.jobs.snapshot() if j.kind == "generate"]
+    return jobs[0].id if jobs else None

@@ -1,0 +1,190 @@
+"""Background jobs: one heavy job at a time in a worker thread, a FIFO queue, cooperative cancel, persisted state.
+
+The UI never blocks on a job: it submits, then polls `JobManager.snapshot()`. State is written to
+`<workspace>/jobs.json` (atomically, throttled) so a page reload or a server restart shows the same jobs; a job
+that was running or queued when the process died is marked `interrupted` on the next start.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .pipeline import Cancelled
+
+STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    title: str
+    state: str = "queued"
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    stage: str = ""
+    done: int = 0
+    total: int = 0
+    message: str = ""
+    run: str | None = None
+    error: str | None = None
+    log: list[str] = field(default_factory=list)
+    points: list[dict] = field(default_factory=list)
+    """Curve points (stage, step, loss or reward terms) for live plots."""
+    samples: list[dict] = field(default_factory=list)
+    """The latest generated samples (label, text, parsed) for the live view."""
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or time.time()) - self.started
+
+
+JobFn = Callable[[Callable, Callable[[], bool], Job], str | None]
+"""fn(progress, should_stop, job) -> run name; progress(stage, done, total, info)."""
+
+_MAX_LOG, _MAX_SAMPLES = 400, 24
+
+
+class JobManager:
+    def __init__(self, workspace: str | Path):
+        self.path = Path(workspace) / "jobs.json"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._jobs: dict[str, Job] = {}
+        self._cancel: dict[str, threading.Event] = {}
+        self._queue: queue.Queue = queue.Queue()
+        self._last_save = 0.0
+        self._load()
+        self._worker = threading.Thread(target=self._work, name="retrikt-jobs", daemon=True)
+        self._worker.start()
+
+    # ---- persistence ---------------------------------------------------------------------------------------
+    def _load(self) -> None:
+        if not self.path.is_file():
+            return
+        try:
+            records = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            records = []
+        for record in records:
+            job = Job(**{k: v for k, v in record.items() if k in Job.__dataclass_fields__})
+            if job.state in ("queued", "running"):
+                job.state = "interrupted"
+                job.finished = job.finished or time.time()
+                job.log.append("interrupted: the server stopped while this job was " + record["state"])
+            self._jobs[job.id] = job
+        self._save(force=True)
+
+    def _save(self, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self._last_save < 1.0:
+            return
+        with self._lock:
+            data = json.dumps([asdict(j) for j in self._jobs.values()])
+            self._last_save = now
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(data, encoding="utf-8")
+        tmp.replace(self.path)
+
+    # ---- API -----------------------------------------------------------------------------------------------
+    def submit(self, kind: str, title: str, fn: JobFn) -> Job:
+        job = Job(id=uuid.uuid4().hex[:10], kind=kind, title=title)
+        with self._lock:
+            self._jobs[job.id] = job
+            self._cancel[job.id] = threading.Event()
+        self._save(force=True)
+        self._queue.put((job.id, fn))
+        return job
+
+    def cancel(self, job_id: str) -> bool:
+        """Ask a job to stop; a queued job is cancelled at once, a running one at its next step boundary."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.state not in ("queued", "running"):
+                return False
+            self._cancel[job_id].set()
+            if job.state == "queued":
+                job.state, job.finished = "cancelled", time.time()
+            job.log.append("cancel requested")
+        self._save(force=True)
+        return True
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return Job(**asdict(job)) if job else None
+
+    def snapshot(self) -> list[Job]:
+        """Copies of all jobs, newest first (safe to read while the worker updates them)."""
+        with self._lock:
+            return [Job(**asdict(j)) for j in sorted(self._jobs.values(), key=lambda j: -j.created)]
+
+    def queue_position(self, job_id: str) -> int | None:
+        with self._lock:
+            queued = sorted((j for j in self._jobs.values() if j.state == "queued"), key=lambda j: j.created)
+            ids = [j.id for j in queued]
+        return ids.index(job_id) + 1 if job_id in ids else None
+
+    # ---- worker --------------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            job_id, fn = self._queue.get()
+            with self._lock:
+                job = self._jobs[job_id]
+                if job.state != "queued":
+                    continue
+                job.state, job.started = "running", time.time()
+            self._save(force=True)
+            stop = self._cancel[job_id]
+            try:
+                job.run = fn(self._progress(job), stop.is_set, job) or job.run
+                final, note = "done", "done"
+            except Cancelled as exc:
+                final, note = "cancelled", f"cancelled: {exc}"
+            except Exception as exc:  # noqa: BLE001 - a failed job must never take the worker down
+                final, note = "failed", f"{type(exc).__name__}: {exc}"
+                job.error = note
+                if not _is_user_error(exc):
+                    job.log.append(traceback.format_exc(limit=6))
+            with self._lock:
+                job.state, job.finished, job.message = final, time.time(), note
+                job.log.append(note)
+            self._save(force=True)
+
+    def _progress(self, job: Job):
+        def progress(stage: str, done: int, total: int, info: dict) -> None:
+            with self._lock:
+                job.stage, job.done, job.total = stage, done, total
+                if info.get("message"):
+                    job.message = info["message"]
+                    job.log.append(f"[{stage}] {info['message']}")
+                if "loss" in info:
+                    job.points.append({"stage": stage, "step": done, "loss": info["loss"]})
+                if "terms" in info:
+                    job.points.append({"stage": stage, "step": done, **info["terms"]})
+                for s in info.get("samples", []):
+                    job.samples.append({"label": s.label, "text": s.raw.strip(), "parsed": s.fields is not None})
+                del job.samples[:-_MAX_SAMPLES]
+                del job.log[:-_MAX_LOG]
+            self._save()
+
+        return progress
+
+
+def _is_user_error(exc: Exception) -> bool:
+    from .config import ConfigError
+    from .runs import RunError
+    from .tasks import TaskDataError
+    from .teacher import TeacherLoadError
+
+    return isinstance(exc, (ConfigError, RunError, TaskDataError, TeacherLoadError))
