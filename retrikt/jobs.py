@@ -89,12 +89,13 @@ class JobManager:
         now = time.time()
         if not force and now - self._last_save < 1.0:
             return
+        # One writer at a time: two threads sharing the temp file would replace each other's file away.
         with self._lock:
             data = json.dumps([asdict(j) for j in self._jobs.values()])
             self._last_save = now
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(data, encoding="utf-8")
-        tmp.replace(self.path)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(data, encoding="utf-8")
+            tmp.replace(self.path)
 
     # ---- API -----------------------------------------------------------------------------------------------
     def submit(self, kind: str, title: str, fn: JobFn) -> Job:

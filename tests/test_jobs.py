@@ -1,0 +1,83 @@
+import json
+import threading
+import time
+
+from retrikt.jobs import JobManager
+from retrikt.pipeline import Cancelled
+
+
+def _wait(manager, job_id, states, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = manager.get(job_id)
+        if job.state in states:
+            return job
+        time.sleep(0.02)
+    raise AssertionError(f"job stayed {manager.get(job_id).state}")
+
+
+def _looping_job(steps=1000, gate=None):
+    def fn(progress, should_stop, job):
+        if gate is not None:
+            gate.wait(5)
+        for step in range(steps):
+            if should_stop():
+                raise Cancelled("stopped by user")
+            progress("tune", step + 1, steps, {"loss": 1.0 / (step + 1)})
+            time.sleep(0.005)
+        return "run-1"
+
+    return fn
+
+
+def test_runs_one_at_a_time_and_cancel_stops_within_a_step(tmp_path):
+    manager = JobManager(tmp_path)
+    first = manager.submit("generate", "first", _looping_job())
+    second = manager.submit("generate", "second", _looping_job(steps=3))
+    _wait(manager, first.id, {"running"})
+    assert manager.get(second.id).state == "queued" and manager.queue_position(second.id) == 1
+    assert manager.cancel(first.id)
+    job = _wait(manager, first.id, {"cancelled"})
+    assert job.done < 1000 and job.points and job.points[-1]["stage"] == "tune"
+    done = _wait(manager, second.id, {"done"})
+    assert done.run == "run-1" and done.done == 3
+
+
+def test_cancel_a_queued_job_never_runs_it(tmp_path):
+    manager = JobManager(tmp_path)
+    gate = threading.Event()
+    blocker = manager.submit("generate", "blocker", _looping_job(steps=2, gate=gate))
+    queued = manager.submit("generate", "queued", _looping_job(steps=2))
+    assert manager.cancel(queued.id)
+    gate.set()
+    _wait(manager, blocker.id, {"done"})
+    time.sleep(0.1)
+    assert manager.get(queued.id).state == "cancelled" and manager.get(queued.id).started is None
+
+
+def test_failure_is_recorded_and_the_worker_survives(tmp_path):
+    manager = JobManager(tmp_path)
+
+    def boom(progress, should_stop, job):
+        raise ValueError("bad thing")
+
+    failed = manager.submit("generate", "boom", boom)
+    assert "bad thing" in _wait(manager, failed.id, {"failed"}).error
+    ok = manager.submit("generate", "ok", _looping_job(steps=2))
+    _wait(manager, ok.id, {"done"})
+
+
+def test_restart_marks_running_and_queued_jobs_interrupted(tmp_path):
+    # What a killed server leaves behind: jobs.json with a running and a queued job.
+    records = [
+        {"id": "a1", "kind": "generate", "title": "was running", "state": "running", "created": 1.0, "started": 2.0},
+        {"id": "b2", "kind": "generate", "title": "was queued", "state": "queued", "created": 3.0},
+        {"id": "c3", "kind": "generate", "title": "finished", "state": "done", "created": 0.5, "run": "r"},
+    ]
+    (tmp_path / "jobs.json").write_text(json.dumps(records))
+    manager = JobManager(tmp_path)
+    states = {j.id: j.state for j in manager.snapshot()}
+    assert states == {"a1": "interrupted", "b2": "interrupted", "c3": "done"}
+    assert "interrupted" in manager.get("a1").log[-1]
+    reloaded = json.loads((tmp_path / "jobs.json").read_text())
+    assert {r["id"]: r["state"] for r in reloaded}["a1"] == "interrupted"
