@@ -102,10 +102,39 @@ def stage_score(ctx: Context, progress: Progress = _noop, should_stop=None) -> d
             "label_prior": report.label_prior}
 
 
-def stage_generate(ctx: Context, progress: Progress = _noop, should_stop=None, source: str = "generated:step1") -> dict:
-    """Generate, parse, drop duplicates and copies of train examples, score with the teacher, write the store."""
+def novel_samples(task, samples: list[GeneratedSample]) -> tuple[list[GeneratedSample], int, int]:
+    """Parsed samples minus copies of train examples and repeats (case-insensitive); returns (kept, copies, repeats)."""
+    train_keys = {task.serialize(e.fields).lower() for e in task.train}
+    seen, kept, copies, repeats = set(), [], 0, 0
+    for sample in samples:
+        key = task.serialize(sample.fields).lower()
+        if key in train_keys:
+            copies += 1
+        elif key in seen:
+            repeats += 1
+        else:
+            seen.add(key)
+            kept.append(sample)
+    return kept, copies, repeats
+
+
+def teacher_entries(task, scorer: TeacherScorer, items: list[tuple[dict, str]], source: str, **extra) -> list:
+    """Store entries for (fields, intended label) pairs with the teacher's calibrated soft labels and agreement."""
     from .store import Entry
 
+    labels = task.labels
+    probs = scorer.probs([fields for fields, _ in items])
+    entries = []
+    for (fields, label), p in zip(items, probs):
+        teacher_label = labels[int(p.argmax())]
+        entries.append(Entry(fields=fields, label=label, source=source,
+                             soft_labels={l: float(x) for l, x in zip(labels, p)}, teacher_label=teacher_label,
+                             agreement=teacher_label == label, text=task.serialize(fields), **extra))
+    return entries
+
+
+def stage_generate(ctx: Context, progress: Progress = _noop, should_stop=None, source: str = "generated:step1") -> dict:
+    """Generate, parse, drop duplicates and copies of train examples, score with the teacher, write the store."""
     config = ctx.run.config
     gen_cfg = config.generation
     timer = time.perf_counter()
@@ -120,31 +149,15 @@ def stage_generate(ctx: Context, progress: Progress = _noop, should_stop=None, s
         raise Cancelled("generation cancelled")
     generate_seconds = time.perf_counter() - timer
 
-    train_keys = {ctx.task.serialize(e.fields).lower() for e in ctx.task.train}
-    seen, kept, copies, dupes = set(), [], 0, 0
-    for s in result.parsed:
-        key = ctx.task.serialize(s.fields).lower()
-        if key in train_keys:
-            copies += 1
-        elif key in seen:
-            dupes += 1
-        else:
-            seen.add(key)
-            kept.append(s)
+    kept, copies, dupes = novel_samples(ctx.task, result.parsed)
 
     timer = time.perf_counter()
     progress("store", 0, len(kept), {"message": "teacher soft labels"})
-    probs = ctx.scorer.probs([s.fields for s in kept])
     labels = ctx.task.labels
     settings = {"temperature": gen_cfg.temperature, "top_p": gen_cfg.top_p, "seed": gen_cfg.seed,
                 "max_new_tokens": gen_cfg.max_new_tokens, "run": ctx.run.name}
-    entries = []
-    for s, p in zip(kept, probs):
-        teacher_label = labels[int(p.argmax())]
-        entries.append(Entry(fields=s.fields, label=s.label, source=source,
-                             soft_labels={l: float(x) for l, x in zip(labels, p)}, teacher_label=teacher_label,
-                             agreement=teacher_label == s.label, gen_settings=settings,
-                             text=ctx.task.serialize(s.fields)))
+    entries = teacher_entries(ctx.task, ctx.scorer, [(s.fields, s.label) for s in kept], source,
+                              gen_settings=settings)
     store = open_store(ctx)
     store.add(entries)
     score_seconds = time.perf_counter() - timer
@@ -154,6 +167,7 @@ def stage_generate(ctx: Context, progress: Progress = _noop, should_stop=None, s
     per_label = {l: sum(1 for e in entries if e.label == l) for l in labels}
     return {
         "generated": len(result.samples), "parsed": len(result.parsed), "parse_rate": round(result.parse_rate, 4),
+        "truncated_dropped": sum(s.truncated for s in result.samples),
         "duplicates_dropped": dupes, "train_copies_dropped": copies, "stored": len(entries),
         "stored_per_label": per_label,
         "teacher_agreement": round(sum(e.agreement for e in entries) / len(entries), 4) if entries else None,
@@ -167,16 +181,7 @@ def stage_generate(ctx: Context, progress: Progress = _noop, should_stop=None, s
 
 def stage_store_train(ctx: Context) -> int:
     """The labelled train split goes into the store too (source `train`), with the teacher's soft labels."""
-    from .store import Entry
-
-    labels = ctx.task.labels
-    probs = ctx.scorer.probs([e.fields for e in ctx.task.train])
-    entries = []
-    for example, p in zip(ctx.task.train, probs):
-        teacher_label = labels[int(p.argmax())]
-        entries.append(Entry(fields=example.fields, label=example.label, source="train",
-                             soft_labels={l: float(x) for l, x in zip(labels, p)}, teacher_label=teacher_label,
-                             agreement=teacher_label == example.label, text=ctx.task.serialize(example.fields)))
+    entries = teacher_entries(ctx.task, ctx.scorer, [(e.fields, e.label) for e in ctx.task.train], "train")
     open_store(ctx).add(entries)
     return len(entries)
 
