@@ -74,38 +74,50 @@ def sample(
     embed = model.get_input_embeddings()
     stop_ids = stop_ids if stop_ids is not None else {tokenizer.eos_token_id}
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    logprobs = torch.zeros((batch, max_new_tokens), device=device)
+    mask = torch.zeros((batch, max_new_tokens), dtype=torch.bool, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
-    tokens, logprobs, masks = [], [], []
+    # Finished rows leave the batch (and the KV cache): samples vary a lot in length, and computing rows that
+    # only emit padding wasted most of a batch's time.
+    alive = torch.arange(batch, device=device)
     all_embeds, step_embeds, past = prompt_embeds, prompt_embeds, None
-    for _ in range(max_new_tokens):
+    steps = 0
+    for step in range(max_new_tokens):
         if use_cache:
             out = model(inputs_embeds=step_embeds, past_key_values=past, use_cache=True)
             past = out.past_key_values
         else:
             out = model(inputs_embeds=all_embeds, use_cache=False)
         logits = out.logits[:, -1, :].float()
-        log_dist = logits.log_softmax(-1)
         if temperature <= 0:
             next_ids = logits.argmax(-1)
         else:
             probs = filter_top_p(logits / temperature, top_p).softmax(-1)
             next_ids = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        active = ~finished
-        next_ids = torch.where(active, next_ids, torch.full_like(next_ids, pad_id))
-        tokens.append(next_ids)
-        logprobs.append(log_dist.gather(-1, next_ids[:, None]).squeeze(-1))
-        masks.append(active)
-        finished = finished | torch.tensor([int(t) in stop_ids for t in next_ids.tolist()], device=device)
+        tokens[alive, step] = next_ids
+        logprobs[alive, step] = logits.log_softmax(-1).gather(-1, next_ids[:, None]).squeeze(-1)
+        mask[alive, step] = True
+        steps = step + 1
+        done_now = torch.tensor([int(t) in stop_ids for t in next_ids.tolist()], dtype=torch.bool, device=device)
         if stop_text:
-            finished = finished | _rows_with_text(tokenizer, torch.stack(tokens, 1), ~finished, stop_text)
-        if bool(finished.all()) or (should_stop is not None and should_stop()):
+            done_now |= _rows_with_text(tokenizer, tokens[alive, : step + 1], ~done_now, stop_text)
+        finished[alive[done_now]] = True
+        if bool(done_now.all()) or (should_stop is not None and should_stop()):
             break
-        step_embeds = embed(next_ids).unsqueeze(1)
-        all_embeds = torch.cat([all_embeds, step_embeds], dim=1) if not use_cache else all_embeds
-    token_matrix = torch.stack(tokens, 1)
-    mask = torch.stack(masks, 1)
-    texts = [_clean(tokenizer, row[m].tolist(), stop_ids, stop_text) for row, m in zip(token_matrix, mask)]
-    return SampledBatch(token_matrix, torch.stack(logprobs, 1), mask, texts, finished.clone())
+        keep = ~done_now
+        step_embeds = embed(next_ids[keep]).unsqueeze(1)
+        if bool(done_now.any()):
+            alive = alive[keep]
+            if use_cache:
+                past.batch_select_indices(torch.nonzero(keep).flatten())
+            else:
+                all_embeds = all_embeds[keep]
+        if not use_cache:
+            all_embeds = torch.cat([all_embeds, step_embeds], dim=1)
+    tokens, logprobs, mask = tokens[:, :steps], logprobs[:, :steps], mask[:, :steps]
+    texts = [_clean(tokenizer, row[m].tolist(), stop_ids, stop_text) for row, m in zip(tokens, mask)]
+    return SampledBatch(tokens, logprobs, mask, texts, finished)
 
 
 def _rows_with_text(tokenizer, tokens: torch.Tensor, candidates: torch.Tensor, stop_text: str) -> torch.Tensor:

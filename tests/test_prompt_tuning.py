@@ -95,3 +95,24 @@ def test_generation_counts_truncated_and_honours_cancel(tiny_teacher, sst2):
     stopped = generate_samples(tiny_teacher, sst2, None, config,
                                progress=lambda d, t, new: calls.append(d), should_stop=lambda: len(calls) >= 1)
     assert stopped.cancelled and len(stopped.samples) == 2 and calls == [2]
+
+
+def test_rows_that_stop_early_leave_the_batch_without_disturbing_the_others(tiny_teacher):
+    # Stop ids picked from an unstopped run, so rows finish at different steps and get pruned from the KV cache.
+    embeds = torch.randn(5, 6, 32, generator=torch.Generator().manual_seed(3))
+    free = sample(tiny_teacher.model, tiny_teacher.tokenizer, embeds, max_new_tokens=12, temperature=0.0,
+                  stop_ids=set(), stop_text=None).tokens
+    stop_ids = {int(free[0, 2]), int(free[1, 6])}
+    kwargs = dict(max_new_tokens=12, temperature=0.0, stop_ids=stop_ids, stop_text=None)
+    batched = sample(tiny_teacher.model, tiny_teacher.tokenizer, embeds, **kwargs)
+    lengths = batched.mask.sum(1).tolist()
+    assert len(set(lengths)) > 1, "rows should stop at different steps for this test to mean anything"
+    for row in range(5):
+        alone = sample(tiny_teacher.model, tiny_teacher.tokenizer, embeds[row:row + 1], **kwargs)
+        n = lengths[row]
+        assert alone.mask.sum() == n
+        assert batched.tokens[row, :n].tolist() == alone.tokens[0, :n].tolist()
+        assert torch.allclose(batched.logprobs[row, :n], alone.logprobs[0, :n], atol=1e-4)
+        assert bool(batched.stopped[row]) == bool(alone.stopped[0])
+    no_cache = sample(tiny_teacher.model, tiny_teacher.tokenizer, embeds, use_cache=False, **kwargs)
+    assert torch.equal(no_cache.tokens, batched.tokens)
