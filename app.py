@@ -8,7 +8,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from pages import generate
+from pages import generate, jobs, setup, store
 from retrikt.jobs import JobManager
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -29,7 +29,9 @@ def build_app(workspace: str | Path) -> tuple[gr.Blocks, Studio]:
     with gr.Blocks(title="RetriKT studio") as demo:
         studio.demo = demo
         gr.Markdown("# RetriKT studio\nExtreme compression of an LLM by retrieval-based knowledge transfer.")
-        generate.build(studio)
+        # Tab order: Setup, Generate, Knowledge store, Jobs.
+        for page in (setup, generate, store, jobs):
+            page.build(studio)
     return demo, studio
 
 

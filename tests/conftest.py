@@ -2,6 +2,13 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
@@ -53,3 +60,46 @@ def tiny_teacher(teacher):
     model = LlamaForCausalLM(config).eval()
     model.requires_grad_(False)
     return Teacher(model, teacher.tokenizer, "tiny-llama", torch.device("cpu"), torch.float32, 0.0)
+
+
+@pytest.fixture(scope="session")
+def start_studio():
+    """Start a real `python app.py` on a workspace: `url, stop = start_studio(workspace)`; leftovers stop at the end."""
+    running = []
+
+    def start(workspace) -> tuple[str, object]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        # A file, not a pipe: nobody reads the server's output while it runs, and a full pipe would block it.
+        output = tempfile.TemporaryFile("w+")
+        proc = subprocess.Popen([sys.executable, "app.py", "--workspace", str(workspace), "--port", str(port)],
+                                cwd=Path(__file__).resolve().parents[1], env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                                stdout=output, stderr=subprocess.STDOUT, text=True)
+        running.append(proc)
+        url, deadline = f"http://127.0.0.1:{port}/", time.time() + 180
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    output.seek(0)
+                    raise RuntimeError(output.read()[-3000:])
+                if time.time() > deadline:
+                    proc.kill()
+                    raise TimeoutError("the studio did not start within 180 s")
+                time.sleep(1)
+
+        def stop() -> None:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
+
+        return url, stop
+
+    yield start
+    for proc in running:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=30)

@@ -1,46 +1,15 @@
 """The studio served by a real `python app.py` process, driven with gradio_client."""
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture
-def app_url(workspace, teacher):
+def app_url(workspace, teacher, start_studio):
     # `teacher` has converted the packaged GGUF into `<workspace>/cache`, so jobs load it in about a second.
-    port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "app.py", "--workspace", workspace, "--port", str(port)], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stdout.read()[-3000:])
-            time.sleep(1)
-    else:
-        proc.kill()
-        raise TimeoutError("app did not start")
+    url, stop = start_studio(workspace)
     yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    stop()
 
 
 def _wait_for(client, predicate, timeout=240):

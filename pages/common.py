@@ -1,0 +1,41 @@
+"""Helpers the tabs share: turning the core's user-fixable errors into Gradio messages."""
+from __future__ import annotations
+
+import functools
+import logging
+
+import gradio as gr
+
+from retrikt.config import ConfigError
+from retrikt.embed import EmbedderError
+from retrikt.runs import RunError
+from retrikt.store import StoreError
+from retrikt.tasks import TaskDataError
+from retrikt.teacher import TeacherLoadError
+
+USER_ERRORS = (StoreError, RunError, ConfigError, TaskDataError, TeacherLoadError, EmbedderError)
+log = logging.getLogger("retrikt.studio")
+
+
+def user_errors(fn):
+    """Run a handler; a problem the user can fix becomes a `gr.Error` with the core's message (no traceback).
+
+    `functools.wraps` keeps the signature visible, so Gradio still injects `gr.SelectData` arguments.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except USER_ERRORS as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        except UnicodeDecodeError:
+            raise gr.Error("The file is not UTF-8 text: save it with UTF-8 encoding and try again.",
+                           print_exception=False) from None
+        except Exception as exc:  # noqa: BLE001 - the page must answer with a message, never a traceback
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(f"Unexpected problem ({type(exc).__name__}: {exc}). Details are in the server log.",
+                           print_exception=False) from None
+
+    return wrapper

@@ -1,0 +1,149 @@
+"""Setup tab: choose the teacher, the task and the step-1 settings; save them as YAML or load a YAML back."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from pages.common import user_errors
+from retrikt.config import ConfigError, RunConfig, load_yaml, save_yaml
+from retrikt.setup_form import (
+    FORM_FIELDS, TEACHER_SOURCES, base_dict, check_mapping, config_from_form, config_yaml, file_preview, form_values,
+    teacher_from_form, teacher_note, teacher_to_form,
+)
+from retrikt.tasks import BUILTIN_TASKS, canonical_name
+
+BUILT_IN, UPLOADED = "Built-in task", "Upload a file (CSV, TSV, JSONL)"
+NO_COLUMN = "(none)"
+_save_dir: Path | None = None
+
+
+def _field_widget(field, value):
+    if isinstance(field.default, bool):
+        return gr.Checkbox(value=value, label=field.label)
+    if isinstance(field.default, int):
+        return gr.Number(value=value, precision=0, label=field.label)
+    if isinstance(field.default, float):
+        return gr.Number(value=value, label=field.label)
+    return gr.Textbox(value=value, label=field.label)
+
+
+def _saved_path(name: str) -> Path:
+    global _save_dir
+    if _save_dir is None:
+        _save_dir = Path(tempfile.mkdtemp(prefix="retrikt-config-"))
+    # A folder per save: two users saving at once must not download each other's file.
+    return Path(tempfile.mkdtemp(dir=_save_dir)) / f"{name}-config.yaml"
+
+
+def _guess_columns(columns: list[str]) -> tuple[str, str, str]:
+    """(first text column, second text column or none, label column): a column called label wins."""
+    label = next((c for c in columns if c.lower() in ("label", "labels", "class", "target")), columns[-1])
+    texts = [c for c in columns if c != label]
+    return (texts[0] if texts else label), NO_COLUMN, label
+
+
+def build(studio) -> None:
+    """Add the Setup tab to ``studio.demo``."""
+    default = RunConfig(workspace=str(studio.workspace))
+    defaults = form_values(default)
+    with gr.Tab("Setup"):
+        gr.Markdown("Pick the teacher, the task and the step-1 settings, then save them as a YAML file. "
+                    "The command line replays it: `python -m retrikt generate --config FILE.yaml`.")
+        with gr.Row():
+            teacher_source = gr.Radio([(v, k) for k, v in TEACHER_SOURCES.items()], value="packaged",
+                                      label="Teacher")
+            teacher_model = gr.Textbox(label="Hub id, model folder or .gguf path", interactive=False)
+            gguf_file = gr.Textbox(label="GGUF file inside that folder or repo (optional)", interactive=False)
+        teacher_info = gr.Markdown(teacher_note("packaged", "", ""))
+        task_mode = gr.Radio([BUILT_IN, UPLOADED], value=BUILT_IN, label="Task")
+        builtin = gr.Dropdown(list(BUILTIN_TASKS), value=default.task, label="Built-in task")
+        with gr.Group(visible=False) as upload_box:
+            gr.Markdown("An uploaded table is checked here (columns, labels, splits), but the pipeline runs "
+                        "**built-in tasks only** for now: a config with an uploaded task cannot be saved or run yet.")
+            task_file = gr.File(label="Task file", file_types=[".csv", ".tsv", ".jsonl", ".json"], type="filepath")
+            with gr.Row():
+                text_col1 = gr.Dropdown([], label="Text column", allow_custom_value=True)
+                text_col2 = gr.Dropdown([NO_COLUMN], value=NO_COLUMN, label="Second text column (pairs)",
+                                        allow_custom_value=True)
+                label_col = gr.Dropdown([], label="Label column", allow_custom_value=True)
+                check = gr.Button("Check the mapping")
+            preview = gr.Dataframe(label="First rows", interactive=False, wrap=True)
+            mapping_result = gr.Markdown()
+        with gr.Accordion("Step 1: prompt tuning and generation", open=True):
+            widgets = []
+            for start in range(0, len(FORM_FIELDS), 4):
+                with gr.Row():
+                    widgets += [_field_widget(f, v) for f, v in
+                                zip(FORM_FIELDS[start:start + 4], defaults[start:start + 4])]
+        with gr.Row():
+            save = gr.Button("Save config as YAML", variant="primary")
+            saved_file = gr.File(label="Saved config (download)", interactive=False)
+            load_file = gr.File(label="Load a config YAML", file_types=[".yaml", ".yml"], type="filepath")
+        yaml_view = gr.Code(language="yaml", label="Config", interactive=False)
+        base = gr.State(None)  # the loaded config's data: fields the form does not show are kept on save
+
+    def on_teacher(source, model, gguf):
+        editable = source != "packaged"
+        return (gr.update(interactive=editable), gr.update(interactive=editable),
+                teacher_note(source, model, gguf))
+
+    teacher_in = [teacher_source, teacher_model, gguf_file]
+    teacher_source.change(on_teacher, teacher_in, [teacher_model, gguf_file, teacher_info], api_visibility="private")
+    for box in (teacher_model, gguf_file):
+        box.blur(on_teacher, teacher_in, [teacher_model, gguf_file, teacher_info], api_visibility="private")
+        box.submit(on_teacher, teacher_in, [teacher_model, gguf_file, teacher_info], api_visibility="private")
+    task_mode.change(lambda mode: (gr.update(visible=mode == BUILT_IN), gr.update(visible=mode == UPLOADED)),
+                     task_mode, [builtin, upload_box], api_visibility="private")
+
+    @user_errors
+    def on_file(path):
+        if not path:
+            return gr.update(), gr.update(), gr.update(), pd.DataFrame(), ""
+        columns, rows = file_preview(path)
+        first, second, label = _guess_columns(columns)
+        return (gr.update(choices=columns, value=first), gr.update(choices=[NO_COLUMN, *columns], value=second),
+                gr.update(choices=columns, value=label), pd.DataFrame(rows, columns=columns),
+                f"{len(columns)} columns found; check the mapping below.")
+
+    @user_errors
+    def on_check(path, first, second, label, seed):
+        if not path:
+            raise ConfigError("Upload a task file first.")
+        return check_mapping(path, [first, "" if second == NO_COLUMN else second], label, seed=int(seed or 13))
+
+    @user_errors
+    def on_save(base_data, source, model, gguf, mode, task, *values):
+        if mode != BUILT_IN:
+            raise ConfigError("A config with an uploaded task cannot be saved yet: the pipeline runs built-in "
+                              "tasks only. Switch the task to a built-in one to save.")
+        config = config_from_form(base_data, workspace=str(studio.workspace), task=task,
+                                  teacher=teacher_from_form(source, model, gguf), values=list(values))
+        path = _saved_path(config.run_name or config.task)
+        save_yaml(config, path)
+        return str(path), config_yaml(config), base_dict(config)
+
+    @user_errors
+    def on_load(path):
+        if not path:
+            raise ConfigError("Choose a .yaml file to load.")
+        config = load_yaml(path)
+        config.task = canonical_name(config.task)
+        source, model, gguf = teacher_to_form(config.teacher.model, config.teacher.gguf_file)
+        gr.Info(f"Loaded {Path(path).name}.")
+        return [source, gr.update(value=model, interactive=source != "packaged"),
+                gr.update(value=gguf, interactive=source != "packaged"), teacher_note(source, model, gguf),
+                BUILT_IN, config.task, *form_values(config), base_dict(config), config_yaml(config)]
+
+    task_file.upload(on_file, task_file, [text_col1, text_col2, label_col, preview, mapping_result],
+                     api_name="setup_preview")
+    seed = widgets[[f.key for f in FORM_FIELDS].index("seed")]
+    check.click(on_check, [task_file, text_col1, text_col2, label_col, seed], mapping_result,
+                api_name="setup_check_mapping")
+    save.click(on_save, [base, *teacher_in, task_mode, builtin, *widgets], [saved_file, yaml_view, base],
+               api_name="setup_save")
+    load_file.upload(on_load, load_file, [*teacher_in, teacher_info, task_mode, builtin, *widgets, base, yaml_view],
+                     api_name="setup_load")
+

@@ -1,0 +1,300 @@
+"""Knowledge store tab: browse, search, curate, import/export a run's store and see its 2-D embedding map."""
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import threading
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+import plotly.graph_objects as go
+
+from pages.common import USER_ERRORS, user_errors
+from retrikt.embed import EmbedderError, default_embedder
+from retrikt.store import SOURCES, StoreError
+from retrikt.store_view import (
+    AGREEMENT_CHOICES, ANY, MAX_ROWS, TABLE_COLUMNS, Filters, describe, embedding_map, manual_entry, map_figure,
+    open_run_store, run_overview, runs_newest_first, search, select, table,
+)
+
+MAX_FIELDS = 4
+"""Text boxes for a hand-written entry: COPA, with four fields, has the most of the built-in tasks."""
+
+_export_root: Path | None = None
+
+
+def _empty_table() -> pd.DataFrame:
+    return pd.DataFrame([], columns=list(TABLE_COLUMNS))
+
+
+def _empty_figure(message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=message, height=460, xaxis_visible=False, yaxis_visible=False)
+    return fig
+
+
+def _filters(label, source, agreement, min_reward, contains) -> Filters:
+    return Filters(label or ANY, source or ANY, agreement or ANY, min_reward, (contains or "").strip())
+
+
+def _render(workspace, run_name, selected, label, source, agreement, min_reward, contains, query, k):
+    """(status, table, map) for the run under the current filters or semantic query."""
+    rs = open_run_store(workspace, run_name)
+    filters = _filters(label, source, agreement, min_reward, contains)
+    total = rs.store.count()
+    if query and query.strip():
+        k = int(k or 0)
+        hits = search(rs.store, query.strip(), k, filters)
+        entries = [e for e, _ in hits]
+        headers, rows = table(entries, [s for _, s in hits])
+        status = f"{len(entries)} entries closest in meaning to “{query.strip()}” (the {k} nearest, then filtered)."
+    else:
+        entries = select(rs.store, filters)
+        headers, rows = table(entries)
+        status = f"{len(entries)} of {total} entries match the filters."
+        if len(entries) > MAX_ROWS:
+            status += f" The table shows the first {MAX_ROWS}: narrow the filters to see the rest."
+    if total == 0:
+        status = "The store is empty: add entries by hand, import a JSONL file, or run step 1."
+    emap = embedding_map(rs.store, {e.id for e in entries})
+    figure = map_figure(emap, rs.task.labels, (selected or "").strip() or None)
+    return status, pd.DataFrame(rows, columns=headers), figure
+
+
+def _export_path(run_name: str) -> Path:
+    global _export_root
+    if _export_root is None:
+        _export_root = Path(tempfile.mkdtemp(prefix="retrikt-export-"))
+    # A folder per export: two exports of one run at the same time must not share a file.
+    return Path(tempfile.mkdtemp(dir=_export_root)) / f"{run_name}-store.jsonl"
+
+
+def _require_id(entry_id: str | None) -> str:
+    entry_id = (entry_id or "").strip()
+    if not entry_id:
+        raise StoreError("Select an entry first: click a table row, or paste an id (the map shows it on hover).")
+    return entry_id
+
+
+def _warm_embedder() -> None:
+    # A missing embedder is reported when a store is opened; here it only must not kill the thread loudly.
+    with contextlib.suppress(EmbedderError):
+        default_embedder()
+
+
+def build(studio) -> None:
+    """Add the Knowledge store tab to ``studio.demo``."""
+    workspace = studio.workspace
+    # Every store opens with the embedder, which takes seconds to load: load it now, not on the first page view.
+    threading.Thread(target=_warm_embedder, name="embedder-warmup", daemon=True).start()
+    with gr.Tab("Knowledge store"):
+        gr.Markdown("The teacher-labelled samples of a run. Filter, search, fix labels, delete or add entries, "
+                    "and export or import them as JSONL.")
+        with gr.Row():
+            run = gr.Dropdown([], label="Run", allow_custom_value=True, scale=4)
+            refresh_runs = gr.Button("Refresh runs", scale=1)
+        run_info = gr.Markdown()
+        with gr.Row():
+            label_f = gr.Dropdown([ANY], value=ANY, label="Label", allow_custom_value=True)
+            source_f = gr.Dropdown([ANY, *SOURCES], value=ANY, label="Source")
+            agree_f = gr.Dropdown(list(AGREEMENT_CHOICES), value=ANY, label="Teacher agreement")
+            min_reward = gr.Number(None, label="Min reward total (PPO entries; empty = no minimum)")
+            contains = gr.Textbox(label="Text contains (case-insensitive)")
+        with gr.Row():
+            query = gr.Textbox(label="Semantic search: entries closest in meaning to this text (empty = plain list)",
+                               scale=4)
+            k = gr.Number(20, precision=0, label="Results", scale=1)
+            apply = gr.Button("Apply filters / search", variant="primary", scale=1)
+        status = gr.Markdown()
+        entries = gr.Dataframe(_empty_table(), label="Entries (click a row to open it)", interactive=False,
+                               wrap=True, max_height=420)
+        with gr.Row():
+            with gr.Column(scale=3):
+                emap = gr.Plot(label="Embedding map: colour = label, symbol = source")
+                gr.Markdown("Hover a point to see its id; paste the id on the right to open the entry "
+                            "(Gradio's plot cannot report clicks on points).")
+            with gr.Column(scale=2):
+                with gr.Row():
+                    entry_id = gr.Textbox(label="Entry id", scale=3)
+                    open_btn = gr.Button("Open", scale=1)
+                details = gr.Markdown()
+                with gr.Row():
+                    new_label = gr.Dropdown([], label="Label", allow_custom_value=True, scale=3)
+                    set_label = gr.Button("Set label", scale=1)
+                curated = gr.Checkbox(label="Curated (checked by a person)")
+                delete = gr.Button("Delete this entry", variant="stop")
+        with gr.Accordion("Add an entry by hand", open=False):
+            field_boxes = [gr.Textbox(label=f"Field {n + 1}", visible=n == 0) for n in range(MAX_FIELDS)]
+            with gr.Row():
+                add_label = gr.Dropdown([], label="Label", allow_custom_value=True)
+                add = gr.Button("Add entry")
+        with gr.Accordion("Bulk clean-up", open=False):
+            disagree = gr.Button("Delete every entry where the teacher disagrees…", variant="stop")
+            with gr.Group(visible=False) as confirm_box:
+                confirm_text = gr.Markdown()
+                with gr.Row():
+                    confirm = gr.Button("Yes, delete them", variant="stop")
+                    keep = gr.Button("No, keep them")
+        with gr.Accordion("Export / import JSONL", open=False):
+            with gr.Row():
+                export = gr.Button("Export the store")
+                export_file = gr.File(label="Exported file", interactive=False)
+            with gr.Row():
+                import_file = gr.File(label="JSONL file to import", file_types=[".jsonl"], type="filepath")
+                import_btn = gr.Button("Import")
+
+    filters = [label_f, source_f, agree_f, min_reward, contains, query, k]
+    view_in = [run, entry_id, *filters]
+    view_out = [status, entries, emap]
+
+    def runs_update(current):
+        names = runs_newest_first(workspace)
+        value = current if current in names else (names[0] if names else None)
+        return gr.update(choices=names, value=value)
+
+    @user_errors
+    def on_run(run_name, label, source, agreement, reward, text, search_text, top_k):
+        # Picking a run that has no store is not an error: say so and show an empty view.
+        try:
+            rs = open_run_store(workspace, run_name)
+        except USER_ERRORS as exc:
+            if run_name:
+                gr.Warning(str(exc))
+            empty = [gr.update(choices=[], value=None)] * 2
+            return [str(exc), gr.update(choices=[ANY], value=ANY), *empty,
+                    *[gr.update(visible=n == 0, label=f"Field {n + 1}", value="") for n in range(MAX_FIELDS)],
+                    "", _empty_table(), _empty_figure("No store"), "", ""]
+        labels, fields = list(rs.task.labels), rs.task.text_fields
+        boxes = [gr.update(visible=n < len(fields), value="",
+                           label=rs.task.field_names[fields[n]] if n < len(fields) else "") for n in range(MAX_FIELDS)]
+        label = label if label in labels else ANY
+        try:
+            view = _render(workspace, run_name, None, label, source, agreement, reward, text, search_text, top_k)
+        except USER_ERRORS as exc:
+            gr.Warning(str(exc))
+            view = (str(exc), _empty_table(), _empty_figure("No entries to map"))
+        return [run_overview(rs), gr.update(choices=[ANY, *labels], value=label),
+                gr.update(choices=labels, value=None), gr.update(choices=labels, value=labels[0]), *boxes,
+                *view, "", ""]
+
+    run_out = [run_info, label_f, new_label, add_label, *field_boxes, *view_out, entry_id, details]
+
+    @user_errors
+    def on_list(run_name, selected, *values):
+        return _render(workspace, run_name, selected, *values)
+
+    def opened(run_name, entry_id_value, values):
+        entry_id_value = _require_id(entry_id_value)
+        rs = open_run_store(workspace, run_name)
+        entry = rs.store.get([entry_id_value])[0]
+        figure = _render(workspace, run_name, entry.id, *values)[2]
+        return entry.id, describe(entry, rs.task), gr.update(value=entry.label), entry.curated, figure
+
+    @user_errors
+    def on_open(run_name, entry_id_value, *values):
+        return opened(run_name, entry_id_value, values)
+
+    @user_errors
+    def on_row(run_name, label, source, agreement, reward, text, search_text, top_k, evt: gr.SelectData):
+        row = evt.row_value or []
+        if not row:
+            raise StoreError("That row has no entry: refresh the table.")
+        return opened(run_name, str(row[0]), (label, source, agreement, reward, text, search_text, top_k))
+
+    @user_errors
+    def on_set_label(run_name, entry_id_value, label, *values):
+        entry_id_value = _require_id(entry_id_value)
+        rs = open_run_store(workspace, run_name)
+        entry = rs.store.update_label(entry_id_value, label)
+        message, table_value, figure = _render(workspace, run_name, entry_id_value, *values)
+        return f"Entry {entry.id} now has label **{entry.label}**. {message}", table_value, figure, \
+            describe(entry, rs.task)
+
+    @user_errors
+    def on_curated(run_name, entry_id_value, flag, *values):
+        entry_id_value = _require_id(entry_id_value)
+        rs = open_run_store(workspace, run_name)
+        rs.store.set_curated([entry_id_value], bool(flag))
+        entry = rs.store.get([entry_id_value])[0]
+        message, table_value, figure = _render(workspace, run_name, entry_id_value, *values)
+        state = "marked curated" if flag else "no longer curated"
+        return f"Entry {entry.id} is {state}. {message}", table_value, figure, describe(entry, rs.task)
+
+    @user_errors
+    def on_delete(run_name, entry_id_value, *values):
+        entry_id_value = _require_id(entry_id_value)
+        if open_run_store(workspace, run_name).store.delete([entry_id_value]) == 0:
+            raise StoreError(f"No entry {entry_id_value!r} in this store: it may already be deleted; refresh.")
+        message, table_value, figure = _render(workspace, run_name, None, *values)
+        return f"Deleted entry {entry_id_value}. {message}", table_value, figure, "", ""
+
+    @user_errors
+    def on_add(run_name, *values):
+        texts, label, view_values = values[:MAX_FIELDS], values[MAX_FIELDS], values[MAX_FIELDS + 1:]
+        rs = open_run_store(workspace, run_name)
+        entry = manual_entry(rs.task, dict(zip(rs.task.text_fields, texts)), label)
+        rs.store.add([entry])
+        message, table_value, figure = _render(workspace, run_name, entry.id, *view_values)
+        return f"Added entry {entry.id}. {message}", table_value, figure, entry.id, describe(entry, rs.task)
+
+    @user_errors
+    def on_disagree(run_name):
+        store = open_run_store(workspace, run_name).store
+        n = store.count({"agreement": False})
+        if n == 0:
+            gr.Warning("No entry has a teacher label that differs from its label: nothing to delete.")
+            return gr.update(visible=False), ""
+        return gr.update(visible=True), (f"**Delete {n} of {store.count()} entries** whose teacher label differs "
+                                         "from their label? This cannot be undone (export the store first to keep "
+                                         "a copy).")
+
+    @user_errors
+    def on_confirm(run_name, selected, *values):
+        n = open_run_store(workspace, run_name).store.delete_where_teacher_disagrees()
+        message, table_value, figure = _render(workspace, run_name, selected, *values)
+        return gr.update(visible=False), f"Deleted {n} entries where the teacher disagreed. {message}", \
+            table_value, figure
+
+    @user_errors
+    def on_export(run_name):
+        rs = open_run_store(workspace, run_name)
+        if rs.store.count() == 0:
+            raise StoreError("The store is empty: there is nothing to export.")
+        path = _export_path(rs.run.name)
+        n = rs.store.export_jsonl(path)
+        gr.Info(f"Exported {n} entries.")
+        return str(path)
+
+    @user_errors
+    def on_import(run_name, path, selected, *values):
+        if not path:
+            raise StoreError("Choose a .jsonl file to import first.")
+        n = open_run_store(workspace, run_name).store.import_jsonl(path)
+        if n == 0:
+            gr.Warning("The file holds no entries: nothing was imported.")
+        message, table_value, figure = _render(workspace, run_name, selected, *values)
+        return f"Imported {n} entries from {Path(path).name}. {message}", table_value, figure
+
+    refresh_runs.click(runs_update, run, run, api_name="store_runs").then(
+        on_run, [run, *filters], run_out, api_visibility="private")
+    run.input(on_run, [run, *filters], run_out, api_name="store_open_run")
+    studio.demo.load(runs_update, run, run, api_visibility="private").then(
+        on_run, [run, *filters], run_out, api_visibility="private")
+    apply.click(on_list, view_in, view_out, api_name="store_list")
+    query.submit(on_list, view_in, view_out, api_visibility="private")
+    contains.submit(on_list, view_in, view_out, api_visibility="private")
+    entry_out = [entry_id, details, new_label, curated, emap]
+    open_btn.click(on_open, view_in, entry_out, api_name="store_open")
+    entry_id.submit(on_open, view_in, entry_out, api_visibility="private")
+    entries.select(on_row, [run, *filters], entry_out, api_visibility="private")
+    set_label.click(on_set_label, [run, entry_id, new_label, *filters], [*view_out, details],
+                    api_name="store_set_label")
+    curated.input(on_curated, [run, entry_id, curated, *filters], [*view_out, details], api_name="store_set_curated")
+    delete.click(on_delete, view_in, [*view_out, entry_id, details], api_name="store_delete")
+    add.click(on_add, [run, *field_boxes, add_label, *filters], [*view_out, entry_id, details], api_name="store_add")
+    disagree.click(on_disagree, run, [confirm_box, confirm_text], api_name="store_disagree_preview")
+    confirm.click(on_confirm, view_in, [confirm_box, *view_out], api_name="store_disagree_confirm")
+    keep.click(lambda: gr.update(visible=False), None, confirm_box, api_visibility="private")
+    export.click(on_export, run, export_file, api_name="store_export")
+    import_btn.click(on_import, [run, import_file, entry_id, *filters], view_out, api_name="store_import")

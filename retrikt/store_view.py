@@ -1,0 +1,277 @@
+"""What the knowledge-store tab shows: a run's store opened read-safely, filtered table rows, entry details,
+hand-written entries and a 2-D embedding map. Plain Python (no UI library), so it is testable on its own.
+"""
+from __future__ import annotations
+
+import functools
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .pipeline import Context, open_store
+from .runs import Run, list_runs, open_run
+from .store import Entry, KnowledgeStore, StoreError, collection_name, list_collections
+from .tasks import Task, TaskDataError, load_builtin, normalize_text
+
+ANY = "any"
+AGREEMENT_CHOICES = (ANY, "agrees", "disagrees", "not scored")
+TABLE_COLUMNS = ("id", "label", "source", "teacher label", "agreement", "teacher confidence", "reward total",
+                 "curated", "text")
+SIMILARITY_COLUMN = "similarity"
+MAX_ROWS = 500
+"""Rows sent to the table at most; a browser table of thousands of rows is slow and nobody reads it."""
+
+_SYMBOLS = {"train": "circle", "generated:step1": "diamond", "generated:ppo": "square", "manual": "star"}
+_PALETTE = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff",
+            "#fecb52")
+
+
+@dataclass
+class RunStore:
+    """A run with its task and its opened knowledge store."""
+
+    run: Run
+    task: Task
+    store: KnowledgeStore
+
+
+@functools.lru_cache(maxsize=16)
+def _task(name: str, seed: int) -> Task:
+    return load_builtin(name, seed=seed)
+
+
+def runs_newest_first(workspace: str | Path) -> list[str]:
+    """Run names of the workspace, most recently created first."""
+    root = Path(workspace) / "runs"
+
+    def created(name: str) -> float:
+        try:
+            return (root / name / "config.yaml").stat().st_mtime
+        except OSError:  # deleted while listing: it sorts last and the next refresh drops it
+            return 0.0
+
+    return sorted(list_runs(workspace), key=created, reverse=True)
+
+
+def open_run_store(workspace: str | Path, run_name: str | None) -> RunStore:
+    """Open the store of an existing run without ever creating one (StoreError when there is none)."""
+    if not run_name:
+        raise StoreError("Pick a run first (no runs yet? run step 1 in the Generate tab).")
+    # Only names listed in the workspace: a free-form path would reach folders outside it.
+    if run_name not in list_runs(workspace):
+        raise StoreError(f"There is no run {run_name!r} in this workspace (any more): refresh the run list.")
+    run = open_run(workspace, run_name)
+    try:
+        task = _task(run.config.task, run.config.seed)
+    except TaskDataError as exc:
+        raise StoreError(f"Run {run_name} uses task {run.config.task!r}, which cannot be loaded: {exc}") from exc
+    url = run.config.store.url
+    if not url and not run.store_dir.is_dir():
+        raise StoreError(f"Run {run_name} has no knowledge store (its store folder is missing): run step 1 for it.")
+    name = collection_name(task.name, run.name)
+    if name not in list_collections(path=None if url else run.store_dir, url=url):
+        raise StoreError(f"Run {run_name} has no knowledge store yet: run step 1 for it, or import a JSONL file "
+                         "into a run that has one.")
+    return RunStore(run, task, open_store(Context(run, task, None)))
+
+
+def run_overview(rs: RunStore) -> str:
+    """One Markdown paragraph about the run: task, labels, teacher, status and store size."""
+    summary = rs.run.summary()
+    teacher = summary.get("teacher") or rs.run.config.teacher.model
+    status = summary.get("status", "unknown")
+    return (f"**{rs.run.name}** · task {rs.task.name} (labels {', '.join(rs.task.labels)}) · teacher {teacher} · "
+            f"status {status} · **{rs.store.count()}** entries in the store")
+
+
+# ---------------------------------------------------------------- filters and rows
+
+@dataclass
+class Filters:
+    """What the table shows; ``ANY`` (or None / empty) means no filter on that column."""
+
+    label: str | None = ANY
+    source: str | None = ANY
+    agreement: str | None = ANY
+    min_reward: float | None = None
+    contains: str = ""
+
+    def __post_init__(self):
+        self.agreement = self.agreement or ANY
+        if self.agreement not in AGREEMENT_CHOICES:
+            raise StoreError(f"Agreement filter {self.agreement!r} is not one of {list(AGREEMENT_CHOICES)}.")
+        if self.min_reward is not None and not np.isfinite(float(self.min_reward)):
+            raise StoreError("The minimum reward must be a finite number (or empty for no minimum).")
+
+    def matches(self, entry: Entry) -> bool:
+        """True when ``entry`` passes every filter (the same test `select` applies)."""
+        if self.label not in (None, ANY) and entry.label != self.label:
+            return False
+        if self.source not in (None, ANY) and entry.source != self.source:
+            return False
+        wanted = {"agrees": True, "disagrees": False, "not scored": None}
+        if self.agreement != ANY and entry.agreement is not wanted[self.agreement]:
+            return False
+        if self.min_reward is not None:
+            total = _reward_total(entry)
+            if total is None or total < float(self.min_reward):
+                return False
+        return not self.contains or self.contains.lower() in entry.text.lower()
+
+
+def select(store: KnowledgeStore, filters: Filters) -> list[Entry]:
+    """Entries passing ``filters`` in insertion order; the text filter is a case-insensitive substring."""
+    agreement = {"agrees": True, "disagrees": False}.get(filters.agreement)
+    entries = store.list(label=None if filters.label in (None, ANY) else filters.label,
+                         source=None if filters.source in (None, ANY) else filters.source,
+                         agreement=agreement,
+                         min_reward=None if filters.min_reward is None else float(filters.min_reward))
+    # Chroma's text filter is case-sensitive and "not scored" is an absent key, so those two are checked here.
+    return [e for e in entries if filters.matches(e)]
+
+
+def search(store: KnowledgeStore, query: str, k: int, filters: Filters) -> list[tuple[Entry, float]]:
+    """The ``k`` entries semantically closest to ``query``, then narrowed by ``filters``, best first."""
+    if not isinstance(k, int) or k < 1:
+        raise StoreError(f"The number of search results must be a positive whole number, got {k!r}.")
+    return [(e, sim) for e, sim in store.search_text(query, k) if filters.matches(e)]
+
+
+def _reward_total(entry: Entry) -> float | None:
+    if not entry.rewards:
+        return None
+    return float(entry.rewards["total"]) if "total" in entry.rewards else float(sum(entry.rewards.values()))
+
+
+def entry_row(entry: Entry) -> list:
+    """One table row in ``TABLE_COLUMNS`` order (blank cells for what the entry does not have)."""
+    confidence = max(entry.soft_labels.values()) if entry.soft_labels else None
+    reward = _reward_total(entry)
+    agreement = "" if entry.agreement is None else ("yes" if entry.agreement else "no")
+    return [entry.id, entry.label, entry.source, entry.teacher_label or "", agreement,
+            "" if confidence is None else round(confidence, 3), "" if reward is None else round(reward, 3),
+            "yes" if entry.curated else "", entry.text]
+
+
+def table(entries: list[Entry], similarities: list[float] | None = None) -> tuple[list[str], list[list]]:
+    """Headers and rows (at most ``MAX_ROWS``); search results get a similarity column at the end."""
+    rows = [entry_row(e) for e in entries[:MAX_ROWS]]
+    if similarities is None:
+        return list(TABLE_COLUMNS), rows
+    return [*TABLE_COLUMNS, SIMILARITY_COLUMN], [r + [round(s, 3)] for r, s in zip(rows, similarities)]
+
+
+def describe(entry: Entry, task: Task | None = None) -> str:
+    """Markdown detail of one entry: its fields, labels, the teacher's soft labels and how it was made."""
+    names = task.field_names if task else {}
+    lines = [f"**Entry `{entry.id}`** · source `{entry.source}` · label **{entry.label}**"
+             + (" · curated" if entry.curated else "")]
+    lines += [f"- *{names.get(k, k)}*: {html.escape(v)}" for k, v in entry.fields.items()]
+    if entry.soft_labels:
+        probs = ", ".join(f"{k} {v:.3f}" for k, v in sorted(entry.soft_labels.items(), key=lambda kv: -kv[1]))
+        verdict = "agrees" if entry.agreement else "disagrees"
+        lines.append(f"- teacher: **{entry.teacher_label}** ({verdict}); soft labels {probs}")
+    else:
+        lines.append("- teacher: not scored (no soft labels)")
+    if entry.rewards:
+        lines.append("- rewards: " + ", ".join(f"{k} {v:.3f}" for k, v in entry.rewards.items()))
+    if entry.gen_settings:
+        lines.append(f"- generated with: `{json.dumps(entry.gen_settings, sort_keys=True)}`")
+    return "\n".join(lines)
+
+
+def manual_entry(task: Task, values: dict[str, str], label: str) -> Entry:
+    """An entry written by hand: the task's text fields and a label; no teacher soft labels."""
+    fields = {f: normalize_text(values.get(f) or "") for f in task.text_fields}
+    empty = [task.field_names[f] for f, v in fields.items() if not v]
+    if empty:
+        raise StoreError(f"Fill in {', '.join(empty)}: every field of {task.name} needs text.")
+    for f, choices in task.field_choices.items():
+        if fields[f] not in choices:
+            raise StoreError(f"{task.field_names[f]} must be one of {', '.join(choices)}, not {fields[f]!r}.")
+    if label not in task.labels:
+        raise StoreError(f"Unknown label {label!r}: choose one of {list(task.labels)}.")
+    return Entry(fields=fields, label=label, source="manual", text=task.serialize(fields))
+
+
+# ---------------------------------------------------------------- 2-D map
+
+@dataclass
+class EmbeddingMap:
+    """2-D PCA coordinates of store entries with what the plot colours and labels them by."""
+
+    entries: list[Entry]
+    xy: np.ndarray  # (n, 2)
+    explained: tuple[float, float]  # share of the variance each axis carries
+
+
+def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    """Project rows onto their first two principal components; (coords (n, 2), explained variance ratios).
+
+    Signs are fixed (largest loading positive) so the map does not mirror itself between refreshes.
+    """
+    vectors = np.asarray(vectors, dtype=np.float64)
+    n = vectors.shape[0]
+    coords = np.zeros((n, 2))
+    if n < 2:
+        return coords, (0.0, 0.0)
+    centered = vectors - vectors.mean(axis=0)
+    u, s, vt = np.linalg.svd(centered, full_matrices=False)
+    m = min(2, len(s))
+    flip = np.sign(vt[np.arange(m), np.abs(vt[:m]).argmax(axis=1)])
+    coords[:, :m] = u[:, :m] * s[:m] * flip
+    total = float((s ** 2).sum())
+    ratios = [(float(s[i] ** 2) / total) if total > 0 and i < m else 0.0 for i in range(2)]
+    return coords, (ratios[0], ratios[1])
+
+
+def embedding_map(store: KnowledgeStore, keep_ids: set[str] | None = None) -> EmbeddingMap:
+    """PCA of the whole store (so positions do not move when filters change), keeping ``keep_ids`` only."""
+    ids, vectors = store.all_embeddings()
+    coords, explained = pca_2d(vectors)
+    by_id = {e.id: e for e in store.list()}
+    # An entry deleted between the two reads is simply left out.
+    keep = [n for n, i in enumerate(ids) if i in by_id and (keep_ids is None or i in keep_ids)]
+    return EmbeddingMap([by_id[ids[n]] for n in keep], coords[keep].reshape(-1, 2), explained)
+
+
+def map_figure(emap: EmbeddingMap, labels: list[str] | tuple[str, ...] = (), selected: str | None = None,
+               height: int = 460) -> go.Figure:
+    """Plotly scatter: colour = label, marker symbol = source; hovering a point shows its id and text."""
+    fig = go.Figure()
+    order = list(labels) + sorted({e.label for e in emap.entries} - set(labels))
+    colours = {label: _PALETTE[n % len(_PALETTE)] for n, label in enumerate(order)}
+    groups: dict[tuple[str, str], list[int]] = {}
+    for n, e in enumerate(emap.entries):
+        groups.setdefault((e.label, e.source), []).append(n)
+    for (label, source), rows in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])):
+        picked = [emap.entries[n] for n in rows]
+        fig.add_trace(go.Scatter(
+            x=emap.xy[rows, 0], y=emap.xy[rows, 1], mode="markers", name=f"{label} · {source}",
+            marker=dict(color=colours[label], symbol=_SYMBOLS.get(source, "circle-open"), size=8, opacity=0.8,
+                        line=dict(width=0.5, color="#333")),
+            customdata=[e.id for e in picked],
+            hovertext=[_hover(e) for e in picked], hoverinfo="text"))
+    if selected:
+        at = [n for n, e in enumerate(emap.entries) if e.id == selected]
+        if at:
+            fig.add_trace(go.Scatter(x=emap.xy[at, 0], y=emap.xy[at, 1], mode="markers", name="selected",
+                                     marker=dict(size=18, symbol="circle-open", color="black", line=dict(width=2)),
+                                     hoverinfo="skip"))
+    ex, ey = emap.explained
+    title = f"{len(emap.entries)} entries, PCA of the store embeddings" if emap.entries else "No entries to map"
+    fig.update_layout(title=title, height=height, margin=dict(l=40, r=10, t=40, b=40),
+                      legend_title_text="label · source",
+                      xaxis_title=f"PC1 ({100 * ex:.0f}% of variance)", yaxis_title=f"PC2 ({100 * ey:.0f}%)")
+    return fig
+
+
+def _hover(entry: Entry) -> str:
+    text = entry.text if len(entry.text) <= 140 else entry.text[:137] + "..."
+    teacher = f"<br>teacher: {entry.teacher_label}" if entry.teacher_label else ""
+    return (f"id {entry.id}<br>{html.escape(entry.label)} · {entry.source}{teacher}<br>"
+            f"{html.escape(text).replace(chr(10), '<br>')}")

@@ -1,0 +1,213 @@
+"""Setup, Knowledge store and Jobs tabs of a real `python app.py`, driven with gradio_client (no model is run)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from test_store_view import seed_run
+
+ROOT = Path(__file__).resolve().parents[1]
+ANY = "any"
+FILTERS = [ANY, ANY, ANY, None, "", "", 20]  # label, source, agreement, min reward, text contains, query, results
+BUILT_IN, UPLOADED = "Built-in task", "Upload a file (CSV, TSV, JSONL)"
+HUB_TEACHER = "HuggingFaceTB/SmolLM2-360M-Instruct"
+
+
+def _jobs(now: float) -> list[dict]:
+    base = {"kind": "generate", "message": "", "error": None, "points": [], "samples": []}
+    return [
+        {**base, "id": "job-old", "title": "Step 1 on SST-2", "state": "done", "created": now - 100,
+         "started": now - 99, "finished": now - 40, "stage": "store", "done": 10, "total": 10, "run": "demo",
+         "log": ["[load] loading task SST-2", "done"]},
+        {**base, "id": "job-new", "title": "Step 1 on RTE", "state": "running", "created": now - 30,
+         "started": now - 29, "finished": None, "stage": "generate", "done": 3, "total": 20, "run": None,
+         "log": ["[load] loading teacher"]},
+    ]
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory, start_studio):
+    """A workspace with several small runs and two recorded jobs, served by a real studio process."""
+    workspace = tmp_path_factory.mktemp("studio")
+    for name in ("demo", "edit", "bulk", "gone"):
+        seed_run(workspace, name)
+    seed_run(workspace, "empty", entries=[])
+    no_store = workspace / "runs" / "nostore"
+    no_store.mkdir()
+    shutil.copy(workspace / "runs" / "demo" / "config.yaml", no_store / "config.yaml")
+    (workspace / "jobs.json").write_text(json.dumps(_jobs(time.time())), encoding="utf-8")
+    url, stop = start_studio(workspace)
+    yield workspace, Client(url, verbose=False)
+    stop()
+
+
+def listed(client, run, **filters) -> tuple[str, list[str], list[list]]:
+    """(status, table headers, rows) of the store tab for ``run`` with some filters changed."""
+    values = dict(zip(("label", "source", "agreement", "min_reward", "contains", "query", "k"), FILTERS))
+    values.update(filters)
+    status, table, _ = client.predict(run, "", *values.values(), api_name="/store_list")
+    return status, table["headers"], table["data"]
+
+
+def ids(rows) -> list[str]:
+    return sorted(row[0] for row in rows)
+
+
+def test_store_lists_filters_and_searches(studio):
+    _, client = studio
+    out = client.predict("demo", *FILTERS, api_name="/store_open_run")
+    assert "**8** entries" in out[0] and "labels negative, positive" in out[0]
+    status, table, figure = out[8], out[9], out[10]
+    assert status == "8 of 8 entries match the filters." and len(table["data"]) == 8
+    assert figure["type"] == "plotly" and '"customdata"' in figure["plot"]
+    assert ids(listed(client, "demo", label="negative")[2]) == ["g2", "g3", "p2", "t2"]
+    assert ids(listed(client, "demo", source="generated:step1", agreement="disagrees")[2]) == ["g2", "g3"]
+    assert ids(listed(client, "demo", min_reward=1.0)[2]) == ["p1"]
+    assert ids(listed(client, "demo", contains="boring")[2]) == ["g2"]
+    status, headers, rows = listed(client, "demo", query="boring film with wooden actors", k=3)
+    assert headers[-1] == "similarity" and rows[0][0] == "g2" and len(rows) == 3
+    assert "closest in meaning" in status
+
+
+def test_edit_label_curate_delete_and_add(studio):
+    _, client = studio
+    status, _, _, details = client.predict("edit", "g3", "positive", *FILTERS, api_name="/store_set_label")
+    assert "now has label **positive**" in status and "(agrees)" in details
+    assert ids(listed(client, "edit", agreement="disagrees")[2]) == ["g2"]
+    with pytest.raises(AppError, match="Unknown label 'great'"):
+        client.predict("edit", "g3", "great", *FILTERS, api_name="/store_set_label")
+    with pytest.raises(AppError, match="Select an entry first"):
+        client.predict("edit", " ", "positive", *FILTERS, api_name="/store_set_label")
+    client.predict("edit", "g1", True, *FILTERS, api_name="/store_set_curated")
+    headers, rows = listed(client, "edit")[1:]
+    curated = {row[0]: row[headers.index("curated")] for row in rows}
+    assert curated["g1"] == "yes" and curated["g2"] == ""
+    status = client.predict("edit", "p2", *FILTERS, api_name="/store_delete")[0]
+    assert status.startswith("Deleted entry p2. 7 of 7")
+    with pytest.raises(AppError, match="No entry 'p2'"):
+        client.predict("edit", "p2", *FILTERS, api_name="/store_delete")
+    status, _, _, new_id, _ = client.predict("edit", "Great fun for all ages", "", "", "", "positive", *FILTERS,
+                                             api_name="/store_add")
+    rows = listed(client, "edit", source="manual")[2]
+    assert new_id in ids(rows) and any(row[-1] == "Review: Great fun for all ages" for row in rows)
+    with pytest.raises(AppError, match="Fill in Review"):
+        client.predict("edit", "  ", "", "", "", "positive", *FILTERS, api_name="/store_add")
+    opened = client.predict("edit", "g3", *FILTERS, api_name="/store_open")
+    assert opened[0] == "g3" and "label **positive**" in opened[1] and opened[3] is False
+
+
+def test_bulk_delete_where_teacher_disagrees_asks_first(studio):
+    _, client = studio
+    question = client.predict("bulk", api_name="/store_disagree_preview")
+    assert "Delete 2 of 8 entries" in str(question)
+    assert len(listed(client, "bulk")[2]) == 8  # asking deletes nothing
+    status = client.predict("bulk", "", *FILTERS, api_name="/store_disagree_confirm")[0]
+    assert status.startswith("Deleted 2 entries") and len(listed(client, "bulk")[2]) == 6
+    assert listed(client, "bulk", agreement="disagrees")[2] == []
+
+
+def test_export_then_bad_and_good_import(studio, tmp_path):
+    _, client = studio
+    exported = Path(client.predict("demo", api_name="/store_export"))
+    lines = exported.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 8 and {json.loads(line)["id"] for line in lines} >= {"g1", "p2", "m1"}
+    with pytest.raises(AppError, match="empty: there is nothing to export"):
+        client.predict("empty", api_name="/store_export")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(lines[0] + "\n{not json\n", encoding="utf-8")
+    with pytest.raises(AppError, match="bad.jsonl line 2: not valid JSON"):
+        client.predict("empty", handle_file(str(bad)), "", *FILTERS, api_name="/store_import")
+    assert listed(client, "empty")[0].startswith("The store is empty")  # the valid first line was not written
+    status = client.predict("empty", handle_file(str(exported)), "", *FILTERS, api_name="/store_import")[0]
+    assert status.startswith("Imported 8 entries") and len(listed(client, "empty")[2]) == 8
+    with pytest.raises(AppError, match="is already in"):
+        client.predict("empty", handle_file(str(exported)), "", *FILTERS, api_name="/store_import")
+    assert len(listed(client, "empty")[2]) == 8
+
+
+def test_runs_without_or_after_losing_their_store(studio):
+    workspace, client = studio
+    out = client.predict("nostore", *FILTERS, api_name="/store_open_run")
+    assert "has no knowledge store" in out[0] and out[9]["data"] == []
+    with pytest.raises(AppError, match="has no knowledge store"):
+        listed(client, "nostore")
+    assert len(listed(client, "gone")[2]) == 8
+    shutil.rmtree(workspace / "runs" / "gone" / "store")
+    with pytest.raises(AppError, match="its store folder is missing"):
+        listed(client, "gone")
+    shutil.rmtree(workspace / "runs" / "gone")
+    with pytest.raises(AppError, match="There is no run 'gone'"):
+        client.predict("gone", "g1", "positive", *FILTERS, api_name="/store_set_label")
+    assert "gone" not in str(client.predict(None, api_name="/store_runs"))
+
+
+def _form(seed=21, steps=12):
+    # seed, run name, soft prompt tokens, tuning steps, tuning batch, tuning lr, init from text,
+    # samples per label, generation batch, max new tokens, temperature, top-p, sampling seed
+    return [seed, "", 16, steps, 8, 0.03, True, 4, 16, 0, 0.7, 0.9, 5]
+
+
+def test_setup_saves_a_yaml_the_cli_reads_and_loads_it_back(studio, tmp_path):
+    _, client = studio
+    path, shown = client.predict("hub", HUB_TEACHER, "", BUILT_IN, "RTE", *_form(),
+                                 api_name="/setup_save")
+    saved = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    assert yaml.safe_load(shown) == saved
+    assert (saved["task"], saved["seed"], saved["teacher"]["model"]) == ("RTE", 21, HUB_TEACHER)
+    generation = saved["generation"]
+    assert (saved["prompt_tuning"]["steps"], generation["temperature"], generation["seed"]) == (12, 0.7, 5)
+    replay = subprocess.run([sys.executable, "-m", "retrikt", "config", "--config", path], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert replay.returncode == 0, replay.stderr
+    assert yaml.safe_load(replay.stdout) == saved
+    loaded = client.predict(handle_file(path), api_name="/setup_load")
+    assert loaded[0] == "hub" and loaded[1]["value"] == HUB_TEACHER
+    assert "loaded on first run" in loaded[3] and loaded[4:6] == (BUILT_IN, "RTE")
+    assert list(loaded[6:19]) == [21, "", 16, 12, 8, 0.03, True, 4, 16, 0, 0.7, 0.9, 5]
+    with pytest.raises(AppError, match="cannot be saved yet"):
+        client.predict("packaged", "", "", UPLOADED, "RTE", *_form(), api_name="/setup_save")
+    with pytest.raises(AppError, match="seeds 13, 21, 42, 87, 100"):
+        client.predict("packaged", "", "", BUILT_IN, "SST-2", *_form(seed=3), api_name="/setup_save")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: SST-2\ngeneration:\n  temprature: 0.5\n", encoding="utf-8")
+    with pytest.raises(AppError, match="unknown field.*generation.temprature"):
+        client.predict(handle_file(str(bad)), api_name="/setup_load")
+
+
+def test_setup_previews_an_uploaded_task_and_checks_the_mapping(studio, tmp_path):
+    _, client = studio
+    table = tmp_path / "reviews.csv"
+    table.write_text("review,label\n" + "\n".join(f"review {n},{'pos' if n % 2 else 'neg'}" for n in range(80)),
+                     encoding="utf-8")
+    first, second, label, preview, note = client.predict(handle_file(str(table)), api_name="/setup_preview")
+    assert (first["value"], second["value"], label["value"]) == ("review", "(none)", "label")
+    assert preview["headers"] == ["review", "label"] and len(preview["data"]) == 8 and "2 columns" in note
+    result = client.predict(handle_file(str(table)), "review", "(none)", "label", 13, api_name="/setup_check_mapping")
+    assert "The mapping works: 2 labels" in result
+    with pytest.raises(AppError, match="no column 'text'"):
+        client.predict(handle_file(str(table)), "text", "(none)", "label", 13, api_name="/setup_check_mapping")
+
+
+def test_jobs_tab_lists_jobs_shows_logs_and_refuses_to_cancel_finished_ones(studio):
+    _, client = studio
+    table, header, log = client.predict("", api_name="/jobs_poll")
+    rows = {row[0]: dict(zip(table["headers"], row)) for row in table["data"]}
+    assert [row[0] for row in table["data"]] == ["job-new", "job-old"]  # newest first
+    assert rows["job-new"]["state"] == "interrupted" and rows["job-old"]["state"] == "done"
+    assert rows["job-old"]["duration"] == "59s" and rows["job-old"]["run"] == "demo"
+    assert "Step 1 on RTE" in header and "interrupted: the server stopped" in log
+    table, header, log = client.predict("job-old", api_name="/jobs_poll")
+    assert "**done**" in header and "runs/demo" in header and log.endswith("done")
+    message = client.predict("job-old", api_name="/jobs_cancel")
+    assert "only queued or running jobs can be cancelled" in message
+    with pytest.raises(AppError, match="No job with id `zzz`"):
+        client.predict("zzz", api_name="/jobs_cancel")
