@@ -111,9 +111,9 @@ def tune_soft_prompt(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        report.losses.append(float(loss))
+        report.losses.append(loss.item())
         if on_step is not None:
-            on_step(step + 1, float(loss))
+            on_step(step + 1, report.losses[-1])
     peft_model.eval()
     report.seconds = time.perf_counter() - start
     return peft_model, current_soft_prompt(peft_model), report
