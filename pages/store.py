@@ -34,8 +34,18 @@ def _empty_figure(message: str) -> go.Figure:
     return fig
 
 
+def _min_reward(value) -> float | None:
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise StoreError(f"The minimum reward must be a number (or empty for no minimum), not {text!r}.") from None
+
+
 def _filters(label, source, agreement, min_reward, contains) -> Filters:
-    return Filters(label or ANY, source or ANY, agreement or ANY, min_reward, (contains or "").strip())
+    return Filters(label or ANY, source or ANY, agreement or ANY, _min_reward(min_reward), (contains or "").strip())
 
 
 def _render(workspace, run_name, selected, label, source, agreement, min_reward, contains, query, k):
@@ -99,7 +109,10 @@ def build(studio) -> None:
             label_f = gr.Dropdown([ANY], value=ANY, label="Label", allow_custom_value=True)
             source_f = gr.Dropdown([ANY, *SOURCES], value=ANY, label="Source")
             agree_f = gr.Dropdown(list(AGREEMENT_CHOICES), value=ANY, label="Teacher agreement")
-            min_reward = gr.Number(None, label="Min reward total (PPO entries; empty = no minimum)")
+            # A text box, not gr.Number: the browser shows an empty Number as 0 and sends 0, which would hide
+            # every entry without a PPO reward.
+            min_reward = gr.Textbox(label="Min reward total (PPO entries; empty = no minimum)",
+                                    placeholder="no minimum")
             contains = gr.Textbox(label="Text contains (case-insensitive)")
         with gr.Row():
             query = gr.Textbox(label="Semantic search: entries closest in meaning to this text (empty = plain list)",

@@ -72,6 +72,9 @@ def test_store_lists_filters_and_searches(studio):
     assert ids(listed(client, "demo", label="negative")[2]) == ["g2", "g3", "p2", "t2"]
     assert ids(listed(client, "demo", source="generated:step1", agreement="disagrees")[2]) == ["g2", "g3"]
     assert ids(listed(client, "demo", min_reward=1.0)[2]) == ["p1"]
+    assert len(listed(client, "demo", min_reward=" ")[2]) == 8  # the browser sends an empty box as text
+    with pytest.raises(AppError, match="minimum reward must be a number"):
+        listed(client, "demo", min_reward="lots")
     assert ids(listed(client, "demo", contains="boring")[2]) == ["g2"]
     status, headers, rows = listed(client, "demo", query="boring film with wooden actors", k=3)
     assert headers[-1] == "similarity" and rows[0][0] == "g2" and len(rows) == 3

@@ -1,0 +1,245 @@
+"""The studio in a real headless Chromium: every tab, the knowledge store view, and a step-1 job that survives a
+page reload and stops on Cancel.
+
+Screenshots go to `test-output/screenshots/`, the measured page-action latency to `test-output/latency.json`.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+from test_store_view import seed_run
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUT = ROOT / "test-output"
+SHOTS = OUTPUT / "screenshots"
+RUN = "browser-demo"
+STAGES = ("load", "score", "tune", "generate", "store")
+TABS = ("Setup", "Generate (step 1)", "Knowledge store", "Jobs")
+# Debian's Chromium as a root user in a container: no sandbox, no GPU, and no calls home that could stall a page.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+# The machine may be busy with other jobs: server round trips get generous limits (milliseconds).
+SLOW = 60_000
+JOB = 180_000
+# What the Generate and Jobs tabs say once the server answered their first poll.
+GENERATE_STATUS = re.compile(r"^(No job yet\.|Step 1 on .+ — )")
+JOBS_HEADER = re.compile(r"^(No jobs yet|.+ \(\w+\) — )")
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="session")  # session scope: set up before the slow teacher, so a missing browser fails fast
+def browser():
+    # A missing browser must fail these tests loudly: a skip would let a broken install pass unnoticed.
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.fail("Chromium is not installed, so the browser tests cannot run. `make test` installs the Debian "
+                    "packages chromium and chromium-driver when apt-get is available; install them by hand "
+                    "otherwise.", pytrace=False)
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        pytest.fail("The playwright package is missing: `make test` installs it from requirements-test.txt.",
+                    pytrace=False)
+    expect.set_options(timeout=SLOW)
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def studio_url(workspace, teacher, start_studio):
+    # `teacher` has converted the packaged GGUF into `<workspace>/cache`, so the job loads it in about a second.
+    folder = Path(workspace) / "runs" / RUN
+    shutil.rmtree(folder, ignore_errors=True)  # a workspace reused across sessions may hold it already
+    seed_run(workspace, RUN)
+    url, stop = start_studio(workspace)
+    yield url
+    stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def page(browser, studio_url):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(SLOW)
+    page = context.new_page()
+    page.goto(studio_url)
+    yield page
+    context.close()
+
+
+def open_tab(page, name):
+    """Select a tab and return its panel; role locators skip the hidden tabs, whose fields share labels."""
+    page.get_by_role("tab", name=name, exact=True).click()
+    panel = page.get_by_role("tabpanel")
+    panel.wait_for()
+    return panel
+
+
+def screenshot(page, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def grid_rows(grid) -> list[list[str]]:
+    """Cell texts of a Gradio table's data rows (the header row holds column headers, not cells)."""
+    return [row.get_by_role("gridcell").all_inner_texts() for row in grid.get_by_role("row").all()
+            if row.get_by_role("gridcell").count()]
+
+
+def test_every_tab_renders(page):
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("heading", name="RetriKT studio")).to_be_visible()
+    assert page.get_by_role("tab").all_inner_texts() == list(TABS)
+    # What each tab must show once its first server answer is in: a page that failed to load shows none of it.
+    ready = {
+        "Setup": lambda p: expect(p.get_by_text(re.compile(r"Teacher: .*parameters"))).to_be_visible(),
+        "Generate (step 1)": lambda p: expect(p.get_by_text(GENERATE_STATUS)).to_be_visible(),
+        "Knowledge store": lambda p: expect(p.get_by_text(re.compile(r"^\d+ of \d+ entries match"))).to_be_visible(),
+        "Jobs": lambda p: expect(p.get_by_text(JOBS_HEADER)).to_be_visible(),
+    }
+    for name in TABS:
+        panel = open_tab(page, name)
+        ready[name](panel)
+        screenshot(page, name.split(" (")[0].lower().replace(" ", "-"))
+
+
+def test_store_tab_lists_maps_searches_and_opens_an_entry(page):
+    from playwright.sync_api import expect
+
+    panel = open_tab(page, "Knowledge store")
+    panel.get_by_role("combobox", name="Run", exact=True).click()
+    page.get_by_role("option", name=RUN, exact=True).click()
+    expect(panel.get_by_text(re.compile(rf"^{RUN} · task SST-2"))).to_be_visible()
+    status = panel.get_by_text(re.compile(r"^\d+ (of \d+ )?entries (match|closest)"))
+    expect(status).to_have_text("8 of 8 entries match the filters.")
+    grid = panel.get_by_role("grid", name="Entries (click a row to open it)")
+    assert sorted(row[0] for row in grid_rows(grid)) == ["g1", "g2", "g3", "m1", "p1", "p2", "t1", "t2"]
+    plot = panel.locator(".js-plotly-plot")
+    expect(plot.get_by_text("8 entries, PCA of the store embeddings")).to_be_visible()
+    expect(plot.locator(".scatterlayer path.point")).to_have_count(8)
+
+    panel.get_by_role("textbox", name=re.compile("^Semantic search")).fill("boring film with wooden actors")
+    panel.get_by_role("spinbutton", name="Results").fill("3")
+    panel.get_by_role("button", name="Apply filters / search").click()
+    expect(status).to_have_text(re.compile(r"^3 entries closest in meaning to “boring film with wooden actors”"))
+    rows = grid_rows(grid)
+    assert len(rows) == 3 and rows[0][0] == "g2" and "Boring plot" in " ".join(rows[0])
+
+    grid.get_by_role("gridcell", name="Review: Boring plot and wooden acting throughout.").click()
+    expect(panel.get_by_role("textbox", name="Entry id")).to_have_value("g2")
+    expect(panel.get_by_text(re.compile(r"^Entry g2 · source generated:step1 · label negative"))).to_be_visible()
+    expect(panel.get_by_text(re.compile(r"teacher: positive \(disagrees\)"))).to_be_visible()
+    expect(plot.locator(".legendtext", has_text="selected")).to_have_count(1)  # the map marks the opened entry
+    screenshot(page, "knowledge-store-entry")
+
+
+def _store_filter_latency(page, rounds: int) -> list[float]:
+    """Seconds from clicking Apply with a text filter to the store table showing the filtered rows, per click."""
+    from playwright.sync_api import expect
+
+    open_tab(page, "Knowledge store")
+    page.get_by_role("combobox", name="Run", exact=True).click()
+    page.get_by_role("option", name=RUN, exact=True).click()
+    expect(page.get_by_text("8 of 8 entries match the filters.", exact=True)).to_be_visible()
+    samples = []
+    for _ in range(rounds):
+        samples.append(_store_filter_seconds(page, "boring", "1 of 8 entries match the filters."))
+        samples.append(_store_filter_seconds(page, "", "8 of 8 entries match the filters."))
+    return samples
+
+
+def _store_filter_seconds(page, text: str, expected: str) -> float:
+    """Seconds from clicking Apply with a text filter to the store table showing the filtered rows."""
+    from playwright.sync_api import expect
+
+    panel = page.get_by_role("tabpanel")
+    panel.get_by_role("textbox", name="Text contains (case-insensitive)").fill(text)
+    started = time.perf_counter()
+    panel.get_by_role("button", name="Apply filters / search").click()
+    expect(panel.get_by_text(expected, exact=True)).to_be_visible()
+    return time.perf_counter() - started
+
+
+def _progress(status: str) -> tuple[int, int]:
+    """(stage index, steps done) from the Generate tab's status line, to tell that a job moved on."""
+    stage, done = re.search(r"stage (\w+) (\d+)/", status).groups()
+    return STAGES.index(stage), int(done)
+
+
+def test_generate_job_runs_survives_a_reload_cancels_and_is_listed(page):
+    from playwright.sync_api import expect
+
+    jobs = open_tab(page, "Jobs")
+    jobs_grid = jobs.get_by_role("grid", name="Jobs (click a row to see its log)")
+    expect(jobs.get_by_text(JOBS_HEADER)).to_be_visible()  # the server's first answer, so the table is filled
+    known = {row[0] for row in grid_rows(jobs_grid)}
+    idle = _store_filter_latency(page, rounds=1)  # the same action with no job, to compare against
+
+    panel = open_tab(page, "Generate (step 1)")
+    panel.get_by_role("spinbutton", name="Samples per label (0 = task default)").fill("4")
+    panel.get_by_role("spinbutton", name="Tuning steps").fill("400")  # far more than the test waits for
+    panel.get_by_role("button", name="Start", exact=True).click()
+    status = panel.get_by_role("paragraph").filter(has_text=re.compile(r"^Step 1 on SST-2 — "))
+    expect(status).to_contain_text("— running", timeout=JOB)
+    # Progress: a stage past loading with at least one finished step of a known total.
+    progress = re.compile(r"running, stage (score|tune|generate) [1-9]\d*/\d+ \d+%")
+    expect(status).to_have_text(progress, timeout=JOB)
+    expect(panel.locator(".js-plotly-plot").get_by_text("Soft prompt tuning loss")).to_be_visible()
+    screenshot(page, "generate-running")
+    seen = status.inner_text()
+
+    # Page-action latency while the job holds the CPU.
+    busy = _store_filter_latency(page, rounds=3)
+
+    page.reload()
+    panel = open_tab(page, "Generate (step 1)")
+    status = panel.get_by_role("paragraph").filter(has_text=re.compile(r"^Step 1 on SST-2 — "))
+    # The reloaded page knows nothing itself: the job and its progress come back from the server.
+    expect(status).to_have_text(progress)
+    assert _progress(status.inner_text()) >= _progress(seen), (seen, status.inner_text())
+    background_state = re.search(r"stage \w+ \d+/\d+", status.inner_text())[0]
+
+    started = time.perf_counter()
+    panel.get_by_role("button", name="Cancel", exact=True).click()
+    expect(page.get_by_text("Cancel requested: the job stops at its next step.")).to_be_visible()
+    expect(status).to_contain_text("— cancelled", timeout=120_000)
+    cancel_seconds = time.perf_counter() - started
+    screenshot(page, "generate-cancelled")
+
+    jobs = open_tab(page, "Jobs")
+    jobs_grid = jobs.get_by_role("grid", name="Jobs (click a row to see its log)")
+    expect(jobs_grid.get_by_role("row").nth(1)).to_contain_text("cancelled")
+    newest = grid_rows(jobs_grid)[0]
+    assert newest[0] not in known, "the newest job is not the one this test started"
+    assert newest[1:4] == ["cancelled", "generate", "Step 1 on SST-2"] and newest[-1].startswith("SST-2-")
+    jobs_grid.get_by_role("gridcell", name=newest[0], exact=True).click()
+    expect(jobs.get_by_role("textbox", name=re.compile(r"^Selected job id"))).to_have_value(newest[0])
+    expect(jobs.get_by_text(re.compile(rf"Step 1 on SST-2 \({newest[0]}\) — cancelled"))).to_be_visible()
+    expect(jobs.get_by_role("textbox", name="Log", exact=True)).to_have_value(re.compile("cancel requested"))
+    screenshot(page, "jobs-cancelled")
+
+    latency = {
+        "action": "Knowledge store: click Apply with a text filter until the table shows the filtered rows",
+        "while": f"a step-1 job was running ({background_state})",
+        "samples_s": [round(s, 3) for s in busy],
+        "median_s": round(statistics.median(busy), 3),
+        "max_s": round(max(busy), 3),
+        "goal_s": 1.0,
+        "idle_samples_s": [round(s, 3) for s in idle],
+        "cancel_to_cancelled_s": round(cancel_seconds, 1),
+    }
+    OUTPUT.mkdir(exist_ok=True)
+    (OUTPUT / "latency.json").write_text(json.dumps(latency, indent=2) + "\n", encoding="utf-8")
+    print(f"\nstore filter latency while a job runs: median {latency['median_s']}s, max {latency['max_s']}s "
+          f"(idle: {', '.join(f'{s:.2f}s' for s in idle)}); cancel took {cancel_seconds:.0f}s")
