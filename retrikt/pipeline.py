@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .config import RunConfig
+from .control import Cancelled
 from .generation import GeneratedSample, generate_samples
 from .metrics import duplicate_rate, self_bleu
 from .prompt_tuning import save_adapter, tune_soft_prompt
@@ -15,10 +16,6 @@ from .teacher import load_teacher
 
 Progress = Callable[[str, int, int, dict], None]
 """progress(stage, done, total, info) — stages: load, tune, score, generate, store."""
-
-
-class Cancelled(Exception):
-    """Raised between steps when the caller's stop flag is set; artefacts finished so far stay valid."""
 
 
 @dataclass
@@ -94,8 +91,6 @@ def stage_score(ctx: Context, progress: Progress = _noop, should_stop=None) -> d
     scorer = TeacherScorer(ctx.teacher, ctx.task, ctx.run.config.scorer, seed=ctx.run.config.seed)
     report = scorer.fit(progress=lambda d, t: progress("score", d, t, {"message": "choosing demonstrations"}),
                         should_stop=should_stop)
-    if report is None:
-        raise Cancelled("demonstration search cancelled")
     ctx.scorer = scorer
     return {"seconds": round(time.perf_counter() - timer, 2), "demo_uids": report.demo_uids,
             "demo_accuracy": report.demo_accuracy, "candidate_accuracies": report.candidate_accuracies,

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .config import ScorerConfig
+from .control import Cancelled
 from .teacher import Teacher
 
 
@@ -80,12 +81,17 @@ class TeacherScorer:
         logits = out.logits[torch.arange(len(queries), device=device), last][:, self.verbalizer_ids]
         return logits.float().softmax(-1).cpu().numpy()
 
-    def raw_probs(self, fields_list) -> np.ndarray:
-        """Uncalibrated probabilities, cached per serialized input (same demos)."""
+    def raw_probs(self, fields_list, should_stop=None) -> np.ndarray:
+        """Uncalibrated probabilities, cached per serialized input (same demos).
+
+        Raises Cancelled between batches when `should_stop()` turns true (one batch is the longest wait).
+        """
         keys = [hashlib.sha1(self.task.serialize(f).encode()).hexdigest() for f in fields_list]
         missing = [i for i, k in enumerate(keys) if k not in self._raw_cache]
         size = self.config.batch_size
         for start in range(0, len(missing), size):
+            if should_stop is not None and should_stop():
+                raise Cancelled("teacher scoring cancelled")
             chunk = missing[start : start + size]
             for i, row in zip(chunk, self._raw_batch([fields_list[i] for i in chunk])):
                 self._raw_cache[keys[i]] = row
@@ -100,10 +106,10 @@ class TeacherScorer:
         return calibrated / calibrated.sum(-1, keepdims=True)
 
     # ---- setup -----------------------------------------------------------------------------------------------
-    def fit(self, progress=None, should_stop=None) -> ScorerReport | None:
+    def fit(self, progress=None, should_stop=None) -> ScorerReport:
         """Choose the demo set by accuracy on the held-out rest of the train split, then estimate the prior.
 
-        Returns None when `should_stop()` turned true between candidates.
+        Raises Cancelled within one scoring batch of `should_stop()` turning true.
         """
         rng = random.Random(self.seed)
         labels = self.task.labels
@@ -111,8 +117,6 @@ class TeacherScorer:
         by_label = {label: [e for e in self.task.train if e.label == label] for label in labels}
         best = None
         for c in range(self.config.demo_candidates):
-            if should_stop is not None and should_stop():
-                return None
             demos = []
             for label in labels:
                 pool = by_label[label]
@@ -121,7 +125,7 @@ class TeacherScorer:
             demo_ids = {d.uid for d in demos}
             held_out = [e for e in self.task.train if e.uid not in demo_ids]
             self._set_prefix(demos)
-            raw = self.raw_probs([e.fields for e in held_out])
+            raw = self.raw_probs([e.fields for e in held_out], should_stop)
             gold = np.array([labels.index(e.label) for e in held_out])
             accuracy = float((raw.argmax(-1) == gold).mean()) if len(held_out) else 0.0
             self.report.candidate_accuracies.append(accuracy)

@@ -66,3 +66,15 @@ def test_packaged_teacher_beats_chance_on_sst2(teacher, sst2):
     gold = np.array([sst2.label_index(e.label) for e in test])
     accuracy = (scorer.probs([e.fields for e in test]).argmax(-1) == gold).mean()
     assert accuracy > 0.6, accuracy
+
+
+def test_demo_search_stops_within_one_batch(tiny_teacher, sst2):
+    from retrikt.control import Cancelled
+
+    scorer = TeacherScorer(tiny_teacher, sst2, ScorerConfig(demo_candidates=8, batch_size=4))
+    batches = []
+    original = scorer._raw_batch
+    scorer._raw_batch = lambda fields: batches.append(len(fields)) or original(fields)
+    with pytest.raises(Cancelled):
+        scorer.fit(should_stop=lambda: len(batches) >= 2)
+    assert len(batches) == 2
