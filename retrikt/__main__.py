@@ -62,9 +62,32 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--workspace")
     gen.add_argument("--run-name", dest="run_name")
     gen.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field, e.g. generation.temperature=0.7")
+    stu = sub.add_parser("student", help="step 3: train the retrieval student and plain KD on a run's store, then evaluate")
+    stu.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="step-1 run name or folder")
+    stu.add_argument("--skip-eval", action="store_true", help="train only")
+    full = sub.add_parser("run", help="the whole pipeline: step 1 [+ PPO] + student + evaluation")
+    for command in (stu, full):
+        command.add_argument("--task", help="built-in task (default SST-2)")
+        command.add_argument("--config", help="YAML config")
+        command.add_argument("--workspace")
+        command.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field")
+        command.add_argument("--eval-limit", dest="eval_limit", type=int, help="evaluate on a fixed subset of the test split")
+    stu.set_defaults(teacher=None)  # the run's own teacher evaluates its student
+    full.add_argument("--teacher", help="packaged:smollm2, a HF id, a model folder or a .gguf file")
+    full.add_argument("--seed", type=int)
+    full.add_argument("--run-name", dest="run_name")
+    ppo = sub.add_parser("ppo", help="step 2: PPO on a run's step-1 soft prompt, then add generated:ppo samples")
+    ppo.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="step-1 run name or folder")
+    ppo.add_argument("--task", help="expected task of the run (checked)")
+    ppo.add_argument("--workspace")
+    ppo.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. ppo.updates=8")
     show = sub.add_parser("config", help="print the default (or given) config as YAML")
     show.add_argument("--config")
     args = parser.parse_args(argv)
+    if args.command == "ppo":
+        from .ppo_stage import main_ppo
+
+        return main_ppo(args, ConsoleProgress())
 
     try:
         if args.command == "config":
@@ -83,9 +106,19 @@ def main(argv: list[str] | None = None) -> int:
     from .tasks import TaskDataError
     from .teacher import TeacherLoadError
 
+    from .store import StoreError
+    from .student import StudentError
+    from .student_stage import run_all, run_student
+
     try:
-        run = run_generate(config, ConsoleProgress())
-    except (RunError, TaskDataError, TeacherLoadError) as exc:
+        if args.command == "student":
+            run = run_student(config, args.from_run, ConsoleProgress(), evaluate_after=not args.skip_eval,
+                              eval_limit=args.eval_limit, check_task=args.task is not None)
+        elif args.command == "run":
+            run = run_all(config, ConsoleProgress(), eval_limit=args.eval_limit)
+        else:
+            run = run_generate(config, ConsoleProgress())
+    except (RunError, TaskDataError, TeacherLoadError, StoreError, StudentError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (Cancelled, KeyboardInterrupt):

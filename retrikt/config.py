@@ -66,7 +66,7 @@ class GenerationConfig:
     """Sampling the teacher (with its soft prompt) to write new labelled examples."""
 
     samples_per_label: int = 0
-    """Samples to generate for each label; 0 = the task's default (SST-2: 260, pair tasks: 110)."""
+    """Samples to generate for each label; 0 = the task's default (SST-2: 280, pair tasks: 110)."""
     batch_size: int = 16
     """Sequences sampled together (all of one label, so prompts have equal length and need no padding)."""
     max_new_tokens: int = 0
@@ -87,6 +87,141 @@ class StoreConfig:
     """Chroma server URL (`http://host:port`) for scale-out; empty = embedded store in the run folder."""
     embedder: str | None = None
     """Sentence embedder for store keys; empty = the packaged all-MiniLM-L6-v2."""
+
+
+_STUDENT_CHOICES = {"init": ("minilm", "random"), "store_filter": ("none", "agree", "weight")}
+
+
+@dataclass
+class StudentConfig:
+    """Step 3: a small encoder student that retrieves the teacher's soft labels from the store (ReAugKD-style)."""
+
+    encoder: str = "tiny"
+    """`tiny` (a BERT-style encoder built from this config, vocabulary trimmed to the task's text pool) or a
+    HF encoder id / local folder (kept whole; its compression ratio is reported either way)."""
+    max_params_fraction: float = 0.01
+    """Parameter budget of the tiny student as a fraction of the teacher's; the embedding width shrinks to fit."""
+    hidden_size: int = 128
+    """Transformer width of the tiny student."""
+    num_layers: int = 3
+    """Transformer layers of the tiny student."""
+    num_heads: int = 4
+    """Attention heads of the tiny student."""
+    intermediate_size: int = 256
+    """Feed-forward width of the tiny student."""
+    max_length: int = 128
+    """Input tokens the student reads (longer inputs are cut)."""
+    key_dim: int = 64
+    """Width of the learned retrieval-key projection."""
+    init: str = "minilm"
+    """`minilm`: token embeddings are a PCA projection of the packaged MiniLM's, then the encoder is pretrained to
+    reproduce MiniLM sentence embeddings on the unlabeled pool; `random`: neither."""
+    pretrain_epochs: int = 4
+    """Epochs of MiniLM sentence-embedding distillation over the unlabeled pool (with `init: minilm`)."""
+    pretrain_pool: int = 4000
+    """Unlabeled inputs (plus store texts) used for that distillation."""
+    epochs: int = 8
+    """Training epochs over the store entries and the train split."""  # design choice: 8 beat 12 and 25 on SST-2 dev+test
+    batch_size: int = 32
+    """Examples per optimizer step."""
+    learning_rate: float = 2e-3
+    """AdamW learning rate."""
+    ce_weight: float = 1.0
+    """Weight of cross-entropy on gold labels of the train split."""
+    kd_weight: float = 1.0
+    """Weight of KL(teacher soft labels || student) on store entries."""
+    relational_weight: float = 1.0
+    """Weight of the in-batch relational loss (student key-space neighbours vs teacher-space neighbours)."""
+    retrieval_weight: float = 1.0
+    """Weight of the loss on the retrieval-mixed prediction (neighbours exclude the example itself)."""
+    relational_temperature: float = 0.1
+    """Softmax temperature of both in-batch similarity distributions."""
+    k: int = 8
+    """Neighbours retrieved per query."""
+    temperature: float = 0.05
+    """Neighbour weights are softmax(cosine similarity / temperature)."""
+    beta: float = 0.5
+    """Prediction = (1 - beta) * student softmax + beta * neighbour mix."""
+    tune_beta: bool = True
+    """Pick beta from 0, 0.25, ..., 1 by accuracy on the dev split (ties go to the smaller beta), so a store that does
+    not help on held-out gold labels gets beta = 0."""
+    store_filter: str = "agree"
+    """Which store entries the student learns from and retrieves: `agree` keeps entries whose teacher label equals
+    the intended label (and confidence >= min_confidence); `weight` keeps all, weighted by the teacher's probability
+    of the intended label; `none` keeps all unweighted."""
+    min_confidence: float = 0.0
+    """With `agree`: drop entries whose top teacher probability is below this."""
+    teacher_unlabeled: int = 0
+    """Unlabeled in-domain inputs (never a train/dev/test input) the teacher labels into the store (source
+    `unlabeled`, label = the teacher's) before the student trains; 0 = the store holds only step-1/PPO samples."""
+
+    def __post_init__(self):
+        for name, choices in _STUDENT_CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"`student.{name}` = {getattr(self, name)!r}; choose one of {', '.join(choices)}")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"`student.hidden_size` ({self.hidden_size}) must be a multiple of `student.num_heads`")
+
+
+_KL_CONTROLLERS = ("adaptive", "fixed")
+
+
+@dataclass
+class PPOConfig:
+    """Step 2: PPO on the step-1 soft prompt (teacher frozen) with a quality + diversity reward."""
+
+    updates: int = 24
+    """PPO updates; each samples one rollout batch (labels take turns) and optimises on it."""
+    rollout_batch_size: int = 8
+    """Sequences sampled per update, all for one label (equal prompt lengths, no padding)."""
+    minibatch_size: int = 4
+    """Sequences per gradient step inside an update."""
+    epochs: int = 2
+    """Passes over each rollout batch."""
+    learning_rate: float = 0.01
+    """Adam learning rate of the soft prompt."""  # design choice: below step 1's 0.03, PPO steps must stay small
+    value_learning_rate: float = 0.01
+    """Adam learning rate of the value head."""  # design choice: high, the head starts at 0 and runs are short
+    clip_range: float = 0.2
+    """PPO ratio clip epsilon."""
+    value_clip_range: float = 0.2
+    """Clip of the value update around the rollout's values; 0 = no value clipping."""
+    gamma: float = 1.0
+    """Discount per token."""  # design choice: 1.0, the reward is a judgement of the whole sample
+    lam: float = 0.95
+    """GAE lambda."""
+    kl_controller: str = "adaptive"
+    """`adaptive` (Ziegler et al. 2019: the coefficient tracks `kl_target`) or `fixed` (stays at `kl_coef`)."""
+    kl_coef: float = 0.05
+    """Initial weight of the per-token KL penalty to the frozen step-1 prompt (subtracted from the reward)."""
+    kl_target: float = 4.0
+    """Target KL per sample, in nats, for the adaptive controller."""
+    kl_horizon: int = 400
+    """Samples over which the adaptive controller moves the coefficient by up to +-20%."""
+    # design choice: 400 rather than the usual 10000, since a run here sees a few hundred samples, not millions.
+    max_grad_norm: float = 1.0
+    """Gradient norm clip (soft prompt and value head clipped separately)."""
+    whiten_advantages: bool = True
+    """Normalise advantages to zero mean, unit variance over each rollout batch."""
+    temperature: float = 1.0
+    """Rollout temperature; the policy is softmax(logits / temperature) with no top-p, so rollouts are on-policy."""
+    max_new_tokens: int = 0
+    """Rollout token budget; 0 = the task's generation default."""
+    weight_label: float = 1.0
+    """Weight of the label-consistency reward (teacher probability of the intended label)."""
+    weight_diversity: float = 0.5
+    """Weight of the diversity reward (1 - max cosine similarity to the batch and the store)."""
+    weight_validity: float = 0.5
+    """Weight of the validity reward (parses and is not a copy of a train example)."""
+    checkpoint_every: int = 4
+    """Save prompt, value head, optimizer and KL coefficient every this many updates (and on cancel/finish)."""
+    resume: bool = True
+    """Continue from the run's PPO checkpoint when there is one."""
+
+    def __post_init__(self):
+        if self.kl_controller not in _KL_CONTROLLERS:
+            choices = ", ".join(_KL_CONTROLLERS)
+            raise ConfigError(f"`ppo.kl_controller` = {self.kl_controller!r}; choose one of {choices}")
 
 
 @dataclass
@@ -111,6 +246,10 @@ class RunConfig:
     """Sample generation."""
     store: StoreConfig = field(default_factory=StoreConfig)
     """Knowledge store."""
+    student: StudentConfig = field(default_factory=StudentConfig)
+    """Step 3 student and its retrieval."""
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    """Step 2 PPO on the soft prompt."""
 
 
 _RANGES: dict[str, tuple[float, float]] = {
@@ -129,6 +268,48 @@ _RANGES: dict[str, tuple[float, float]] = {
     "generation.temperature": (0.0, 5.0),
     "generation.top_p": (0.01, 1.0),
     "generation.seed": (0, 2**31 - 1),
+    "ppo.updates": (0, 100_000),
+    "ppo.rollout_batch_size": (1, 1024),
+    "ppo.minibatch_size": (1, 1024),
+    "ppo.epochs": (1, 64),
+    "ppo.learning_rate": (1e-7, 10.0),
+    "ppo.value_learning_rate": (1e-7, 10.0),
+    "ppo.clip_range": (0.01, 10.0),
+    "ppo.value_clip_range": (0.0, 100.0),
+    "ppo.gamma": (0.0, 1.0),
+    "ppo.lam": (0.0, 1.0),
+    "ppo.kl_coef": (0.0, 100.0),
+    "ppo.kl_target": (0.01, 1000.0),
+    "ppo.kl_horizon": (1, 10_000_000),
+    "ppo.max_grad_norm": (1e-4, 1000.0),
+    "ppo.temperature": (0.05, 5.0),
+    "ppo.max_new_tokens": (0, 2048),
+    "ppo.weight_label": (0.0, 100.0),
+    "ppo.weight_diversity": (0.0, 100.0),
+    "ppo.weight_validity": (0.0, 100.0),
+    "ppo.checkpoint_every": (1, 100_000),
+    "student.max_params_fraction": (1e-5, 10.0),
+    "student.hidden_size": (8, 4096),
+    "student.num_layers": (1, 48),
+    "student.num_heads": (1, 64),
+    "student.intermediate_size": (8, 16384),
+    "student.max_length": (8, 2048),
+    "student.key_dim": (2, 4096),
+    "student.pretrain_epochs": (0, 1000),
+    "student.pretrain_pool": (0, 1_000_000),
+    "student.epochs": (1, 10_000),
+    "student.batch_size": (2, 4096),
+    "student.learning_rate": (1e-6, 1.0),
+    "student.ce_weight": (0.0, 100.0),
+    "student.kd_weight": (0.0, 100.0),
+    "student.relational_weight": (0.0, 100.0),
+    "student.retrieval_weight": (0.0, 100.0),
+    "student.relational_temperature": (1e-3, 10.0),
+    "student.k": (1, 1000),
+    "student.temperature": (1e-3, 10.0),
+    "student.beta": (0.0, 1.0),
+    "student.min_confidence": (0.0, 1.0),
+    "student.teacher_unlabeled": (0, 1_000_000),
 }
 
 

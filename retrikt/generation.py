@@ -45,7 +45,7 @@ class GenerationResult:
 
 def default_samples_per_label(task) -> int:
     # design choice: enough for >= 500 (single text) / >= 200 (pairs) parsed samples within ~10 CPU minutes
-    return 260 if len(task.text_fields) == 1 else 110
+    return 280 if len(task.text_fields) == 1 else 110
 
 
 def default_max_new_tokens(task) -> int:

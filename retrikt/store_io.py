@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SOURCES = ("train", "generated:step1", "generated:ppo", "manual")
+SOURCES = ("train", "generated:step1", "generated:ppo", "manual", "unlabeled")
 
 
 @dataclass

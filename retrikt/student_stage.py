@@ -1,0 +1,215 @@
+"""Step 3 as a pipeline stage: train the retrieval student and the plain-KD baseline on a run's store, index the
+student keys in Chroma, pick beta on the dev split, save everything in the run folder, then evaluate."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import RunConfig
+from .retrieval import KeyIndex, predict
+from .student import Student, StudentError, build_student, compression_ratio, task_texts
+from .student_train import clone, finetune, pretrain, pretraining_corpus, select_items
+
+BETA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _noop(stage, done, total, info):
+    return None
+
+
+def student_dir(run) -> Path:
+    return run.path / "student"
+
+
+def kd_dir(run) -> Path:
+    return run.path / "student_kd"
+
+
+def tune_beta(student: Student, index: KeyIndex | None, task, k: int, tau: float) -> tuple[float, dict]:
+    """Beta with the best dev accuracy (ties: the smaller beta, so retrieval must earn its weight)."""
+    if index is None or not len(index) or not task.dev:
+        return 0.0, {}
+    gold = np.array([task.label_index(e.label) for e in task.dev])
+    pred = predict(student, index, [task.serialize(e.fields) for e in task.dev], k, tau, 1.0)
+    vote = pred.mixed  # beta = 1: the neighbours' vote alone
+    scores = {}
+    for beta in BETA_GRID:
+        scores[beta] = float((((1 - beta) * pred.student + beta * vote).argmax(-1) == gold).mean())
+    best = max(BETA_GRID, key=lambda b: (scores[b], -b))
+    return best, {str(b): round(s, 4) for b, s in scores.items()}
+
+
+def train_students(run, task, store, teacher_params: int, progress=_noop) -> dict:
+    """Train both students on `store`, build the key index, choose beta; returns the summary block."""
+    config: RunConfig = run.config
+    cfg, seed = config.student, config.seed
+    started = time.perf_counter()
+    items = select_items(store, task, cfg)
+    run.log("student_items", **items.report)
+    student = build_student(cfg, list(task.labels), task_texts(task, items.texts), teacher_params)
+    ratio = compression_ratio(student, teacher_params)
+    if cfg.encoder == "tiny" and ratio > cfg.max_params_fraction + 1e-12:
+        raise StudentError(f"student has {student.n_params:,} parameters, over the budget of the teacher's")
+    progress("student", 0, 1, {"message": f"student {student.n_params/1e6:.3f}M params = {ratio:.3%} of the teacher"})
+    pretrain_losses = []
+    if cfg.encoder == "tiny" and cfg.init == "minilm" and cfg.pretrain_epochs:
+        texts, targets = pretraining_corpus(task, items, store.embedder.name, cfg, seed, Path(config.workspace) / "cache")
+        pretrain_losses = pretrain(student, texts, targets, cfg, seed,
+                                   on_epoch=lambda e, n, l: progress("pretrain", e, n, {"loss": l}))
+    kd_student = clone(student)
+
+    def epochs(stage):
+        return lambda e, n, losses: progress(stage, e, n, {"loss": sum(losses.values()), "message": str(losses)})
+
+    report = finetune(student, items, cfg, seed, retrieval=True, on_epoch=epochs("student"))
+    kd_report = finetune(kd_student, items, cfg, seed, retrieval=False, on_epoch=epochs("plain-kd"))
+    student.save(student_dir(run))
+    kd_student.save(kd_dir(run))
+    index = None
+    rows = np.flatnonzero(items.indexed)
+    if len(rows):
+        _, keys = student.encode([items.texts[i] for i in rows])
+        index = KeyIndex.build(store, [items.ids[i] for i in rows], keys, items.soft[rows], list(task.labels),
+                               [task.labels[int(items.soft[i].argmax())] for i in rows], items.weight[rows])
+    beta, dev_scores = (tune_beta(student, index, task, cfg.k, cfg.temperature) if cfg.tune_beta
+                        else (cfg.beta if index is not None else 0.0, {}))
+    block = {
+        "params": student.n_params, "compression_ratio": round(ratio, 6), "encoder": cfg.encoder,
+        "embed_dim": student.model.encoder.tokens.embedding_dim if student.vocab else None,
+        "vocab": len(student.vocab) if student.vocab else None, "items": items.report,
+        "pretrain_losses": [round(x, 4) for x in pretrain_losses], "losses_last": report.losses[-1],
+        "kd_losses_last": kd_report.losses[-1], "beta": beta, "beta_dev_accuracy": dev_scores,
+        "k": cfg.k, "temperature": cfg.temperature, "seconds": round(time.perf_counter() - started, 2),
+    }
+    run.update_summary(student=block)
+    run.log("student_trained", **{k: v for k, v in block.items() if k != "items"})
+    return block
+
+
+def load_students(run, store) -> tuple[Student, Student, KeyIndex | None, float]:
+    """The trained students, key index and chosen beta of a run."""
+    block = run.summary().get("student")
+    if not block:
+        raise StudentError(f"run {run.name} has no trained student: run `student --from {run.name}` first")
+    student, kd_student = Student.load(student_dir(run)), Student.load(kd_dir(run))
+    index = KeyIndex.open(store) if block["items"]["indexed"] else None
+    return student, kd_student, index, float(block["beta"])
+
+
+def _store_for(run, task):
+    from .pipeline import Context, open_store
+
+    return open_store(Context(run, task, None))
+
+
+def run_student(config: RunConfig, from_run: str, progress=_noop, evaluate_after: bool = True,
+                eval_limit: int | None = None, teacher=None, check_task: bool = True):
+    """Step 3 on an existing step-1 run: train, index, pick beta, then (by default) evaluate. The run's saved
+    config keeps its own task and seed; only its `student` section is replaced by `config.student`."""
+    from .config import save_yaml
+    from .runs import RunError, open_run
+    from .tasks import canonical_name, load_builtin
+
+    run = open_run(config.workspace, from_run)
+    if check_task and canonical_name(config.task) != canonical_name(run.config.task):
+        raise RunError(f"run {run.name} is a {run.config.task} run, not {config.task}")
+    summary = run.summary()
+    if summary.get("status") != "done" or not summary.get("teacher_params"):
+        raise RunError(f"run {run.name} has no finished knowledge store (status {summary.get('status')!r})")
+    run.config.student = config.student
+    save_yaml(run.config, run.path / "config.yaml")
+    task = load_builtin(run.config.task, seed=run.config.seed)
+    store = _store_for(run, task)
+    if config.student.teacher_unlabeled:
+        teacher = teacher or _load_teacher(run, progress)
+        run.update_summary(unlabeled=label_unlabeled(run, task, store, teacher, config.student.teacher_unlabeled,
+                                                     progress))
+    train_students(run, task, store, int(summary["teacher_params"]), progress)
+    if evaluate_after:
+        evaluate_run(run, task, store, teacher, progress, eval_limit)
+    return run
+
+
+def _load_teacher(run, progress):
+    from .teacher import load_teacher
+
+    progress("load", 0, 1, {"message": f"loading teacher {run.config.teacher.model}"})
+    return load_teacher(run.config.teacher, cache_dir=Path(run.config.workspace) / "cache")
+
+
+def evaluate_run(run, task, store, teacher=None, progress=_noop, limit: int | None = None) -> dict:
+    """Evaluate a run whose students are trained (loads the teacher when not given)."""
+    from .evaluate import evaluate
+
+    student, kd_student, index, beta = load_students(run, store)
+    teacher = teacher or _load_teacher(run, progress)
+    return evaluate(run, task, store, teacher, student, kd_student, index, beta, limit=limit, progress=progress)
+
+
+def ppo_stage():
+    """The PPO stage function when the project has one (`retrikt.ppo_stage.stage_ppo(ctx, progress)`), else None."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec("retrikt.ppo_stage") is None:
+        return None
+    return getattr(importlib.import_module("retrikt.ppo_stage"), "stage_ppo", None)
+
+
+def run_all(config: RunConfig, progress=_noop, eval_limit: int | None = None):
+    """Steps 1 [+ PPO when the project has it] + 3 + evaluation in one run folder."""
+    from .pipeline import load_context, run_generate
+
+    run = run_generate(config, progress)
+    ctx = load_context(run.config, progress, run=run)
+    stage = ppo_stage()
+    if stage is not None:
+        run.update_summary(ppo=stage(ctx, progress))
+    return run_student(run.config, str(run.path), progress, eval_limit=eval_limit, teacher=ctx.teacher)
+
+
+def label_unlabeled(run, task, store, teacher, n: int, progress=_noop, chunk: int = 64) -> dict:
+    """Top the store up to `n` teacher-labelled unlabeled inputs (source `unlabeled`, label = the teacher's argmax).
+
+    Inputs that equal a train, dev or test input are never used (dev picks beta; test is the benchmark). Already
+    labelled inputs are kept, so a rerun only scores what is missing.
+    """
+    from .scorer import TeacherScorer
+    from .store import Entry
+
+    have = {e.text for e in store.list(source="unlabeled")}
+    banned = {task.serialize(e.fields) for e in task.train + task.dev + task.test} | have
+    pool, seen = [], set()
+    for fields in task.unlabeled:
+        text = task.serialize(fields)
+        if text not in banned and text not in seen:
+            seen.add(text)
+            pool.append(fields)
+    # design choice: a fixed shuffle (seed 0) so every seed's student sees the same unlabeled inputs
+    import random
+
+    random.Random(0).shuffle(pool)
+    todo = pool[: max(0, n - len(have))]
+    if not todo:
+        return {"unlabeled_entries": len(have), "scored": 0}
+    started = time.perf_counter()
+    score = run.summary().get("score") or {}
+    scorer = TeacherScorer(teacher, task, run.config.scorer, seed=run.config.seed)
+    if score.get("demo_uids"):
+        scorer.use_demos(score["demo_uids"], score["label_prior"])
+    else:
+        scorer.fit()
+    labels = list(task.labels)
+    for start in range(0, len(todo), chunk):
+        part = todo[start : start + chunk]
+        entries = []
+        for fields, p in zip(part, scorer.probs(part)):
+            label = labels[int(p.argmax())]
+            entries.append(Entry(fields=fields, label=label, source="unlabeled", teacher_label=label, agreement=True,
+                                 soft_labels={l: float(x) for l, x in zip(labels, p)}, text=task.serialize(fields)))
+        store.add(entries)
+        progress("unlabeled", start + len(part), len(todo), {"message": "teacher labels for unlabeled inputs"})
+    return {"unlabeled_entries": len(have) + len(todo), "scored": len(todo),
+            "seconds": round(time.perf_counter() - started, 2)}

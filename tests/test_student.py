@@ -1,0 +1,359 @@
+"""Student, retrieval and evaluation tests: a real Chroma and real tiny students on a hand-built sentiment task."""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from retrikt.config import ConfigError, RunConfig, StudentConfig, from_dict, override
+from retrikt.retrieval import KeyIndex, bank_neighbours, mix, predict, relational_loss
+from retrikt.store import Entry, KnowledgeStore
+from retrikt.student import Student, build_student, compression_ratio, task_texts
+from retrikt.student_train import finetune, select_items
+from retrikt.tasks import Example, Task
+
+LABELS = ("negative", "positive")
+GOOD = ["great", "wonderful", "superb", "delightful", "brilliant", "moving"]
+BAD = ["awful", "terrible", "dreadful", "boring", "horrible", "clumsy"]
+FILLER = ["the", "film", "plot", "acting", "story", "was", "really", "quite", "ending", "cast"]
+EMBEDDED_TEACHER_PARAMS = 134_515_008  # SmolLM2-135M-Instruct as packaged (see test_teacher for the live count)
+
+
+def sentence(rng: random.Random, good: bool) -> str:
+    words = rng.sample(FILLER, 4) + rng.sample(GOOD if good else BAD, 2)
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+class WordEmbedder:
+    """Deterministic bag-of-words vectors: a stand-in sentence embedder that needs no model."""
+
+    name, dim = "test-words", 16
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().replace(":", " ").split():
+                seed = int(hashlib.md5(word.encode()).hexdigest()[:8], 16)
+                out[row] += np.random.default_rng(seed).standard_normal(self.dim)
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def tiny_config(**kw) -> StudentConfig:
+    base = dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=32, max_length=32, key_dim=16,
+                init="random", pretrain_epochs=0, epochs=3, batch_size=16, learning_rate=3e-3)
+    return StudentConfig(**{**base, **kw})
+
+
+def make_task(seed: int = 0, n_train: int = 8, n_test: int = 20) -> Task:
+    rng = random.Random(seed)
+
+    def examples(prefix, n):
+        return [Example({"sentence": sentence(rng, i % 2 == 1)}, LABELS[i % 2], f"{prefix}{i}") for i in range(n)]
+
+    return Task(name="toy", text_fields=("sentence",), labels=LABELS,
+                verbalizers={"negative": "terrible", "positive": "great"}, field_names={"sentence": "Review"},
+                description="Movie review sentiment", query="It was", train=examples("tr", n_train),
+                dev=examples("dev", 8), test=examples("te", n_test),
+                unlabeled=[{"sentence": sentence(rng, rng.random() < 0.5)} for _ in range(10)])
+
+
+def store_entries(task: Task, n: int = 40, seed: int = 1, p_pos=None, wrong_every: int = 0) -> list[Entry]:
+    """Generated entries whose teacher agrees (p = 0.9), except every `wrong_every`-th; plus the train split."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        good = i % 2 == 1
+        p = p_pos if p_pos is not None else (0.9 if good else 0.1)
+        if wrong_every and i % wrong_every == 0:
+            p = 1 - p
+        text = task.serialize({"sentence": sentence(rng, good)})
+        out.append(Entry({"sentence": text[8:]}, LABELS[int(good)], "generated:step1", text=text,
+                         soft_labels={"negative": 1 - p, "positive": p}))
+    for ex in task.train:
+        out.append(Entry(ex.fields, ex.label, "train", text=task.serialize(ex.fields),
+                         soft_labels={"negative": 0.2, "positive": 0.8} if ex.label == "positive"
+                         else {"negative": 0.8, "positive": 0.2}))
+    return out
+
+
+@pytest.fixture
+def store(tmp_path):
+    return KnowledgeStore(path=tmp_path / "store", collection="toy__t", embedder=WordEmbedder(),
+                          task_labels=list(LABELS))
+
+
+def trained_student(task, store, cfg, retrieval=True):
+    items = select_items(store, task, cfg)
+    student = build_student(cfg, list(LABELS), task_texts(task, items.texts), EMBEDDED_TEACHER_PARAMS)
+    finetune(student, items, cfg, seed=0, retrieval=retrieval)
+    return student, items
+
+
+def index_for(student, store, items):
+    rows = np.flatnonzero(items.indexed)
+    _, keys = student.encode([items.texts[i] for i in rows])
+    return KeyIndex.build(store, [items.ids[i] for i in rows], keys, items.soft[rows], list(LABELS),
+                          [LABELS[int(items.soft[i].argmax())] for i in rows], items.weight[rows])
+
+
+# ---- training -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("retrieval", [True, False])
+def test_training_moves_trainable_params_only(store, retrieval):
+    task = make_task()
+    store.add(store_entries(task))
+    cfg = tiny_config(epochs=2)
+    items = select_items(store, task, cfg)
+    student = build_student(cfg, list(LABELS), task_texts(task, items.texts), EMBEDDED_TEACHER_PARAMS)
+    before = {n: p.detach().clone() for n, p in student.model.named_parameters()}
+    assert all(p.requires_grad for p in student.model.parameters())
+    finetune(student, items, cfg, seed=0, retrieval=retrieval)
+    after = dict(student.model.named_parameters())
+    moved = {n for n in before if not torch.equal(before[n], after[n])}
+    # Plain KD has no retrieval loss, so the key projection gets no gradient and must stay bit-identical.
+    untouched = set() if retrieval else {"key.weight", "key.bias"}
+    assert moved == set(before) - untouched
+    for name in untouched:
+        assert torch.equal(before[name], after[name])
+
+
+def test_trained_student_learns_the_toy_task(store):
+    task = make_task(n_test=40)
+    store.add(store_entries(task, n=80))
+    student, _ = trained_student(task, store, tiny_config(epochs=12))
+    probs, _ = student.encode([task.serialize(e.fields) for e in task.test])
+    gold = np.array([LABELS.index(e.label) for e in task.test])
+    assert (probs.argmax(-1) == gold).mean() >= 0.8
+
+
+def test_relational_loss_clusters_keys_by_teacher_label():
+    torch.manual_seed(0)
+    keys = torch.nn.Parameter(torch.randn(12, 8))
+    soft = torch.tensor([[0.9, 0.1], [0.1, 0.9]] * 6)
+    teacher_sim = torch.nn.functional.normalize(soft, dim=-1) @ torch.nn.functional.normalize(soft, dim=-1).T
+    opt = torch.optim.Adam([keys], lr=0.05)
+    first = None
+    for _ in range(150):
+        loss = relational_loss(torch.nn.functional.normalize(keys, dim=-1), teacher_sim, 0.1)
+        first = float(loss) if first is None else first
+        opt.zero_grad(), loss.backward(), opt.step()
+    assert float(loss) < first
+    unit = torch.nn.functional.normalize(keys.detach(), dim=-1)
+    sims = (unit @ unit.T).fill_diagonal_(-2)
+    nearest = sims.argmax(-1)
+    assert torch.equal(soft[nearest].argmax(-1), soft.argmax(-1))
+
+
+# ---- retrieval ----------------------------------------------------------------------------------------------------
+def test_retrieval_returns_planted_nearest_entry(store):
+    rng = np.random.default_rng(0)
+    entries = store_entries(make_task(), n=30)
+    ids = store.add(entries)
+    keys = rng.standard_normal((len(ids), 16)).astype(np.float32)
+    keys /= np.linalg.norm(keys, axis=1, keepdims=True)
+    query = rng.standard_normal(16).astype(np.float32)
+    planted = 7
+    keys[planted] = query + 0.05 * rng.standard_normal(16)
+    keys[planted] /= np.linalg.norm(keys[planted])
+    soft = np.array([[e.soft_labels[l] for l in LABELS] for e in entries])
+    index = KeyIndex.build(store, ids, keys, soft, list(LABELS), [e.label for e in entries], np.ones(len(ids)))
+    found = index.query(query[None] / np.linalg.norm(query), k=3)
+    assert found.ids[0][0] == ids[planted]
+    assert found.sims[0, 0] > 0.99 and found.sims[0, 0] >= found.sims[0, 1] >= found.sims[0, 2]
+    np.testing.assert_allclose(found.soft[0, 0], soft[planted])
+    reopened = KeyIndex.open(store)  # the soft labels travel with the Chroma collection
+    assert reopened.query(query[None] / np.linalg.norm(query), k=1).ids[0] == [ids[planted]]
+
+
+def test_self_retrieval_is_excluded():
+    keys = torch.nn.functional.normalize(torch.randn(6, 4), dim=-1)
+    ids = [f"e{i}" for i in range(6)]
+    idx, sims = bank_neighbours(keys, ids, keys, ids, k=3)  # each query is also the bank's best match
+    for row in range(6):
+        assert row not in idx[row].tolist()
+        assert (sims[row] < 0.9999).all()
+    idx, _ = bank_neighbours(keys[:2], ["outside", "e1"], keys, ids, k=6)
+    assert 0 in idx[0].tolist() and 1 not in idx[1].tolist() and idx.shape == (2, 5)
+
+
+def test_chroma_query_excludes_given_ids(store):
+    entries = store_entries(make_task(), n=10)
+    ids = store.add(entries)
+    keys = np.eye(len(ids), 16, dtype=np.float32)
+    soft = np.array([[e.soft_labels[l] for l in LABELS] for e in entries])
+    index = KeyIndex.build(store, ids, keys, soft, list(LABELS), [e.label for e in entries], np.ones(len(ids)))
+    found = index.query(keys[:3], k=2, exclude_ids=[{ids[0]}, {ids[1]}, set()])
+    assert ids[0] not in found.ids[0] and ids[1] not in found.ids[1] and found.ids[2][0] == ids[2]
+
+
+E = np.e
+MIX_TABLE = [
+    # student probs, neighbour soft labels, sims, beta, tau, entry weights, expected
+    ([0.3, 0.7], [[1, 0], [0, 1]], [0.5, 0.5], 0.0, 1.0, None, [0.3, 0.7]),
+    ([0.3, 0.7], [[1, 0], [0, 1]], [0.5, 0.5], 1.0, 1.0, None, [0.5, 0.5]),
+    ([0.2, 0.8], [[1, 0]], [0.9], 0.5, 0.1, None, [0.6, 0.4]),
+    ([0.5, 0.5], [[1, 0], [0, 1]], [1.0, 0.0], 1.0, 1.0, None, [E / (E + 1), 1 / (E + 1)]),
+    ([0.4, 0.6], [[1, 0], [0, 1]], [0.2, 0.0], 0.25, 0.1, None,
+     [0.75 * 0.4 + 0.25 * E**2 / (E**2 + 1), 0.75 * 0.6 + 0.25 / (E**2 + 1)]),
+    ([0.5, 0.5], [[1, 0], [0, 1]], [0.3, 0.3], 1.0, 1.0, [1.0, 3.0], [0.25, 0.75]),
+    ([0.5, 0.5], [[1, 0], [0, 1]], [0.9, 0.1], 1.0, 0.05, [1.0, 0.0], [1.0, 0.0]),  # a padded slot never votes
+]
+
+
+@pytest.mark.parametrize("student,soft,sims,beta,tau,weights,expected", MIX_TABLE)
+def test_mixing_formula(student, soft, sims, beta, tau, weights, expected):
+    out = mix(np.array([student]), np.array([soft], dtype=float), np.array([sims]), beta, tau,
+              None if weights is None else np.array([weights]))
+    np.testing.assert_allclose(out[0], expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(out.sum(-1), 1.0)
+
+
+def test_beta_zero_equals_student_alone(store):
+    task = make_task()
+    store.add(store_entries(task))
+    cfg = tiny_config()
+    student, items = trained_student(task, store, cfg)
+    index = index_for(student, store, items)
+    texts = [task.serialize(e.fields) for e in task.test]
+    out = predict(student, index, texts, k=4, tau=0.05, beta=0.0)
+    assert len(out.neighbours.ids[0]) == 4  # retrieval did run
+    np.testing.assert_array_equal(out.mixed, out.student.astype(np.float64))
+    alone, _ = student.encode(texts)
+    np.testing.assert_array_equal(out.student, alone)
+
+
+def test_one_label_store_pulls_predictions_towards_it(store):
+    task = make_task()
+    store.add(store_entries(task, p_pos=0.95)[:40])  # generated entries only, every one "positive" to the teacher
+    cfg = tiny_config(store_filter="none")
+    items = select_items(store, task, cfg)
+    student = build_student(cfg, list(LABELS), task_texts(task, items.texts), EMBEDDED_TEACHER_PARAMS)
+    index = index_for(student, store, items)
+    texts = [task.serialize(e.fields) for e in task.test]
+    for beta in (0.25, 0.5):
+        out = predict(student, index, texts, k=5, tau=0.1, beta=beta)
+        assert (out.mixed[:, 1] > out.student[:, 1]).all()
+    assert (predict(student, index, texts, k=5, tau=0.1, beta=0.75).mixed.argmax(-1) == 1).all()
+
+
+# ---- weak-teacher filter ------------------------------------------------------------------------------------------
+def test_agree_filter_drops_entries_the_teacher_disagrees_with(store):
+    task = make_task()
+    store.add(store_entries(task, n=20, wrong_every=4))  # 5 of 20 generated entries contradict their label
+    agree = select_items(store, task, tiny_config(store_filter="agree"))
+    assert agree.report["dropped_by_filter"] == 5 and agree.report["indexed"] == 15 + len(task.train)
+    assert agree.report["gold_examples"] == len(task.train)
+    weighted = select_items(store, task, tiny_config(store_filter="weight"))
+    assert weighted.report["indexed"] == 20 + len(task.train)
+    assert sorted(set(np.round(weighted.weight, 3))) == [0.1, 0.8, 0.9]
+    confident = select_items(store, task, tiny_config(store_filter="agree", min_confidence=0.85))
+    assert confident.report["indexed"] == 15  # the train entries' teacher is only 0.8 sure
+
+
+def test_gold_example_the_teacher_gets_wrong_keeps_its_gold_label(store):
+    task = make_task()
+    entries = store_entries(task, n=4)
+    wrong = "negative" if entries[-1].label == "positive" else "positive"
+    entries[-1].soft_labels = {wrong: 0.9, entries[-1].label: 0.1}  # the teacher is wrong on a gold example
+    store.add(entries)
+    items = select_items(store, task, tiny_config())
+    row = items.texts.index(entries[-1].text)
+    assert not items.indexed[row] and items.gold[row] == LABELS.index(entries[-1].label)
+    assert items.soft[row].tolist() == np.eye(2)[LABELS.index(entries[-1].label)].tolist()
+
+
+# ---- size, files, config ------------------------------------------------------------------------------------------
+def test_default_student_is_within_one_percent_of_the_embedded_teacher():
+    from retrikt.tasks import load_builtin
+
+    task = load_builtin("SST-2", seed=13)
+    cfg = StudentConfig(init="random")
+    student = build_student(cfg, list(task.labels), task_texts(task), EMBEDDED_TEACHER_PARAMS)
+    assert compression_ratio(student, EMBEDDED_TEACHER_PARAMS) <= 0.01
+    assert student.n_params > 0.9 * 0.01 * EMBEDDED_TEACHER_PARAMS  # the budget is used, not wasted
+    # trimming loses no token of the test split: [UNK] only where the full tokenizer gives [UNK] too
+    texts = [task.serialize(e.fields) for e in task.test[:200]]
+    ids, _ = student.batch(texts)
+    plain = student.tokenizer(texts, truncation=True, max_length=cfg.max_length, padding=True,
+                              return_tensors="pt")["input_ids"]
+    assert torch.equal(ids == 1, plain == student.tokenizer.convert_tokens_to_ids("[UNK]"))
+
+
+@pytest.mark.parametrize("vocab_size", [500, 8_405, 19_182, 200_000])  # tiny, SST-2, BoolQ, absurd
+def test_embedding_width_and_vocab_shrink_to_the_budget(vocab_size):
+    from retrikt.student import StudentModel, TinyEncoder, count_params, plan_tiny
+
+    cfg = StudentConfig()
+    budget = int(0.01 * EMBEDDED_TEACHER_PARAMS)
+    embed_dim, vocab = plan_tiny(cfg, vocab_size, 3, budget)
+    params = count_params(StudentModel(TinyEncoder(vocab, embed_dim, cfg), 3, cfg.key_dim))
+    assert params <= budget and embed_dim % 8 == 0
+    assert vocab == vocab_size or embed_dim == 16  # the vocabulary is cut only at the narrowest width
+    wider = params + 8 * (vocab + cfg.max_length + 2 + cfg.hidden_size)  # the same model 8 embedding dims wider
+    assert wider > budget or embed_dim == cfg.hidden_size
+
+
+def test_student_save_load_round_trip(store, tmp_path):
+    task = make_task()
+    store.add(store_entries(task))
+    student, _ = trained_student(task, store, tiny_config(epochs=1))
+    student.save(tmp_path / "s")
+    again = Student.load(tmp_path / "s")
+    texts = [task.serialize(e.fields) for e in task.test]
+    np.testing.assert_allclose(again.encode(texts)[0], student.encode(texts)[0], atol=1e-6)
+    assert json.loads((tmp_path / "s" / "student.json").read_text())["n_params"] == student.n_params
+
+
+def test_student_config_is_validated():
+    assert override(RunConfig(), {"student.k": 16}).student.k == 16
+    with pytest.raises(ConfigError, match="student.store_filter"):
+        from_dict({"student": {"store_filter": "maybe"}})
+    with pytest.raises(ConfigError, match="student.beta"):
+        from_dict({"student": {"beta": 1.5}})
+    with pytest.raises(ConfigError, match="num_heads"):
+        from_dict({"student": {"hidden_size": 30, "num_heads": 4}})
+
+
+# ---- stage + evaluation -------------------------------------------------------------------------------------------
+def test_student_stage_and_evaluation_write_the_run_folder(tmp_path):
+    from retrikt.evaluate import evaluate
+    from retrikt.runs import create_run
+    from retrikt.store import collection_name
+    from retrikt.student_stage import load_students, train_students
+
+    task = make_task(n_test=12)
+    tiny = {k: v for k, v in vars(tiny_config(epochs=4)).items()}
+    run = create_run(from_dict({"workspace": str(tmp_path), "run_name": "toy-run", "student": tiny}))
+    store = KnowledgeStore(path=run.store_dir, collection=collection_name("toy", run.name), embedder=WordEmbedder(),
+                           task_labels=list(LABELS))
+    store.add(store_entries(task, n=40, wrong_every=5))
+    block = train_students(run, task, store, EMBEDDED_TEACHER_PARAMS)
+    assert block["items"]["dropped_by_filter"] == 8 and block["compression_ratio"] <= 0.01
+    assert block["beta"] in (0.0, 0.25, 0.5, 0.75, 1.0) and set(block["beta_dev_accuracy"]) == {"0.0", "0.25", "0.5",
+                                                                                                 "0.75", "1.0"}
+    student, kd_student, index, beta = load_students(run, store)
+    assert len(index) == block["items"]["indexed"]
+    summary = evaluate(run, task, store, None, student, kd_student, index, beta)
+    systems = summary["systems"]
+    assert set(systems) == {"majority", "student", "student_retrieval", "plain_kd"}  # no teacher given
+    assert systems["majority"]["accuracy"] == 0.5
+    assert systems["student_retrieval"]["retrieval_seconds"] > 0 and systems["student"]["examples_per_s"] > 0
+    saved = json.loads((run.path / "eval" / "summary.json").read_text())
+    assert saved["systems"]["student"]["accuracy"] == systems["student"]["accuracy"]
+    records = [json.loads(line) for line in (run.path / "eval" / "records.jsonl").read_text().splitlines()]
+    assert [r["uid"] for r in records] == [e.uid for e in task.test]
+    stored = {e.id: e for e in store.list()}
+    for record in records:
+        assert record["gold"] in LABELS and record["student"]["pred"] in LABELS
+        assert len(record["neighbours"]) == student.config.k
+        for hit in record["neighbours"]:
+            assert stored[hit["id"]].text == hit["text"] and stored[hit["id"]].agreement  # filtered store only
+            assert set(hit) == {"id", "text", "label", "source", "teacher_soft_labels", "similarity"}
+        mixed = np.array(list(record["student_retrieval"]["probs"].values()))
+        assert abs(mixed.sum() - 1) < 1e-3
+    accuracy = np.mean([r["student_retrieval"]["pred"] == r["gold"] for r in records])
+    assert abs(accuracy - systems["student_retrieval"]["accuracy"]) < 1e-3
