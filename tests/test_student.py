@@ -357,3 +357,16 @@ def test_student_stage_and_evaluation_write_the_run_folder(tmp_path):
         assert abs(mixed.sum() - 1) < 1e-3
     accuracy = np.mean([r["student_retrieval"]["pred"] == r["gold"] for r in records])
     assert abs(accuracy - systems["student_retrieval"]["accuracy"]) < 1e-3
+
+
+def test_any_hf_encoder_can_be_the_student_and_its_ratio_is_reported(store, tmp_path):
+    from retrikt.embed import packaged_model_dir
+
+    task = make_task()
+    store.add(store_entries(task, n=8))
+    cfg = tiny_config(encoder=str(packaged_model_dir()), epochs=1, max_length=16)
+    student, _ = trained_student(task, store, cfg)
+    assert student.vocab is None and 0.1 < compression_ratio(student, EMBEDDED_TEACHER_PARAMS) < 0.2  # 22.7M params
+    student.save(tmp_path / "hf")
+    texts = [task.serialize(e.fields) for e in task.test[:4]]
+    np.testing.assert_allclose(Student.load(tmp_path / "hf").encode(texts)[0], student.encode(texts)[0], atol=1e-5)

@@ -1,0 +1,219 @@
+"""Accuracy benchmark: the whole pipeline (step 1 + student + evaluation) per task and seed on the embedded teacher.
+
+Usage: python bench/accuracy.py [--tasks SST-2 CB ...] [--seeds 13 21 ...] [--workspace DIR] [--hours H]
+
+Step-1 runs are named `bench-<task>-s<seed>` and reused when a finished one exists, and so are finished
+evaluations (unless `--retrain`), so an interrupted benchmark resumes. Writes `bench/results/accuracy.md` and
+`accuracy.json` with mean +- std per system and task, speed, and every run's numbers. Order: SST-2 for two seeds,
+one seed of every other task, then the remaining seeds; `--hours` stops starting new runs after that long (the
+report lists what did not run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+
+from retrikt.config import RunConfig, override  # noqa: E402
+from retrikt.evaluate import SYSTEMS  # noqa: E402
+from retrikt.runs import open_run, runs_root  # noqa: E402
+from retrikt.student_stage import run_student  # noqa: E402
+from retrikt.teacher import load_teacher  # noqa: E402
+
+TASKS = ("SST-2", "CB", "RTE", "COPA", "BoolQ", "WiC", "MRPC")
+SEEDS = (13, 21, 42, 87, 100)
+# design choice: moderate generation sizes so every task fits on a CPU; pair tasks write long samples.
+SAMPLES_PER_LABEL = {"SST-2": 260, "CB": 40, "RTE": 60, "COPA": 60, "BoolQ": 40, "WiC": 60, "MRPC": 60}
+# BoolQ's 3270 long test passages would take the teacher most of an hour per seed; a fixed subset is scored.
+EVAL_LIMIT = {"BoolQ": 1000}
+EXTRA_METRIC = {"CB": "macro_f1", "MRPC": "f1"}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def step1(workspace: Path, task: str, seed: int, progress) -> str:
+    """A finished step-1 run for (task, seed): reused when present, else generated."""
+    from retrikt.pipeline import run_generate
+
+    name = f"bench-{task}-s{seed}"
+    folder = runs_root(workspace) / name
+    if (folder / "summary.json").is_file() and json.loads((folder / "summary.json").read_text()).get("status") == "done":
+        log(f"{name}: reusing step-1 run")
+        return name
+    shutil.rmtree(folder, ignore_errors=True)  # an unfinished bench run cannot be resumed mid-stage
+    config = override(RunConfig(), {"task": task, "seed": seed, "workspace": str(workspace), "run_name": name,
+                                     "generation.samples_per_label": SAMPLES_PER_LABEL[task],
+                                     "generation.seed": seed})
+    started = time.perf_counter()
+    run_generate(config, progress)
+    log(f"{name}: step 1 done in {time.perf_counter() - started:.0f}s")
+    return name
+
+
+def one_job(workspace: Path, task: str, seed: int, overrides: dict, teacher, retrain: bool) -> dict:
+    """Step 1 (reused when finished) + student + evaluation; a finished evaluation is reused unless `retrain`."""
+    name = step1(workspace, task, seed, quiet_progress)
+    eval_summary = runs_root(workspace) / name / "eval" / "summary.json"
+    if eval_summary.is_file() and not retrain:
+        log(f"{name}: reusing its evaluation")
+    else:
+        config = override(RunConfig(), {"task": task, "seed": seed, "workspace": str(workspace),
+                                        **{k if k.startswith("student.") else f"student.{k}": v
+                                           for k, v in overrides.items()}})
+        started = time.perf_counter()
+        run_student(config, name, quiet_progress, eval_limit=EVAL_LIMIT.get(task), teacher=teacher)
+        log(f"{name}: student + evaluation in {time.perf_counter() - started:.0f}s")
+    summary = json.loads(eval_summary.read_text())
+    run_summary = open_run(workspace, name).summary()
+    summary["store"] = run_summary.get("generate", {}).get("stored")
+    summary["student_block"] = {k: run_summary.get("student", {}).get(k) for k in ("beta_dev_accuracy", "items")}
+    return summary
+
+
+def job_order(tasks: list[str], seeds: list[int]) -> list[tuple[str, int]]:
+    """SST-2 (the goal task) for two seeds first, then one seed of every other task, then the remaining seeds;
+    a time budget that runs out still leaves a table covering every task."""
+    first, rest = [t for t in tasks if t == "SST-2"], [t for t in tasks if t != "SST-2"]
+    jobs = [(t, s) for t in first for s in seeds[:2]] + [(t, seeds[0]) for t in rest]
+    jobs += [(t, s) for t in first for s in seeds[2:]] + [(t, s) for s in seeds[1:] for t in rest]
+    return jobs
+
+
+def quiet_progress(stage, done, total, info):
+    if done == total or stage in ("student", "plain-kd") and done % 5 == 0:
+        extra = info.get("message", "")
+        print(f"    {stage:<9} {done}/{total} {extra[:100]}", flush=True)
+
+
+def fmt(values: list[float], scale: float = 100.0) -> str:
+    if not values:
+        return "-"
+    mean = statistics.mean(values) * scale
+    std = statistics.stdev(values) * scale if len(values) > 1 else 0.0
+    return f"{mean:.1f} ± {std:.1f}"
+
+
+def aggregate(results: dict[str, list[dict]]) -> dict:
+    table = {}
+    for task, runs in results.items():
+        row = {"seeds": [r["seed"] for r in runs]}
+        for system in SYSTEMS:
+            accs = [r["systems"][system]["accuracy"] for r in runs if system in r["systems"]]
+            row[system] = {"accuracy": accs}
+            metric = EXTRA_METRIC.get(task)
+            if metric:
+                row[system][metric] = [r["systems"][system][metric] for r in runs if system in r["systems"]]
+        for key in ("examples_per_s", "latency_ms"):
+            for system in ("teacher", "student", "student_retrieval"):
+                row.setdefault("speed", {}).setdefault(system, {})[key] = [
+                    r["systems"][system][key] for r in runs if system in r["systems"]]
+        row["retrieval_overhead"] = [r["systems"]["student_retrieval"]["retrieval_overhead"] for r in runs]
+        row["beta"] = [r["systems"]["student_retrieval"]["beta"] for r in runs]
+        row["compression_ratio"] = [r["student_params"] / r["teacher_params"] for r in runs]
+        row["test_examples"] = runs[0]["test_examples"]
+        row["test_total"] = runs[0]["test_total"]
+        table[task] = row
+    return table
+
+
+def write_report(table: dict, runs: dict, out: Path, notes: list[str]) -> None:
+    names = {"majority": "majority", "teacher": "teacher (few-shot)", "student": "student",
+             "student_retrieval": "student + retrieval", "plain_kd": "plain KD"}
+    lines = ["# Accuracy benchmark (embedded teacher SmolLM2-135M, CPU)", "",
+             "Mean ± std over seeds of test accuracy (%), produced by `bench/accuracy.py`.", ""]
+    lines += ["| task | seeds | test n | " + " | ".join(names[s] for s in SYSTEMS) + " | beta (per seed) | student size |",
+              "|---|---|---|" + "---|" * len(SYSTEMS) + "---|---|"]
+    for task, row in table.items():
+        cells = [fmt(row[s]["accuracy"]) for s in SYSTEMS]
+        lines.append(f"| {task} | {','.join(map(str, row['seeds']))} | {row['test_examples']}/{row['test_total']} | "
+                     + " | ".join(cells) + f" | {','.join(str(b) for b in row['beta'])} | "
+                     f"{statistics.mean(row['compression_ratio']):.2%} |")
+    extra = [(t, r) for t, r in table.items() if t in EXTRA_METRIC]
+    if extra:
+        lines += ["", "Secondary metric (%): " + ", ".join(f"{t} {EXTRA_METRIC[t]}" for t, _ in extra), "",
+                  "| task | " + " | ".join(names[s] for s in SYSTEMS) + " |", "|---|" + "---|" * len(SYSTEMS)]
+        for task, row in extra:
+            lines.append(f"| {task} | " + " | ".join(fmt(row[s][EXTRA_METRIC[task]]) for s in SYSTEMS) + " |")
+    lines += ["", "## Speed (test split, batch 64 for students / 16 for the teacher, 1 CPU thread)", "",
+              "| task | teacher ex/s | student ex/s | student + retrieval ex/s | speed-up vs teacher | "
+              "retrieval overhead | latency ms (teacher / student + retrieval, batch 1) |", "|---|---|---|---|---|---|---|"]
+    for task, row in table.items():
+        sp = row["speed"]
+        t, s, r = (statistics.mean(sp[x]["examples_per_s"]) if sp[x]["examples_per_s"] else float("nan")
+                   for x in ("teacher", "student", "student_retrieval"))
+        lt, lr = (statistics.mean(sp[x]["latency_ms"]) if sp[x]["latency_ms"] else float("nan")
+                  for x in ("teacher", "student_retrieval"))
+        lines.append(f"| {task} | {t:.1f} | {s:.0f} | {r:.0f} | {r / t:.0f}x | "
+                     f"{statistics.mean(row['retrieval_overhead']):.1%} | {lt:.0f} / {lr:.1f} |")
+    lines += ["", "## Runs", ""]
+    for task, items in runs.items():
+        for r in items:
+            accs = ", ".join(f"{s} {r['systems'][s]['accuracy']:.3f}" for s in SYSTEMS if s in r["systems"])
+            lines.append(f"- {task} seed {r['seed']}: {accs}; beta {r['systems']['student_retrieval']['beta']}; "
+                         f"store {r.get('store', '?')}")
+    lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    parser.add_argument("--workspace", default="workspace")
+    parser.add_argument("--hours", type=float, default=None, help="stop starting new runs after this long")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="student config overrides")
+    parser.add_argument("--out", default=str(ROOT / "results"))
+    parser.add_argument("--retrain", action="store_true", help="retrain students even where an evaluation exists")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import yaml
+
+    workspace, out = Path(args.workspace), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    deadline = time.time() + args.hours * 3600 if args.hours else None
+    teacher = load_teacher(RunConfig().teacher, cache_dir=workspace / "cache")
+    results: dict[str, list[dict]] = {}
+    skipped, failed = [], []
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    for task, seed in job_order(args.tasks, args.seeds):
+        if deadline and time.time() > deadline:
+            skipped.append(f"{task}/{seed}")
+            continue
+        log(f"== {task} seed {seed}")
+        try:
+            summary = one_job(workspace, task, seed, overrides, teacher, args.retrain)
+        except Exception as exc:  # noqa: BLE001 - one broken task must not lose hours of finished runs
+            log(f"{task} seed {seed} FAILED: {type(exc).__name__}: {exc}")
+            failed.append(f"{task}/{seed}: {type(exc).__name__}: {exc}")
+            continue
+        results.setdefault(task, []).append(summary)
+        log(f"{task} seed {seed}: " + ", ".join(f"{s} {summary['systems'][s]['accuracy']:.3f}" for s in SYSTEMS))
+        table = aggregate(results)
+        (out / "accuracy.json").write_text(json.dumps({"table": table, "runs": results}, indent=2))
+        notes = [f"step-1 samples per label: {', '.join(f'{t} {SAMPLES_PER_LABEL[t]}' for t in results)}",
+                 f"student overrides: {overrides or 'none (defaults)'}"]
+        notes += [f"{t}: evaluated on a fixed random subset of {n} test examples" for t, n in EVAL_LIMIT.items()
+                  if t in results]
+        notes += [f"failed: {f}" for f in failed]
+        if skipped:
+            notes.append(f"not run (time budget): {', '.join(skipped)}")
+        write_report(table, results, out / "accuracy.md", notes)
+    log(f"wrote {out / 'accuracy.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
