@@ -10,6 +10,7 @@ import gradio as gr
 
 from pages import generate, jobs, setup, store
 from retrikt.jobs import JobManager
+from retrikt.preload import preload_ml_stack
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -25,6 +26,7 @@ class Studio:
 
 def build_app(workspace: str | Path) -> tuple[gr.Blocks, Studio]:
     workspace = Path(workspace)
+    preload_ml_stack()  # before the job thread exists: transformers' lazy import is not thread-safe
     studio = Studio(workspace, JobManager(workspace))
     with gr.Blocks(title="RetriKT studio") as demo:
         studio.demo = demo

@@ -1,4 +1,5 @@
-"""Command line: `python -m retrikt generate --task SST-2 [--config run.yaml] [--set generation.temperature=0.7]`."""
+"""Command line: `python -m retrikt generate --task SST-2 [--config run.yaml] [--set generation.temperature=0.7]`;
+`student --from RUN` trains and evaluates the step-3 student on a run, `run --task CB` does every step."""
 from __future__ import annotations
 
 import argparse
@@ -103,12 +104,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from .pipeline import Cancelled, run_generate
     from .runs import RunError
-    from .tasks import TaskDataError
-    from .teacher import TeacherLoadError
-
     from .store import StoreError
     from .student import StudentError
     from .student_stage import run_all, run_student
+    from .tasks import TaskDataError
+    from .teacher import TeacherLoadError
 
     try:
         if args.command == "student":

@@ -258,8 +258,11 @@ class Student:
         return cls(model.eval(), tokenizer, meta["labels"], cfg, vocab)
 
 
-def build_student(cfg: StudentConfig, labels: list[str], texts: list[str], teacher_params: int) -> Student:
-    """A fresh student for a task whose whole text pool is `texts`, within `max_params_fraction` of the teacher."""
+def build_student(cfg: StudentConfig, labels: list[str], texts: list[str], teacher_params: int,
+                  seed: int = 0) -> Student:
+    """A fresh student for a task whose whole text pool is `texts`, within `max_params_fraction` of the teacher;
+    `seed` fixes the random initialisation."""
+    torch.manual_seed(seed)
     if cfg.encoder != "tiny":
         encoder = HFEncoder(cfg.encoder)
         return Student(StudentModel(encoder, len(labels), cfg.key_dim), base_tokenizer(cfg.encoder), labels, cfg)

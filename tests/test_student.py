@@ -370,3 +370,87 @@ def test_any_hf_encoder_can_be_the_student_and_its_ratio_is_reported(store, tmp_
     student.save(tmp_path / "hf")
     texts = [task.serialize(e.fields) for e in task.test[:4]]
     np.testing.assert_allclose(Student.load(tmp_path / "hf").encode(texts)[0], student.encode(texts)[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("accuracies,preferred,expected", [
+    ([20, 19, 19, 19, 19], 0.5, 0.5),  # one example worse than beta = 0 is noise: keep the configured beta
+    ([20, 18, 18, 18, 18], 0.5, 0.0),  # two examples worse: retrieval is turned off
+    ([16, 18, 20, 19, 17], 0.5, 0.5),
+    ([16, 17, 18, 20, 20], 0.5, 0.75),  # the configured beta is too weak: the nearest near-best one wins
+    ([16, 18, 16, 18, 16], 0.5, 0.25),  # equal distance to preferred: the smaller beta
+])
+def test_beta_choice_on_dev(accuracies, preferred, expected):
+    from retrikt.student_stage import BETA_GRID, choose_beta
+
+    assert choose_beta({b: a / 32 for b, a in zip(BETA_GRID, accuracies)}, 32, preferred) == expected
+
+
+def test_cli_student_command_trains_on_a_finished_run(tmp_path, capsys):
+    from retrikt.__main__ import main
+    from retrikt.pipeline import Context, open_store
+    from retrikt.runs import create_run
+    from retrikt.tasks import load_builtin
+
+    task = load_builtin("SST-2", seed=13)
+    run = create_run(from_dict({"task": "SST-2", "workspace": str(tmp_path), "run_name": "cli-run"}))
+    store = open_store(Context(run, task, None))
+    rng = random.Random(0)
+    store.add([Entry({"sentence": s}, LABELS[int(good)], "generated:step1", text=task.serialize({"sentence": s}),
+                     soft_labels={"negative": 0.2, "positive": 0.8} if good else {"negative": 0.8, "positive": 0.2})
+               for good in (True, False) for s in (sentence(rng, good) for _ in range(6))])
+    tiny = ["--set", "student.init=random", "--set", "student.epochs=1", "--set", "student.num_layers=1",
+            "--set", "student.hidden_size=32", "--set", "student.num_heads=2", "--set", "student.intermediate_size=32"]
+    args = ["student", "--from", "cli-run", "--workspace", str(tmp_path), "--skip-eval", *tiny]
+    assert main(args) == 2  # the run has no finished step 1 yet
+    assert "no finished knowledge store" in capsys.readouterr().err
+    run.update_summary(status="done", teacher_params=EMBEDDED_TEACHER_PARAMS)
+    assert main(args + ["--task", "CB"]) == 2  # a CB student cannot train on an SST-2 run
+    assert main(args) == 0
+    block = json.loads((run.path / "summary.json").read_text())["student"]
+    assert block["items"]["indexed"] == 12 and block["compression_ratio"] <= 0.01
+    assert (run.path / "student" / "model.pt").is_file() and (run.path / "student_kd" / "model.pt").is_file()
+
+
+def test_label_unlabeled_tops_up_the_store_without_eval_inputs(store, tmp_path, monkeypatch):
+    import retrikt.scorer
+    from retrikt.runs import create_run
+    from retrikt.student_stage import label_unlabeled
+
+    class WordScorer:  # the teacher's verdict: positive iff a GOOD word occurs
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def use_demos(self, *args):
+            pass
+
+        def probs(self, fields_list):
+            return np.array([[0.1, 0.9] if set(f["sentence"].split()) & set(GOOD) else [0.9, 0.1]
+                             for f in fields_list])
+
+    monkeypatch.setattr(retrikt.scorer, "TeacherScorer", WordScorer)
+    task = make_task()
+    task.unlabeled = [e.fields for e in task.test[:3]] + task.unlabeled  # test inputs must never be labelled
+    run = create_run(from_dict({"workspace": str(tmp_path), "run_name": "unl"}))
+    run.update_summary(score={"demo_uids": ["x"], "label_prior": [0.5, 0.5]})
+    assert label_unlabeled(run, task, store, None, 4)["scored"] == 4
+    assert label_unlabeled(run, task, store, None, 7)["scored"] == 3
+    assert label_unlabeled(run, task, store, None, 7)["scored"] == 0
+    added = store.list(source="unlabeled")
+    test_texts = {task.serialize(e.fields) for e in task.test}
+    assert len(added) == 7 and not test_texts & {e.text for e in added}
+    for e in added:
+        assert e.label == e.teacher_label == ("positive" if set(e.fields["sentence"].split()) & set(GOOD) else "negative")
+
+
+def test_same_seed_gives_the_same_student(store):
+    task = make_task()
+    store.add(store_entries(task))
+    cfg = tiny_config(epochs=1)
+    items = select_items(store, task, cfg)
+    students = []
+    for _ in range(2):
+        torch.randn(7)  # whatever ran before must not matter
+        student = build_student(cfg, list(LABELS), task_texts(task, items.texts), EMBEDDED_TEACHER_PARAMS, seed=5)
+        finetune(student, items, cfg, seed=5, retrieval=True)
+        students.append(student.model.state_dict())
+    assert all(torch.equal(students[0][k], students[1][k]) for k in students[0])
