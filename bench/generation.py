@@ -1,6 +1,7 @@
 """Step-1 benchmark: the full `generate` pipeline on a task, then batched vs one-at-a-time sampling in the same process.
 
     python bench/generation.py --task SST-2 [--task RTE] [--baseline-samples 16]
+    python bench/generation.py --task SST-2 --workspace DIR --speed-only   # re-time sampling on a finished run
 
 Writes bench/results/generation.json and generation.md (appending/replacing the task's row).
 """
@@ -45,6 +46,23 @@ def sampling_speed(ctx, label: str, n: int, batch_size: int, max_new: int, seed:
             "samples_per_second": round(n / seconds, 3), "tokens_per_second": round(tokens / seconds, 2)}
 
 
+def measure_speed(workspace: str, run_name: str, baseline_samples: int) -> tuple[object, dict]:
+    """Batched sampling (two full batches) vs one at a time (`baseline_samples`), same process, same soft prompt."""
+    run = open_run(workspace, run_name)
+    config = run.config
+    ctx = load_context(config, run=run)
+    ctx.soft_prompt = load_soft_prompt(run.adapter_dir)
+    label = ctx.task.labels[0]
+    max_new = config.generation.max_new_tokens or default_max_new_tokens(ctx.task)
+    batch = config.generation.batch_size
+    batched = sampling_speed(ctx, label, 2 * batch, batch, max_new, 7)
+    single = sampling_speed(ctx, label, baseline_samples, 1, max_new, 7)
+    pipeline = run.summary()["generate"]["samples_per_second"]
+    return ctx, {"batched": batched, "one_at_a_time": single,
+                 "speedup": round(batched["samples_per_second"] / single["samples_per_second"], 2),
+                 "pipeline_speedup": round(pipeline / single["samples_per_second"], 2)}
+
+
 def bench_task(task: str, workspace: str, baseline_samples: int, overrides: dict) -> dict:
     config = override(RunConfig(), {"task": task, "workspace": workspace, "run_name": f"bench-{task}", **overrides})
     from retrikt.pipeline import run_generate
@@ -53,12 +71,7 @@ def bench_task(task: str, workspace: str, baseline_samples: int, overrides: dict
     run = run_generate(config, lambda *a: None)
     wall = time.perf_counter() - start
     summary = run.summary()
-    ctx = load_context(config, run=open_run(workspace, run.name))
-    ctx.soft_prompt = load_soft_prompt(run.adapter_dir)
-    label = ctx.task.labels[0]
-    max_new = config.generation.max_new_tokens or default_max_new_tokens(ctx.task)
-    batched = sampling_speed(ctx, label, baseline_samples, config.generation.batch_size, max_new, 7)
-    single = sampling_speed(ctx, label, baseline_samples, 1, max_new, 7)
+    ctx, speed = measure_speed(workspace, run.name, baseline_samples)
     store = open_store(ctx)
     examples = {}
     for lab in ctx.task.labels:
@@ -67,16 +80,14 @@ def bench_task(task: str, workspace: str, baseline_samples: int, overrides: dict
                           "p_intended": round(e.soft_labels[lab], 3)} for e in entries]
     return {
         "task": task, "wall_seconds": round(wall, 1), "load_average_1m": os.getloadavg()[0],
-        "summary": summary, "batched": batched, "one_at_a_time": single,
-        "speedup": round(batched["samples_per_second"] / single["samples_per_second"], 2),
-        "store_count": store.count(), "examples": examples,
+        "summary": summary, **speed, "store_count": store.count(), "examples": examples,
     }
 
 
 def markdown(results: dict) -> str:
     lines = ["| task | wall (s) | load (s) | score (s) | tune (s) | generate (s) | label+store (s) | generated | "
              "parse rate | stored | teacher agreement | Self-BLEU | dup rate | batched samples/s | 1-at-a-time "
-             "samples/s | speed-up |", "|" + "---|" * 16]
+             "samples/s | speed-up | pipeline samples/s (speed-up) |", "|" + "---|" * 17]
     for r in results.values():
         s, g = r["summary"], r["summary"]["generate"]
         lines.append(
@@ -84,7 +95,8 @@ def markdown(results: dict) -> str:
             f"{s['tune']['seconds']} | {g['generate_seconds']} | {g['label_and_store_seconds']} | {g['generated']} | "
             f"{g['parse_rate']:.2%} | {g['stored']} | {g['teacher_agreement']:.2%} | {g['self_bleu']:.3f} | "
             f"{g['duplicate_rate']:.2%} | {r['batched']['samples_per_second']} | "
-            f"{r['one_at_a_time']['samples_per_second']} | {r['speedup']}x |")
+            f"{r['one_at_a_time']['samples_per_second']} | {r['speedup']}x | "
+            f"{g['samples_per_second']} ({r.get('pipeline_speedup', '-')}x) |")
     lines.append("")
     for r in results.values():
         lines.append(f"### {r['task']}: sample generations (teacher label, teacher p(intended))")
@@ -101,6 +113,8 @@ def main() -> None:
     parser.add_argument("--baseline-samples", type=int, default=16)
     parser.add_argument("--workspace", default=None)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="re-measure only the sampling speeds on the finished bench-TASK runs of --workspace")
     args = parser.parse_args()
     import yaml
 
@@ -110,7 +124,11 @@ def main() -> None:
     path = RESULTS / "generation.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
     for task in args.task:
-        results[task] = bench_task(task, workspace, args.baseline_samples, overrides)
+        if args.speed_only:
+            results[task].update(measure_speed(workspace, f"bench-{task}", args.baseline_samples)[1],
+                                 speed_load_average_1m=os.getloadavg()[0])
+        else:
+            results[task] = bench_task(task, workspace, args.baseline_samples, overrides)
         path.write_text(json.dumps(results, indent=2))
         (RESULTS / "generation.md").write_text(markdown(results))
         print(markdown({task: results[task]}), flush=True)

@@ -10,10 +10,11 @@ from retrikt.config import ConfigError
 from retrikt.embed import EmbedderError
 from retrikt.runs import RunError
 from retrikt.store import StoreError
+from retrikt.student import StudentError
 from retrikt.tasks import TaskDataError
 from retrikt.teacher import TeacherLoadError
 
-USER_ERRORS = (StoreError, RunError, ConfigError, TaskDataError, TeacherLoadError, EmbedderError)
+USER_ERRORS = (StoreError, RunError, ConfigError, TaskDataError, TeacherLoadError, EmbedderError, StudentError)
 log = logging.getLogger("retrikt.studio")
 
 

@@ -7,16 +7,9 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from retrikt.config import ConfigError, RunConfig, override
-from retrikt.pipeline import run_generate
+from retrikt.jobs_view import job_status
+from retrikt.pipeline import generate_job
 from retrikt.tasks import BUILTIN_TASKS
-
-
-def _job_fn(config: RunConfig):
-    def fn(progress, should_stop, job):
-        job.run = config.run_name
-        return run_generate(config, progress, should_stop).name
-
-    return fn
 
 
 def _loss_figure(points: list[dict]) -> go.Figure:
@@ -28,25 +21,6 @@ def _loss_figure(points: list[dict]) -> go.Figure:
     return fig
 
 
-def _status_text(job, position) -> str:
-    if job is None:
-        return "No job yet."
-    if job.state == "queued":
-        return f"**{job.title}** — queued (position {position})"
-    pct = f"{100 * job.done / job.total:.0f}%" if job.total else ""
-    eta = ""
-    if job.state == "running" and job.stage == "generate" and job.done and job.total and job.seconds:
-        eta = f", generation ETA ~{job.seconds / job.done * (job.total - job.done):.0f}s (rough)"
-    text = f"**{job.title}** — {job.state}, stage `{job.stage or '-'}` {job.done}/{job.total} {pct}{eta}"
-    if job.seconds is not None:
-        text += f" · {job.seconds:.0f}s"
-    if job.error:
-        text += f"\n\n**Error:** {job.error}"
-    if job.state == "done" and job.run:
-        text += f"\n\nRun folder: `runs/{job.run}`"
-    return text
-
-
 def build(studio) -> None:
     with gr.Tab("Generate (step 1)"):
         gr.Markdown("Tune a soft prompt on the task's few labelled examples, then let the teacher write new "
@@ -54,7 +28,7 @@ def build(studio) -> None:
         with gr.Row():
             task = gr.Dropdown(list(BUILTIN_TASKS), value="SST-2", label="Task")
             per_label = gr.Number(value=0, precision=0, label="Samples per label (0 = task default)")
-            steps = gr.Number(value=RunConfig().prompt_tuning.steps, precision=0, label="Tuning steps")
+            steps = gr.Number(value=RunConfig().prompt_tuning.steps, precision=0, label="Tuning steps (0 = task default)")
             temperature = gr.Slider(0.0, 2.0, value=0.9, step=0.05, label="Temperature")
             top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.05, label="Top-p")
         with gr.Row():
@@ -75,7 +49,7 @@ def build(studio) -> None:
                 })
             except (ConfigError, ValueError, TypeError) as exc:
                 raise gr.Error(str(exc))
-            job = studio.jobs.submit("generate", f"Step 1 on {task_name}", _job_fn(config))
+            job = studio.jobs.submit("generate", f"Step 1 on {task_name}", generate_job(config))
             return job.id
 
         def on_cancel(current):
@@ -88,7 +62,7 @@ def build(studio) -> None:
             job = studio.jobs.get(current) if current else None
             rows = [[s["label"], "yes" if s["parsed"] else "no", s["text"]] for s in (job.samples if job else [])]
             position = studio.jobs.queue_position(current) if current else None
-            return current, _status_text(job, position), _loss_figure(job.points if job else []), rows
+            return current, job_status(job, position), _loss_figure(job.points if job else []), rows
 
         outputs = [job_id, status, loss, samples]
         start.click(on_start, [task, per_label, steps, temperature, top_p], job_id, api_name="generate_start")

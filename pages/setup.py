@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -9,6 +10,8 @@ import pandas as pd
 
 from pages.common import user_errors
 from retrikt.config import ConfigError, RunConfig, load_yaml, save_yaml
+from retrikt.pipeline import generate_job
+from retrikt.runs import list_runs
 from retrikt.setup_form import (
     FORM_FIELDS, TEACHER_SOURCES, base_dict, check_mapping, config_from_form, config_yaml, file_preview, form_values,
     teacher_from_form, teacher_note, teacher_to_form,
@@ -82,6 +85,9 @@ def build(studio) -> None:
             save = gr.Button("Save config as YAML", variant="primary")
             saved_file = gr.File(label="Saved config (download)", interactive=False)
             load_file = gr.File(label="Load a config YAML", file_types=[".yaml", ".yml"], type="filepath")
+        with gr.Row():
+            run_step1 = gr.Button("Start step 1 with these settings (follow it in the Generate tab)")
+            started = gr.Markdown()
         yaml_view = gr.Code(language="yaml", label="Config", interactive=False)
         base = gr.State(None)  # the loaded config's data: fields the form does not show are kept on save
 
@@ -126,6 +132,18 @@ def build(studio) -> None:
         return str(path), config_yaml(config), base_dict(config)
 
     @user_errors
+    def on_run_step1(base_data, source, model, gguf, mode, task, *values):
+        if mode != BUILT_IN:
+            raise ConfigError("Step 1 runs built-in tasks only for now: switch the task to a built-in one.")
+        config = config_from_form(base_data, workspace=str(studio.workspace), task=task,
+                                  teacher=teacher_from_form(source, model, gguf), values=list(values))
+        config.run_name = config.run_name or f"{config.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if config.run_name in list_runs(studio.workspace):
+            raise ConfigError(f"A run named {config.run_name!r} exists already: pick another run name.")
+        job = studio.jobs.submit("generate", f"Step 1 on {config.task}", generate_job(config))
+        return f"Started job `{job.id}` → run `{config.run_name}`; its progress is in the Generate tab."
+
+    @user_errors
     def on_load(path):
         if not path:
             raise ConfigError("Choose a .yaml file to load.")
@@ -144,6 +162,7 @@ def build(studio) -> None:
                 api_name="setup_check_mapping")
     save.click(on_save, [base, *teacher_in, task_mode, builtin, *widgets], [saved_file, yaml_view, base],
                api_name="setup_save")
+    run_step1.click(on_run_step1, [base, *teacher_in, task_mode, builtin, *widgets], started, api_name="setup_run")
     load_file.upload(on_load, load_file, [*teacher_in, teacher_info, task_mode, builtin, *widgets, base, yaml_view],
                      api_name="setup_load")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import threading
+from types import SimpleNamespace
 from pathlib import Path
 
 import gradio as gr
@@ -98,7 +99,7 @@ def build(studio) -> None:
     workspace = studio.workspace
     # Every store opens with the embedder, which takes seconds to load: load it now, not on the first page view.
     threading.Thread(target=_warm_embedder, name="embedder-warmup", daemon=True).start()
-    with gr.Tab("Knowledge store"):
+    with gr.Tab("Knowledge store", id="store"):
         gr.Markdown("The teacher-labelled samples of a run. Filter, search, fix labels, delete or add entries, "
                     "and export or import them as JSONL.")
         with gr.Row():
@@ -311,3 +312,6 @@ def build(studio) -> None:
     keep.click(lambda: gr.update(visible=False), None, confirm_box, api_visibility="private")
     export.click(on_export, run, export_file, api_name="store_export")
     import_btn.click(on_import, [run, import_file, entry_id, *filters], view_out, api_name="store_import")
+    # Other tabs (Compare) open an entry here: pick the run, load it, then open the entry.
+    studio.pages["store"] = SimpleNamespace(run=run, entry_id=entry_id, on_run=on_run, run_in=[run, *filters],
+                                            run_out=run_out, on_open=on_open, view_in=view_in, entry_out=entry_out)

@@ -82,9 +82,25 @@ def main(argv: list[str] | None = None) -> int:
     ppo.add_argument("--task", help="expected task of the run (checked)")
     ppo.add_argument("--workspace")
     ppo.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. ppo.updates=8")
+    pack = sub.add_parser("pack-demo", help="turn an evaluated run into the studio's shipped demo run")
+    pack.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="evaluated run name or folder")
+    pack.add_argument("--workspace", default="workspace")
+    pack.add_argument("--dest", help="asset folder to write (default: the studio's assets/demo-run)")
     show = sub.add_parser("config", help="print the default (or given) config as YAML")
     show.add_argument("--config")
     args = parser.parse_args(argv)
+    if args.command == "pack-demo":
+        from pathlib import Path
+
+        from .demo import DEMO_ASSET, pack_demo
+        from .runs import RunError, open_run
+
+        try:
+            print(json.dumps(pack_demo(open_run(args.workspace, args.from_run), Path(args.dest or DEMO_ASSET))))
+        except RunError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "ppo":
         from .ppo_stage import main_ppo
 

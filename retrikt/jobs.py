@@ -185,7 +185,9 @@ class JobManager:
 def _is_user_error(exc: Exception) -> bool:
     from .config import ConfigError
     from .runs import RunError
+    from .store import StoreError
+    from .student import StudentError
     from .tasks import TaskDataError
     from .teacher import TeacherLoadError
 
-    return isinstance(exc, (ConfigError, RunError, TaskDataError, TeacherLoadError))
+    return isinstance(exc, (ConfigError, RunError, TaskDataError, TeacherLoadError, StoreError, StudentError))

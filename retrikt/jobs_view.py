@@ -58,3 +58,23 @@ def job_header(job: Job | None, queue_position: int | None = None) -> str:
 def job_log(job: Job | None) -> str:
     """The job's log lines, oldest first (the job manager keeps the last few hundred)."""
     return "\n".join(job.log) if job else ""
+
+
+def job_status(job: Job | None, position: int | None) -> str:
+    """Markdown status line of the job a tab follows: state, stage, progress, time, ETA, error, run folder."""
+    if job is None:
+        return "No job yet."
+    if job.state == "queued":
+        return f"**{job.title}** — queued (position {position})"
+    pct = f"{100 * job.done / job.total:.0f}%" if job.total else ""
+    eta = ""
+    if job.state == "running" and job.stage in ("generate", "unlabeled") and job.done and job.total and job.seconds:
+        eta = f", {job.stage} ETA ~{job.seconds / job.done * (job.total - job.done):.0f}s (rough)"
+    text = f"**{job.title}** — {job.state}, stage `{job.stage or '-'}` {job.done}/{job.total} {pct}{eta}"
+    if job.seconds is not None:
+        text += f" · {job.seconds:.0f}s"
+    if job.error:
+        text += f"\n\n**Error:** {job.error}"
+    if job.state == "done" and job.run:
+        text += f"\n\nRun folder: `runs/{job.run}`"
+    return text

@@ -67,12 +67,15 @@ def _embedder(config: RunConfig):
 
 
 def stage_tune(ctx: Context, progress: Progress = _noop, should_stop=None) -> dict:
+    from .generation import default_tuning_steps
+
     cfg = ctx.run.config.prompt_tuning
+    steps = cfg.steps or default_tuning_steps(ctx.task)
     timer = time.perf_counter()
 
     def on_step(step, loss):
         ctx.run.log("tune_step", step=step, loss=loss)
-        progress("tune", step, cfg.steps, {"loss": loss})
+        progress("tune", step, steps, {"loss": loss})
 
     peft_model, soft_prompt, report = tune_soft_prompt(
         ctx.teacher, ctx.task, cfg, seed=ctx.run.config.seed, on_step=on_step, should_stop=should_stop
@@ -204,3 +207,12 @@ def run_generate(config: RunConfig, progress: Progress = _noop, should_stop=None
     run.update_summary(status="done", total_seconds=round(time.perf_counter() - started, 2))
     run.log("done")
     return run
+
+
+def generate_job(config: RunConfig):
+    """A job function (for `JobManager.submit`) running step 1 with `config` (its run name must be set)."""
+    def fn(progress, should_stop, job):
+        job.run = config.run_name
+        return run_generate(config, progress, should_stop).name
+
+    return fn

@@ -96,7 +96,9 @@ def tune_soft_prompt(
     order: list = []
     start = time.perf_counter()
     peft_model.train()
-    for step in range(config.steps):
+    from .generation import default_tuning_steps
+
+    for step in range(config.steps or default_tuning_steps(task)):
         if should_stop is not None and should_stop():
             report.cancelled = True
             break

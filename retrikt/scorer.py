@@ -116,7 +116,10 @@ class TeacherScorer:
         per_label = max(1, self.config.demos_total // len(labels))
         by_label = {label: [e for e in self.task.train if e.label == label] for label in labels}
         best = None
-        for c in range(self.config.demo_candidates):
+        from .generation import default_demo_candidates
+
+        candidates = self.config.demo_candidates or default_demo_candidates(self.task)
+        for c in range(candidates):
             demos = []
             for label in labels:
                 pool = by_label[label]
@@ -132,7 +135,7 @@ class TeacherScorer:
             if best is None or accuracy > best[0]:
                 best = (accuracy, demos)
             if progress is not None:
-                progress(c + 1, self.config.demo_candidates)
+                progress(c + 1, candidates)
         self.report.demo_accuracy, demos = best
         self.report.demo_uids = [d.uid for d in demos]
         self._set_prefix(demos)

@@ -44,7 +44,7 @@ FORM_FIELDS: tuple[FormField, ...] = (
     FormField("seed", "Seed (k-shot split and every random choice)"),
     FormField("run_name", "Run name (empty = task-timestamp)"),
     FormField("prompt_tuning.num_virtual_tokens", "Soft prompt tokens"),
-    FormField("prompt_tuning.steps", "Tuning steps"),
+    FormField("prompt_tuning.steps", "Tuning steps (0 = task default)"),
     FormField("prompt_tuning.batch_size", "Tuning batch size"),
     FormField("prompt_tuning.learning_rate", "Tuning learning rate"),
     FormField("prompt_tuning.init_from_text", "Initialise the prompt from the task description"),

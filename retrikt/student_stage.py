@@ -2,6 +2,7 @@
 student keys in Chroma, pick beta on the dev split, save everything in the run folder, then evaluate."""
 from __future__ import annotations
 
+import json
 import random
 import time
 from pathlib import Path
@@ -158,25 +159,15 @@ def evaluate_run(run, task, store, teacher=None, progress=_noop, limit: int | No
     return evaluate(run, task, store, teacher, student, kd_student, index, beta, limit=limit, progress=progress)
 
 
-def ppo_stage():
-    """The PPO stage function when the project has one (`retrikt.ppo_stage.stage_ppo(ctx, progress)`), else None."""
-    import importlib
-    import importlib.util
-
-    if importlib.util.find_spec("retrikt.ppo_stage") is None:
-        return None
-    return getattr(importlib.import_module("retrikt.ppo_stage"), "stage_ppo", None)
-
-
 def run_all(config: RunConfig, progress=_noop, eval_limit: int | None = None):
-    """Steps 1 [+ PPO when the project has it] + 3 + evaluation in one run folder."""
+    """Steps 1 [+ PPO unless `ppo.updates` is 0] + 3 + evaluation in one run folder."""
     from .pipeline import load_context, run_generate
+    from .ppo_stage import stage_ppo
 
     run = run_generate(config, progress)
     ctx = load_context(run.config, progress, run=run)
-    stage = ppo_stage()
-    if stage is not None:
-        run.update_summary(ppo=stage(ctx, progress))
+    if config.ppo.updates > 0:
+        run.update_summary(ppo=stage_ppo(ctx, progress))
     return run_student(run.config, str(run.path), progress, eval_limit=eval_limit, teacher=ctx.teacher)
 
 
@@ -221,3 +212,36 @@ def label_unlabeled(run, task, store, teacher, n: int, progress=_noop, chunk: in
         progress("unlabeled", start + len(part), len(todo), {"message": "teacher labels for unlabeled inputs"})
     return {"unlabeled_entries": len(have) + len(todo), "scored": len(todo),
             "seconds": round(time.perf_counter() - started, 2)}
+
+
+def step1_runs(workspace) -> list[str]:
+    """Runs whose knowledge store is finished (step 1 done), newest first: what a student can train on."""
+    from .store_view import runs_newest_first
+
+    def finished(name: str) -> bool:
+        path = Path(workspace) / "runs" / name / "summary.json"
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return summary.get("status") == "done" and bool(summary.get("teacher_params"))
+
+    return [name for name in runs_newest_first(workspace) if finished(name)]
+
+
+def student_job(config: RunConfig, from_run: str, eval_limit: int | None):
+    """A job function (for `JobManager.submit`) that trains and evaluates the student of `from_run`; a cancel
+    request stops it at the next progress report (an epoch, or a stage of the evaluation)."""
+    from .control import Cancelled
+
+    def fn(progress, should_stop, job):
+        job.run = from_run
+
+        def guarded(stage, done, total, info):
+            if should_stop():
+                raise Cancelled(f"stopped during {stage}")
+            progress(stage, done, total, info)
+
+        return run_student(config, from_run, guarded, eval_limit=eval_limit, check_task=False).name
+
+    return fn

@@ -91,9 +91,10 @@ def start_studio():
                     raise TimeoutError("the studio did not start within 180 s")
                 time.sleep(1)
 
-        def stop() -> None:
+        def stop(kill: bool = False) -> None:
+            """Stop the server; `kill=True` is a SIGKILL (no clean-up), as when a host dies."""
             if proc.poll() is None:
-                proc.terminate()
+                proc.kill() if kill else proc.terminate()
                 proc.wait(timeout=30)
 
         return url, stop

@@ -1,4 +1,6 @@
 """The studio served by a real `python app.py` process, driven with gradio_client."""
+import json
+import shutil
 import time
 
 import pytest
@@ -38,3 +40,67 @@ def test_start_see_progress_cancel_and_start_again(app_url):
     _wait_for(client, lambda s: "running" in s)
     client.predict(api_name="/generate_cancel")
     _wait_for(client, lambda s: "cancelled" in s, timeout=120)
+
+
+def test_a_job_killed_with_the_server_shows_as_interrupted_after_restart(workspace, teacher, start_studio):
+    from gradio_client import Client
+
+    url, stop = start_studio(workspace)
+    client = Client(url, verbose=False)
+    client.predict("SST-2", 4, 200, 0.9, 0.95, api_name="/generate_start")
+    running = _wait_for(client, lambda s: "running" in s and ("`tune`" in s or "`score`" in s))
+    assert "Step 1 on SST-2" in running
+    stop(kill=True)
+    url, stop = start_studio(workspace)
+    try:
+        client = Client(url, verbose=False)
+        status = client.predict(api_name="/generate_poll")[0]
+        assert "Step 1 on SST-2** — interrupted" in status, status
+        runs = sorted((workspace / "runs").glob("SST-2-*"), key=lambda p: p.stat().st_mtime)
+        assert (runs[-1] / "config.yaml").is_file()  # what the job had written is still there
+        client.predict("SST-2", 4, 200, 0.9, 0.95, api_name="/generate_start")
+        _wait_for(client, lambda s: "running" in s)  # the restarted studio runs new jobs
+        client.predict(api_name="/generate_cancel")
+        _wait_for(client, lambda s: "cancelled" in s, timeout=120)
+    finally:
+        stop()
+
+
+def test_student_tab_trains_evaluates_and_cancels(workspace, teacher, start_studio):
+    from gradio_client import Client
+
+    from test_store_view import seed_run
+
+    name = "student-ui"
+    folder = workspace / "runs" / name
+    shutil.rmtree(folder, ignore_errors=True)  # a workspace reused across sessions may hold it already
+    seed_run(workspace, name)
+    summary = {"status": "done", "task": "SST-2", "teacher_params": teacher.n_params}
+    (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    url, stop = start_studio(workspace)
+    try:
+        client = Client(url, verbose=False)
+        assert client.predict(name, api_name="/student_runs") == name
+        # run, epochs, k, beta, check beta on dev, store filter, init, test examples
+        form = [name, 1, 4, 0.5, False, "none", "random", 16]
+        client.predict(*form, api_name="/student_start")
+        deadline = time.time() + 300
+        while "— done" not in (status := client.predict(name, api_name="/student_poll")):
+            assert "failed" not in status and time.time() < deadline, status
+            time.sleep(1)
+        text, table, _, _ = client.predict(name, api_name="/student_results")
+        assert "16 of 872 test examples" in text
+        rows = {row[0]: row for row in table["data"]}
+        assert set(rows) == {"majority class", "teacher (few-shot, calibrated)", "student alone",
+                             "student + retrieval", "plain KD (no retrieval)"}
+        assert float(rows["student alone"][4].rstrip("%")) <= 1.0
+        assert client.predict(None, api_name="/compare_runs") == name  # the newest evaluated run comes first
+        client.predict(*form[:-1], 0, api_name="/student_start")
+        client.predict(api_name="/student_cancel")
+        deadline = time.time() + 180
+        while "— cancelled" not in (status := client.predict(name, api_name="/student_poll")):
+            assert time.time() < deadline, status
+            time.sleep(1)
+    finally:
+        stop()
+        shutil.rmtree(folder, ignore_errors=True)

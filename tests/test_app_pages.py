@@ -214,3 +214,52 @@ def test_jobs_tab_lists_jobs_shows_logs_and_refuses_to_cancel_finished_ones(stud
     assert "only queued or running jobs can be cancelled" in message
     with pytest.raises(AppError, match="No job with id `zzz`"):
         client.predict("zzz", api_name="/jobs_cancel")
+
+
+def test_compare_opens_on_the_shipped_demo_run(studio):
+    _, client = studio
+    runs = client.predict(None, api_name="/compare_runs")
+    assert runs == "demo-SST-2"  # the only evaluated run: the first screen is never empty
+    headline, systems, _, _, first, text, verdict, alone, mixed, neighbours = client.predict(
+        "demo-SST-2", "all", api_name="/compare_open_run")
+    assert "SST-2" in headline and "precomputed demo run" in headline
+    assert [row[0] for row in systems["data"]][2:4] == ["student alone", "student + retrieval"]
+    assert first.startswith("sst2-") and text.startswith("> Review: ") and verdict.startswith("Gold **")
+    assert {c["label"] for c in alone["confidences"]} == {"negative", "positive"}
+    assert len(neighbours["data"]) == 8 and neighbours["headers"][0] == "rank"
+
+
+@pytest.mark.parametrize("wanted", ["retrieval fixed it", "retrieval broke it", "both wrong"])
+def test_compare_filters_examples_by_what_retrieval_did(studio, wanted):
+    _, client = studio
+    example, text, verdict, alone, mixed, neighbours = client.predict("demo-SST-2", wanted,
+                                                                      api_name="/compare_filter")
+    assert f"→ {wanted}." in verdict
+    again = client.predict("demo-SST-2", example, api_name="/compare_example")
+    assert again[1] == verdict
+
+
+def test_compare_predicts_typed_input_and_refuses_bad_requests(studio):
+    _, client = studio
+    text, verdict, alone, mixed, neighbours = client.predict("demo-SST-2", "a gorgeous , witty movie", "",
+                                                             api_name="/compare_predict")
+    assert text == "> Review: a gorgeous , witty movie" and "with retrieval" in verdict
+    assert len(neighbours["data"]) == 8
+    with pytest.raises(AppError, match="Type the sentence"):
+        client.predict("demo-SST-2", "  ", "", api_name="/compare_predict")
+    with pytest.raises(AppError, match="no run '../runs'"):
+        client.predict("../runs", "all", api_name="/compare_open_run")
+    with pytest.raises(AppError, match="not been evaluated"):
+        client.predict("demo", "all", api_name="/compare_open_run")
+
+
+def test_setup_starts_step1_with_its_own_settings(studio):
+    _, client = studio
+    message = client.predict("hub", HUB_TEACHER, "", BUILT_IN, "RTE", *_form(), api_name="/setup_run")
+    assert message.startswith("Started job") and "run `RTE-" in message
+    deadline = time.time() + 120
+    while "— failed" not in (status := client.predict(api_name="/generate_poll")[0]):
+        assert time.time() < deadline, status
+        time.sleep(1)
+    # Offline, the hub teacher chosen in Setup cannot load: the job names it, so the Setup settings were used.
+    assert "Step 1 on RTE" in status and HUB_TEACHER in status

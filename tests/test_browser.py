@@ -21,7 +21,8 @@ OUTPUT = ROOT / "test-output"
 SHOTS = OUTPUT / "screenshots"
 RUN = "browser-demo"
 STAGES = ("load", "score", "tune", "generate", "store")
-TABS = ("Setup", "Generate (step 1)", "Knowledge store", "Jobs")
+TABS = ("Compare", "Setup", "Generate (step 1)", "Knowledge store", "Student (step 3)", "Jobs")
+DEMO = "demo-SST-2"
 # Debian's Chromium as a root user in a container: no sandbox, no GPU, and no calls home that could stall a page.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -103,15 +104,41 @@ def test_every_tab_renders(page):
     assert page.get_by_role("tab").all_inner_texts() == list(TABS)
     # What each tab must show once its first server answer is in: a page that failed to load shows none of it.
     ready = {
+        "Compare": lambda p: expect(p.get_by_text(re.compile(r"precomputed demo run"))).to_be_visible(),
         "Setup": lambda p: expect(p.get_by_text(re.compile(r"Teacher: .*parameters"))).to_be_visible(),
         "Generate (step 1)": lambda p: expect(p.get_by_text(GENERATE_STATUS)).to_be_visible(),
         "Knowledge store": lambda p: expect(p.get_by_text(re.compile(r"^\d+ of \d+ entries match"))).to_be_visible(),
+        "Student (step 3)": lambda p: expect(p.get_by_text(re.compile(r"^(No job yet\.|Student on .+ — )"))).to_be_visible(),
         "Jobs": lambda p: expect(p.get_by_text(JOBS_HEADER)).to_be_visible(),
     }
     for name in TABS:
         panel = open_tab(page, name)
         ready[name](panel)
         screenshot(page, name.split(" (")[0].lower().replace(" ", "-"))
+
+
+def test_compare_opens_on_the_demo_shows_neighbours_and_links_to_the_store(page):
+    from playwright.sync_api import expect
+
+    panel = page.get_by_role("tabpanel")  # Compare is the first screen
+    expect(panel.get_by_text(re.compile(r"^SST-2, 872 test examples. The student has"))).to_be_visible()
+    systems = panel.get_by_role("grid", name="All systems")
+    expect(systems.get_by_role("gridcell", name="student + retrieval", exact=True)).to_be_visible()
+    panel.get_by_role("radio", name=re.compile(r"^retrieval fixed it \(\d+\)$")).check()
+    verdict = panel.get_by_text(re.compile(r"^Gold .* → retrieval fixed it\."))
+    expect(verdict).to_be_visible()
+    grid = panel.get_by_role("grid", name=re.compile("^Retrieved neighbours"))
+    expect(grid.get_by_role("row")).to_have_count(9)  # header + k = 8
+    screenshot(page, "compare")
+    first = grid_rows(grid)[0]
+    grid.get_by_role("gridcell", name=first[5], exact=True).click()
+    expect(panel.get_by_role("textbox", name="Picked neighbour id")).to_have_value(first[6])
+    panel.get_by_role("button", name="Open it in the Knowledge store tab").click()
+    store = page.get_by_role("tabpanel")
+    expect(store.get_by_role("textbox", name="Entry id")).to_have_value(first[6])
+    expect(store.get_by_text(re.compile(rf"^Entry {first[6]} · source"))).to_be_visible()
+    expect(page.get_by_role("tab", name="Knowledge store", exact=True)).to_have_attribute("aria-selected", "true")
+    screenshot(page, "compare-neighbour-in-store")
 
 
 def test_store_tab_lists_maps_searches_and_opens_an_entry(page):
@@ -188,7 +215,7 @@ def test_generate_job_runs_survives_a_reload_cancels_and_is_listed(page):
 
     panel = open_tab(page, "Generate (step 1)")
     panel.get_by_role("spinbutton", name="Samples per label (0 = task default)").fill("4")
-    panel.get_by_role("spinbutton", name="Tuning steps").fill("400")  # far more than the test waits for
+    panel.get_by_role("spinbutton", name="Tuning steps (0 = task default)").fill("400")  # far more than the test waits for
     panel.get_by_role("button", name="Start", exact=True).click()
     status = panel.get_by_role("paragraph").filter(has_text=re.compile(r"^Step 1 on SST-2 — "))
     expect(status).to_contain_text("— running", timeout=JOB)

@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import save_file
 
 from retrikt.__main__ import main
-from retrikt.config import GenerationConfig, PPOConfig, RunConfig
+from retrikt.config import GenerationConfig, RunConfig
 from retrikt.pipeline import Context, open_store
 from retrikt.prompt_tuning import ADAPTER_WEIGHTS, init_embeddings, load_soft_prompt
 from retrikt.runs import create_run

@@ -1,0 +1,121 @@
+"""The Compare tab's logic and the shipped demo run (installed into a workspace, then read like any run)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from retrikt.compare import (
+    LiveStudent, eval_summary, evaluated_runs, example_choices, find_record, headline, outcome,
+    outcome_counts, records, systems_table, view_record,
+)
+from retrikt.demo import DEMO_ASSET, DEMO_RUN, install_demo
+from retrikt.retrieval import predict
+from retrikt.runs import RunError
+from retrikt.store_view import runs_newest_first
+from test_store_view import seed_run
+
+
+def _record(gold, alone, mixed):
+    probs = {"negative": 0.5, "positive": 0.5}
+    return {"uid": f"{gold}-{alone}-{mixed}", "text": "Review: x", "gold": gold,
+            "student": {"pred": alone, "probs": probs}, "student_retrieval": {"pred": mixed, "probs": probs},
+            "neighbours": []}
+
+
+@pytest.mark.parametrize("gold,alone,mixed,expected", [
+    ("positive", "negative", "positive", "retrieval fixed it"),
+    ("positive", "positive", "negative", "retrieval broke it"),
+    ("positive", "negative", "negative", "both wrong"),
+    ("negative", "negative", "negative", "both right"),
+])
+def test_outcome_of_a_record(gold, alone, mixed, expected):
+    assert outcome(_record(gold, alone, mixed)) == expected
+
+
+def test_choices_follow_the_outcome_filter():
+    recs = [_record("positive", "negative", "positive"), _record("positive", "positive", "negative"),
+            _record("negative", "negative", "negative")]
+    assert [uid for _, uid in example_choices(recs, "retrieval fixed it")] == ["positive-negative-positive"]
+    assert len(example_choices(recs)) == 3 and example_choices(recs, "both wrong") == []
+    assert outcome_counts(recs) == {"all": 3, "retrieval fixed it": 1, "retrieval broke it": 1, "both wrong": 0,
+                                    "both right": 1}
+    with pytest.raises(RunError, match="unknown filter"):
+        example_choices(recs, "sometimes")
+    with pytest.raises(RunError, match="not in this run"):
+        find_record(recs, "nope")
+
+
+@pytest.fixture(scope="module")
+def demo_workspace(tmp_path_factory):
+    workspace = tmp_path_factory.mktemp("demo")
+    seed_run(workspace, "mine")  # a run of the user's own, not evaluated
+    assert install_demo(workspace) == workspace / "runs" / DEMO_RUN
+    return workspace
+
+
+def test_demo_installs_once_and_lists_after_the_users_runs(demo_workspace):
+    marker = demo_workspace / "runs" / DEMO_RUN / "summary.json"
+    before = marker.stat().st_mtime_ns
+    install_demo(demo_workspace)
+    assert marker.stat().st_mtime_ns == before  # already installed: nothing rewritten
+    assert runs_newest_first(demo_workspace) == ["mine", DEMO_RUN]
+    assert evaluated_runs(demo_workspace) == [DEMO_RUN]  # "mine" has no evaluation
+    config = (demo_workspace / "runs" / DEMO_RUN / "config.yaml").read_text(encoding="utf-8")
+    assert f"workspace: {demo_workspace}" in config
+
+
+def test_demo_summary_table_and_headline(demo_workspace):
+    summary = eval_summary(demo_workspace, DEMO_RUN)
+    headers, rows = systems_table(summary)
+    assert [r[0] for r in rows] == ["majority class", "teacher (few-shot, calibrated)", "student alone",
+                                    "student + retrieval", "plain KD (no retrieval)"]
+    student_row = rows[2]
+    assert float(student_row[headers.index("size vs teacher")].rstrip("%")) <= 1.0
+    assert float(student_row[headers.index("speed-up vs teacher")].rstrip("x")) > 50
+    assert "% of the teacher's" in headline(summary) and summary["task"] == "SST-2"
+    recs = records(demo_workspace, DEMO_RUN)
+    assert len(recs) == summary["test_examples"] == 872
+    accuracy = np.mean([r["student_retrieval"]["pred"] == r["gold"] for r in recs])
+    assert accuracy == pytest.approx(summary["systems"]["student_retrieval"]["accuracy"], abs=1e-3)
+    view = view_record(recs[0])
+    assert len(view.neighbours) == summary["systems"]["student_retrieval"]["k"] and view.gold in view.verdict
+
+
+def test_live_student_reproduces_the_recorded_predictions(demo_workspace):
+    live = LiveStudent(demo_workspace, DEMO_RUN)
+    recs = records(demo_workspace, DEMO_RUN)
+    cfg = live.run.config.student
+    sample = [recs[i] for i in range(0, len(recs), 97)]
+    pred = predict(live.student, live.index, [r["text"] for r in sample], cfg.k, cfg.temperature, live.beta)
+    for row, record in enumerate(sample):
+        labels = list(record["student"]["probs"])
+        np.testing.assert_allclose(pred.student[row], [record["student"]["probs"][l] for l in labels], atol=2e-4)
+        np.testing.assert_allclose(pred.mixed[row], [record["student_retrieval"]["probs"][l] for l in labels],
+                                   atol=2e-4)
+        assert pred.neighbours.ids[row] == [n["id"] for n in record["neighbours"]]
+    view = live.view(["a gorgeous , witty , seductive movie ."])
+    assert view.gold is None and len(view.neighbours) == cfg.k and abs(sum(view.mixed.values()) - 1) < 1e-6
+    with pytest.raises(RunError, match="Type the sentence"):
+        live.view(["   ", ""])
+
+
+@pytest.mark.parametrize("name", [None, "", "../runs", "/etc", "mine", "absent"])
+def test_unevaluated_or_foreign_runs_are_refused(demo_workspace, name):
+    with pytest.raises(RunError):
+        eval_summary(demo_workspace, name)
+
+
+def test_a_half_installed_demo_is_rebuilt(tmp_path):
+    asset = tmp_path / "asset"
+    shutil.copytree(DEMO_ASSET, asset)
+    broken = tmp_path / "ws" / "runs" / DEMO_RUN
+    broken.mkdir(parents=True)
+    (broken / "config.yaml").write_text("task: SST-2\n", encoding="utf-8")  # the server died mid-install
+    install_demo(tmp_path / "ws", asset)
+    summary = json.loads((broken / "summary.json").read_text(encoding="utf-8"))
+    assert summary["student"]["items"]["indexed"] == len((asset / "keys.jsonl").read_text().splitlines())
+    assert evaluated_runs(tmp_path / "ws") == [DEMO_RUN]
+    assert install_demo(tmp_path / "nothing", tmp_path / "no-asset") is None
