@@ -46,12 +46,10 @@ def build(studio) -> None:
             run = gr.Dropdown([], label="Evaluated run", allow_custom_value=True, scale=4)
             refresh = gr.Button("Refresh runs", scale=1)
         summary_md = gr.Markdown()
-        with gr.Row():
-            with gr.Column(scale=3):
-                systems = gr.Dataframe(pd.DataFrame([], columns=list(SYSTEM_COLUMNS)), label="All systems",
-                                       interactive=False, wrap=True)
-            with gr.Column(scale=2):
-                accuracy_plot = gr.Plot(label="Accuracy")
+        systems = gr.Dataframe(pd.DataFrame([], columns=list(SYSTEM_COLUMNS)), label="All systems",
+                               interactive=False, wrap=True)
+        with gr.Accordion("Accuracy chart", open=False):
+            accuracy_plot = gr.Plot(label="Accuracy")
         with gr.Row():
             wanted = gr.Radio([(o, o) for o in OUTCOMES], value="all", label="Show test examples where", scale=2)
             example = gr.Dropdown([], label="Test example", allow_custom_value=False, scale=3)

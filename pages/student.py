@@ -65,9 +65,8 @@ def build(studio) -> None:
         results_md = gr.Markdown()
         systems = gr.Dataframe(pd.DataFrame([], columns=list(SYSTEM_COLUMNS)), label="Results per system",
                                interactive=False, wrap=True)
-        with gr.Row():
-            bars = gr.Plot(label="Accuracy")
-            matrices = gr.Plot(label="Confusion matrices")
+        bars = gr.Plot(label="Accuracy")
+        matrices = gr.Plot(label="Confusion matrices")
 
     def runs_update(current):
         names = step1_runs(workspace)

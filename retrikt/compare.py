@@ -241,14 +241,16 @@ def confusion(recs, system: str, labels: list[str]) -> np.ndarray:
 
 def confusion_figure(recs, labels: list[str]) -> go.Figure:
     """One confusion matrix per system that has per-example predictions (rows gold, columns predicted)."""
-    systems = [s for s in ("teacher", "student", "student_retrieval", "plain_kd") if recs and s in recs[0]]
-    fig = make_subplots(rows=1, cols=max(1, len(systems)), subplot_titles=[SYSTEM_NAMES[s] for s in systems],
-                        horizontal_spacing=0.06)
+    short = {"teacher": "teacher", "student": "student alone", "student_retrieval": "student + retrieval",
+             "plain_kd": "plain KD"}
+    systems = [s for s in short if recs and s in recs[0]]
+    fig = make_subplots(rows=1, cols=max(1, len(systems)), subplot_titles=[short[s] for s in systems],
+                        horizontal_spacing=0.04, shared_yaxes=True)
     for col, system in enumerate(systems, 1):
         counts = confusion(recs, system, labels)
         fig.add_trace(go.Heatmap(z=counts, x=labels, y=labels, text=counts, texttemplate="%{text}",
                                  colorscale="Blues", showscale=False), row=1, col=col)
         fig.update_xaxes(title_text="predicted", row=1, col=col)
-        fig.update_yaxes(title_text="gold" if col == 1 else None, autorange="reversed", row=1, col=col)
-    fig.update_layout(height=320, margin=dict(l=40, r=10, t=50, b=40))
+    fig.update_yaxes(title_text="gold", autorange="reversed", row=1, col=1)
+    fig.update_layout(height=330, margin=dict(l=60, r=10, t=50, b=40), title="Confusion matrices (rows: gold)")
     return fig

@@ -2,6 +2,7 @@
 import json
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -56,7 +57,7 @@ def test_a_job_killed_with_the_server_shows_as_interrupted_after_restart(workspa
         client = Client(url, verbose=False)
         status = client.predict(api_name="/generate_poll")[0]
         assert "Step 1 on SST-2** — interrupted" in status, status
-        runs = sorted((workspace / "runs").glob("SST-2-*"), key=lambda p: p.stat().st_mtime)
+        runs = sorted((Path(workspace) / "runs").glob("SST-2-*"), key=lambda p: p.stat().st_mtime)
         assert (runs[-1] / "config.yaml").is_file()  # what the job had written is still there
         client.predict("SST-2", 4, 200, 0.9, 0.95, api_name="/generate_start")
         _wait_for(client, lambda s: "running" in s)  # the restarted studio runs new jobs
@@ -72,7 +73,7 @@ def test_student_tab_trains_evaluates_and_cancels(workspace, teacher, start_stud
     from test_store_view import seed_run
 
     name = "student-ui"
-    folder = workspace / "runs" / name
+    folder = Path(workspace) / "runs" / name
     shutil.rmtree(folder, ignore_errors=True)  # a workspace reused across sessions may hold it already
     seed_run(workspace, name)
     summary = {"status": "done", "task": "SST-2", "teacher_params": teacher.n_params}
@@ -80,7 +81,7 @@ def test_student_tab_trains_evaluates_and_cancels(workspace, teacher, start_stud
     url, stop = start_studio(workspace)
     try:
         client = Client(url, verbose=False)
-        assert client.predict(name, api_name="/student_runs") == name
+        assert client.predict(name, api_name="/student_runs")["value"] == name
         # run, epochs, k, beta, check beta on dev, store filter, init, test examples
         form = [name, 1, 4, 0.5, False, "none", "random", 16]
         client.predict(*form, api_name="/student_start")
@@ -94,7 +95,7 @@ def test_student_tab_trains_evaluates_and_cancels(workspace, teacher, start_stud
         assert set(rows) == {"majority class", "teacher (few-shot, calibrated)", "student alone",
                              "student + retrieval", "plain KD (no retrieval)"}
         assert float(rows["student alone"][4].rstrip("%")) <= 1.0
-        assert client.predict(None, api_name="/compare_runs") == name  # the newest evaluated run comes first
+        assert client.predict(None, api_name="/compare_runs")["value"] == name  # the newest evaluated run first
         client.predict(*form[:-1], 0, api_name="/student_start")
         client.predict(api_name="/student_cancel")
         deadline = time.time() + 180

@@ -219,12 +219,13 @@ def test_jobs_tab_lists_jobs_shows_logs_and_refuses_to_cancel_finished_ones(stud
 def test_compare_opens_on_the_shipped_demo_run(studio):
     _, client = studio
     runs = client.predict(None, api_name="/compare_runs")
-    assert runs == "demo-SST-2"  # the only evaluated run: the first screen is never empty
+    # the only evaluated run (the seeded runs have no evaluation): the first screen is never empty
+    assert runs["value"] == "demo-SST-2" and runs["choices"] == [["demo-SST-2", "demo-SST-2"]]
     headline, systems, _, _, first, text, verdict, alone, mixed, neighbours = client.predict(
         "demo-SST-2", "all", api_name="/compare_open_run")
     assert "SST-2" in headline and "precomputed demo run" in headline
     assert [row[0] for row in systems["data"]][2:4] == ["student alone", "student + retrieval"]
-    assert first.startswith("sst2-") and text.startswith("> Review: ") and verdict.startswith("Gold **")
+    assert first["value"].startswith("sst2-") and text.startswith("> Review: ") and verdict.startswith("Gold **")
     assert {c["label"] for c in alone["confidences"]} == {"negative", "positive"}
     assert len(neighbours["data"]) == 8 and neighbours["headers"][0] == "rank"
 
@@ -235,7 +236,8 @@ def test_compare_filters_examples_by_what_retrieval_did(studio, wanted):
     example, text, verdict, alone, mixed, neighbours = client.predict("demo-SST-2", wanted,
                                                                       api_name="/compare_filter")
     assert f"→ {wanted}." in verdict
-    again = client.predict("demo-SST-2", example, api_name="/compare_example")
+    assert example["value"] == example["choices"][0][1]
+    again = client.predict("demo-SST-2", example["value"], api_name="/compare_example")
     assert again[1] == verdict
 
 
