@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from pages import compare, generate, jobs, setup, store, student
+from pages import compare, generate, jobs, ppo, setup, store, student
 from retrikt.demo import install_demo
 from retrikt.jobs import JobManager
 from retrikt.preload import preload_ml_stack
@@ -46,7 +46,7 @@ def build_app(workspace: str | Path) -> tuple[gr.Blocks, Studio]:
         gr.Markdown("# RetriKT studio\nExtreme compression of an LLM by retrieval-based knowledge transfer.")
         with gr.Tabs() as studio.tabs:
             # Compare first: it is what a visitor came to see, and the shipped demo run fills it.
-            for page in (compare, setup, generate, store, student, jobs):
+            for page in (compare, setup, generate, ppo, store, student, jobs):
                 page.build(studio)
         for name, wire in studio.links:
             wire(studio.pages[name])
@@ -61,7 +61,8 @@ def main() -> None:
     args = parser.parse_args()
     demo, _ = build_app(args.workspace)
     css = (ASSETS / "studio.css").read_text(encoding="utf-8")
-    demo.queue(default_concurrency_limit=8).launch(server_name=args.host, server_port=args.port, css=css,
+    js = (ASSETS / "studio.js").read_text(encoding="utf-8")
+    demo.queue(default_concurrency_limit=8).launch(server_name=args.host, server_port=args.port, css=css, js=js,
                                                     theme=gr.themes.Soft())
 
 

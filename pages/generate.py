@@ -22,8 +22,8 @@ def _loss_figure(points: list[dict]) -> go.Figure:
 
 
 def build(studio) -> None:
-    with gr.Tab("Generate (step 1)"):
-        gr.Markdown("Tune a soft prompt on the task's few labelled examples, then let the teacher write new "
+    with gr.Tab("Generate", id="generate"):
+        gr.Markdown("**Step 1.** Tune a soft prompt on the task's few labelled examples, then let the teacher write new "
                     "labelled samples into a knowledge store. Runs in the background; you can reload the page.")
         with gr.Row():
             task = gr.Dropdown(list(BUILTIN_TASKS), value="SST-2", label="Task")

@@ -11,7 +11,7 @@ from retrikt.jobs_view import JOB_COLUMNS, job_header, job_log, job_rows
 def build(studio) -> None:
     """Add the Jobs tab to ``studio.demo``."""
     jobs = studio.jobs
-    with gr.Tab("Jobs"):
+    with gr.Tab("Jobs", id="jobs"):
         gr.Markdown("All background jobs, newest first, refreshed every 2 s. One job runs at a time; the others "
                     "wait in the queue. Jobs survive a page reload and a server restart (a job that was running "
                     "when the server stopped shows as *interrupted*).")
@@ -22,6 +22,7 @@ def build(studio) -> None:
             cancel = gr.Button("Cancel this job", variant="stop", scale=1)
         header = gr.Markdown()
         log = gr.Textbox(label="Log", lines=14, max_lines=30, autoscroll=True, interactive=False)
+        timer = gr.Timer(2.0)  # inside the tab: a component between tabs would shift the tab bar's labels
 
     def poll(selected):
         snapshot = jobs.snapshot()
@@ -52,7 +53,7 @@ def build(studio) -> None:
         return message
 
     outputs = [table, header, log]
-    gr.Timer(2.0).tick(poll, job_id, outputs, api_name="jobs_poll")
+    timer.tick(poll, job_id, outputs, api_name="jobs_poll")
     studio.demo.load(poll, job_id, outputs, api_visibility="private")
     table.select(on_row, None, job_id, api_visibility="private").then(poll, job_id, outputs, api_visibility="private")
     job_id.submit(poll, job_id, outputs, api_visibility="private")

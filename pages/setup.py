@@ -52,7 +52,7 @@ def build(studio) -> None:
     """Add the Setup tab to ``studio.demo``."""
     default = RunConfig(workspace=str(studio.workspace))
     defaults = form_values(default)
-    with gr.Tab("Setup"):
+    with gr.Tab("Setup", id="setup"):
         gr.Markdown("Pick the teacher, the task and the step-1 settings, then save them as a YAML file. "
                     "The command line replays it: `python -m retrikt generate --config FILE.yaml`.")
         with gr.Row():

@@ -125,13 +125,12 @@ def build(studio) -> None:
                                wrap=True, max_height=420)
         with gr.Row():
             with gr.Column(scale=3):
-                emap = gr.Plot(label="Embedding map: colour = label, symbol = source")
-                gr.Markdown("Hover a point to see its id; paste the id on the right to open the entry "
-                            "(Gradio's plot cannot report clicks on points).")
+                emap = gr.Plot(label="Embedding map: colour = label, symbol = source", elem_id="store-map")
+                gr.Markdown("Click a point to open its entry on the right (hover shows its id and text).")
             with gr.Column(scale=2):
                 with gr.Row():
-                    entry_id = gr.Textbox(label="Entry id", scale=3)
-                    open_btn = gr.Button("Open", scale=1)
+                    entry_id = gr.Textbox(label="Entry id", scale=3, elem_id="store-entry-id")
+                    open_btn = gr.Button("Open", scale=1, elem_id="store-open")
                 details = gr.Markdown()
                 with gr.Row():
                     new_label = gr.Dropdown([], label="Label", allow_custom_value=True, scale=3)

@@ -41,8 +41,8 @@ def build(studio) -> None:
     """Add the Student tab to ``studio.demo``."""
     workspace = studio.workspace
     defaults = RunConfig().student
-    with gr.Tab("Student (step 3)", id="student"):
-        gr.Markdown("Train a student of about 1% of the teacher's size on a run's knowledge store (with retrieval, "
+    with gr.Tab("Student", id="student"):
+        gr.Markdown("**Step 3.** Train a student of about 1% of the teacher's size on a run's knowledge store (with retrieval, "
                     "and the same student as plain KD without it), then evaluate every system on the test split. "
                     "Runs in the background; the result also appears in the Compare tab.")
         with gr.Row():
@@ -61,6 +61,7 @@ def build(studio) -> None:
             start = gr.Button("Train and evaluate", variant="primary")
             cancel = gr.Button("Cancel", variant="stop")
         job_id = gr.State(None)
+        timer = gr.Timer(2.0)  # inside the tab: a component between tabs would shift the tab bar's labels
         status = gr.Markdown("No job yet.")
         results_md = gr.Markdown()
         systems = gr.Dataframe(pd.DataFrame([], columns=list(SYSTEM_COLUMNS)), label="Results per system",
@@ -116,7 +117,6 @@ def build(studio) -> None:
     run.change(show_results, run, [results_md, systems, bars, matrices], api_name="student_results")
     start.click(on_start, [run, epochs, k, beta, tune_beta, store_filter, init, limit], job_id, api_name="student_start")
     cancel.click(on_cancel, job_id, None, api_name="student_cancel")
-    timer = gr.Timer(2.0)
     timer.tick(poll, [job_id, run], [job_id, status], api_name="student_poll")
     # A finished job's results replace the table without a click.
     status.change(lambda s, r: show_results(r) if "— done" in s else (gr.skip(),) * 4, [status, run],

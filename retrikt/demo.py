@@ -41,6 +41,8 @@ def pack_demo(run: Run, dest: Path) -> dict:
     for name in ("summary.json", "records.jsonl"):
         shutil.copy2(run.path / "eval" / name, dest / "eval" / name)
     shutil.copytree(student_dir(run), dest / "student")
+    # 37 KB: lets PPO (step 2) start from the demo run
+    shutil.copytree(run.adapter_dir, dest / "adapter", ignore=shutil.ignore_patterns("README.md"))
     store = _store_for(run, load_builtin(config.task, seed=config.seed))
     entries = store.export_jsonl(dest / "store.jsonl", include_embeddings=False)
     index = KeyIndex.open(store)
@@ -79,6 +81,8 @@ def install_demo(workspace: str | Path, asset: Path = DEMO_ASSET) -> Path | None
     os.utime(path / "config.yaml", (0, 0))
     shutil.copytree(asset / "eval", path / "eval")
     shutil.copytree(asset / "student", path / "student")
+    if (asset / "adapter").is_dir():
+        shutil.copytree(asset / "adapter", path / "adapter")
     summary = json.loads((asset / "summary.json").read_text(encoding="utf-8"))
     run = Run(path, config)
     task = load_builtin(config.task, seed=config.seed)

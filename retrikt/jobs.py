@@ -173,6 +173,10 @@ class JobManager:
                     job.points.append({"stage": stage, "step": done, "loss": info["loss"]})
                 if "terms" in info:
                     job.points.append({"stage": stage, "step": done, **info["terms"]})
+                if "stats" in info:  # a PPO update: flat numbers only, the reward terms spread out
+                    stats = info["stats"]
+                    job.points.append({"stage": stage, "step": done, **stats.get("reward_terms", {}),
+                                       **{k: v for k, v in stats.items() if isinstance(v, (int, float))}})
                 for s in info.get("samples", []):
                     job.samples.append({"label": s.label, "text": s.raw.strip(), "parsed": s.fields is not None})
                 del job.samples[:-_MAX_SAMPLES]

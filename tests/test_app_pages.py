@@ -265,3 +265,12 @@ def test_setup_starts_step1_with_its_own_settings(studio):
         time.sleep(1)
     # Offline, the hub teacher chosen in Setup cannot load: the job names it, so the Setup settings were used.
     assert "Step 1 on RTE" in status and HUB_TEACHER in status
+
+
+def test_ppo_tab_lists_finished_runs_and_refuses_others(studio):
+    _, client = studio
+    assert client.predict(None, api_name="/ppo_runs")["choices"] == [["demo-SST-2", "demo-SST-2"]]
+    with pytest.raises(AppError, match="Pick a run whose step 1 is done"):
+        client.predict("demo", 2, 4, 1.0, 0.5, 0.5, 0.05, api_name="/ppo_start")
+    with pytest.raises(AppError, match="ppo.rollout_batch_size"):
+        client.predict("demo-SST-2", 2, 0, 1.0, 0.5, 0.5, 0.05, api_name="/ppo_start")

@@ -21,7 +21,7 @@ OUTPUT = ROOT / "test-output"
 SHOTS = OUTPUT / "screenshots"
 RUN = "browser-demo"
 STAGES = ("load", "score", "tune", "generate", "store")
-TABS = ("Compare", "Setup", "Generate (step 1)", "Knowledge store", "Student (step 3)", "Jobs")
+TABS = ("Compare", "Setup", "Generate", "PPO", "Knowledge store", "Student", "Jobs")
 DEMO = "demo-SST-2"
 # Debian's Chromium as a root user in a container: no sandbox, no GPU, and no calls home that could stall a page.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -106,9 +106,10 @@ def test_every_tab_renders(page):
     ready = {
         "Compare": lambda p: expect(p.get_by_text(re.compile(r"precomputed demo run"))).to_be_visible(),
         "Setup": lambda p: expect(p.get_by_text(re.compile(r"Teacher: .*parameters"))).to_be_visible(),
-        "Generate (step 1)": lambda p: expect(p.get_by_text(GENERATE_STATUS)).to_be_visible(),
+        "Generate": lambda p: expect(p.get_by_text(GENERATE_STATUS)).to_be_visible(),
         "Knowledge store": lambda p: expect(p.get_by_text(re.compile(r"^\d+ of \d+ entries match"))).to_be_visible(),
-        "Student (step 3)": lambda p: expect(p.get_by_text(re.compile(r"^(No job yet\.|Student on .+ — )"))).to_be_visible(),
+        "PPO": lambda p: expect(p.get_by_text(re.compile(r"^(No job yet\.|PPO on .+ — )"))).to_be_visible(),
+        "Student": lambda p: expect(p.get_by_text(re.compile(r"^(No job yet\.|Student on .+ — )"))).to_be_visible(),
         "Jobs": lambda p: expect(p.get_by_text(JOBS_HEADER)).to_be_visible(),
     }
     for name in TABS:
@@ -170,6 +171,15 @@ def test_store_tab_lists_maps_searches_and_opens_an_entry(page):
     expect(plot.locator(".legendtext", has_text="selected")).to_have_count(1)  # the map marks the opened entry
     screenshot(page, "knowledge-store-entry")
 
+    # Clicking a point on the map opens that entry (plotly sits under a drag layer: click by position).
+    entry_box = panel.get_by_role("textbox", name="Entry id")
+    entry_box.fill("")
+    box = plot.locator(".scatterlayer path.point").first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(entry_box).to_have_value(re.compile(r"^(g1|g2|g3|m1|p1|p2|t1|t2)$"))
+    clicked = entry_box.input_value()
+    expect(panel.get_by_text(re.compile(rf"^Entry {clicked} · source"))).to_be_visible()
+
 
 def _store_filter_latency(page, rounds: int) -> list[float]:
     """Seconds from clicking Apply with a text filter to the store table showing the filtered rows, per click."""
@@ -198,6 +208,21 @@ def _store_filter_seconds(page, text: str, expected: str) -> float:
     return time.perf_counter() - started
 
 
+def _compare_filter_latency(page, rounds: int) -> list[float]:
+    """Seconds from picking an outcome filter in Compare to its first example's verdict being shown, per click."""
+    from playwright.sync_api import expect
+
+    panel = open_tab(page, "Compare")
+    samples = []
+    for _ in range(rounds):
+        for wanted in ("retrieval fixed it", "retrieval broke it"):
+            started = time.perf_counter()
+            panel.get_by_role("radio", name=re.compile(rf"^{wanted} \(\d+\)$")).check()
+            expect(panel.get_by_text(re.compile(rf"^Gold .* → {wanted}\."))).to_be_visible()
+            samples.append(time.perf_counter() - started)
+    return samples
+
+
 def _progress(status: str) -> tuple[int, int]:
     """(stage index, steps done) from the Generate tab's status line, to tell that a job moved on."""
     stage, done = re.search(r"stage (\w+) (\d+)/", status).groups()
@@ -212,8 +237,9 @@ def test_generate_job_runs_survives_a_reload_cancels_and_is_listed(page):
     expect(jobs.get_by_text(JOBS_HEADER)).to_be_visible()  # the server's first answer, so the table is filled
     known = {row[0] for row in grid_rows(jobs_grid)}
     idle = _store_filter_latency(page, rounds=1)  # the same action with no job, to compare against
+    idle_compare = _compare_filter_latency(page, rounds=1)
 
-    panel = open_tab(page, "Generate (step 1)")
+    panel = open_tab(page, "Generate")
     panel.get_by_role("spinbutton", name="Samples per label (0 = task default)").fill("4")
     panel.get_by_role("spinbutton", name="Tuning steps (0 = task default)").fill("400")  # far more than the test waits for
     panel.get_by_role("button", name="Start", exact=True).click()
@@ -228,9 +254,10 @@ def test_generate_job_runs_survives_a_reload_cancels_and_is_listed(page):
 
     # Page-action latency while the job holds the CPU.
     busy = _store_filter_latency(page, rounds=3)
+    busy_compare = _compare_filter_latency(page, rounds=2)
 
     page.reload()
-    panel = open_tab(page, "Generate (step 1)")
+    panel = open_tab(page, "Generate")
     status = panel.get_by_role("paragraph").filter(has_text=re.compile(r"^Step 1 on SST-2 — "))
     # The reloaded page knows nothing itself: the job and its progress come back from the server.
     expect(status).to_have_text(progress)
@@ -256,17 +283,24 @@ def test_generate_job_runs_survives_a_reload_cancels_and_is_listed(page):
     expect(jobs.get_by_role("textbox", name="Log", exact=True)).to_have_value(re.compile("cancel requested"))
     screenshot(page, "jobs-cancelled")
 
+    def figures(action: str, samples: list[float], idle_samples: list[float]) -> dict:
+        return {"action": action, "samples_s": [round(x, 3) for x in samples],
+                "median_s": round(statistics.median(samples), 3), "max_s": round(max(samples), 3),
+                "idle_samples_s": [round(x, 3) for x in idle_samples]}
+
     latency = {
-        "action": "Knowledge store: click Apply with a text filter until the table shows the filtered rows",
-        "while": f"a step-1 job was running ({background_state})",
-        "samples_s": [round(s, 3) for s in busy],
-        "median_s": round(statistics.median(busy), 3),
-        "max_s": round(max(busy), 3),
-        "goal_s": 1.0,
-        "idle_samples_s": [round(s, 3) for s in idle],
+        "while": f"a step-1 job was running ({background_state})", "goal_s": 1.0,
+        "actions": [
+            figures("Knowledge store: click Apply with a text filter until the table shows the filtered rows",
+                    busy, idle),
+            figures("Compare: pick an outcome filter until its first example's verdict shows", busy_compare,
+                    idle_compare),
+        ],
         "cancel_to_cancelled_s": round(cancel_seconds, 1),
     }
     OUTPUT.mkdir(exist_ok=True)
     (OUTPUT / "latency.json").write_text(json.dumps(latency, indent=2) + "\n", encoding="utf-8")
-    print(f"\nstore filter latency while a job runs: median {latency['median_s']}s, max {latency['max_s']}s "
-          f"(idle: {', '.join(f'{s:.2f}s' for s in idle)}); cancel took {cancel_seconds:.0f}s")
+    for action in latency["actions"]:
+        print(f"\n{action['action']}: median {action['median_s']}s, max {action['max_s']}s while a job runs "
+              f"(idle: {', '.join(f'{x:.2f}s' for x in action['idle_samples_s'])})")
+    print(f"cancel took {cancel_seconds:.0f}s")

@@ -65,6 +65,7 @@ def test_demo_installs_once_and_lists_after_the_users_runs(demo_workspace):
     assert evaluated_runs(demo_workspace) == [DEMO_RUN]  # "mine" has no evaluation
     config = (demo_workspace / "runs" / DEMO_RUN / "config.yaml").read_text(encoding="utf-8")
     assert f"workspace: {demo_workspace}" in config
+    assert (demo_workspace / "runs" / DEMO_RUN / "adapter" / "adapter_model.safetensors").is_file()  # PPO can start
 
 
 def test_demo_summary_table_and_headline(demo_workspace):

@@ -81,3 +81,24 @@ def test_restart_marks_running_and_queued_jobs_interrupted(tmp_path):
     assert "interrupted" in manager.get("a1").log[-1]
     reloaded = json.loads((tmp_path / "jobs.json").read_text())
     assert {r["id"]: r["state"] for r in reloaded}["a1"] == "interrupted"
+
+
+def test_ppo_update_stats_become_flat_curve_points(tmp_path):
+    from pages.ppo import ppo_figure
+
+    stats = {"update": 1, "key": "positive", "reward": 0.6, "kl": 0.3, "clip_fraction": 0.1,
+             "reward_terms": {"label_consistency": 0.7, "diversity": 0.4}}
+
+    def fn(progress, should_stop, job):
+        progress("ppo", 1, 2, {"message": "update 1", "stats": stats})
+        progress("ppo", 2, 2, {"message": "update 2", "stats": {**stats, "update": 2, "reward": 0.8}})
+
+    manager = JobManager(tmp_path)
+    job = _wait(manager, manager.submit("ppo", "PPO", fn).id, {"done"})
+    assert [p["reward"] for p in job.points] == [0.6, 0.8]
+    assert job.points[0] == {"stage": "ppo", "step": 1, "label_consistency": 0.7, "diversity": 0.4, "update": 1,
+                             "reward": 0.6, "kl": 0.3, "clip_fraction": 0.1}
+    figure = ppo_figure(job.points)
+    assert {t.name for t in figure.data} == {"reward (weighted, before KL)", "label consistency", "diversity",
+                                             "KL (nats / sample)", "clip fraction"}
+    assert list(figure.data[0].y) == [0.6, 0.8]
