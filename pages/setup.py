@@ -13,8 +13,9 @@ from retrikt.config import ConfigError, RunConfig, load_yaml, save_yaml
 from retrikt.pipeline import generate_job
 from retrikt.runs import list_runs
 from retrikt.setup_form import (
-    FORM_FIELDS, TEACHER_SOURCES, base_dict, check_mapping, config_from_form, config_yaml, file_preview, form_values,
-    teacher_from_form, teacher_note, teacher_to_form,
+    FORM_FIELDS, PACKAGED_TEACHER_PARAMS, TEACHER_SOURCES, base_dict, check_mapping, config_from_form, config_yaml,
+    file_preview, form_values,
+    student_note, teacher_from_form, teacher_note, teacher_to_form,
 )
 from retrikt.tasks import BUILTIN_TASKS, canonical_name
 
@@ -81,6 +82,8 @@ def build(studio) -> None:
                 with gr.Row():
                     widgets += [_field_widget(f, v) for f, v in
                                 zip(FORM_FIELDS[start:start + 4], defaults[start:start + 4])]
+        fraction = widgets[[f.key for f in FORM_FIELDS].index("student.max_params_fraction")]
+        student_info = gr.Markdown(student_note(default.student.max_params_fraction))
         with gr.Row():
             save = gr.Button("Save config as YAML", variant="primary")
             saved_file = gr.File(label="Saved config (download)", interactive=False)
@@ -162,6 +165,11 @@ def build(studio) -> None:
                 api_name="setup_check_mapping")
     save.click(on_save, [base, *teacher_in, task_mode, builtin, *widgets], [saved_file, yaml_view, base],
                api_name="setup_save")
+    def on_size(source, value):
+        return student_note(value, PACKAGED_TEACHER_PARAMS if source == "packaged" else None)
+
+    fraction.change(on_size, [teacher_source, fraction], student_info, api_visibility="private")
+    teacher_source.change(on_size, [teacher_source, fraction], student_info, api_visibility="private")
     run_step1.click(on_run_step1, [base, *teacher_in, task_mode, builtin, *widgets], started, api_name="setup_run")
     load_file.upload(on_load, load_file, [*teacher_in, teacher_info, task_mode, builtin, *widgets, base, yaml_view],
                      api_name="setup_load")

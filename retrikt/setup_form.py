@@ -54,8 +54,25 @@ FORM_FIELDS: tuple[FormField, ...] = (
     FormField("generation.temperature", "Temperature (0 = greedy)"),
     FormField("generation.top_p", "Top-p"),
     FormField("generation.seed", "Sampling seed"),
+    FormField("student.max_params_fraction", "Student size (fraction of the teacher's parameters)"),
+    FormField("student.hidden_size", "Student width"),
+    FormField("student.num_layers", "Student layers"),
+    FormField("student.k", "Neighbours retrieved (k)"),
 )
-"""Step-1 fields the setup tab edits; every other field keeps the value of the loaded (or default) config."""
+"""Fields the setup tab edits; every other field keeps the value of the loaded (or default) config."""
+
+
+def student_note(fraction, teacher_params: int | None = PACKAGED_TEACHER_PARAMS) -> str:
+    """Markdown about the student's parameter budget, shown before anything runs."""
+    try:
+        fraction = float(fraction)
+    except (TypeError, ValueError):
+        return "**Student:** the size must be a number (e.g. 0.01 = 1% of the teacher)."
+    if teacher_params is None:
+        return (f"**Student:** at most {fraction:.2%} of the teacher's parameters (counted when the teacher "
+                "loads); its embedding width shrinks to fit.")
+    return (f"**Student:** at most **{int(fraction * teacher_params):,}** parameters = {fraction:.2%} of the "
+            f"teacher's {teacher_params:,}; its embedding width shrinks to fit the task's vocabulary into that.")
 
 
 # ---------------------------------------------------------------- teacher

@@ -155,8 +155,9 @@ def test_runs_without_or_after_losing_their_store(studio):
 
 def _form(seed=21, steps=12):
     # seed, run name, soft prompt tokens, tuning steps, tuning batch, tuning lr, init from text,
-    # samples per label, generation batch, max new tokens, temperature, top-p, sampling seed
-    return [seed, "", 16, steps, 8, 0.03, True, 4, 16, 0, 0.7, 0.9, 5]
+    # samples per label, generation batch, max new tokens, temperature, top-p, sampling seed,
+    # student size fraction, student width, student layers, k
+    return [seed, "", 16, steps, 8, 0.03, True, 4, 16, 0, 0.7, 0.9, 5, 0.02, 96, 2, 6]
 
 
 def test_setup_saves_a_yaml_the_cli_reads_and_loads_it_back(studio, tmp_path):
@@ -168,6 +169,7 @@ def test_setup_saves_a_yaml_the_cli_reads_and_loads_it_back(studio, tmp_path):
     assert (saved["task"], saved["seed"], saved["teacher"]["model"]) == ("RTE", 21, HUB_TEACHER)
     generation = saved["generation"]
     assert (saved["prompt_tuning"]["steps"], generation["temperature"], generation["seed"]) == (12, 0.7, 5)
+    assert saved["student"]["max_params_fraction"] == 0.02 and saved["student"]["k"] == 6
     replay = subprocess.run([sys.executable, "-m", "retrikt", "config", "--config", path], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert replay.returncode == 0, replay.stderr
@@ -175,7 +177,7 @@ def test_setup_saves_a_yaml_the_cli_reads_and_loads_it_back(studio, tmp_path):
     loaded = client.predict(handle_file(path), api_name="/setup_load")
     assert loaded[0] == "hub" and loaded[1]["value"] == HUB_TEACHER
     assert "loaded on first run" in loaded[3] and loaded[4:6] == (BUILT_IN, "RTE")
-    assert list(loaded[6:19]) == [21, "", 16, 12, 8, 0.03, True, 4, 16, 0, 0.7, 0.9, 5]
+    assert list(loaded[6:23]) == [21, "", 16, 12, 8, 0.03, True, 4, 16, 0, 0.7, 0.9, 5, 0.02, 96, 2, 6]
     with pytest.raises(AppError, match="cannot be saved yet"):
         client.predict("packaged", "", "", UPLOADED, "RTE", *_form(), api_name="/setup_save")
     with pytest.raises(AppError, match="seeds 13, 21, 42, 87, 100"):

@@ -105,7 +105,8 @@ def test_every_tab_renders(page):
     # What each tab must show once its first server answer is in: a page that failed to load shows none of it.
     ready = {
         "Compare": lambda p: expect(p.get_by_text(re.compile(r"precomputed demo run"))).to_be_visible(),
-        "Setup": lambda p: expect(p.get_by_text(re.compile(r"Teacher: .*parameters"))).to_be_visible(),
+        "Setup": lambda p: (expect(p.get_by_text(re.compile(r"Teacher: .*parameters"))).to_be_visible(),
+                            expect(p.get_by_text(re.compile(r"^Student: at most 1,345,150 parameters"))).to_be_visible()),
         "Generate": lambda p: expect(p.get_by_text(GENERATE_STATUS)).to_be_visible(),
         "Knowledge store": lambda p: expect(p.get_by_text(re.compile(r"^\d+ of \d+ entries match"))).to_be_visible(),
         "PPO": lambda p: expect(p.get_by_text(re.compile(r"^(No job yet\.|PPO on .+ — )"))).to_be_visible(),
@@ -262,6 +263,7 @@ def test_generate_job_runs_survives_a_reload_cancels_and_is_listed(page):
     # The reloaded page knows nothing itself: the job and its progress come back from the server.
     expect(status).to_have_text(progress)
     assert _progress(status.inner_text()) >= _progress(seen), (seen, status.inner_text())
+    expect(panel.locator(".js-plotly-plot").get_by_text("Soft prompt tuning loss")).to_be_visible()  # the curve too
     background_state = re.search(r"stage \w+ \d+/\d+", status.inner_text())[0]
 
     started = time.perf_counter()

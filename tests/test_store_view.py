@@ -236,3 +236,15 @@ def test_uploaded_task_mapping(tmp_path):
         check_mapping(str(path), ["text"], "label")
     with pytest.raises(TaskDataError, match="label column"):
         check_mapping(str(path), ["review"], "")
+
+
+@pytest.mark.parametrize("fraction,teacher_params,expected", [
+    (0.01, 134_515_008, "at most **1,345,150** parameters = 1.00% of the teacher's 134,515,008"),
+    (0.005, 1_000_000, "at most **5,000** parameters = 0.50% of the teacher's 1,000,000"),
+    (0.01, None, "at most 1.00% of the teacher's parameters (counted when the teacher loads)"),
+    ("x", 1_000, "must be a number"),
+])
+def test_student_budget_is_shown_before_anything_runs(fraction, teacher_params, expected):
+    from retrikt.setup_form import student_note
+
+    assert expected in student_note(fraction, teacher_params)
