@@ -1,0 +1,124 @@
+"""Page-action latency of every tab, idle and while a step-1 job holds the CPU, against a real `python app.py`.
+
+    python bench/ui_latency.py [--teacher-cache DIR] [--rounds 5]
+
+Each action is one gradio_client call (the server round trip a click makes; the browser's rendering is not in
+it). `--teacher-cache` is a workspace `cache/` folder holding the converted teacher, so the job starts quickly.
+Writes bench/results/ui_latency.json and ui_latency.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DEMO = "demo-SST-2"
+# seed, run name, soft prompt tokens, tuning steps, tuning batch, tuning lr, init from text, samples per label,
+# generation batch, max new tokens, temperature, top-p, sampling seed, student size, width, layers, k
+SETUP_FORM = [13, "", 16, 0, 8, 0.03, True, 0, 32, 0, 0.9, 0.95, 13, 0.01, 128, 3, 8]
+STORE_FILTERS = ["any", "any", "any", None, "", "", 20]
+
+
+def actions(client) -> dict:
+    """Tab -> (description, call) of its most common action."""
+    return {
+        "Compare": ("open the demo run (table, chart, first example)",
+                    lambda: client.predict(DEMO, "all", api_name="/compare_open_run")),
+        "Compare (example)": ("open another example",
+                              lambda: client.predict(DEMO, "sst2-dev-7", api_name="/compare_example")),
+        "Compare (filter)": ("pick 'retrieval broke it'",
+                             lambda: client.predict(DEMO, "retrieval broke it", api_name="/compare_filter")),
+        "Compare (typed)": ("predict a typed review", lambda: client.predict(
+            DEMO, "a gorgeous , witty , seductive movie .", "", api_name="/compare_predict")),
+        "Setup": ("save the config as YAML", lambda: client.predict(
+            "packaged", "", "", "Built-in task", "SST-2", *SETUP_FORM, api_name="/setup_save")),
+        "Generate": ("poll the job", lambda: client.predict(api_name="/generate_poll")),
+        "PPO": ("poll the job", lambda: client.predict(api_name="/ppo_poll")),
+        "Knowledge store": ("filter the table (text contains 'good')", lambda: client.predict(
+            DEMO, "", "any", "any", "any", None, "good", "", 20, api_name="/store_list")),
+        "Knowledge store (search)": ("semantic search, 20 nearest", lambda: client.predict(
+            DEMO, "", "any", "any", "any", None, "", "a boring film", 20, api_name="/store_list")),
+        "Student": ("show a run's results", lambda: client.predict(DEMO, api_name="/student_results")),
+        "Jobs": ("poll the table", lambda: client.predict("", api_name="/jobs_poll")),
+    }
+
+
+def timed(call, rounds: int) -> list[float]:
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--teacher-cache", help="a workspace cache/ folder with the converted teacher")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    from gradio_client import Client
+
+    workspace = Path(tempfile.mkdtemp(prefix="retrikt-ui-"))
+    if args.teacher_cache:
+        shutil.copytree(args.teacher_cache, workspace / "cache")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "app.py", "--workspace", str(workspace), "--port", str(port)],
+                              cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 300
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise RuntimeError("the studio did not start")
+                time.sleep(1)
+        client = Client(url, verbose=False)
+        todo = actions(client)
+        for _, call in todo.values():
+            call()  # warm-up: first loads (the student, the embedder) are not page actions
+        idle = {tab: timed(call, args.rounds) for tab, (_, call) in todo.items()}
+        client.predict("SST-2", 0, 0, 0.9, 0.95, api_name="/generate_start")
+        while not any(f"`{stage}`" in client.predict(api_name="/generate_poll")[0] for stage in ("score", "tune")):
+            time.sleep(1)
+        busy = {tab: timed(call, args.rounds) for tab, (_, call) in todo.items()}
+        state = client.predict(api_name="/generate_poll")[0].split("\n")[0]
+        client.predict(api_name="/generate_cancel")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        shutil.rmtree(workspace, ignore_errors=True)
+    rows = {tab: {"action": todo[tab][0], "idle_median_s": round(statistics.median(idle[tab]), 3),
+                  "busy_median_s": round(statistics.median(busy[tab]), 3), "busy_max_s": round(max(busy[tab]), 3)}
+            for tab in todo}
+    result = {"rounds": args.rounds, "job_while_busy": state, "cpu_threads": os.cpu_count(), "actions": rows}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "ui_latency.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    lines = [f"# Page-action latency (gradio_client round trip, median of {args.rounds})", "",
+             f"Busy = while a step-1 job ran ({state}).", "",
+             "| tab | action | idle s | busy s | busy max s |", "|---|---|---|---|---|"]
+    lines += [f"| {tab} | {r['action']} | {r['idle_median_s']} | {r['busy_median_s']} | {r['busy_max_s']} |"
+              for tab, r in rows.items()]
+    (RESULTS / "ui_latency.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
