@@ -46,10 +46,11 @@ def tune_beta(student: Student, index: KeyIndex | None, task, k: int, tau: float
 
 
 def choose_beta(scores: dict[float, float], n_dev: int, preferred: float) -> float:
-    """The beta closest to `preferred` (ties: smaller) among those within one example of the best accuracy."""
+    """The beta closest to `preferred` among those within one example of the best accuracy (ties: the better dev
+    accuracy, then the smaller beta)."""
     # design choice: one dev example of slack; the dev split is the only held-out gold data and it is tiny.
     near_best = [b for b in scores if scores[b] >= max(scores.values()) - 1.0 / n_dev - 1e-9]
-    return min(near_best, key=lambda b: (abs(b - preferred), b))
+    return min(near_best, key=lambda b: (abs(b - preferred), -scores[b], b))
 
 
 def train_students(run, task, store, teacher_params: int, progress=_noop) -> dict:

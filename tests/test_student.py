@@ -378,6 +378,7 @@ def test_any_hf_encoder_can_be_the_student_and_its_ratio_is_reported(store, tmp_
     ([16, 18, 20, 19, 17], 0.5, 0.5),
     ([16, 17, 18, 20, 20], 0.5, 0.75),  # the configured beta is too weak: the nearest near-best one wins
     ([16, 18, 16, 18, 16], 0.5, 0.25),  # equal distance to preferred: the smaller beta
+    ([22, 21, 21, 21, 23], 0.5, 1.0),  # 0 and 1 both near-best and equally far from 0.5: the better on dev wins
 ])
 def test_beta_choice_on_dev(accuracies, preferred, expected):
     from retrikt.student_stage import BETA_GRID, choose_beta
