@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .retrieval import predict
-from .scorer import TeacherScorer
+from .scorer import TeacherScorer, run_scorer
 
 SYSTEMS = ("majority", "teacher", "student", "student_retrieval", "plain_kd")
 LATENCY_SAMPLE = 16
@@ -101,12 +101,7 @@ def evaluate(run, task, store, teacher, student, kd_student, index, beta: float,
 
     if teacher is not None:
         progress("eval", 2, 4, {"message": f"teacher on {n} test examples"})
-        score = run.summary().get("score") or {}
-        scorer = TeacherScorer(teacher, task, run.config.scorer, seed=run.config.seed)
-        if score.get("demo_uids"):
-            scorer.use_demos(score["demo_uids"], score["label_prior"])
-        else:
-            scorer.fit()
+        scorer = run_scorer(run, task, teacher)
         fields = [e.fields for e in examples]
         probs["teacher"], seconds = _timed(lambda: scorer.probs(fields))
         fresh = TeacherScorer(teacher, task, run.config.scorer, seed=run.config.seed)

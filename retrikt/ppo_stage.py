@@ -20,7 +20,7 @@ from .ppo_loop import PPOTrainer, PromptSpec, UpdateStats
 from .prompt_tuning import ADAPTER_WEIGHTS, load_soft_prompt
 from .rewards import CompositeReward, Samples
 from .runs import Run, RunError, open_run
-from .scorer import TeacherScorer
+from .scorer import TeacherScorer, restored_scorer
 
 PPO_DIR = "ppo"
 SOURCE = "generated:ppo"
@@ -43,12 +43,9 @@ def restore_scorer(ctx: Context, progress: Progress = _noop) -> TeacherScorer:
     """The step-1 scorer: the context's, else rebuilt from the run summary's demos and prior, else fitted anew."""
     if ctx.scorer is not None:
         return ctx.scorer
-    score = ctx.run.summary().get("score") or {}
-    if score.get("demo_uids") and score.get("label_prior"):
-        scorer = TeacherScorer(ctx.teacher, ctx.task, ctx.run.config.scorer, seed=ctx.run.config.seed)
-        scorer.use_demos(score["demo_uids"], score["label_prior"])
-        ctx.scorer = scorer
-    else:
+    config = ctx.run.config
+    ctx.scorer = restored_scorer(ctx.teacher, ctx.task, config.scorer, config.seed, ctx.run.summary().get("score"))
+    if ctx.scorer is None:
         ctx.run.update_summary(score=stage_score(ctx, progress))
     return ctx.scorer
 

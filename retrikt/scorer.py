@@ -162,3 +162,24 @@ class TeacherScorer:
         self._set_prefix([by_uid[u] for u in demo_uids])
         self.prior = np.asarray(prior, dtype=float)
         self.report.demo_uids, self.report.label_prior = list(demo_uids), list(prior)
+
+
+def restored_scorer(teacher: Teacher, task, config: ScorerConfig, seed: int,
+                    score: dict | None) -> TeacherScorer | None:
+    """The step-1 scorer rebuilt from a run summary's `score` block (chosen demos and label prior), or None when
+    the block has neither."""
+    if not score or not score.get("demo_uids") or not score.get("label_prior"):
+        return None
+    scorer = TeacherScorer(teacher, task, config, seed=seed)
+    scorer.use_demos(score["demo_uids"], score["label_prior"])
+    return scorer
+
+
+def run_scorer(run, task, teacher: Teacher) -> TeacherScorer:
+    """A run's step-1 scorer: restored from its summary, else fitted anew (demo search and calibration)."""
+    config, seed = run.config.scorer, run.config.seed
+    scorer = restored_scorer(teacher, task, config, seed, run.summary().get("score"))
+    if scorer is None:
+        scorer = TeacherScorer(teacher, task, config, seed=seed)
+        scorer.fit()
+    return scorer

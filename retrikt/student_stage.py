@@ -178,7 +178,7 @@ def label_unlabeled(run, task, store, teacher, n: int, progress=_noop, chunk: in
     Inputs that equal a train, dev or test input are never used (dev picks beta; test is the benchmark). Already
     labelled inputs are kept, so a rerun only scores what is missing.
     """
-    from .scorer import TeacherScorer
+    from .scorer import run_scorer
     from .store import Entry
 
     have = {e.text for e in store.list(source="unlabeled")}
@@ -195,12 +195,7 @@ def label_unlabeled(run, task, store, teacher, n: int, progress=_noop, chunk: in
     if not todo:
         return {"unlabeled_entries": len(have), "scored": 0}
     started = time.perf_counter()
-    score = run.summary().get("score") or {}
-    scorer = TeacherScorer(teacher, task, run.config.scorer, seed=run.config.seed)
-    if score.get("demo_uids"):
-        scorer.use_demos(score["demo_uids"], score["label_prior"])
-    else:
-        scorer.fit()
+    scorer = run_scorer(run, task, teacher)
     labels = list(task.labels)
     for start in range(0, len(todo), chunk):
         part = todo[start : start + chunk]
