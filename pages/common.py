@@ -40,3 +40,30 @@ def user_errors(fn):
                            print_exception=False) from None
 
     return wrapper
+
+
+def run_choices(names: list[str], current: str | None):
+    """A run dropdown's update: the listed runs, keeping the current pick while it is listed, else the first."""
+    return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
+
+
+def followed_job(jobs, current: str | None, kind: str):
+    """(job id, job copy or None, queue position) of the job a tab follows: `current`, else its kind's newest."""
+    if not current:
+        newest = [j for j in jobs.snapshot() if j.kind == kind]
+        current = newest[0].id if newest else None
+    if current is None:
+        return None, None, None
+    return current, jobs.get(current), jobs.queue_position(current)
+
+
+def cancel_followed(jobs, current: str | None, kind: str, message: str) -> None:
+    """Ask the followed job to stop and say `message` when it was still queued or running."""
+    job_id, _, _ = followed_job(jobs, current, kind)
+    if job_id and jobs.cancel(job_id):
+        gr.Info(message)
+
+
+def sample_rows(job) -> list[list[str]]:
+    """The job's latest generations as (label, parsed, text) table rows."""
+    return [[s["label"], "yes" if s["parsed"] else "no", s["text"]] for s in (job.samples if job else [])]

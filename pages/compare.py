@@ -7,7 +7,7 @@ import threading
 import gradio as gr
 import pandas as pd
 
-from pages.common import user_errors
+from pages.common import run_choices, user_errors
 from retrikt.compare import (
     NEIGHBOUR_COLUMNS, OUTCOMES, SYSTEM_COLUMNS, LiveStudent, accuracy_figure, eval_summary, evaluated_runs, example_choices,
     find_record, headline, outcome_counts, records, systems_table, view_record,
@@ -71,9 +71,7 @@ def build(studio) -> None:
             open_in_store = gr.Button("Open it in the Knowledge store tab", scale=1)
 
     def runs_update(current):
-        names = evaluated_runs(workspace)
-        value = current if current in names else (names[0] if names else None)
-        return gr.update(choices=names, value=value)
+        return run_choices(evaluated_runs(workspace), current)
 
     def show(view):
         return (f"> {view.text}", view.verdict, view.alone, view.mixed,

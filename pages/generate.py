@@ -6,10 +6,13 @@ import time
 import gradio as gr
 import plotly.graph_objects as go
 
+from pages.common import cancel_followed, followed_job, sample_rows
 from retrikt.config import ConfigError, RunConfig, override
 from retrikt.jobs_view import job_status
 from retrikt.pipeline import generate_job
 from retrikt.tasks import BUILTIN_TASKS
+
+KIND = "generate"
 
 
 def _loss_figure(points: list[dict]) -> go.Figure:
@@ -49,20 +52,15 @@ def build(studio) -> None:
                 })
             except (ConfigError, ValueError, TypeError) as exc:
                 raise gr.Error(str(exc))
-            job = studio.jobs.submit("generate", f"Step 1 on {task_name}", generate_job(config))
+            job = studio.jobs.submit(KIND, f"Step 1 on {task_name}", generate_job(config))
             return job.id
 
         def on_cancel(current):
-            latest = current or _latest_id(studio)
-            if latest and studio.jobs.cancel(latest):
-                gr.Info("Cancel requested: the job stops at its next step.")
+            cancel_followed(studio.jobs, current, KIND, "Cancel requested: the job stops at its next step.")
 
         def poll(current):
-            current = current or _latest_id(studio)
-            job = studio.jobs.get(current) if current else None
-            rows = [[s["label"], "yes" if s["parsed"] else "no", s["text"]] for s in (job.samples if job else [])]
-            position = studio.jobs.queue_position(current) if current else None
-            return current, job_status(job, position), _loss_figure(job.points if job else []), rows
+            current, job, position = followed_job(studio.jobs, current, KIND)
+            return current, job_status(job, position), _loss_figure(job.points if job else []), sample_rows(job)
 
         outputs = [job_id, status, loss, samples]
         start.click(on_start, [task, per_label, steps, temperature, top_p], job_id, api_name="generate_start")
@@ -70,7 +68,3 @@ def build(studio) -> None:
         gr.Timer(2.0).tick(poll, job_id, outputs, api_name="generate_poll")
         studio.demo.load(poll, job_id, outputs, api_name="generate_poll_on_load")
 
-
-def _latest_id(studio):
-    jobs = [j for j in studio.jobs.snapshot() if j.kind == "generate"]
-    return jobs[0].id if jobs else None

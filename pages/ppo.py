@@ -6,7 +6,7 @@ import gradio as gr
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from pages.common import user_errors
+from pages.common import cancel_followed, followed_job, run_choices, sample_rows, user_errors
 from retrikt.config import RunConfig, override
 from retrikt.jobs_view import job_status
 from retrikt.ppo_stage import run_ppo
@@ -43,11 +43,6 @@ def ppo_job(workspace, run_name: str, overrides: dict):
     return fn
 
 
-def _latest_id(studio):
-    jobs = [j for j in studio.jobs.snapshot() if j.kind == KIND]
-    return jobs[0].id if jobs else None
-
-
 def build(studio) -> None:
     """Add the PPO tab to ``studio.demo``."""
     workspace = studio.workspace
@@ -77,8 +72,7 @@ def build(studio) -> None:
         samples = gr.Dataframe(headers=["label", "parsed", "text"], label="Latest generations", wrap=True)
 
     def runs_update(current):
-        names = step1_runs(workspace)
-        return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
+        return run_choices(step1_runs(workspace), current)
 
     @user_errors
     def on_start(run_name, n_updates, n_batch, wl, wd, wv, kl_coef):
@@ -91,16 +85,12 @@ def build(studio) -> None:
         return studio.jobs.submit(KIND, f"PPO on {run_name}", ppo_job(workspace, run_name, overrides)).id
 
     def on_cancel(current):
-        latest = current or _latest_id(studio)
-        if latest and studio.jobs.cancel(latest):
-            gr.Info("Cancel requested: PPO stops after the current update (its checkpoint is kept).")
+        cancel_followed(studio.jobs, current, KIND,
+                        "Cancel requested: PPO stops after the current update (its checkpoint is kept).")
 
     def poll(current):
-        current = current or _latest_id(studio)
-        job = studio.jobs.get(current) if current else None
-        rows = [[s["label"], "yes" if s["parsed"] else "no", s["text"]] for s in (job.samples if job else [])]
-        position = studio.jobs.queue_position(current) if current else None
-        return current, job_status(job, position), ppo_figure(job.points if job else []), rows
+        current, job, position = followed_job(studio.jobs, current, KIND)
+        return current, job_status(job, position), ppo_figure(job.points if job else []), sample_rows(job)
 
     outputs = [job_id, status, curves, samples]
     refresh.click(runs_update, run, run, api_name="ppo_runs")

@@ -11,7 +11,7 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from pages.common import USER_ERRORS, user_errors
+from pages.common import USER_ERRORS, run_choices, user_errors
 from retrikt.embed import EmbedderError, default_embedder
 from retrikt.store import SOURCES, StoreError
 from retrikt.store_view import (
@@ -162,9 +162,7 @@ def build(studio) -> None:
     view_out = [status, entries, emap]
 
     def runs_update(current):
-        names = runs_newest_first(workspace)
-        value = current if current in names else (names[0] if names else None)
-        return gr.update(choices=names, value=value)
+        return run_choices(runs_newest_first(workspace), current)
 
     @user_errors
     def on_run(run_name, label, source, agreement, reward, text, search_text, top_k):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from pages.common import user_errors
+from pages.common import cancel_followed, followed_job, run_choices, user_errors
 from retrikt.compare import SYSTEM_COLUMNS, accuracy_figure, confusion_figure, eval_summary, records, systems_table
 from retrikt.config import RunConfig, override
 from retrikt.jobs_view import job_status
@@ -15,11 +15,6 @@ from retrikt.student_stage import step1_runs, student_job
 KIND = "student"
 FILTERS = [("agree: keep entries whose teacher label is the intended one", "agree"),
            ("weight: keep all, weighted by the teacher's probability", "weight"), ("none: keep all", "none")]
-
-
-def _latest_id(studio):
-    jobs = [j for j in studio.jobs.snapshot() if j.kind == KIND]
-    return jobs[0].id if jobs else None
 
 
 INITS = [("MiniLM: embeddings + sentence distillation (better, ~2 min more)", "minilm"),
@@ -70,8 +65,7 @@ def build(studio) -> None:
         matrices = gr.Plot(label="Confusion matrices")
 
     def runs_update(current):
-        names = step1_runs(workspace)
-        return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
+        return run_choices(step1_runs(workspace), current)
 
     @user_errors
     def on_start(run_name, n_epochs, n_k, b, tb, sf, student_init, n_limit):
@@ -85,9 +79,8 @@ def build(studio) -> None:
         return job.id
 
     def on_cancel(current):
-        latest = current or _latest_id(studio)
-        if latest and studio.jobs.cancel(latest):
-            gr.Info("Cancel requested: the job stops at its next epoch or evaluation stage.")
+        cancel_followed(studio.jobs, current, KIND, "Cancel requested: the job stops at its next epoch or "
+                                                    "evaluation stage.")
 
     @user_errors
     def show_results(run_name):
@@ -106,9 +99,7 @@ def build(studio) -> None:
         return text, pd.DataFrame(rows, columns=headers), accuracy_figure(summary), confusion_figure(recs, labels)
 
     def poll(current, _shown_run):
-        current = current or _latest_id(studio)
-        job = studio.jobs.get(current) if current else None
-        position = studio.jobs.queue_position(current) if current else None
+        current, job, position = followed_job(studio.jobs, current, KIND)
         return current, job_status(job, position)
 
     refresh.click(runs_update, run, run, api_name="student_runs")
