@@ -10,7 +10,7 @@ from pages.common import cancel_followed, followed_job, sample_rows
 from retrikt.config import ConfigError, RunConfig, override
 from retrikt.jobs_view import job_status
 from retrikt.pipeline import generate_job
-from retrikt.tasks import BUILTIN_TASKS
+from retrikt.setup_form import task_choices
 
 KIND = "generate"
 
@@ -29,7 +29,7 @@ def build(studio) -> None:
         gr.Markdown("**Step 1.** Tune a soft prompt on the task's few labelled examples, then let the teacher write new "
                     "labelled samples into a knowledge store. Runs in the background; you can reload the page.")
         with gr.Row():
-            task = gr.Dropdown(list(BUILTIN_TASKS), value="SST-2", label="Task")
+            task = gr.Dropdown(task_choices(studio.workspace), value="SST-2", label="Task")
             per_label = gr.Number(value=0, precision=0, label="Samples per label (0 = task default)")
             steps = gr.Number(value=RunConfig().prompt_tuning.steps, precision=0, label="Tuning steps (0 = task default)")
             temperature = gr.Slider(0.0, 2.0, value=0.9, step=0.05, label="Temperature")
@@ -67,4 +67,8 @@ def build(studio) -> None:
         cancel.click(on_cancel, job_id, None, api_name="generate_cancel")
         gr.Timer(2.0).tick(poll, job_id, outputs, api_name="generate_poll")
         studio.demo.load(poll, job_id, outputs, api_name="generate_poll_on_load")
+        # Tasks saved in the Setup tab join the list on the next page load (and on focus, without one).
+        refresh = lambda current: gr.update(choices=task_choices(studio.workspace), value=current)  # noqa: E731
+        studio.demo.load(refresh, task, task, api_visibility="private")
+        task.focus(refresh, task, task, api_visibility="private")
 

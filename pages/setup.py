@@ -14,12 +14,12 @@ from retrikt.pipeline import generate_job
 from retrikt.runs import list_runs
 from retrikt.setup_form import (
     FORM_FIELDS, PACKAGED_TEACHER_PARAMS, TEACHER_SOURCES, base_dict, check_mapping, config_from_form, config_yaml,
-    file_preview, form_values,
-    student_note, teacher_from_form, teacher_note, teacher_to_form,
+    file_preview, form_values, save_hub_task, save_uploaded_task,
+    student_note, task_choices, teacher_from_form, teacher_note, teacher_to_form,
 )
-from retrikt.tasks import BUILTIN_TASKS, canonical_name
+from retrikt.tasks import is_builtin, canonical_name
 
-BUILT_IN, UPLOADED = "Built-in task", "Upload a file (CSV, TSV, JSONL)"
+BUILT_IN, UPLOADED, HUB = "Built-in or saved task", "Upload a file (CSV, TSV, JSONL)", "Hugging Face dataset"
 NO_COLUMN = "(none)"
 _save_dir: Path | None = None
 
@@ -62,11 +62,13 @@ def build(studio) -> None:
             teacher_model = gr.Textbox(label="Hub id, model folder or .gguf path", interactive=False)
             gguf_file = gr.Textbox(label="GGUF file inside that folder or repo (optional)", interactive=False)
         teacher_info = gr.Markdown(teacher_note("packaged", "", ""))
-        task_mode = gr.Radio([BUILT_IN, UPLOADED], value=BUILT_IN, label="Task")
-        builtin = gr.Dropdown(list(BUILTIN_TASKS), value=default.task, label="Built-in task")
+        task_mode = gr.Radio([BUILT_IN, UPLOADED, HUB], value=BUILT_IN, label="Task")
+        builtin = gr.Dropdown(task_choices(studio.workspace), value=default.task,
+                              label="Task (built-in, or saved from an upload or a hub dataset)")
         with gr.Group(visible=False) as upload_box:
-            gr.Markdown("An uploaded table is checked here (columns, labels, splits), but the pipeline runs "
-                        "**built-in tasks only** for now: a config with an uploaded task cannot be saved or run yet.")
+            gr.Markdown("Map the file's columns, check the mapping, then save it as a task: it joins the task list "
+                        "and runs like a built-in one (k = 16 per label for train and dev, the rest split into "
+                        "test and an unlabeled pool).")
             task_file = gr.File(label="Task file", file_types=[".csv", ".tsv", ".jsonl", ".json"], type="filepath")
             with gr.Row():
                 text_col1 = gr.Dropdown([], label="Text column", allow_custom_value=True)
@@ -75,7 +77,23 @@ def build(studio) -> None:
                 label_col = gr.Dropdown([], label="Label column", allow_custom_value=True)
                 check = gr.Button("Check the mapping")
             preview = gr.Dataframe(label="First rows", interactive=False, wrap=True)
+            with gr.Row():
+                upload_name = gr.Textbox(label="Task name (3-64 letters, digits, . _ -)")
+                save_upload = gr.Button("Save as a task")
             mapping_result = gr.Markdown()
+        with gr.Group(visible=False) as hub_box:
+            gr.Markdown("Any dataset `datasets.load_dataset` can open (a hub id such as `glue` with config `sst2`). "
+                        "Train is its `train` split, test its `validation` (or `test`) split when that has labels.")
+            with gr.Row():
+                hub_id = gr.Textbox(label="Dataset id")
+                hub_config = gr.Textbox(label="Config (optional)")
+                hub_name = gr.Textbox(label="Task name (3-64 letters, digits, . _ -)")
+            with gr.Row():
+                hub_text1 = gr.Textbox(label="Text column", value="sentence")
+                hub_text2 = gr.Textbox(label="Second text column (pairs, optional)")
+                hub_label = gr.Textbox(label="Label column", value="label")
+                save_hub = gr.Button("Load and save as a task")
+            hub_result = gr.Markdown()
         with gr.Accordion("Step 1: prompt tuning and generation", open=True):
             widgets = []
             for start in range(0, len(FORM_FIELDS), 4):
@@ -104,8 +122,31 @@ def build(studio) -> None:
     for box in (teacher_model, gguf_file):
         box.blur(on_teacher, teacher_in, [teacher_model, gguf_file, teacher_info], api_visibility="private")
         box.submit(on_teacher, teacher_in, [teacher_model, gguf_file, teacher_info], api_visibility="private")
-    task_mode.change(lambda mode: (gr.update(visible=mode == BUILT_IN), gr.update(visible=mode == UPLOADED)),
-                     task_mode, [builtin, upload_box], api_visibility="private")
+    task_mode.change(lambda mode: (gr.update(visible=mode == BUILT_IN), gr.update(visible=mode == UPLOADED),
+                                   gr.update(visible=mode == HUB)),
+                     task_mode, [builtin, upload_box, hub_box], api_visibility="private")
+
+    def _saved(name: str, where: str):
+        gr.Info(f"Saved task {name}; it is now the run's task.")
+        return (gr.update(choices=task_choices(studio.workspace), value=name, visible=True),
+                gr.update(value=BUILT_IN), gr.update(visible=False), gr.update(visible=False),
+                f"Saved as task `{name}` from {where}: pick it in the task list (selected now).")
+
+    saved_outputs = [builtin, task_mode, upload_box, hub_box]
+
+    @user_errors
+    def on_save_upload(path, first, second, label, name, seed):
+        if not path:
+            raise ConfigError("Upload a task file first.")
+        name = save_uploaded_task(studio.workspace, name, path, [first, "" if second == NO_COLUMN else second],
+                                  label, seed=int(seed or 13))
+        return _saved(name, Path(path).name)
+
+    @user_errors
+    def on_save_hub(dataset_id, config_name, first, second, label, name, seed):
+        name = save_hub_task(studio.workspace, name, dataset_id, config_name, [first, second], label,
+                             seed=int(seed or 13))
+        return _saved(name, f"`{dataset_id}`")
 
     @user_errors
     def on_file(path):
@@ -126,8 +167,7 @@ def build(studio) -> None:
     @user_errors
     def on_save(base_data, source, model, gguf, mode, task, *values):
         if mode != BUILT_IN:
-            raise ConfigError("A config with an uploaded task cannot be saved yet: the pipeline runs built-in "
-                              "tasks only. Switch the task to a built-in one to save.")
+            raise ConfigError("Save the file or dataset as a task first (the Save button above), then save the config.")
         config = config_from_form(base_data, workspace=str(studio.workspace), task=task,
                                   teacher=teacher_from_form(source, model, gguf), values=list(values))
         path = _saved_path(config.run_name or config.task)
@@ -137,7 +177,7 @@ def build(studio) -> None:
     @user_errors
     def on_run_step1(base_data, source, model, gguf, mode, task, *values):
         if mode != BUILT_IN:
-            raise ConfigError("Step 1 runs built-in tasks only for now: switch the task to a built-in one.")
+            raise ConfigError("Save the file or dataset as a task first (the Save button above), then start step 1.")
         config = config_from_form(base_data, workspace=str(studio.workspace), task=task,
                                   teacher=teacher_from_form(source, model, gguf), values=list(values))
         config.run_name = config.run_name or f"{config.task}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -151,18 +191,24 @@ def build(studio) -> None:
         if not path:
             raise ConfigError("Choose a .yaml file to load.")
         config = load_yaml(path)
-        config.task = canonical_name(config.task)
+        config.task = canonical_name(config.task) if is_builtin(config.task) else config.task
         source, model, gguf = teacher_to_form(config.teacher.model, config.teacher.gguf_file)
         gr.Info(f"Loaded {Path(path).name}.")
         return [source, gr.update(value=model, interactive=source != "packaged"),
                 gr.update(value=gguf, interactive=source != "packaged"), teacher_note(source, model, gguf),
-                BUILT_IN, config.task, *form_values(config), base_dict(config), config_yaml(config)]
+                BUILT_IN, gr.update(choices=task_choices(studio.workspace), value=config.task), *form_values(config), base_dict(config), config_yaml(config)]
 
     task_file.upload(on_file, task_file, [text_col1, text_col2, label_col, preview, mapping_result],
                      api_name="setup_preview")
     seed = widgets[[f.key for f in FORM_FIELDS].index("seed")]
     check.click(on_check, [task_file, text_col1, text_col2, label_col, seed], mapping_result,
                 api_name="setup_check_mapping")
+    save_upload.click(on_save_upload, [task_file, text_col1, text_col2, label_col, upload_name, seed],
+                      [*saved_outputs, mapping_result], api_name="setup_save_upload_task")
+    save_hub.click(on_save_hub, [hub_id, hub_config, hub_text1, hub_text2, hub_label, hub_name, seed],
+                   [*saved_outputs, hub_result], api_name="setup_save_hub_task")
+    studio.demo.load(lambda current: gr.update(choices=task_choices(studio.workspace), value=current), builtin,
+                     builtin, api_visibility="private")
     save.click(on_save, [base, *teacher_in, task_mode, builtin, *widgets], [saved_file, yaml_view, base],
                api_name="setup_save")
     def on_size(source, value):

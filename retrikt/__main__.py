@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m retrikt", description="RetriKT studio pipeline")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="step 1: tune the soft prompt, generate samples, fill the knowledge store")
-    gen.add_argument("--task", help="built-in task (default SST-2)")
+    gen.add_argument("--task", help="built-in task (default SST-2) or a task saved with `task import`/`task hub`")
     gen.add_argument("--config", help="YAML config (as saved by the UI or `config` command)")
     gen.add_argument("--teacher", help="packaged:smollm2, a HF id, a model folder or a .gguf file")
     gen.add_argument("--seed", type=int)
@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     pack.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="evaluated run name or folder")
     pack.add_argument("--workspace", default="workspace")
     pack.add_argument("--dest", help="asset folder to write (default: the studio's assets/demo-run)")
+    from .task_cli import add_parser as add_task_parser
+
+    add_task_parser(sub)
     show = sub.add_parser("config", help="print the default (or given) config as YAML")
     show.add_argument("--config")
     args = parser.parse_args(argv)
@@ -101,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         return 0
+    if args.command == "task":
+        from .task_cli import main_task
+
+        return main_task(args)
     if args.command == "ppo":
         from .ppo_stage import main_ppo
 

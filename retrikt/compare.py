@@ -178,14 +178,14 @@ class LiveStudent:
         from .retrieval import KeyIndex
         from .student import Student
         from .student_stage import _store_for, student_dir
-        from .tasks import load_builtin
+        from .tasks import task_of_run
 
         _eval_dir(workspace, run_name)
         self.run = open_run(workspace, run_name)
         block = self.run.summary().get("student") or {}
         if not (student_dir(self.run) / "model.pt").is_file():
             raise RunError(f"Run {run_name} has no trained student saved.")
-        self.task = load_builtin(self.run.config.task, seed=self.run.config.seed)
+        self.task = task_of_run(self.run)
         self.store = _store_for(self.run, self.task)
         self.student = Student.load(student_dir(self.run))
         self.index = KeyIndex.open(self.store) if block.get("items", {}).get("indexed") else None

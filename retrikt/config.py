@@ -233,7 +233,8 @@ class RunConfig:
     """One run of the pipeline; saved as `config.yaml` in the run folder."""
 
     task: str = "SST-2"
-    """Built-in task name (SST-2, CB, RTE, COPA, BoolQ, WiC, MRPC)."""
+    """Built-in task (SST-2, CB, RTE, COPA, BoolQ, WiC, MRPC) or a task saved in `<workspace>/tasks/` from a file or
+    a hub dataset (`python -m retrikt task import|hub`, or the Setup tab)."""
     seed: int = 13
     """k-shot split seed for GLUE tasks and the seed of every random choice in the run."""
     workspace: str = "workspace"

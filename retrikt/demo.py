@@ -26,7 +26,8 @@ def pack_demo(run: Run, dest: Path) -> dict:
     """Write the demo asset of `run` (which must have a trained student and an eval) into `dest`."""
     from .retrieval import KeyIndex
     from .student_stage import _store_for, student_dir
-    from .tasks import load_builtin
+    from .tasks import task_of_run
+    from .tasks.saved import RUN_TASK_DIR
 
     summary = run.summary()
     if not summary.get("student") or not (run.path / "eval" / "summary.json").is_file():
@@ -43,7 +44,10 @@ def pack_demo(run: Run, dest: Path) -> dict:
     shutil.copytree(student_dir(run), dest / "student")
     # 37 KB: lets PPO (step 2) start from the demo run
     shutil.copytree(run.adapter_dir, dest / "adapter", ignore=shutil.ignore_patterns("README.md"))
-    store = _store_for(run, load_builtin(config.task, seed=config.seed))
+    task = task_of_run(run)
+    if (run.path / RUN_TASK_DIR).is_dir():  # a run of an uploaded task: the demo carries the task
+        shutil.copytree(run.path / RUN_TASK_DIR, dest / RUN_TASK_DIR)
+    store = _store_for(run, task)
     entries = store.export_jsonl(dest / "store.jsonl", include_embeddings=False)
     index = KeyIndex.open(store)
     got = index.collection.get(include=["embeddings"])
@@ -63,7 +67,8 @@ def install_demo(workspace: str | Path, asset: Path = DEMO_ASSET) -> Path | None
     """
     from .pipeline import Context, open_store
     from .retrieval import KeyIndex
-    from .tasks import load_builtin
+    from .tasks import task_of_run
+    from .tasks.saved import RUN_TASK_DIR
 
     if not (asset / "config.yaml").is_file():
         return None
@@ -85,7 +90,9 @@ def install_demo(workspace: str | Path, asset: Path = DEMO_ASSET) -> Path | None
         shutil.copytree(asset / "adapter", path / "adapter")
     summary = json.loads((asset / "summary.json").read_text(encoding="utf-8"))
     run = Run(path, config)
-    task = load_builtin(config.task, seed=config.seed)
+    if (asset / RUN_TASK_DIR).is_dir():
+        shutil.copytree(asset / RUN_TASK_DIR, path / RUN_TASK_DIR)
+    task = task_of_run(run)
     store = open_store(Context(run, task, None))
     store.import_jsonl(asset / "store.jsonl")
     rows = [json.loads(line) for line in (asset / "keys.jsonl").read_text(encoding="utf-8").splitlines() if line]

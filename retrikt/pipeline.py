@@ -34,11 +34,14 @@ def _noop(stage, done, total, info):
 
 
 def load_context(config: RunConfig, progress: Progress = _noop, run: Run | None = None) -> Context:
-    from .tasks import load_builtin
+    from .tasks import copy_into_run, resolve_task
 
     progress("load", 0, 2, {"message": f"loading task {config.task}"})
-    task = load_builtin(config.task, seed=config.seed)  # before the run folder: a bad task leaves nothing behind
-    run = run or create_run(config)
+    # before the run folder: a bad task leaves nothing behind
+    task = resolve_task(config.task, config.seed, config.workspace, run.path if run else None)
+    if run is None:
+        run = create_run(config)
+        copy_into_run(config.task, config.workspace, run.path)
     progress("load", 1, 2, {"message": f"loading teacher {config.teacher.model}"})
     teacher = load_teacher(config.teacher, cache_dir=f"{config.workspace}/cache")
     run.log("loaded", teacher=teacher.name, params=teacher.n_params, device=str(teacher.device),

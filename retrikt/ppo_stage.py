@@ -226,14 +226,14 @@ def main_ppo(args, progress) -> int:
     from .config import ConfigError
     from .store import StoreError
     from .tasks import TaskDataError
-    from .tasks.builtin import canonical_name
+    from .tasks import same_task
     from .teacher import TeacherLoadError
 
     workspace = args.workspace or RunConfig().workspace
     try:
         overrides = _parse_sets(args.set or [])
         run = open_run(workspace, args.from_run)
-        if args.task and canonical_name(args.task) != canonical_name(run.config.task):
+        if args.task and not same_task(args.task, run.config.task):
             raise RunError(f"run {run.name} is a {run.config.task} run, not {args.task}")
         run = run_ppo(workspace, args.from_run, overrides, progress)
     except (ConfigError, RunError, StoreError, TaskDataError, TeacherLoadError, ValueError) as exc:

@@ -12,7 +12,10 @@ import yaml
 
 from .config import ConfigError, RunConfig, from_dict, override, to_dict
 from .runs import RunError, check_name
-from .tasks import TaskDataError, load_builtin, load_custom, preview_file
+from .tasks import (
+    BUILTIN_TASKS, TaskDataError, check_task_name, list_saved, load_custom, load_hub, preview_file, resolve_task,
+    save_task,
+)
 
 PACKAGED_TEACHER = "packaged:smollm2"
 PACKAGED_TEACHER_PARAMS = 134_515_008
@@ -153,7 +156,8 @@ def config_from_form(base: dict | None, *, workspace: str, task: str, teacher: t
         dotted[f.key] = _coerce(f, value)
     config = override(config, dotted)
     try:
-        load_builtin(config.task, seed=config.seed)  # a bad task or seed is caught here, not when a run starts
+        # a bad task or seed is caught here, not when a run starts
+        resolve_task(config.task, config.seed, config.workspace)
     except TaskDataError as exc:
         raise ConfigError(str(exc)) from exc
     if config.run_name:
@@ -190,15 +194,66 @@ def base_dict(config: RunConfig) -> dict:
 
 # ---------------------------------------------------------------- uploaded task files
 
-def check_mapping(path: str, text_columns: list[str], label_column: str, seed: int = 13) -> str:
-    """Build the task from an uploaded file with this column mapping and describe it (TaskDataError if not)."""
+def task_choices(workspace: str | Path) -> list[str]:
+    """Built-in tasks, then the tasks saved from uploads and hub datasets in this workspace."""
+    return [*BUILTIN_TASKS, *list_saved(workspace)]
+
+
+def describe_task(task) -> str:
+    labels = ", ".join(f"`{label}`" for label in task.labels)
+    return (f"{len(task.labels)} labels ({labels}); train {len(task.train)}, dev {len(task.dev)}, "
+            f"test {len(task.test)}, unlabeled {len(task.unlabeled)} examples.")
+
+
+def _mapped(text_columns: list[str], label_column: str) -> list[str]:
     text_columns = [c for c in text_columns if c]
+    if not text_columns:
+        raise TaskDataError("choose the text column")
     if not label_column:
         raise TaskDataError("choose the label column")
-    task = load_custom(path, text_columns, label_column, seed=seed, filename=Path(path).name)
-    labels = ", ".join(f"`{label}`" for label in task.labels)
-    return (f"The mapping works: {len(task.labels)} labels ({labels}); train {len(task.train)}, "
-            f"dev {len(task.dev)}, test {len(task.test)}, unlabeled {len(task.unlabeled)} examples.")
+    return text_columns
+
+
+def uploaded_task(path: str, text_columns: list[str], label_column: str, name: str = "custom", seed: int = 13):
+    """The task an uploaded file makes with this column mapping (TaskDataError if it makes none)."""
+    text_columns = _mapped(text_columns, label_column)
+    return load_custom(path, text_columns, label_column, name=name, seed=seed, filename=Path(path).name)
+
+
+def check_mapping(path: str, text_columns: list[str], label_column: str, seed: int = 13) -> str:
+    """Build the task from an uploaded file with this column mapping and describe it (TaskDataError if not)."""
+    return "The mapping works: " + describe_task(uploaded_task(path, text_columns, label_column, seed=seed))
+
+
+def save_uploaded_task(workspace: str | Path, name: str, path: str, text_columns: list[str], label_column: str,
+                       seed: int = 13) -> str:
+    """Build and save a task from an upload so runs can name it; returns its name."""
+    name = check_task_name(name)
+    if name in list_saved(workspace):
+        raise TaskDataError(f"a saved task named {name!r} exists already; pick another name")
+    task = uploaded_task(path, text_columns, label_column, name=name, seed=seed)
+    # Only the file's name is kept: an upload's temp path means nothing later and names a machine folder.
+    save_task(task, workspace, origin={"kind": "upload", "file": Path(path).name,
+                                       "text_columns": _mapped(text_columns, label_column),
+                                       "label_column": label_column, "seed": seed})
+    return name
+
+
+def save_hub_task(workspace: str | Path, name: str, dataset_id: str, config: str | None, text_columns: list[str],
+                  label_column: str, seed: int = 13) -> str:
+    """Build a task from a Hugging Face dataset and save it so runs can name it; returns its name."""
+    name = check_task_name(name)
+    dataset_id, config = (dataset_id or "").strip(), (config or "").strip() or None
+    if not dataset_id:
+        raise TaskDataError("type a dataset id, e.g. glue with config sst2")
+    if name in list_saved(workspace):
+        raise TaskDataError(f"a saved task named {name!r} exists already; pick another name")
+    text_columns = _mapped([c.strip() for c in text_columns if c], (label_column or "").strip())
+    task = load_hub(dataset_id, config, text_columns, label_column.strip(), name=name, seed=seed)
+    save_task(task, workspace, origin={"kind": "hub", "dataset": dataset_id, "config": config,
+                                       "text_columns": text_columns, "label_column": label_column.strip(),
+                                       "seed": seed})
+    return name
 
 
 def file_preview(path: str, n: int = 8) -> tuple[list[str], list[list[str]]]:

@@ -15,7 +15,8 @@ import plotly.graph_objects as go
 from .pipeline import Context, open_store
 from .runs import Run, list_runs, open_run
 from .store import Entry, KnowledgeStore, StoreError, collection_name, list_collections
-from .tasks import Task, TaskDataError, load_builtin, normalize_text
+from .tasks import Task, TaskDataError, is_builtin, load_builtin, normalize_text, task_of_run
+from .tasks.saved import RUN_TASK_DIR
 
 ANY = "any"
 AGREEMENT_CHOICES = (ANY, "agrees", "disagrees", "not scored")
@@ -40,8 +41,15 @@ class RunStore:
 
 
 @functools.lru_cache(maxsize=16)
-def _task(name: str, seed: int) -> Task:
+def _builtin_task(name: str, seed: int) -> Task:
     return load_builtin(name, seed=seed)
+
+
+def _task(run: Run) -> Task:
+    # Built-in tasks are cached (a page action must not re-read the packaged splits); a run's own task copy is small.
+    if is_builtin(run.config.task) and not (run.path / RUN_TASK_DIR).is_dir():
+        return _builtin_task(run.config.task, run.config.seed)
+    return task_of_run(run)
 
 
 def runs_newest_first(workspace: str | Path) -> list[str]:
@@ -66,7 +74,7 @@ def open_run_store(workspace: str | Path, run_name: str | None) -> RunStore:
         raise StoreError(f"There is no run {run_name!r} in this workspace (any more): refresh the run list.")
     run = open_run(workspace, run_name)
     try:
-        task = _task(run.config.task, run.config.seed)
+        task = _task(run)
     except TaskDataError as exc:
         raise StoreError(f"Run {run_name} uses task {run.config.task!r}, which cannot be loaded: {exc}") from exc
     url = run.config.store.url

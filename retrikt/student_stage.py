@@ -122,17 +122,17 @@ def run_student(config: RunConfig, from_run: str, progress=_noop, evaluate_after
     config keeps its own task and seed; only its `student` section is replaced by `config.student`."""
     from .config import save_yaml
     from .runs import RunError, open_run
-    from .tasks import canonical_name, load_builtin
+    from .tasks import same_task, task_of_run
 
     run = open_run(config.workspace, from_run)
-    if check_task and canonical_name(config.task) != canonical_name(run.config.task):
+    if check_task and not same_task(config.task, run.config.task):
         raise RunError(f"run {run.name} is a {run.config.task} run, not {config.task}")
     summary = run.summary()
     if summary.get("status") != "done" or not summary.get("teacher_params"):
         raise RunError(f"run {run.name} has no finished knowledge store (status {summary.get('status')!r})")
     run.config.student = config.student
     save_yaml(run.config, run.path / "config.yaml")
-    task = load_builtin(run.config.task, seed=run.config.seed)
+    task = task_of_run(run)
     store = _store_for(run, task)
     if config.student.teacher_unlabeled:
         teacher = teacher or _load_teacher(run, progress)

@@ -18,7 +18,7 @@ from test_store_view import seed_run
 ROOT = Path(__file__).resolve().parents[1]
 ANY = "any"
 FILTERS = [ANY, ANY, ANY, None, "", "", 20]  # label, source, agreement, min reward, text contains, query, results
-BUILT_IN, UPLOADED = "Built-in task", "Upload a file (CSV, TSV, JSONL)"
+BUILT_IN, UPLOADED = "Built-in or saved task", "Upload a file (CSV, TSV, JSONL)"
 HUB_TEACHER = "HuggingFaceTB/SmolLM2-360M-Instruct"
 
 
@@ -176,9 +176,9 @@ def test_setup_saves_a_yaml_the_cli_reads_and_loads_it_back(studio, tmp_path):
     assert yaml.safe_load(replay.stdout) == saved
     loaded = client.predict(handle_file(path), api_name="/setup_load")
     assert loaded[0] == "hub" and loaded[1]["value"] == HUB_TEACHER
-    assert "loaded on first run" in loaded[3] and loaded[4:6] == (BUILT_IN, "RTE")
+    assert "loaded on first run" in loaded[3] and loaded[4] == BUILT_IN and loaded[5]["value"] == "RTE"
     assert list(loaded[6:23]) == [21, "", 16, 12, 8, 0.03, True, 4, 16, 0, 0.7, 0.9, 5, 0.02, 96, 2, 6]
-    with pytest.raises(AppError, match="cannot be saved yet"):
+    with pytest.raises(AppError, match="Save the file or dataset as a task first"):
         client.predict("packaged", "", "", UPLOADED, "RTE", *_form(), api_name="/setup_save")
     with pytest.raises(AppError, match="seeds 13, 21, 42, 87, 100"):
         client.predict("packaged", "", "", BUILT_IN, "SST-2", *_form(seed=3), api_name="/setup_save")
@@ -200,6 +200,41 @@ def test_setup_previews_an_uploaded_task_and_checks_the_mapping(studio, tmp_path
     assert "The mapping works: 2 labels" in result
     with pytest.raises(AppError, match="no column 'text'"):
         client.predict(handle_file(str(table)), "text", "(none)", "label", 13, api_name="/setup_check_mapping")
+
+
+def test_setup_saves_an_upload_as_a_task_that_a_config_can_name(studio, tmp_path):
+    workspace, client = studio
+    table = tmp_path / "reviews.csv"
+    table.write_text("review,label\n" + "\n".join(f"review {n},{'pos' if n % 2 else 'neg'}" for n in range(80)),
+                     encoding="utf-8")
+    with pytest.raises(AppError, match="task name"):
+        client.predict(handle_file(str(table)), "review", "(none)", "label", "../up", 13,
+                       api_name="/setup_save_upload_task")
+    with pytest.raises(AppError, match="built-in task"):
+        client.predict(handle_file(str(table)), "review", "(none)", "label", "sst2", 13,
+                       api_name="/setup_save_upload_task")
+    assert not (workspace / "tasks").exists() or not any((workspace / "tasks").iterdir())
+    task_list, mode, note = client.predict(handle_file(str(table)), "review", "(none)", "label", "my-reviews",
+                                           13, api_name="/setup_save_upload_task")
+    assert task_list["value"] == "my-reviews" and ["my-reviews", "my-reviews"] in task_list["choices"]
+    assert mode["value"] == BUILT_IN and "Saved as task `my-reviews`" in note
+    assert (workspace / "tasks" / "my-reviews" / "task.json").is_file()
+    with pytest.raises(AppError, match="exists already"):
+        client.predict(handle_file(str(table)), "review", "(none)", "label", "my-reviews", 13,
+                       api_name="/setup_save_upload_task")
+    path, shown = client.predict("packaged", "", "", BUILT_IN, "my-reviews", *_form(seed=13), api_name="/setup_save")
+    assert yaml.safe_load(Path(path).read_text(encoding="utf-8"))["task"] == "my-reviews"
+    with pytest.raises(AppError, match="no-such-task is not in the list"):
+        client.predict("packaged", "", "", BUILT_IN, "no-such-task", *_form(seed=13), api_name="/setup_save")
+
+
+def test_setup_hub_task_offline_is_a_clear_message(studio):
+    workspace, client = studio
+    with pytest.raises(AppError, match="not reachable"):
+        client.predict("glue", "sst2", "sentence", "", "label", "glue-sst2", 13, api_name="/setup_save_hub_task")
+    with pytest.raises(AppError, match="type a dataset id"):
+        client.predict("", "", "sentence", "", "label", "glue-sst2", 13, api_name="/setup_save_hub_task")
+    assert not (workspace / "tasks" / "glue-sst2").exists()
 
 
 def test_jobs_tab_lists_jobs_shows_logs_and_refuses_to_cancel_finished_ones(studio):

@@ -48,7 +48,7 @@ def test_generate_end_to_end_fills_the_store(workspace, teacher):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["generate", "--task", "NOPE", "--run-name", "x1"], "unknown built-in task"),
+    (["generate", "--task", "NOPE", "--run-name", "x1"], "unknown task"),
     (["generate", "--set", "generation.temperature=99"], "out of range"),
     (["generate", "--set", "nonsense"], "key=value"),
     (["generate", "--run-name", "../escape"], "run name"),

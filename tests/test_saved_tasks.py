@@ -1,0 +1,183 @@
+"""Saved tasks: an upload or a hub dataset saved as a named task, found by every stage, copied into its runs."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from retrikt.tasks import (
+    TaskDataError, check_task_name, copy_into_run, list_saved, load_builtin, load_custom, load_saved, resolve_task,
+    same_task, save_task, tasks_root,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+ADJECTIVES = {"good": ["wonderful", "moving", "funny", "sharp", "warm"],
+              "bad": ["dull", "clumsy", "tedious", "flat", "shrill"]}
+
+
+def review_rows(n_per_label: int = 50) -> list[dict]:
+    return [{"review": f"a {words[i % 5]} film, take {i}", "stars": label}
+            for i in range(n_per_label) for label, words in ADJECTIVES.items()]
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def upload(tmp_path) -> Path:
+    return write_csv(tmp_path / "reviews.csv", review_rows())
+
+
+def as_data(task) -> dict:
+    return {"name": task.name, "fields": task.text_fields, "labels": task.labels, "verbalizers": task.verbalizers,
+            "headers": task.field_names, "description": task.description, "query": task.query,
+            "choices": task.field_choices, "unlabeled": task.unlabeled,
+            **{s: [(e.uid, e.fields, e.label) for e in getattr(task, s)] for s in ("train", "dev", "test")}}
+
+
+def test_save_and_load_round_trip(tmp_path, upload):
+    task = load_custom(upload, ["review"], "stars", name="my-reviews")
+    folder = save_task(task, tmp_path, origin={"kind": "upload", "file": "reviews.csv"})
+    assert folder == tasks_root(tmp_path) / "my-reviews" and list_saved(tmp_path) == ["my-reviews"]
+    assert as_data(load_saved(folder)) == as_data(task)
+    # A built-in task's definition (COPA has a closed field) survives too, under another name.
+    copa = load_builtin("COPA")
+    copa.name = "copa-copy"
+    assert as_data(load_saved(save_task(copa, tmp_path))) == as_data(copa)
+
+
+def test_save_refuses_an_existing_name_and_replaces_on_request(tmp_path, upload):
+    task = load_custom(upload, ["review"], "stars", name="reviews")
+    save_task(task, tmp_path)
+    with pytest.raises(TaskDataError, match="exists already"):
+        save_task(task, tmp_path)
+    task.description = "changed"
+    save_task(task, tmp_path, replace=True)
+    assert load_saved(tasks_root(tmp_path) / "reviews").description == "changed"
+    assert [p.name for p in tasks_root(tmp_path).iterdir()] == ["reviews"]  # no temp folder left
+
+
+@pytest.mark.parametrize("name", ["../up", "/abs/path", "a/b", "ab", "x" * 65, "two words", "..hidden", "SST-2",
+                                  "sst2", "rte", ""])
+def test_bad_task_names(name):
+    with pytest.raises(TaskDataError):
+        check_task_name(name)
+
+
+@pytest.mark.parametrize("name", ["abc", "my-reviews", "news_v2.1", "A" * 64])
+def test_good_task_names(name):
+    assert check_task_name(name) == name
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda f: (f / "task.json").write_text('{"name": "reviews", "labels"', encoding="utf-8"), "corrupt"),
+    (lambda f: (f / "train.jsonl").unlink(), "incomplete"),
+    (lambda f: (f / "test.jsonl").write_text('{"uid": "x"}\n', encoding="utf-8"), "corrupt"),
+    (lambda f: (f / "dev.jsonl").write_bytes(b"\xff\xfe\x00bad"), "corrupt"),
+])
+def test_damaged_saved_task_is_a_clear_error(tmp_path, upload, damage, message):
+    folder = save_task(load_custom(upload, ["review"], "stars", name="reviews"), tmp_path)
+    damage(folder)
+    with pytest.raises(TaskDataError, match=message):
+        load_saved(folder)
+
+
+def test_resolve_prefers_the_runs_copy_then_builtin_then_saved(tmp_path, upload):
+    assert resolve_task("sst2", 21, tmp_path).train == load_builtin("SST-2", seed=21).train
+    with pytest.raises(TaskDataError, match="no uploaded or hub tasks are saved yet"):
+        resolve_task("reviews", 13, tmp_path)
+    save_task(load_custom(upload, ["review"], "stars", name="reviews"), tmp_path)
+    assert resolve_task("reviews", 13, tmp_path).labels == ("bad", "good")
+    with pytest.raises(TaskDataError, match="or a saved task: reviews"):
+        resolve_task("../reviews", 13, tmp_path)
+    run_path = tmp_path / "runs" / "r1"
+    run_path.mkdir(parents=True)
+    assert copy_into_run("reviews", tmp_path, run_path) and not copy_into_run("CB", tmp_path, run_path)
+    shutil.rmtree(tasks_root(tmp_path) / "reviews")
+    assert resolve_task("reviews", 13, tmp_path, run_path).labels == ("bad", "good")
+
+
+@pytest.mark.parametrize("a,b,same", [("SST-2", "sst2", True), ("CB", "RTE", False), ("reviews", "reviews", True),
+                                      ("reviews", "Reviews", False), ("reviews", "SST-2", False)])
+def test_same_task(a, b, same):
+    assert same_task(a, b) is same
+
+
+def _cli(args, **kw):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "retrikt", *args], capture_output=True, text=True, timeout=900,
+                          cwd=REPO, env=env, **kw)
+
+
+def test_cli_import_errors_are_one_clear_line(tmp_path, upload):
+    proc = _cli(["task", "import", str(upload), "--name", "reviews", "--text", "nope", "--label", "stars",
+                 "--workspace", str(tmp_path)])
+    assert proc.returncode == 2 and "nope" in proc.stderr and "Traceback" not in proc.stderr
+    assert list_saved(tmp_path) == []
+    proc = _cli(["task", "import", str(upload), "--name", "../x", "--text", "review", "--label", "stars",
+                 "--workspace", str(tmp_path)])
+    assert proc.returncode == 2 and "task name" in proc.stderr and not (tmp_path / "x").exists()
+
+
+def test_uploaded_task_runs_step_1_and_its_run_keeps_the_task(workspace, teacher, tmp_path, upload):
+    """The whole path a user takes: import a file as a task, run step 1 on it by name, browse its store."""
+    name = f"reviews-{uuid.uuid4().hex[:6]}"
+    proc = _cli(["task", "import", str(upload), "--name", name, "--text", "review", "--label", "stars",
+                 "--workspace", workspace])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "2 labels" in proc.stdout and "train 32" in proc.stdout
+    assert json.loads(_cli(["task", "list", "--workspace", workspace]).stdout)["saved"].count(name) == 1
+    run_name = f"run-{name}"
+    proc = _cli(["generate", "--task", name, "--workspace", workspace, "--run-name", run_name,
+                 "--set", "prompt_tuning.steps=2", "--set", "prompt_tuning.batch_size=2",
+                 "--set", "generation.samples_per_label=4", "--set", "generation.batch_size=4",
+                 "--set", "generation.max_new_tokens=24",
+                 "--set", "scorer.demo_candidates=1", "--set", "scorer.calibration_inputs=8"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from retrikt.runs import open_run
+    from retrikt.store_view import open_run_store
+
+    run = open_run(workspace, run_name)
+    assert run.summary()["status"] == "done" and (run.path / "task" / "task.json").is_file()
+    # The run stays readable after its saved task is deleted: it holds its own copy.
+    shutil.rmtree(tasks_root(workspace) / name)
+    opened = open_run_store(workspace, run_name)
+    assert opened.task.name == name and opened.task.labels == ("bad", "good")
+    assert opened.store.count({"source": "train"}) == 32
+    assert {e.label for e in opened.store.list(source="train")} == {"bad", "good"}
+
+
+def test_cli_hub_task_from_a_local_dataset_folder(tmp_path):
+    code = f"""
+import datasets
+label = datasets.ClassLabel(names=["neg", "pos"])
+features = datasets.Features({{"sentence": datasets.Value("string"), "label": label}})
+def part(n, offset):
+    return datasets.Dataset.from_dict({{"sentence": [f"text {{i}}" for i in range(offset, offset + n)],
+                                       "label": [i % 2 for i in range(n)]}}, features=features)
+part(100, 0).to_parquet({str(tmp_path / "ds" / "train.parquet")!r})
+part(40, 1000).to_parquet({str(tmp_path / "ds" / "validation.parquet")!r})
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    made = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    assert made.returncode == 0, made.stderr[-2000:]
+    proc = subprocess.run([sys.executable, "-m", "retrikt", "task", "hub", str(tmp_path / "ds"), "--name", "hub-sent",
+                           "--text", "sentence", "--label", "label", "--workspace", str(tmp_path / "ws")],
+                          capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    task = load_saved(tasks_root(tmp_path / "ws") / "hub-sent")
+    assert task.labels == ("neg", "pos") and len(task.train) == 32 and len(task.test) == 40
+    origin = json.loads((tasks_root(tmp_path / "ws") / "hub-sent" / "task.json").read_text())["origin"]
+    assert origin["kind"] == "hub" and origin["label_column"] == "label"
