@@ -19,7 +19,9 @@ import numpy as np
 from chromadb.errors import NotFoundError
 
 from .embed import Embedder, default_embedder
-from .store_backend import WRITE_LOCK, check_collection_name, collection_name, get_client, guard, list_collections
+from .store_backend import (
+    WRITE_LOCK, check_collection_name, collection_name, get_client, guard, list_collections, writes, writing,
+)
 from .store_io import (
     SOURCES,
     Entry,
@@ -142,6 +144,14 @@ class KnowledgeStore:
     def _guard(self):
         return guard(self.location, self.name)
 
+    def _writing(self):
+        return writing(self.location, self.name)
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """(entries, writes made by this process): changes whenever this process writes or the count changes."""
+        return self.count(), writes(self.location, self.name)
+
     def _vectors(self, embeddings, n: int) -> np.ndarray:
         vectors = np.asarray(embeddings, dtype=np.float32)
         if vectors.ndim == 1:
@@ -189,7 +199,7 @@ class KnowledgeStore:
         records = [complete(entry) for entry in entries]
         metadatas = [to_metadata(record) for record in records]
         documents = [record.text for record in records]
-        with WRITE_LOCK, self._guard():
+        with self._writing():
             # Chroma silently keeps the old record when an id is added twice, so check first.
             taken = self._existing(ids)
             if taken:
@@ -215,7 +225,7 @@ class KnowledgeStore:
 
     def update_label(self, id: str, label: str) -> Entry:
         """Relabel one entry and recompute its agreement with the teacher; returns the updated entry."""
-        with WRITE_LOCK, self._guard():
+        with self._writing():
             entry = self.get([id])[0]
             allowed = self.labels or sorted(entry.soft_labels or {})
             if not isinstance(label, str) or not label or (allowed and label not in allowed):
@@ -233,7 +243,7 @@ class KnowledgeStore:
         ids = _as_list(ids)
         if not ids:
             return 0
-        with WRITE_LOCK, self._guard():
+        with self._writing():
             # Chroma ignores updates of unknown ids without a word; tell the user instead.
             self._require(ids)
             for start in range(0, len(ids), self._batch):
@@ -246,7 +256,7 @@ class KnowledgeStore:
         ids = _as_list(ids)
         if not ids:
             return 0
-        with WRITE_LOCK, self._guard():
+        with self._writing():
             present = sorted(self._existing(ids))
             for start in range(0, len(present), self._batch):
                 self._col.delete(ids=present[start : start + self._batch])
@@ -254,7 +264,7 @@ class KnowledgeStore:
 
     def delete_where_teacher_disagrees(self) -> int:
         """Delete every entry whose teacher label differs from its intended label; returns the count."""
-        with WRITE_LOCK, self._guard():
+        with self._writing():
             ids = self._col.get(where={"agreement": False}, include=[])["ids"]
             for start in range(0, len(ids), self._batch):
                 self._col.delete(ids=ids[start : start + self._batch])
@@ -262,7 +272,7 @@ class KnowledgeStore:
 
     def drop(self) -> None:
         """Delete the whole collection; this store object is unusable afterwards."""
-        with WRITE_LOCK, self._guard():
+        with self._writing():
             self._client.delete_collection(self.name)
             self._collection = None
 

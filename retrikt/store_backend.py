@@ -132,6 +132,25 @@ def list_collections(path: str | Path | None = None, url: str | None = None) -> 
         return sorted(c.name for c in client.list_collections())
 
 
+_WRITES: dict[tuple[str, str], int] = {}
+
+
+def writes(where: str, collection: str) -> int:
+    """How many write operations this process has made on a collection (a cheap "has it changed" check)."""
+    return _WRITES.get((where, collection), 0)
+
+
+@contextlib.contextmanager
+def writing(where: str, collection: str):
+    """The process-wide write lock plus `guard`; counts the write even when it fails part-way."""
+    with WRITE_LOCK:
+        try:
+            with guard(where, collection):
+                yield
+        finally:
+            _WRITES[(where, collection)] = _WRITES.get((where, collection), 0) + 1
+
+
 @contextlib.contextmanager
 def guard(where: str, collection: str | None = None):
     """Turn lost connections and vanished collections into StoreError."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import html
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,15 +133,51 @@ class Filters:
         return not self.contains or self.contains.lower() in entry.text.lower()
 
 
+@dataclass
+class StoreSnapshot:
+    """Every entry of a store with its 2-D PCA map, read once per store version (see `snapshot`)."""
+
+    entries: list[Entry]
+    by_id: dict[str, Entry]
+    ids: list[str]  # order of the rows of ``xy``
+    xy: np.ndarray
+    explained: tuple[float, float]
+
+
+_SNAPSHOTS: OrderedDict[tuple, StoreSnapshot] = OrderedDict()
+_SNAPSHOT_LOCK = threading.Lock()
+_SNAPSHOT_LIMIT = 8
+
+
+def snapshot(store: KnowledgeStore) -> StoreSnapshot:
+    """The store's entries and map, recomputed only when the store changed.
+
+    Filtering, opening an entry or searching must not re-read every entry and redo the PCA (that made the store
+    tab slow while a job ran). The key is (entries, writes made by this process): every write through this process
+    bumps it; another process's write is seen as soon as it changes the count.
+    """
+    key = (store.location, store.name, *store.version)
+    with _SNAPSHOT_LOCK:
+        if key in _SNAPSHOTS:
+            _SNAPSHOTS.move_to_end(key)
+            return _SNAPSHOTS[key]
+    entries = store.list()
+    ids, vectors = store.all_embeddings()
+    by_id = {e.id: e for e in entries}
+    # An entry deleted between the two reads is left out of the map.
+    rows = [n for n, i in enumerate(ids) if i in by_id]
+    coords, explained = pca_2d(vectors[rows] if len(rows) else vectors[:0])
+    snap = StoreSnapshot(entries, by_id, [ids[n] for n in rows], coords.reshape(-1, 2), explained)
+    with _SNAPSHOT_LOCK:
+        _SNAPSHOTS[key] = snap
+        while len(_SNAPSHOTS) > _SNAPSHOT_LIMIT:
+            _SNAPSHOTS.popitem(last=False)
+    return snap
+
+
 def select(store: KnowledgeStore, filters: Filters) -> list[Entry]:
     """Entries passing ``filters`` in insertion order; the text filter is a case-insensitive substring."""
-    agreement = {"agrees": True, "disagrees": False}.get(filters.agreement)
-    entries = store.list(label=None if filters.label in (None, ANY) else filters.label,
-                         source=None if filters.source in (None, ANY) else filters.source,
-                         agreement=agreement,
-                         min_reward=None if filters.min_reward is None else float(filters.min_reward))
-    # Chroma's text filter is case-sensitive and "not scored" is an absent key, so those two are checked here.
-    return [e for e in entries if filters.matches(e)]
+    return [e for e in snapshot(store).entries if filters.matches(e)]
 
 
 def search(store: KnowledgeStore, query: str, k: int, filters: Filters) -> list[tuple[Entry, float]]:
@@ -239,12 +277,9 @@ def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
 
 def embedding_map(store: KnowledgeStore, keep_ids: set[str] | None = None) -> EmbeddingMap:
     """PCA of the whole store (so positions do not move when filters change), keeping ``keep_ids`` only."""
-    ids, vectors = store.all_embeddings()
-    coords, explained = pca_2d(vectors)
-    by_id = {e.id: e for e in store.list()}
-    # An entry deleted between the two reads is simply left out.
-    keep = [n for n, i in enumerate(ids) if i in by_id and (keep_ids is None or i in keep_ids)]
-    return EmbeddingMap([by_id[ids[n]] for n in keep], coords[keep].reshape(-1, 2), explained)
+    snap = snapshot(store)
+    keep = [n for n, i in enumerate(snap.ids) if keep_ids is None or i in keep_ids]
+    return EmbeddingMap([snap.by_id[snap.ids[n]] for n in keep], snap.xy[keep].reshape(-1, 2), snap.explained)
 
 
 def map_figure(emap: EmbeddingMap, labels: list[str] | tuple[str, ...] = (), selected: str | None = None,

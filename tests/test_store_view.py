@@ -248,3 +248,23 @@ def test_student_budget_is_shown_before_anything_runs(fraction, teacher_params, 
     from retrikt.setup_form import student_note
 
     assert expected in student_note(fraction, teacher_params)
+
+
+def test_snapshot_is_reused_until_the_store_changes(tmp_path):
+    """The store tab filters a cached read of the store: every kind of write must show on the next read."""
+    from retrikt.store_view import snapshot
+
+    store = seed_run(tmp_path, "cached")
+    first = snapshot(store)
+    assert snapshot(store) is first and len(first.entries) == 8 and first.xy.shape == (8, 2)
+    other = KnowledgeStore(path=store.location, collection=store.name)  # a second handle, as a job would have
+    other.update_label("g2", "positive")  # same count: only the write counter tells
+    assert "g2" not in ids(select(store, Filters(label="negative")))
+    other.set_curated(["g3"])
+    assert snapshot(store).by_id["g3"].curated
+    other.delete(["p1"])
+    assert "p1" not in ids(select(store, Filters())) and embedding_map(store).xy.shape == (7, 2)
+    other.add([Entry(fields={"sentence": "a fresh one"}, label="negative", source="manual", text="a fresh one")])
+    assert len(select(store, Filters(source="manual"))) == 2
+    assert other.delete_where_teacher_disagrees() > 0
+    assert not [e for e in select(store, Filters()) if e.agreement is False]
