@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import logging
 import time
@@ -15,8 +16,10 @@ from pages import compare, generate, jobs, ppo, setup, store, student
 from retrikt.demo import install_demo
 from retrikt.jobs import JobManager
 from retrikt.preload import preload_ml_stack
+from retrikt.space import SpaceSettings, visitor_id
 
 ASSETS = Path(__file__).resolve().parent / "assets"
+VISITOR_COOKIE = "retrikt_visitor"  # set by assets/studio.js
 log = logging.getLogger("retrikt.studio")
 
 
@@ -26,6 +29,8 @@ class Studio:
 
     workspace: Path
     jobs: JobManager
+    space: SpaceSettings = field(default_factory=SpaceSettings)
+    """Hosted (Space) mode settings; `space.enabled` False = one local user, nothing restricted."""
     demo: gr.Blocks | None = None
     tabs: gr.Tabs | None = None
     pages: dict[str, Any] = field(default_factory=dict)
@@ -33,17 +38,44 @@ class Studio:
     links: list[tuple[str, Callable[[Any], None]]] = field(default_factory=list)
     """(page name, wire) pairs: `wire(pages[name])` runs once every page is built, for cross-tab links."""
 
+    def visitor(self, request: gr.Request | None) -> str | None:
+        """Who is asking (Space mode): the login name, else the browser's visitor cookie, else the session.
 
-def build_app(workspace: str | Path) -> tuple[gr.Blocks, Studio]:
+        Outside Space mode there is one user and no owner (None)."""
+        if not self.space.enabled:
+            return None
+        if request is None:
+            return "anonymous"
+        if getattr(request, "username", None):
+            return "u-" + hashlib.sha1(request.username.encode("utf-8")).hexdigest()[:16]
+        cookies = getattr(request, "cookies", None) or {}
+        return visitor_id(cookies.get(VISITOR_COOKIE), getattr(request, "session_hash", None))
+
+    def owns(self, request: gr.Request | None, run_name: str | None) -> bool:
+        """Whether the asker may change this run (always, outside Space mode; in it, runs their jobs wrote)."""
+        return not self.space.enabled or (bool(run_name) and run_name in self.jobs.runs_of(self.visitor(request)))
+
+
+def build_app(workspace: str | Path, space: SpaceSettings | None = None) -> tuple[gr.Blocks, Studio]:
     workspace = Path(workspace)
+    space = space or SpaceSettings()
     preload_ml_stack()  # before the job thread exists: transformers' lazy import is not thread-safe
     started = time.perf_counter()
     if install_demo(workspace) is not None:
         log.info("demo run ready in %.1f s", time.perf_counter() - started)
-    studio = Studio(workspace, JobManager(workspace))
+    if space.enabled:
+        job_manager = JobManager(workspace, max_queued=space.max_queued_jobs, per_owner=space.jobs_per_visitor,
+                                 owners_only=True)
+    else:
+        job_manager = JobManager(workspace)
+    studio = Studio(workspace, job_manager, space)
     with gr.Blocks(title="RetriKT studio") as demo:
         studio.demo = demo
         gr.Markdown("# RetriKT studio\nExtreme compression of an LLM by retrieval-based knowledge transfer.")
+        if space.enabled:
+            gr.Markdown("*Hosted mode: runs and stores are shared and read-only; your edits in the Knowledge store "
+                        "tab go to your own copy, and you can change the runs your own jobs made.*",
+                        elem_id="space-note")
         with gr.Tabs() as studio.tabs:
             # Compare first: it is what a visitor came to see, and the shipped demo run fills it.
             for page in (compare, setup, generate, ppo, store, student, jobs):
@@ -55,15 +87,17 @@ def build_app(workspace: str | Path) -> tuple[gr.Blocks, Studio]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="RetriKT studio")
-    parser.add_argument("--workspace", default=os.environ.get("RETRIKT_WORKSPACE", "workspace"))
+    space = SpaceSettings.from_env()
+    parser.add_argument("--workspace", default=space.workspace)
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args()
-    demo, _ = build_app(args.workspace)
+    demo, _ = build_app(args.workspace, space)
     css = (ASSETS / "studio.css").read_text(encoding="utf-8")
     js = (ASSETS / "studio.js").read_text(encoding="utf-8")
+    extra = {"auth": list(space.auth) or None, "max_file_size": space.max_upload_text} if space.enabled else {}
     demo.queue(default_concurrency_limit=8).launch(server_name=args.host, server_port=args.port, css=css, js=js,
-                                                    theme=gr.themes.Soft())
+                                                    theme=gr.themes.Soft(), **extra)
 
 
 if __name__ == "__main__":

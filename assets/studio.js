@@ -1,4 +1,12 @@
 () => {
+  // Hosted mode keeps a visitor's store copy and jobs under this id (a login name wins when there is one). In a
+  // Space the page is framed by another site, so the cookie must be SameSite=None (which needs https).
+  if (!document.cookie.split("; ").some((c) => c.startsWith("retrikt_visitor="))) {
+    const bytes = crypto.getRandomValues(new Uint8Array(12));
+    const id = "v-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    const site = location.protocol === "https:" ? "SameSite=None; Secure" : "SameSite=Lax";
+    document.cookie = `retrikt_visitor=${id}; path=/; max-age=31536000; ${site}`;
+  }
   // Knowledge store map: clicking a point opens that entry (its id is the point's customdata). Gradio plots have
   // no click event, so the plotly_click of each newly drawn map fills the entry-id box and presses Open.
   const hook = () => {

@@ -8,13 +8,15 @@ import gradio as gr
 
 from retrikt.config import ConfigError
 from retrikt.embed import EmbedderError
+from retrikt.jobs import JobRefused
 from retrikt.runs import RunError
 from retrikt.store import StoreError
 from retrikt.student import StudentError
 from retrikt.tasks import TaskDataError
 from retrikt.teacher import TeacherLoadError
 
-USER_ERRORS = (StoreError, RunError, ConfigError, TaskDataError, TeacherLoadError, EmbedderError, StudentError)
+USER_ERRORS = (StoreError, RunError, ConfigError, TaskDataError, TeacherLoadError, EmbedderError, StudentError,
+               JobRefused)
 log = logging.getLogger("retrikt.studio")
 
 
@@ -57,10 +59,14 @@ def followed_job(jobs, current: str | None, kind: str):
     return current, jobs.get(current), jobs.queue_position(current)
 
 
-def cancel_followed(jobs, current: str | None, kind: str, message: str) -> None:
+def cancel_followed(jobs, current: str | None, kind: str, message: str, owner: str | None = None) -> None:
     """Ask the followed job to stop and say `message` when it was still queued or running."""
     job_id, _, _ = followed_job(jobs, current, kind)
-    if job_id and jobs.cancel(job_id):
+    try:
+        cancelled = bool(job_id) and jobs.cancel(job_id, owner)
+    except JobRefused as exc:
+        raise gr.Error(str(exc), print_exception=False) from None
+    if cancelled:
         gr.Info(message)
 
 

@@ -143,8 +143,8 @@ def build(studio) -> None:
                 raise RunError("Click a neighbour row first (or paste an entry id).")
             return gr.update(value=run_name), gr.Tabs(selected="store")
 
-        def open_picked(run_name, entry_id, *filters):
-            return store.on_open(run_name, entry_id.strip(), *filters)
+        def open_picked(request: gr.Request, run_name, entry_id, *filters):
+            return store.on_open(request, run_name, entry_id.strip(), *filters)
 
         # The store tab's run change clears its entry box, so the entry is opened after the run is loaded.
         open_in_store.click(go_to_store, [run, neighbour_id], [store.run, studio.tabs],

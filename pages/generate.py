@@ -6,7 +6,7 @@ import time
 import gradio as gr
 import plotly.graph_objects as go
 
-from pages.common import cancel_followed, followed_job, sample_rows
+from pages.common import cancel_followed, followed_job, sample_rows, user_errors
 from retrikt.config import ConfigError, RunConfig, override
 from retrikt.jobs_view import job_status
 from retrikt.pipeline import generate_job
@@ -42,7 +42,8 @@ def build(studio) -> None:
         loss = gr.Plot(label="Loss")
         samples = gr.Dataframe(headers=["label", "parsed", "text"], label="Latest generations", wrap=True)
 
-        def on_start(task_name, n, n_steps, temp, p):
+        @user_errors
+        def on_start(task_name, n, n_steps, temp, p, request: gr.Request):
             try:
                 config = override(RunConfig(workspace=str(studio.workspace)), {
                     "task": task_name, "generation.samples_per_label": int(n or 0),
@@ -52,11 +53,13 @@ def build(studio) -> None:
                 })
             except (ConfigError, ValueError, TypeError) as exc:
                 raise gr.Error(str(exc))
-            job = studio.jobs.submit(KIND, f"Step 1 on {task_name}", generate_job(config))
+            job = studio.jobs.submit(KIND, f"Step 1 on {task_name}", generate_job(config), owner=studio.visitor(request),
+                                     run=config.run_name)
             return job.id
 
-        def on_cancel(current):
-            cancel_followed(studio.jobs, current, KIND, "Cancel requested: the job stops at its next step.")
+        def on_cancel(current, request: gr.Request):
+            cancel_followed(studio.jobs, current, KIND, "Cancel requested: the job stops at its next step.",
+                            studio.visitor(request))
 
         def poll(current):
             current, job, position = followed_job(studio.jobs, current, KIND)

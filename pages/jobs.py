@@ -39,12 +39,12 @@ def build(studio) -> None:
         return str(row[0]) if row else ""
 
     @user_errors
-    def on_cancel(selected):
+    def on_cancel(selected, request: gr.Request):
         selected = (selected or "").strip()
         job = jobs.get(selected) if selected else next(iter(jobs.snapshot()), None)
         if job is None:
             raise gr.Error(f"No job with id `{selected}`." if selected else "There is no job to cancel.")
-        if jobs.cancel(job.id):
+        if jobs.cancel(job.id, studio.visitor(request)):
             message = f"Cancel requested for {job.title} (`{job.id}`): it stops at its next step."
             gr.Info(message)
         else:

@@ -75,18 +75,23 @@ def build(studio) -> None:
         return run_choices(step1_runs(workspace), current)
 
     @user_errors
-    def on_start(run_name, n_updates, n_batch, wl, wd, wv, kl_coef):
+    def on_start(run_name, n_updates, n_batch, wl, wd, wv, kl_coef, request: gr.Request):
         if not run_name or run_name not in step1_runs(workspace):
             raise RunError("Pick a run whose step 1 is done (refresh the list after a Generate job finished).")
+        if not studio.owns(request, run_name):
+            raise RunError(f"In this hosted studio you can run PPO only on runs your own step-1 jobs made "
+                           f"({run_name} is shared and read-only): start step 1 in the Generate tab first.")
         overrides = {"ppo.updates": int(n_updates or 0), "ppo.rollout_batch_size": int(n_batch or 0),
                      "ppo.weight_label": float(wl), "ppo.weight_diversity": float(wd),
                      "ppo.weight_validity": float(wv), "ppo.kl_coef": float(kl_coef)}
         override(RunConfig(), overrides)  # refuse out-of-range values now, not in the job
-        return studio.jobs.submit(KIND, f"PPO on {run_name}", ppo_job(workspace, run_name, overrides)).id
+        return studio.jobs.submit(KIND, f"PPO on {run_name}", ppo_job(workspace, run_name, overrides),
+                                  owner=studio.visitor(request), run=run_name).id
 
-    def on_cancel(current):
+    def on_cancel(current, request: gr.Request):
         cancel_followed(studio.jobs, current, KIND,
-                        "Cancel requested: PPO stops after the current update (its checkpoint is kept).")
+                        "Cancel requested: PPO stops after the current update (its checkpoint is kept).",
+                        studio.visitor(request))
 
     def poll(current):
         current, job, position = followed_job(studio.jobs, current, KIND)

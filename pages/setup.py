@@ -12,8 +12,9 @@ from pages.common import user_errors
 from retrikt.config import ConfigError, RunConfig, load_yaml, save_yaml
 from retrikt.pipeline import generate_job
 from retrikt.runs import list_runs
+from retrikt.space import check_visitor_config
 from retrikt.setup_form import (
-    FORM_FIELDS, PACKAGED_TEACHER_PARAMS, TEACHER_SOURCES, base_dict, check_mapping, config_from_form, config_yaml,
+    FORM_FIELDS, PACKAGED_TEACHER_PARAMS, TEACHER_SOURCES, UploadLimits, base_dict, check_mapping, config_from_form, config_yaml,
     file_preview, form_values, save_hub_task, save_uploaded_task,
     student_note, task_choices, teacher_from_form, teacher_note, teacher_to_form,
 )
@@ -53,16 +54,26 @@ def build(studio) -> None:
     """Add the Setup tab to ``studio.demo``."""
     default = RunConfig(workspace=str(studio.workspace))
     defaults = form_values(default)
+    space = studio.space
+    # Hosted: no free-text path anywhere (no local teacher, no hub dataset, which may name a folder).
+    sources = {k: v for k, v in TEACHER_SOURCES.items() if not space.enabled or k != "local"}
+    modes = [BUILT_IN, UPLOADED] if space.enabled else [BUILT_IN, UPLOADED, HUB]
+    limits = UploadLimits(space.max_upload_bytes, space.max_upload_rows) if space.enabled else UploadLimits()
+
+    def visitor_config(config: RunConfig) -> RunConfig:
+        return check_visitor_config(config, space, studio.workspace)
     with gr.Tab("Setup", id="setup"):
         gr.Markdown("Pick the teacher, the task and the step-1 settings, then save them as a YAML file. "
                     "The command line replays it: `python -m retrikt generate --config FILE.yaml`.")
         with gr.Row():
-            teacher_source = gr.Radio([(v, k) for k, v in TEACHER_SOURCES.items()], value="packaged",
-                                      label="Teacher")
+            teacher_source = gr.Radio([(v, k) for k, v in sources.items()], value="packaged", label="Teacher")
             teacher_model = gr.Textbox(label="Hub id, model folder or .gguf path", interactive=False)
             gguf_file = gr.Textbox(label="GGUF file inside that folder or repo (optional)", interactive=False)
         teacher_info = gr.Markdown(teacher_note("packaged", "", ""))
-        task_mode = gr.Radio([BUILT_IN, UPLOADED, HUB], value=BUILT_IN, label="Task")
+        task_mode = gr.Radio(modes, value=BUILT_IN, label="Task")
+        if space.enabled:
+            gr.Markdown(f"Hosted studio: teachers {', '.join(f'`{t}`' for t in space.allowed_teachers)}; "
+                        f"uploads up to {space.max_upload_bytes / 1e6:.0f} MB and {space.max_upload_rows:,} rows.")
         builtin = gr.Dropdown(task_choices(studio.workspace), value=default.task,
                               label="Task (built-in, or saved from an upload or a hub dataset)")
         with gr.Group(visible=False) as upload_box:
@@ -139,11 +150,13 @@ def build(studio) -> None:
         if not path:
             raise ConfigError("Upload a task file first.")
         name = save_uploaded_task(studio.workspace, name, path, [first, "" if second == NO_COLUMN else second],
-                                  label, seed=int(seed or 13))
+                                  label, seed=int(seed or 13), limits=limits)
         return _saved(name, Path(path).name)
 
     @user_errors
     def on_save_hub(dataset_id, config_name, first, second, label, name, seed):
+        if space.enabled:
+            raise ConfigError("This hosted studio takes task data by upload only: save the data as CSV/JSONL.")
         name = save_hub_task(studio.workspace, name, dataset_id, config_name, [first, second], label,
                              seed=int(seed or 13))
         return _saved(name, f"`{dataset_id}`")
@@ -152,7 +165,7 @@ def build(studio) -> None:
     def on_file(path):
         if not path:
             return gr.update(), gr.update(), gr.update(), pd.DataFrame(), ""
-        columns, rows = file_preview(path)
+        columns, rows = file_preview(path, limits=limits)
         first, second, label = _guess_columns(columns)
         return (gr.update(choices=columns, value=first), gr.update(choices=[NO_COLUMN, *columns], value=second),
                 gr.update(choices=columns, value=label), pd.DataFrame(rows, columns=columns),
@@ -162,35 +175,37 @@ def build(studio) -> None:
     def on_check(path, first, second, label, seed):
         if not path:
             raise ConfigError("Upload a task file first.")
-        return check_mapping(path, [first, "" if second == NO_COLUMN else second], label, seed=int(seed or 13))
+        return check_mapping(path, [first, "" if second == NO_COLUMN else second], label, seed=int(seed or 13),
+                             limits=limits)
 
     @user_errors
     def on_save(base_data, source, model, gguf, mode, task, *values):
         if mode != BUILT_IN:
             raise ConfigError("Save the file or dataset as a task first (the Save button above), then save the config.")
-        config = config_from_form(base_data, workspace=str(studio.workspace), task=task,
-                                  teacher=teacher_from_form(source, model, gguf), values=list(values))
+        config = visitor_config(config_from_form(base_data, workspace=str(studio.workspace), task=task,
+                                                 teacher=teacher_from_form(source, model, gguf), values=list(values)))
         path = _saved_path(config.run_name or config.task)
         save_yaml(config, path)
         return str(path), config_yaml(config), base_dict(config)
 
     @user_errors
-    def on_run_step1(base_data, source, model, gguf, mode, task, *values):
+    def on_run_step1(request: gr.Request, base_data, source, model, gguf, mode, task, *values):
         if mode != BUILT_IN:
             raise ConfigError("Save the file or dataset as a task first (the Save button above), then start step 1.")
-        config = config_from_form(base_data, workspace=str(studio.workspace), task=task,
-                                  teacher=teacher_from_form(source, model, gguf), values=list(values))
+        config = visitor_config(config_from_form(base_data, workspace=str(studio.workspace), task=task,
+                                                 teacher=teacher_from_form(source, model, gguf), values=list(values)))
         config.run_name = config.run_name or f"{config.task}-{time.strftime('%Y%m%d-%H%M%S')}"
         if config.run_name in list_runs(studio.workspace):
             raise ConfigError(f"A run named {config.run_name!r} exists already: pick another run name.")
-        job = studio.jobs.submit("generate", f"Step 1 on {config.task}", generate_job(config))
+        job = studio.jobs.submit("generate", f"Step 1 on {config.task}", generate_job(config),
+                                 owner=studio.visitor(request), run=config.run_name)
         return f"Started job `{job.id}` → run `{config.run_name}`; its progress is in the Generate tab."
 
     @user_errors
     def on_load(path):
         if not path:
             raise ConfigError("Choose a .yaml file to load.")
-        config = load_yaml(path)
+        config = visitor_config(load_yaml(path))
         config.task = canonical_name(config.task) if is_builtin(config.task) else config.task
         source, model, gguf = teacher_to_form(config.teacher.model, config.teacher.gguf_file)
         gr.Info(f"Loaded {Path(path).name}.")

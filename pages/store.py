@@ -16,7 +16,7 @@ from retrikt.embed import EmbedderError, default_embedder
 from retrikt.store import SOURCES, StoreError
 from retrikt.store_view import (
     AGREEMENT_CHOICES, ANY, MAX_ROWS, TABLE_COLUMNS, Filters, describe, embedding_map, manual_entry, map_figure,
-    open_run_store, run_overview, runs_newest_first, search, select, table,
+    open_visitor_store, run_overview, runs_newest_first, search, select, table,
 )
 
 MAX_FIELDS = 4
@@ -49,9 +49,8 @@ def _filters(label, source, agreement, min_reward, contains) -> Filters:
     return Filters(label or ANY, source or ANY, agreement or ANY, _min_reward(min_reward), (contains or "").strip())
 
 
-def _render(workspace, run_name, selected, label, source, agreement, min_reward, contains, query, k):
-    """(status, table, map) for the run under the current filters or semantic query."""
-    rs = open_run_store(workspace, run_name)
+def _render(rs, selected, label, source, agreement, min_reward, contains, query, k):
+    """(status, table, map) for the run's store under the current filters or semantic query."""
     filters = _filters(label, source, agreement, min_reward, contains)
     total = rs.store.count()
     if query and query.strip():
@@ -164,11 +163,16 @@ def build(studio) -> None:
     def runs_update(current):
         return run_choices(runs_newest_first(workspace), current)
 
+    def _open(request, run_name, write: bool = False):
+        # Hosted mode: a visitor changes their own copy of any run they did not make (see open_visitor_store).
+        visitor = None if studio.owns(request, run_name) else studio.visitor(request)
+        return open_visitor_store(workspace, run_name, visitor, write)
+
     @user_errors
-    def on_run(run_name, label, source, agreement, reward, text, search_text, top_k):
+    def on_run(request: gr.Request, run_name, label, source, agreement, reward, text, search_text, top_k):
         # Picking a run that has no store is not an error: say so and show an empty view.
         try:
-            rs = open_run_store(workspace, run_name)
+            rs = _open(request, run_name)
         except USER_ERRORS as exc:
             if run_name:
                 gr.Warning(str(exc))
@@ -181,7 +185,7 @@ def build(studio) -> None:
                            label=rs.task.field_names[fields[n]] if n < len(fields) else "") for n in range(MAX_FIELDS)]
         label = label if label in labels else ANY
         try:
-            view = _render(workspace, run_name, None, label, source, agreement, reward, text, search_text, top_k)
+            view = _render(rs, None, label, source, agreement, reward, text, search_text, top_k)
         except USER_ERRORS as exc:
             gr.Warning(str(exc))
             view = (str(exc), _empty_table(), _empty_figure("No entries to map"))
@@ -192,66 +196,69 @@ def build(studio) -> None:
     run_out = [run_info, label_f, new_label, add_label, *field_boxes, *view_out, entry_id, details]
 
     @user_errors
-    def on_list(run_name, selected, *values):
-        return _render(workspace, run_name, selected, *values)
+    def on_list(request: gr.Request, run_name, selected, *values):
+        return _render(_open(request, run_name), selected, *values)
 
-    def opened(run_name, entry_id_value, values):
+    def opened(request, run_name, entry_id_value, values):
         entry_id_value = _require_id(entry_id_value)
-        rs = open_run_store(workspace, run_name)
+        rs = _open(request, run_name)
         entry = rs.store.get([entry_id_value])[0]
-        figure = _render(workspace, run_name, entry.id, *values)[2]
+        figure = _render(rs, entry.id, *values)[2]
         return entry.id, describe(entry, rs.task), gr.update(value=entry.label), entry.curated, figure
 
     @user_errors
-    def on_open(run_name, entry_id_value, *values):
-        return opened(run_name, entry_id_value, values)
+    def on_open(request: gr.Request, run_name, entry_id_value, *values):
+        return opened(request, run_name, entry_id_value, values)
 
     @user_errors
-    def on_row(run_name, label, source, agreement, reward, text, search_text, top_k, evt: gr.SelectData):
+    def on_row(request: gr.Request, run_name, label, source, agreement, reward, text, search_text, top_k,
+               evt: gr.SelectData):
         row = evt.row_value or []
         if not row:
             raise StoreError("That row has no entry: refresh the table.")
-        return opened(run_name, str(row[0]), (label, source, agreement, reward, text, search_text, top_k))
+        return opened(request, run_name, str(row[0]), (label, source, agreement, reward, text, search_text, top_k))
 
     @user_errors
-    def on_set_label(run_name, entry_id_value, label, *values):
+    def on_set_label(request: gr.Request, run_name, entry_id_value, label, *values):
         entry_id_value = _require_id(entry_id_value)
-        rs = open_run_store(workspace, run_name)
+        rs = _open(request, run_name, write=True)
         entry = rs.store.update_label(entry_id_value, label)
-        message, table_value, figure = _render(workspace, run_name, entry_id_value, *values)
+        message, table_value, figure = _render(rs, entry_id_value, *values)
         return f"Entry {entry.id} now has label **{entry.label}**. {message}", table_value, figure, \
             describe(entry, rs.task)
 
     @user_errors
-    def on_curated(run_name, entry_id_value, flag, *values):
+    def on_curated(request: gr.Request, run_name, entry_id_value, flag, *values):
         entry_id_value = _require_id(entry_id_value)
-        rs = open_run_store(workspace, run_name)
+        rs = _open(request, run_name, write=True)
         rs.store.set_curated([entry_id_value], bool(flag))
         entry = rs.store.get([entry_id_value])[0]
-        message, table_value, figure = _render(workspace, run_name, entry_id_value, *values)
+        message, table_value, figure = _render(rs, entry_id_value, *values)
         state = "marked curated" if flag else "no longer curated"
         return f"Entry {entry.id} is {state}. {message}", table_value, figure, describe(entry, rs.task)
 
     @user_errors
-    def on_delete(run_name, entry_id_value, *values):
+    def on_delete(request: gr.Request, run_name, entry_id_value, *values):
         entry_id_value = _require_id(entry_id_value)
-        if open_run_store(workspace, run_name).store.delete([entry_id_value]) == 0:
+        rs = _open(request, run_name, write=True)
+        if rs.store.delete([entry_id_value]) == 0:
             raise StoreError(f"No entry {entry_id_value!r} in this store: it may already be deleted; refresh.")
-        message, table_value, figure = _render(workspace, run_name, None, *values)
+        message, table_value, figure = _render(rs, None, *values)
         return f"Deleted entry {entry_id_value}. {message}", table_value, figure, "", ""
 
     @user_errors
-    def on_add(run_name, *values):
+    def on_add(request: gr.Request, run_name, *values):
         texts, label, view_values = values[:MAX_FIELDS], values[MAX_FIELDS], values[MAX_FIELDS + 1:]
-        rs = open_run_store(workspace, run_name)
+        rs = _open(request, run_name)
         entry = manual_entry(rs.task, dict(zip(rs.task.text_fields, texts)), label)
+        rs = _open(request, run_name, write=True)
         rs.store.add([entry])
-        message, table_value, figure = _render(workspace, run_name, entry.id, *view_values)
+        message, table_value, figure = _render(rs, entry.id, *view_values)
         return f"Added entry {entry.id}. {message}", table_value, figure, entry.id, describe(entry, rs.task)
 
     @user_errors
-    def on_disagree(run_name):
-        store = open_run_store(workspace, run_name).store
+    def on_disagree(request: gr.Request, run_name):
+        store = _open(request, run_name).store
         n = store.count({"agreement": False})
         if n == 0:
             gr.Warning("No entry has a teacher label that differs from its label: nothing to delete.")
@@ -261,15 +268,16 @@ def build(studio) -> None:
                                          "a copy).")
 
     @user_errors
-    def on_confirm(run_name, selected, *values):
-        n = open_run_store(workspace, run_name).store.delete_where_teacher_disagrees()
-        message, table_value, figure = _render(workspace, run_name, selected, *values)
+    def on_confirm(request: gr.Request, run_name, selected, *values):
+        rs = _open(request, run_name, write=True)
+        n = rs.store.delete_where_teacher_disagrees()
+        message, table_value, figure = _render(rs, selected, *values)
         return gr.update(visible=False), f"Deleted {n} entries where the teacher disagreed. {message}", \
             table_value, figure
 
     @user_errors
-    def on_export(run_name):
-        rs = open_run_store(workspace, run_name)
+    def on_export(request: gr.Request, run_name):
+        rs = _open(request, run_name)
         if rs.store.count() == 0:
             raise StoreError("The store is empty: there is nothing to export.")
         path = _export_path(rs.run.name)
@@ -278,13 +286,14 @@ def build(studio) -> None:
         return str(path)
 
     @user_errors
-    def on_import(run_name, path, selected, *values):
+    def on_import(request: gr.Request, run_name, path, selected, *values):
         if not path:
             raise StoreError("Choose a .jsonl file to import first.")
-        n = open_run_store(workspace, run_name).store.import_jsonl(path)
+        rs = _open(request, run_name, write=True)
+        n = rs.store.import_jsonl(path)
         if n == 0:
             gr.Warning("The file holds no entries: nothing was imported.")
-        message, table_value, figure = _render(workspace, run_name, selected, *values)
+        message, table_value, figure = _render(rs, selected, *values)
         return f"Imported {n} entries from {Path(path).name}. {message}", table_value, figure
 
     refresh_runs.click(runs_update, run, run, api_name="store_runs").then(

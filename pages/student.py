@@ -68,19 +68,23 @@ def build(studio) -> None:
         return run_choices(step1_runs(workspace), current)
 
     @user_errors
-    def on_start(run_name, n_epochs, n_k, b, tb, sf, student_init, n_limit):
+    def on_start(run_name, n_epochs, n_k, b, tb, sf, student_init, n_limit, request: gr.Request):
         config = student_config(workspace, run_name, n_epochs, n_k, b, tb, sf, student_init)
         if run_name not in step1_runs(workspace):
             raise RunError(f"Run {run_name} has no finished knowledge store yet: run step 1 for it first.")
+        if not studio.owns(request, run_name):
+            raise RunError(f"In this hosted studio you can run the student only on runs your own step-1 jobs made "
+                           f"({run_name} is shared and read-only): start step 1 in the Generate tab first.")
         limit_value = int(n_limit or 0)
         if limit_value < 0:
             raise RunError("The number of test examples cannot be negative (0 = all).")
-        job = studio.jobs.submit(KIND, f"Student on {run_name}", student_job(config, run_name, limit_value or None))
+        job = studio.jobs.submit(KIND, f"Student on {run_name}", student_job(config, run_name, limit_value or None),
+                                 owner=studio.visitor(request), run=run_name)
         return job.id
 
-    def on_cancel(current):
+    def on_cancel(current, request: gr.Request):
         cancel_followed(studio.jobs, current, KIND, "Cancel requested: the job stops at its next epoch or "
-                                                    "evaluation stage.")
+                                                    "evaluation stage.", studio.visitor(request))
 
     @user_errors
     def show_results(run_name):

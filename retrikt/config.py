@@ -29,6 +29,9 @@ class TeacherConfig:
     """`auto` (CUDA when present, else CPU), `cpu`, `cuda`, `cuda:1`, ..."""
     dtype: str = "auto"
     """`auto` (bf16 on CUDA, fp32 on CPU), `float32`, `bfloat16`, `float16`."""
+    hub_fallback: bool = True
+    """When the packaged model's pip package is not installed (e.g. on a hosted Space), load the hub id it was
+    converted from (`HuggingFaceTB/SmolLM2-135M-Instruct`) instead of failing."""
 
 
 @dataclass

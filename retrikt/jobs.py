@@ -21,6 +21,10 @@ from .pipeline import Cancelled
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 
 
+class JobRefused(ValueError):
+    """A job the manager will not take or cancel (queue full, visitor limit, someone else's job)."""
+
+
 @dataclass
 class Job:
     id: str
@@ -41,6 +45,8 @@ class Job:
     """Curve points (stage, step, loss or reward terms) for live plots."""
     samples: list[dict] = field(default_factory=list)
     """The latest generated samples (label, text, parsed) for the live view."""
+    owner: str | None = None
+    """Visitor who submitted the job (hosted mode); None = the single local user."""
 
     @property
     def seconds(self) -> float | None:
@@ -56,7 +62,11 @@ _MAX_LOG, _MAX_SAMPLES = 400, 24
 
 
 class JobManager:
-    def __init__(self, workspace: str | Path):
+    def __init__(self, workspace: str | Path, max_queued: int | None = None, per_owner: int | None = None,
+                 owners_only: bool = False):
+        """`max_queued`: jobs that may wait behind the running one; `per_owner`: jobs one owner may have waiting
+        or running; `owners_only`: only a job's owner may cancel it. None / False = no limit (local use)."""
+        self.max_queued, self.per_owner, self.owners_only = max_queued, per_owner, owners_only
         self.path = Path(workspace) / "jobs.json"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
@@ -98,21 +108,37 @@ class JobManager:
             tmp.replace(self.path)
 
     # ---- API -----------------------------------------------------------------------------------------------
-    def submit(self, kind: str, title: str, fn: JobFn) -> Job:
-        job = Job(id=uuid.uuid4().hex[:10], kind=kind, title=title)
+    def submit(self, kind: str, title: str, fn: JobFn, owner: str | None = None, run: str | None = None) -> Job:
+        """Queue a job (JobRefused when the queue or the owner's share is full); `run` names the run it writes."""
+        job = Job(id=uuid.uuid4().hex[:10], kind=kind, title=title, owner=owner, run=run)
         with self._lock:
+            active = [j for j in self._jobs.values() if j.state in ("queued", "running")]
+            if self.per_owner is not None and sum(j.owner == owner for j in active) >= self.per_owner:
+                raise JobRefused(f"You already have {self.per_owner} job(s) waiting or running: wait for it to "
+                                 "finish (see the Jobs tab) or cancel it first.")
+            waiting = sum(j.state == "queued" for j in active)
+            if self.max_queued is not None and waiting >= self.max_queued:
+                raise JobRefused(f"The job queue is full ({waiting} waiting behind the running job): "
+                                 "try again in a few minutes.")
             self._jobs[job.id] = job
             self._cancel[job.id] = threading.Event()
         self._save(force=True)
         self._queue.put((job.id, fn))
         return job
 
-    def cancel(self, job_id: str) -> bool:
+    def runs_of(self, owner: str | None) -> set[str]:
+        """Runs written by the owner's jobs (hosted mode: what a visitor may change)."""
+        with self._lock:
+            return {j.run for j in self._jobs.values() if j.owner == owner and j.run}
+
+    def cancel(self, job_id: str, owner: str | None = None) -> bool:
         """Ask a job to stop; a queued job is cancelled at once, a running one at its next step boundary."""
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None or job.state not in ("queued", "running"):
                 return False
+            if self.owners_only and job.owner != owner:
+                raise JobRefused("Only the visitor who started this job can cancel it.")
             self._cancel[job_id].set()
             if job.state == "queued":
                 job.state, job.finished = "cancelled", time.time()

@@ -214,24 +214,38 @@ def _mapped(text_columns: list[str], label_column: str) -> list[str]:
     return text_columns
 
 
-def uploaded_task(path: str, text_columns: list[str], label_column: str, name: str = "custom", seed: int = 13):
+@dataclass(frozen=True)
+class UploadLimits:
+    """Bounds on an uploaded task file (tighter in Space mode)."""
+
+    max_bytes: int = 20_000_000
+    """Largest file accepted."""
+    max_rows: int = 50_000
+    """Most data rows accepted."""
+
+
+def uploaded_task(path: str, text_columns: list[str], label_column: str, name: str = "custom", seed: int = 13,
+                  limits: UploadLimits = UploadLimits()):
     """The task an uploaded file makes with this column mapping (TaskDataError if it makes none)."""
     text_columns = _mapped(text_columns, label_column)
-    return load_custom(path, text_columns, label_column, name=name, seed=seed, filename=Path(path).name)
+    return load_custom(path, text_columns, label_column, name=name, seed=seed, filename=Path(path).name,
+                       max_bytes=limits.max_bytes, max_rows=limits.max_rows)
 
 
-def check_mapping(path: str, text_columns: list[str], label_column: str, seed: int = 13) -> str:
+def check_mapping(path: str, text_columns: list[str], label_column: str, seed: int = 13,
+                  limits: UploadLimits = UploadLimits()) -> str:
     """Build the task from an uploaded file with this column mapping and describe it (TaskDataError if not)."""
-    return "The mapping works: " + describe_task(uploaded_task(path, text_columns, label_column, seed=seed))
+    return "The mapping works: " + describe_task(uploaded_task(path, text_columns, label_column, seed=seed,
+                                                               limits=limits))
 
 
 def save_uploaded_task(workspace: str | Path, name: str, path: str, text_columns: list[str], label_column: str,
-                       seed: int = 13) -> str:
+                       seed: int = 13, limits: UploadLimits = UploadLimits()) -> str:
     """Build and save a task from an upload so runs can name it; returns its name."""
     name = check_task_name(name)
     if name in list_saved(workspace):
         raise TaskDataError(f"a saved task named {name!r} exists already; pick another name")
-    task = uploaded_task(path, text_columns, label_column, name=name, seed=seed)
+    task = uploaded_task(path, text_columns, label_column, name=name, seed=seed, limits=limits)
     # Only the file's name is kept: an upload's temp path means nothing later and names a machine folder.
     save_task(task, workspace, origin={"kind": "upload", "file": Path(path).name,
                                        "text_columns": _mapped(text_columns, label_column),
@@ -256,6 +270,6 @@ def save_hub_task(workspace: str | Path, name: str, dataset_id: str, config: str
     return name
 
 
-def file_preview(path: str, n: int = 8) -> tuple[list[str], list[list[str]]]:
+def file_preview(path: str, n: int = 8, limits: UploadLimits = UploadLimits()) -> tuple[list[str], list[list[str]]]:
     """Columns and the first ``n`` rows of an uploaded table (TaskDataError for unreadable files)."""
-    return preview_file(path, n, filename=Path(path).name)
+    return preview_file(path, n, filename=Path(path).name, max_bytes=limits.max_bytes)

