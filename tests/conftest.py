@@ -67,14 +67,14 @@ def start_studio():
     """Start a real `python app.py` on a workspace: `url, stop = start_studio(workspace)`; leftovers stop at the end."""
     running = []
 
-    def start(workspace) -> tuple[str, object]:
+    def start(workspace, env: dict | None = None) -> tuple[str, object]:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         # A file, not a pipe: nobody reads the server's output while it runs, and a full pipe would block it.
         output = tempfile.TemporaryFile("w+")
         proc = subprocess.Popen([sys.executable, "app.py", "--workspace", str(workspace), "--port", str(port)],
-                                cwd=Path(__file__).resolve().parents[1], env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                                cwd=Path(__file__).resolve().parents[1], env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
                                 stdout=output, stderr=subprocess.STDOUT, text=True)
         running.append(proc)
         url, deadline = f"http://127.0.0.1:{port}/", time.time() + 180

@@ -1,0 +1,143 @@
+"""Space (hosted) mode logic: settings from the environment, what a visitor's config may hold, job fairness,
+per-visitor store copies. The served app in hosted mode is tested in test_space_app.py."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from retrikt.config import ConfigError, RunConfig, override
+from retrikt.control import Cancelled
+from retrikt.jobs import JobManager, JobRefused
+from retrikt.space import DEFAULT_ALLOWED_TEACHERS, SpaceSettings, check_visitor_config, parse_auth, visitor_id
+from retrikt.store_view import Filters, open_visitor_store, select, visitor_store_dir
+
+from test_store_view import seed_run
+
+
+@pytest.mark.parametrize("env,enabled", [
+    ({}, False), ({"RETRIKT_SPACE": "1"}, True), ({"RETRIKT_SPACE": "true"}, True), ({"SPACE_ID": "me/studio"}, True),
+    ({"SPACE_ID": "me/studio", "RETRIKT_SPACE": "0"}, False), ({"RETRIKT_SPACE": "no"}, False),
+])
+def test_space_mode_is_on_by_env_or_on_a_space(env, enabled):
+    assert SpaceSettings.from_env(env).enabled is enabled
+
+
+def test_settings_from_env():
+    settings = SpaceSettings.from_env({"RETRIKT_SPACE": "1", "RETRIKT_MAX_UPLOAD_MB": "2.5",
+                                       "RETRIKT_MAX_UPLOAD_ROWS": "100", "RETRIKT_MAX_QUEUED": "5",
+                                       "RETRIKT_ALLOWED_TEACHERS": "packaged:smollm2, org/model ",
+                                       "RETRIKT_AUTH": "ann:secret,bob:pa:ss", "RETRIKT_WORKSPACE": "ws"})
+    assert (settings.max_upload_bytes, settings.max_upload_rows, settings.max_queued_jobs) == (2_500_000, 100, 5)
+    assert settings.allowed_teachers == ("packaged:smollm2", "org/model") and settings.workspace == "ws"
+    assert settings.auth == (("ann", "secret"), ("bob", "pa:ss")) and settings.max_upload_text == "2500kb"
+    assert SpaceSettings.from_env({"RETRIKT_SPACE": "1"}).allowed_teachers == DEFAULT_ALLOWED_TEACHERS
+
+
+@pytest.mark.parametrize("text", ["ann", "ann:", ":pw", "ann:pw,bob"])
+def test_bad_auth_is_a_config_error(text):
+    with pytest.raises(ConfigError, match="RETRIKT_AUTH"):
+        parse_auth(text)
+
+
+SPACE = SpaceSettings(enabled=True)
+
+
+@pytest.mark.parametrize("dotted,message", [
+    ({"teacher.model": "/models/secret"}, "only these teachers"),
+    ({"teacher.model": "../../etc"}, "only these teachers"),
+    ({"teacher.model": "some/other-model"}, "only these teachers"),
+    ({"teacher.model": "HuggingFaceTB/SmolLM2-135M-Instruct", "teacher.gguf_file": "x.gguf"}, "only these teachers"),
+    ({"store.url": "http://169.254.169.254:80"}, "store.url"),
+    ({"store.embedder": "/root/models/enc"}, "store.embedder"),
+    ({"student.encoder": "/srv/encoder"}, "student.encoder"),
+])
+def test_visitor_config_refuses_paths_servers_and_other_models(dotted, message):
+    with pytest.raises(ConfigError, match=message):
+        check_visitor_config(override(RunConfig(), dotted), SPACE, "ws")
+
+
+def test_visitor_config_takes_the_servers_workspace():
+    config = override(RunConfig(), {"workspace": "/etc", "teacher.model": "HuggingFaceTB/SmolLM2-135M-Instruct"})
+    assert check_visitor_config(config, SPACE, "server-ws").workspace == "server-ws"
+    local = override(RunConfig(), {"workspace": "/somewhere", "teacher.model": "/models/mine"})
+    assert check_visitor_config(local, SpaceSettings(), "server-ws").workspace == "/somewhere"  # local: untouched
+
+
+@pytest.mark.parametrize("browser,session,expected", [
+    ("v-0123456789ab", "abc", "v-0123456789ab"), (None, "abcdef12", "s-abcdef12"), ("../../x", "abcdef12", "s-abcdef12"),
+    ("v-1/2", None, "anonymous"), (None, None, "anonymous"),
+])
+def test_visitor_ids_are_folder_safe(browser, session, expected):
+    assert visitor_id(browser, session) == expected
+
+
+def _blocking_job(release: threading.Event):
+    def fn(progress, should_stop, job):
+        while not release.is_set():
+            if should_stop():
+                raise Cancelled("stopped")
+            time.sleep(0.02)
+        return None
+    return fn
+
+
+def _wait_for(manager, job_id, states, timeout=10.0):
+    deadline = time.time() + timeout
+    while manager.get(job_id).state not in states:
+        assert time.time() < deadline, manager.get(job_id)
+        time.sleep(0.02)
+
+
+def test_queue_is_bounded_and_shared_fairly(tmp_path):
+    manager = JobManager(tmp_path, max_queued=1, per_owner=1, owners_only=True)
+    release = threading.Event()
+    try:
+        running = manager.submit("generate", "a", _blocking_job(release), owner="ann")
+        _wait_for(manager, running.id, ("running",))
+        with pytest.raises(JobRefused, match="already have 1 job"):
+            manager.submit("generate", "a2", _blocking_job(release), owner="ann")
+        waiting = manager.submit("generate", "b", _blocking_job(release), owner="bob")
+        assert manager.queue_position(waiting.id) == 1
+        with pytest.raises(JobRefused, match="queue is full"):
+            manager.submit("generate", "c", _blocking_job(release), owner="cat")
+        with pytest.raises(JobRefused, match="Only the visitor who started"):
+            manager.cancel(running.id, owner="bob")
+        assert manager.get(running.id).state == "running"
+        assert manager.cancel(running.id, owner="ann")
+        _wait_for(manager, running.id, ("cancelled",))
+        # Ann's slot is free again; the queue moved on to Bob's job.
+        _wait_for(manager, waiting.id, ("running",))
+        again = manager.submit("generate", "a3", _blocking_job(release), owner="ann")
+        assert manager.queue_position(again.id) == 1
+    finally:
+        release.set()
+
+
+def test_local_manager_has_no_limits(tmp_path):
+    manager = JobManager(tmp_path)
+    release = threading.Event()
+    try:
+        jobs = [manager.submit("generate", str(n), _blocking_job(release)) for n in range(6)]
+        assert manager.cancel(jobs[0].id, owner="anyone")
+    finally:
+        release.set()
+
+
+def test_visitor_edits_go_to_their_own_copy(tmp_path):
+    shared = seed_run(tmp_path, "demo")
+    before = {e.id: (e.label, e.curated) for e in shared.list()}
+    reader = open_visitor_store(tmp_path, "demo", "v-ann000", write=False)
+    assert not reader.copy and not visitor_store_dir(tmp_path, "v-ann000", "demo").exists()
+    ann = open_visitor_store(tmp_path, "demo", "v-ann000", write=True)
+    assert ann.copy and ann.store.count() == shared.count()
+    ann.store.update_label("g2", "positive")
+    ann.store.delete(["p1"])
+    # Ann sees her edits from now on, reads included; the shared store and another visitor do not.
+    again = open_visitor_store(tmp_path, "demo", "v-ann000")
+    assert again.copy and again.store.get(["g2"])[0].label == "positive" and again.store.count() == 7
+    assert {e.id: (e.label, e.curated) for e in shared.list()} == before
+    bob = open_visitor_store(tmp_path, "demo", "v-bob000")
+    assert not bob.copy and len(select(bob.store, Filters())) == 8
+    assert open_visitor_store(tmp_path, "demo", None).store.count() == 8  # local user: the run's own store
