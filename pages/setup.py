@@ -18,7 +18,7 @@ from retrikt.setup_form import (
     file_preview, form_values, save_hub_task, save_uploaded_task,
     student_note, task_choices, teacher_from_form, teacher_note, teacher_to_form,
 )
-from retrikt.tasks import is_builtin, canonical_name
+from retrikt.tasks import canonical_name, is_builtin, resolve_task
 
 BUILT_IN, UPLOADED, HUB = "Built-in or saved task", "Upload a file (CSV, TSV, JSONL)", "Hugging Face dataset"
 NO_COLUMN = "(none)"
@@ -206,6 +206,7 @@ def build(studio) -> None:
         if not path:
             raise ConfigError("Choose a .yaml file to load.")
         config = visitor_config(load_yaml(path))
+        resolve_task(config.task, config.seed, studio.workspace)  # a task this workspace lacks is refused here
         config.task = canonical_name(config.task) if is_builtin(config.task) else config.task
         source, model, gguf = teacher_to_form(config.teacher.model, config.teacher.gguf_file)
         gr.Info(f"Loaded {Path(path).name}.")

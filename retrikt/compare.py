@@ -15,6 +15,7 @@ from plotly.subplots import make_subplots
 
 from .runs import RunError, list_runs, open_run
 from .store_view import runs_newest_first
+from .tasks import MAX_INPUT_CHARS
 
 SYSTEM_NAMES = {"majority": "majority class", "teacher": "teacher (few-shot, calibrated)", "student": "student alone",
                 "student_retrieval": "student + retrieval", "plain_kd": "plain KD (no retrieval)"}
@@ -199,8 +200,9 @@ class LiveStudent:
         if len(values) < len(fields) or not all(values):
             raise RunError(f"Type the {' and the '.join(fields)} of an example ({self.task.name} needs "
                            f"{len(fields)} text{'s' if len(fields) > 1 else ''}).")
-        if any(len(v) > 5000 for v in values):
-            raise RunError("Keep each text under 5,000 characters (the student reads its first 128 tokens only).")
+        if any(len(v) > MAX_INPUT_CHARS for v in values):
+            raise RunError(f"Keep each text under {MAX_INPUT_CHARS:,} characters (the student reads its first 128 "
+                           "tokens only).")
         text = self.task.serialize(dict(zip(fields, values)))
         cfg = self.run.config.student
         pred = predict(self.student, self.index, [text], cfg.k, cfg.temperature, self.beta)

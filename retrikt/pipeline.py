@@ -10,7 +10,7 @@ from .control import Cancelled
 from .generation import GeneratedSample, generate_samples
 from .metrics import duplicate_rate, self_bleu
 from .prompt_tuning import save_adapter, tune_soft_prompt
-from .runs import Run, create_run
+from .runs import Run, check_new_run, create_run
 from .scorer import TeacherScorer
 from .teacher import load_teacher
 
@@ -37,13 +37,15 @@ def load_context(config: RunConfig, progress: Progress = _noop, run: Run | None 
     from .tasks import copy_into_run, resolve_task
 
     progress("load", 0, 2, {"message": f"loading task {config.task}"})
-    # before the run folder: a bad task leaves nothing behind
+    # Task and teacher before the run folder: a bad task or an unloadable teacher leaves nothing behind.
     task = resolve_task(config.task, config.seed, config.workspace, run.path if run else None)
+    if run is None:
+        check_new_run(config)
+    progress("load", 1, 2, {"message": f"loading teacher {config.teacher.model}"})
+    teacher = load_teacher(config.teacher, cache_dir=f"{config.workspace}/cache")
     if run is None:
         run = create_run(config)
         copy_into_run(config.task, config.workspace, run.path)
-    progress("load", 1, 2, {"message": f"loading teacher {config.teacher.model}"})
-    teacher = load_teacher(config.teacher, cache_dir=f"{config.workspace}/cache")
     run.log("loaded", teacher=teacher.name, params=teacher.n_params, device=str(teacher.device),
             dtype=str(teacher.dtype), seconds=round(teacher.load_seconds, 2))
     progress("load", 2, 2, {"message": f"teacher {teacher.name}: {teacher.n_params/1e6:.1f}M params"})

@@ -77,11 +77,19 @@ def runs_root(workspace: str | Path) -> Path:
     return Path(workspace) / "runs"
 
 
-def create_run(config: RunConfig) -> Run:
+def check_new_run(config: RunConfig) -> str:
+    """The name a new run of ``config`` gets (set on the config); RunError when it is bad or taken."""
     name = check_name(config.run_name or f"{config.task}-{time.strftime('%Y%m%d-%H%M%S')}")
     path = runs_root(config.workspace) / name
     if path.exists() and any(path.iterdir()):
         raise RunError(f"run {name} already exists; pick another run name or continue it with --from {name}")
+    config.run_name = name
+    return name
+
+
+def create_run(config: RunConfig) -> Run:
+    name = check_new_run(config)
+    path = runs_root(config.workspace) / name
     path.mkdir(parents=True, exist_ok=True)
     config.run_name = name
     save_yaml(config, path / "config.yaml")

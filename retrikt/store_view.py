@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from .pipeline import Context, open_store
 from .runs import Run, list_runs, open_run
 from .store import Entry, KnowledgeStore, StoreError, collection_name, list_collections
-from .tasks import Task, TaskDataError, is_builtin, load_builtin, normalize_text, task_of_run
+from .tasks import MAX_INPUT_CHARS, Task, TaskDataError, is_builtin, load_builtin, normalize_text, task_of_run
 from .tasks.saved import RUN_TASK_DIR
 
 ANY = "any"
@@ -287,6 +287,9 @@ def manual_entry(task: Task, values: dict[str, str], label: str) -> Entry:
     empty = [task.field_names[f] for f, v in fields.items() if not v]
     if empty:
         raise StoreError(f"Fill in {', '.join(empty)}: every field of {task.name} needs text.")
+    long = [task.field_names[f] for f, v in fields.items() if len(v) > MAX_INPUT_CHARS]
+    if long:
+        raise StoreError(f"{', '.join(long)} is over {MAX_INPUT_CHARS:,} characters: keep an entry to one example.")
     for f, choices in task.field_choices.items():
         if fields[f] not in choices:
             raise StoreError(f"{task.field_names[f]} must be one of {', '.join(choices)}, not {fields[f]!r}.")

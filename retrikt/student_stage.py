@@ -53,11 +53,18 @@ def choose_beta(scores: dict[float, float], n_dev: int, preferred: float) -> flo
     return min(near_best, key=lambda b: (abs(b - preferred), -scores[b], b))
 
 
+def check_store_not_empty(run, store) -> None:
+    if store.count() == 0:
+        raise StudentError(f"the knowledge store of run {run.name} is empty: run step 1 for it, or import entries "
+                           "in the Knowledge store tab, before training the student")
+
+
 def train_students(run, task, store, teacher_params: int, progress=_noop) -> dict:
     """Train both students on `store`, build the key index, choose beta; returns the summary block."""
     config: RunConfig = run.config
     cfg, seed = config.student, config.seed
     started = time.perf_counter()
+    check_store_not_empty(run, store)
     items = select_items(store, task, cfg)
     run.log("student_items", **items.report)
     student = build_student(cfg, list(task.labels), task_texts(task, items.texts), teacher_params, seed=seed)
@@ -130,10 +137,11 @@ def run_student(config: RunConfig, from_run: str, progress=_noop, evaluate_after
     summary = run.summary()
     if summary.get("status") != "done" or not summary.get("teacher_params"):
         raise RunError(f"run {run.name} has no finished knowledge store (status {summary.get('status')!r})")
-    run.config.student = config.student
-    save_yaml(run.config, run.path / "config.yaml")
     task = task_of_run(run)
     store = _store_for(run, task)
+    check_store_not_empty(run, store)  # before the run's config is touched: a refused run stays as it was
+    run.config.student = config.student
+    save_yaml(run.config, run.path / "config.yaml")
     if config.student.teacher_unlabeled:
         teacher = teacher or _load_teacher(run, progress)
         run.update_summary(unlabeled=label_unlabeled(run, task, store, teacher, config.student.teacher_unlabeled,

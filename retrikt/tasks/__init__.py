@@ -5,7 +5,7 @@
 in the workspace and `resolve_task` finds any task a run config names.
 Every data problem the user can fix raises `TaskDataError`.
 """
-from .base import MAX_GENERATED_CHARS, Example, Task, TaskDataError, normalize_text
+from .base import MAX_GENERATED_CHARS, MAX_INPUT_CHARS, Example, Task, TaskDataError, normalize_text
 from .builtin import BUILTIN_TASKS, KSHOT_SEEDS, canonical_name, load_builtin
 from .files import preview_file
 from .loaders import load_custom, load_hub
@@ -18,6 +18,7 @@ __all__ = [
     "BUILTIN_TASKS",
     "KSHOT_SEEDS",
     "MAX_GENERATED_CHARS",
+    "MAX_INPUT_CHARS",
     "Example",
     "Task",
     "TaskDataError",

@@ -13,6 +13,10 @@ from typing import Any, Mapping
 
 MAX_GENERATED_CHARS = 1000
 """A generated field value longer than this is treated as a runaway generation and rejected."""
+MAX_INPUT_CHARS = 5000
+"""Longest text field a user may give (upload row, hand-written entry, typed input)."""
+# design choice: 5000 holds every packaged example (BoolQ passages reach 4,805) and is far past what the teacher's
+# few-shot prompt and the student's 128-token window use; a longer value is a pasted document, not an example.
 
 MIN_LABELS, MAX_LABELS = 2, 20
 

@@ -13,7 +13,7 @@ import random
 import re
 from typing import Any, Iterable, Sequence
 
-from .base import MAX_LABELS, MIN_LABELS, Example, Task, TaskDataError, normalize_text
+from .base import MAX_INPUT_CHARS, MAX_LABELS, MIN_LABELS, Example, Task, TaskDataError, normalize_text
 from .files import Source, iter_rows, read_source
 
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -199,6 +199,9 @@ def _example(row: dict[str, str], uid: str, text_columns: Sequence[str], label_c
         fields[column] = normalize_text(row[column])
         if not fields[column]:
             raise TaskDataError(f"{where}: column {column!r} is empty; fill in the text or delete the row")
+        if len(fields[column]) > MAX_INPUT_CHARS:
+            raise TaskDataError(f"{where}: column {column!r} holds {len(fields[column]):,} characters, over the "
+                                f"{MAX_INPUT_CHARS:,} limit; shorten it or delete the row")
     label = normalize_text(row.get(label_column, ""))
     if not label:
         raise TaskDataError(f"{where}: column {label_column!r} is empty; give the row a label or delete it")
@@ -287,7 +290,7 @@ def _hub_examples(ds: Any, split: str, text_columns: Sequence[str], label_column
         if label is None or (names is not None and label < 0):
             continue
         fields = {c: normalize_text(row[c] if row[c] is not None else "") for c in text_columns}
-        if not all(fields.values()):
+        if not all(fields.values()) or max(map(len, fields.values())) > MAX_INPUT_CHARS:
             continue
         if names is not None:
             label = names[label]
