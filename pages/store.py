@@ -135,6 +135,8 @@ def build(studio) -> None:
                     new_label = gr.Dropdown([], label="Label", allow_custom_value=True, scale=3)
                     set_label = gr.Button("Set label", scale=1)
                 curated = gr.Checkbox(label="Curated (checked by a person)")
+                # (entry id, label) as this page last saw it: a label saved meanwhile by someone else is a conflict
+                seen = gr.State(None)
                 delete = gr.Button("Delete this entry", variant="stop")
         with gr.Accordion("Add an entry by hand", open=False):
             field_boxes = [gr.Textbox(label=f"Field {n + 1}", visible=n == 0) for n in range(MAX_FIELDS)]
@@ -204,7 +206,8 @@ def build(studio) -> None:
         rs = _open(request, run_name)
         entry = rs.store.get([entry_id_value])[0]
         figure = _render(rs, entry.id, *values)[2]
-        return entry.id, describe(entry, rs.task), gr.update(value=entry.label), entry.curated, figure
+        return (entry.id, describe(entry, rs.task), gr.update(value=entry.label), entry.curated, figure,
+                [entry.id, entry.label])
 
     @user_errors
     def on_open(request: gr.Request, run_name, entry_id_value, *values):
@@ -219,13 +222,14 @@ def build(studio) -> None:
         return opened(request, run_name, str(row[0]), (label, source, agreement, reward, text, search_text, top_k))
 
     @user_errors
-    def on_set_label(request: gr.Request, run_name, entry_id_value, label, *values):
+    def on_set_label(request: gr.Request, run_name, entry_id_value, label, seen_value, *values):
         entry_id_value = _require_id(entry_id_value)
         rs = _open(request, run_name, write=True)
-        entry = rs.store.update_label(entry_id_value, label)
+        expected = seen_value[1] if seen_value and seen_value[0] == entry_id_value else None
+        entry = rs.store.update_label(entry_id_value, label, expected=expected)
         message, table_value, figure = _render(rs, entry_id_value, *values)
         return f"Entry {entry.id} now has label **{entry.label}**. {message}", table_value, figure, \
-            describe(entry, rs.task)
+            describe(entry, rs.task), [entry.id, entry.label]
 
     @user_errors
     def on_curated(request: gr.Request, run_name, entry_id_value, flag, *values):
@@ -304,11 +308,11 @@ def build(studio) -> None:
     apply.click(on_list, view_in, view_out, api_name="store_list")
     query.submit(on_list, view_in, view_out, api_visibility="private")
     contains.submit(on_list, view_in, view_out, api_visibility="private")
-    entry_out = [entry_id, details, new_label, curated, emap]
+    entry_out = [entry_id, details, new_label, curated, emap, seen]
     open_btn.click(on_open, view_in, entry_out, api_name="store_open")
     entry_id.submit(on_open, view_in, entry_out, api_visibility="private")
     entries.select(on_row, [run, *filters], entry_out, api_visibility="private")
-    set_label.click(on_set_label, [run, entry_id, new_label, *filters], [*view_out, details],
+    set_label.click(on_set_label, [run, entry_id, new_label, seen, *filters], [*view_out, details, seen],
                     api_name="store_set_label")
     curated.input(on_curated, [run, entry_id, curated, *filters], [*view_out, details], api_name="store_set_curated")
     delete.click(on_delete, view_in, [*view_out, entry_id, details], api_name="store_delete")

@@ -223,10 +223,16 @@ class KnowledgeStore:
             entry.id = id_
         return ids
 
-    def update_label(self, id: str, label: str) -> Entry:
-        """Relabel one entry and recompute its agreement with the teacher; returns the updated entry."""
+    def update_label(self, id: str, label: str, expected: str | None = None) -> Entry:
+        """Relabel one entry and recompute its agreement with the teacher; returns the updated entry.
+
+        With ``expected`` (the label the caller last saw) a label changed meanwhile by someone else is a
+        StoreError instead of being overwritten."""
         with self._writing():
             entry = self.get([id])[0]
+            if expected is not None and entry.label != expected:
+                raise StoreError(f"Entry {id} was changed by someone else since you opened it (its label is now "
+                                 f"{entry.label!r}): reopen it and decide again.")
             allowed = self.labels or sorted(entry.soft_labels or {})
             if not isinstance(label, str) or not label or (allowed and label not in allowed):
                 raise StoreError(f"Unknown label {label!r}: choose one of {allowed}.")
