@@ -15,7 +15,7 @@ import gradio as gr
 from pages import compare, generate, jobs, ppo, setup, store, student
 from retrikt.demo import install_demo
 from retrikt.jobs import JobManager
-from retrikt.preload import preload_ml_stack
+from retrikt.preload import job_threads, preload_ml_stack
 from retrikt.space import SpaceSettings, visitor_id
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -60,6 +60,9 @@ def build_app(workspace: str | Path, space: SpaceSettings | None = None) -> tupl
     workspace = Path(workspace)
     space = space or SpaceSettings()
     preload_ml_stack()  # before the job thread exists: transformers' lazy import is not thread-safe
+    import torch
+
+    torch.set_num_threads(job_threads())
     started = time.perf_counter()
     if install_demo(workspace) is not None:
         log.info("demo run ready in %.1f s", time.perf_counter() - started)

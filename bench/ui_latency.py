@@ -9,6 +9,7 @@ Writes bench/results/ui_latency.json and ui_latency.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -42,7 +43,7 @@ def actions(client) -> dict:
         "Compare (typed)": ("predict a typed review", lambda: client.predict(
             DEMO, "a gorgeous , witty , seductive movie .", "", api_name="/compare_predict")),
         "Setup": ("save the config as YAML", lambda: client.predict(
-            "packaged", "", "", "Built-in task", "SST-2", *SETUP_FORM, api_name="/setup_save")),
+            "packaged", "", "", "Built-in or saved task", "SST-2", *SETUP_FORM, api_name="/setup_save")),
         "Generate": ("poll the job", lambda: client.predict(api_name="/generate_poll")),
         "PPO": ("poll the job", lambda: client.predict(api_name="/ppo_poll")),
         "Knowledge store": ("filter the table (text contains 'good')", lambda: client.predict(
@@ -63,22 +64,15 @@ def timed(call, rounds: int) -> list[float]:
     return samples
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--teacher-cache", help="a workspace cache/ folder with the converted teacher")
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
-    from gradio_client import Client
-
-    workspace = Path(tempfile.mkdtemp(prefix="retrikt-ui-"))
-    if args.teacher_cache:
-        shutil.copytree(args.teacher_cache, workspace / "cache")
+@contextlib.contextmanager
+def serve(workspace: Path, env: dict | None = None):
+    """A real `python app.py` on a free loopback port for the block's duration; yields its URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = subprocess.Popen([sys.executable, "app.py", "--workspace", str(workspace), "--port", str(port)],
-                              cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+                              cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.time() + 300
@@ -90,20 +84,36 @@ def main() -> None:
                 if time.time() > deadline or server.poll() is not None:
                     raise RuntimeError("the studio did not start")
                 time.sleep(1)
-        client = Client(url, verbose=False)
-        todo = actions(client)
-        for _, call in todo.values():
-            call()  # warm-up: first loads (the student, the embedder) are not page actions
-        idle = {tab: timed(call, args.rounds) for tab, (_, call) in todo.items()}
-        client.predict("SST-2", 0, 0, 0.9, 0.95, api_name="/generate_start")
-        while not any(f"`{stage}`" in client.predict(api_name="/generate_poll")[0] for stage in ("score", "tune")):
-            time.sleep(1)
-        busy = {tab: timed(call, args.rounds) for tab, (_, call) in todo.items()}
-        state = client.predict(api_name="/generate_poll")[0].split("\n")[0]
-        client.predict(api_name="/generate_cancel")
+        yield url
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--teacher-cache", help="a workspace cache/ folder with the converted teacher")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    from gradio_client import Client
+
+    workspace = Path(tempfile.mkdtemp(prefix="retrikt-ui-"))
+    if args.teacher_cache:
+        shutil.copytree(args.teacher_cache, workspace / "cache")
+    try:
+        with serve(workspace) as url:
+            client = Client(url, verbose=False)
+            todo = actions(client)
+            for _, call in todo.values():
+                call()  # warm-up: first loads (the student, the embedder) are not page actions
+            idle = {tab: timed(call, args.rounds) for tab, (_, call) in todo.items()}
+            client.predict("SST-2", 0, 0, 0.9, 0.95, api_name="/generate_start")
+            while not any(f"`{stage}`" in client.predict(api_name="/generate_poll")[0] for stage in ("score", "tune")):
+                time.sleep(1)
+            busy = {tab: timed(call, args.rounds) for tab, (_, call) in todo.items()}
+            state = client.predict(api_name="/generate_poll")[0].split("\n")[0]
+            client.predict(api_name="/generate_cancel")
+    finally:
         shutil.rmtree(workspace, ignore_errors=True)
     rows = {tab: {"action": todo[tab][0], "idle_median_s": round(statistics.median(idle[tab]), 3),
                   "busy_median_s": round(statistics.median(busy[tab]), 3), "busy_max_s": round(max(busy[tab]), 3)}

@@ -17,3 +17,16 @@ def preload_ml_stack() -> float:
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
     return time.perf_counter() - started
+
+
+def job_threads(environ=None) -> int:
+    """Torch threads for the studio's background jobs: every core but one, so page actions keep a core.
+
+    design choice: on 2 cores a job with 2 torch threads pushed store-tab actions past 1 s; `RETRIKT_JOB_THREADS`
+    overrides it (the CLI is not affected and uses every core)."""
+    import os
+
+    env = os.environ if environ is None else environ
+    if env.get("RETRIKT_JOB_THREADS", "").strip():
+        return max(1, int(env["RETRIKT_JOB_THREADS"]))
+    return max(1, (os.cpu_count() or 1) - 1)

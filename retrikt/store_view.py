@@ -197,6 +197,7 @@ class StoreSnapshot:
 
 _SNAPSHOTS: OrderedDict[tuple, StoreSnapshot] = OrderedDict()
 _SNAPSHOT_LOCK = threading.Lock()
+_BUILDING: dict[tuple, threading.Lock] = {}
 _SNAPSHOT_LIMIT = 8
 
 
@@ -212,18 +213,29 @@ def snapshot(store: KnowledgeStore) -> StoreSnapshot:
         if key in _SNAPSHOTS:
             _SNAPSHOTS.move_to_end(key)
             return _SNAPSHOTS[key]
+        building = _BUILDING.setdefault(key, threading.Lock())
+    # Many visitors opening the same store at once wait for one read instead of each reading it all.
+    with building:
+        with _SNAPSHOT_LOCK:
+            if key in _SNAPSHOTS:
+                return _SNAPSHOTS[key]
+        snap = _read_snapshot(store)
+        with _SNAPSHOT_LOCK:
+            _SNAPSHOTS[key] = snap
+            _BUILDING.pop(key, None)
+            while len(_SNAPSHOTS) > _SNAPSHOT_LIMIT:
+                _SNAPSHOTS.popitem(last=False)
+    return snap
+
+
+def _read_snapshot(store: KnowledgeStore) -> StoreSnapshot:
     entries = store.list()
     ids, vectors = store.all_embeddings()
     by_id = {e.id: e for e in entries}
     # An entry deleted between the two reads is left out of the map.
     rows = [n for n, i in enumerate(ids) if i in by_id]
     coords, explained = pca_2d(vectors[rows] if len(rows) else vectors[:0])
-    snap = StoreSnapshot(entries, by_id, [ids[n] for n in rows], coords.reshape(-1, 2), explained)
-    with _SNAPSHOT_LOCK:
-        _SNAPSHOTS[key] = snap
-        while len(_SNAPSHOTS) > _SNAPSHOT_LIMIT:
-            _SNAPSHOTS.popitem(last=False)
-    return snap
+    return StoreSnapshot(entries, by_id, [ids[n] for n in rows], coords.reshape(-1, 2), explained)
 
 
 def select(store: KnowledgeStore, filters: Filters) -> list[Entry]:

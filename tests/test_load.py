@@ -1,0 +1,35 @@
+"""Short load test (the long one is bench/load.py): 20 concurrent visitors browse Compare and the store while a
+step-1 job runs on the same 2-core machine. Loopback only; it stops by itself."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from load import run_load, start_job  # noqa: E402
+
+import pytest  # noqa: E402
+
+SESSIONS, ROUNDS, P95_GOAL_S = 20, 2, 2.0
+
+
+@pytest.fixture(scope="module")
+def app_url(workspace, teacher, start_studio):
+    url, stop = start_studio(workspace)
+    yield url
+    stop()
+
+
+def test_twenty_visitors_while_a_job_runs(app_url):
+    follower = start_job(app_url)
+    try:
+        result = run_load(app_url, SESSIONS, ROUNDS)
+        during = follower.predict(api_name="/generate_poll")[0]
+    finally:
+        follower.predict(api_name="/generate_cancel")
+    print(result)
+    assert not result["errors"], result["errors"][:5]
+    assert result["actions"] == SESSIONS * ROUNDS * 6
+    assert "running" in during  # the job really ran under the load
+    assert result["p95_s"] < P95_GOAL_S, result
