@@ -7,6 +7,7 @@ that was running or queued when the process died is marked `interrupted` on the 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
@@ -164,6 +165,7 @@ class JobManager:
 
     # ---- worker --------------------------------------------------------------------------------------------
     def _work(self) -> None:
+        lower_thread_priority(JOB_NICENESS)
         while True:
             job_id, fn = self._queue.get()
             with self._lock:
@@ -210,6 +212,20 @@ class JobManager:
             self._save()
 
         return progress
+
+
+JOB_NICENESS = 10
+"""How much lower than page actions the job thread runs (Linux niceness; torch threads it starts inherit it)."""
+# design choice: a job yields the CPU to page actions; it loses little, since pages are short bursts.
+
+
+def lower_thread_priority(niceness: int) -> bool:
+    """Raise the calling thread's niceness (Linux: per thread); False where the OS does not allow it."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+        return True
+    except (AttributeError, OSError):
+        return False
 
 
 def _is_user_error(exc: Exception) -> bool:

@@ -25,7 +25,7 @@ AGREEMENT_CHOICES = (ANY, "agrees", "disagrees", "not scored")
 TABLE_COLUMNS = ("id", "label", "source", "teacher label", "agreement", "teacher confidence", "reward total",
                  "curated", "text")
 SIMILARITY_COLUMN = "similarity"
-MAX_ROWS = 500
+MAX_ROWS = 200
 """Rows sent to the table at most; a browser table of thousands of rows is slow and nobody reads it."""
 
 _SYMBOLS = {"train": "circle", "generated:step1": "diamond", "generated:ppo": "square", "manual": "star"}

@@ -141,3 +141,19 @@ def test_visitor_edits_go_to_their_own_copy(tmp_path):
     bob = open_visitor_store(tmp_path, "demo", "v-bob000")
     assert not bob.copy and len(select(bob.store, Filters())) == 8
     assert open_visitor_store(tmp_path, "demo", None).store.count() == 8  # local user: the run's own store
+
+
+def test_readme_front_matter_is_a_gradio_space_card():
+    import yaml
+    from pathlib import Path
+
+    import gradio
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n")
+    card = yaml.safe_load(text.split("---\n")[1])
+    assert card["sdk"] == "gradio" and card["sdk_version"] == gradio.__version__
+    assert (root / card["app_file"]).is_file() and len(card["short_description"]) <= 60
+    pins = (root / "requirements.txt").read_text(encoding="utf-8")
+    assert f"gradio=={gradio.__version__}" in pins
