@@ -106,8 +106,9 @@ def run_load(url: str, sessions: int, rounds: int, seed: int = 0, think: float =
         return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else None
 
     return {
-        "sessions": sessions, "rounds": rounds, "think_seconds": think, "actions": sum(len(v) for v in times.values()), "errors": errors,
-        "wall_seconds": round(wall, 1), "client_cpu_seconds": round(client_cpu, 1), "p50_s": round(pct(every, 0.5), 3) if every else None,
+        "sessions": sessions, "rounds": rounds, "think_seconds": think, "errors": errors,
+        "actions": sum(len(v) for v in times.values()), "wall_seconds": round(wall, 1),
+        "client_cpu_seconds": round(client_cpu, 1), "p50_s": round(pct(every, 0.5), 3) if every else None,
         "p95_s": round(pct(every, 0.95), 3) if every else None, "max_s": round(every[-1], 3) if every else None,
         "per_action": {name: {"n": len(v), "p50_s": round(statistics.median(v), 3), "p95_s": round(pct(v, 0.95), 3),
                               "max_s": round(max(v), 3)} for name, v in sorted(times.items())},
@@ -159,8 +160,8 @@ def main() -> None:
              f"{result['actions']} page actions in {result['wall_seconds']} s, {len(result['errors'])} errors; "
              f"all actions p50 {result['p50_s']} s, **p95 {result['p95_s']} s**, max {result['max_s']} s "
              f"({os.cpu_count()} CPU cores, space mode {args.space}). The {args.sessions} clients ran on the same "
-             f"machine and used {result['client_cpu_seconds']} s of CPU ({result['client_cpu_seconds'] / result['wall_seconds']:.0%} "
-             "of one core) that a real visitor's browser would not take from the server; they ran at niceness 5, the "
+             f"machine and used {result['client_cpu_seconds']} s of CPU "
+             f"({result['client_cpu_seconds'] / result['wall_seconds']:.0%} of one core) that a real visitor's browser would not take from the server; they ran at niceness 5, the "
              "studio's job at 10, its page handlers at 0.", "",
              f"Job while loaded: {result['job_during_load']} → {result['job_after_load']}", "",
              "| action | n | p50 s | p95 s | max s |", "|---|---|---|---|---|"]

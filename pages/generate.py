@@ -53,8 +53,8 @@ def build(studio) -> None:
                 })
             except (ConfigError, ValueError, TypeError) as exc:
                 raise gr.Error(str(exc))
-            job = studio.jobs.submit(KIND, f"Step 1 on {task_name}", generate_job(config), owner=studio.visitor(request),
-                                     run=config.run_name)
+            job = studio.jobs.submit(KIND, f"Step 1 on {task_name}", generate_job(config),
+                                     owner=studio.visitor(request), run=config.run_name)
             return job.id
 
         def on_cancel(current, request: gr.Request):

@@ -212,7 +212,8 @@ def build(studio) -> None:
         gr.Info(f"Loaded {Path(path).name}.")
         return [source, gr.update(value=model, interactive=source != "packaged"),
                 gr.update(value=gguf, interactive=source != "packaged"), teacher_note(source, model, gguf),
-                BUILT_IN, gr.update(choices=task_choices(studio.workspace), value=config.task), *form_values(config), base_dict(config), config_yaml(config)]
+                BUILT_IN, gr.update(choices=task_choices(studio.workspace), value=config.task), *form_values(config),
+                base_dict(config), config_yaml(config)]
 
     task_file.upload(on_file, task_file, [text_col1, text_col2, label_col, preview, mapping_result],
                      api_name="setup_preview")

@@ -101,3 +101,17 @@ def test_jobs_are_shared_fairly_and_owned(space):
         assert time.time() < deadline, status
         time.sleep(1)
     assert "cancelled" in bob.predict(api_name="/generate_poll")[0]
+
+
+def test_optional_login(tmp_path, start_studio):
+    url, stop = start_studio(tmp_path, env={"RETRIKT_SPACE": "1", "RETRIKT_AUTH": "ann:s3cret"})
+    try:
+        with pytest.raises(Exception, match="(?i)login|auth|401|credentials"):
+            Client(url, verbose=False).predict("", api_name="/jobs_poll")
+        with pytest.raises(Exception):
+            Client(url, auth=("ann", "wrong"), verbose=False)
+        client = Client(url, auth=("ann", "s3cret"), verbose=False)
+        status, table, _ = client.predict(DEMO, "", *FILTERS, api_name="/store_list")
+        assert "entries match the filters" in status and table["data"]
+    finally:
+        stop()
