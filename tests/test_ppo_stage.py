@@ -87,3 +87,24 @@ def test_cli_ppo_tunes_the_prompt_and_stores_rewarded_samples(teacher, sst2, wor
 def test_cli_ppo_checks_the_run(tmp_path, capsys):
     assert main(["ppo", "--task", "CB", "--from", "nope", "--workspace", str(tmp_path)]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stop_at", ["ppo", "generate"])
+def test_cancelled_ppo_leaves_the_store_as_it_was_and_keeps_its_checkpoint(teacher, sst2, workspace, one_thread,
+                                                                         stop_at):
+    from retrikt.control import Cancelled
+    from retrikt.ppo_stage import run_ppo
+
+    run, _ = _step1_run(teacher, sst2, workspace)
+    before = sorted(e.id for e in open_store(Context(run, sst2, teacher)).list())
+    overrides = {"ppo.updates": 2, "ppo.rollout_batch_size": 2, "ppo.minibatch_size": 2, "ppo.epochs": 1,
+                 "ppo.max_new_tokens": 12, "ppo.checkpoint_every": 1}
+    seen = []
+    with pytest.raises(Cancelled):
+        run_ppo(workspace, run.name, overrides, lambda stage, done, total, info: seen.append(stage),
+                should_stop=lambda: stop_at in seen)
+    # No half-written batch: the store holds exactly what step 1 left, and the prompt so far is checkpointed.
+    assert sorted(e.id for e in open_store(Context(run, sst2, teacher)).list()) == before
+    checkpoint = torch.load(run.path / "ppo" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["updates_done"] == (1 if stop_at == "ppo" else 2)
+    assert run.summary().get("ppo_status") == "cancelled"
