@@ -13,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from pages import compare, generate, jobs, ppo, setup, store, student
+from retrikt.config import ConfigError
 from retrikt.demo import install_demo
 from retrikt.jobs import JobManager
 from retrikt.preload import job_threads, preload_ml_stack
@@ -90,7 +91,10 @@ def build_app(workspace: str | Path, space: SpaceSettings | None = None) -> tupl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="RetriKT studio")
-    space = SpaceSettings.from_env()
+    try:
+        space = SpaceSettings.from_env()
+    except (ConfigError, ValueError) as exc:  # a host's malformed setting: one line, not a traceback
+        raise SystemExit(f"studio settings: {exc}") from None
     parser.add_argument("--workspace", default=space.workspace)
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
