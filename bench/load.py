@@ -45,11 +45,12 @@ def _actions(client, examples: list[str], rng: random.Random) -> list[tuple[str,
 
 
 def run_load(url: str, sessions: int, rounds: int, seed: int = 0, think: float = 1.0,
-             client_niceness: int = 5) -> dict:
+             client_niceness: int = 5, ramp: float = 10.0) -> dict:
     """`sessions` visitors at once, `rounds` rounds of every action each; latencies per action and errors.
 
     Between two actions a visitor waits `think` seconds on average (uniform 0.5x-1.5x), as a person reading the
-    page does; `think=0` fires back to back (a stress test, not browsing)."""
+    page does; `think=0` fires back to back (a stress test, not browsing). Visitors arrive one by one over `ramp`
+    seconds (a load tool's spawn rate), not all in the same instant."""
     from gradio_client import Client
 
     from retrikt.jobs import lower_thread_priority
@@ -78,6 +79,7 @@ def run_load(url: str, sessions: int, rounds: int, seed: int = 0, think: float =
             barrier.wait(timeout=300)
         except threading.BrokenBarrierError:
             return
+        time.sleep(ramp * n / sessions)
         for _ in range(rounds):
             for name, call in _actions(client, examples, rng):
                 time.sleep(think * rng.uniform(0.5, 1.5))
@@ -106,7 +108,7 @@ def run_load(url: str, sessions: int, rounds: int, seed: int = 0, think: float =
         return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else None
 
     return {
-        "sessions": sessions, "rounds": rounds, "think_seconds": think, "errors": errors,
+        "sessions": sessions, "rounds": rounds, "think_seconds": think, "ramp_seconds": ramp, "errors": errors,
         "actions": sum(len(v) for v in times.values()), "wall_seconds": round(wall, 1),
         "client_cpu_seconds": round(client_cpu, 1), "p50_s": round(pct(every, 0.5), 3) if every else None,
         "p95_s": round(pct(every, 0.95), 3) if every else None, "max_s": round(every[-1], 3) if every else None,
@@ -136,6 +138,7 @@ def main() -> None:
     parser.add_argument("--teacher-cache", help="a workspace cache/ folder with the converted teacher")
     parser.add_argument("--space", action="store_true", help="serve in hosted (Space) mode")
     parser.add_argument("--think", type=float, default=1.0, help="mean seconds a visitor waits between actions")
+    parser.add_argument("--ramp", type=float, default=10.0, help="seconds over which the visitors arrive")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "bench"))
     from ui_latency import serve  # noqa: E402
@@ -147,7 +150,7 @@ def main() -> None:
     with serve(workspace, env) as url:
         follower = start_job(url)
         state = follower.predict(api_name="/generate_poll")[0].split("\n")[0]
-        result = run_load(url, args.sessions, args.rounds, think=args.think)
+        result = run_load(url, args.sessions, args.rounds, think=args.think, ramp=args.ramp)
         result["job_during_load"] = state
         result["job_after_load"] = follower.predict(api_name="/generate_poll")[0].split("\n")[0]
         follower.predict(api_name="/generate_cancel")
@@ -156,7 +159,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "load.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     lines = [f"# Load: {args.sessions} concurrent visitors x {args.rounds} rounds while a step-1 job runs", "",
-             f"Each visitor waits {args.think:g} s on average between actions (think time).", "",
+             f"Visitors arrive over {args.ramp:g} s; each waits {args.think:g} s on average between actions "
+             "(think time).", "",
              f"{result['actions']} page actions in {result['wall_seconds']} s, {len(result['errors'])} errors; "
              f"all actions p50 {result['p50_s']} s, **p95 {result['p95_s']} s**, max {result['max_s']} s "
              f"({os.cpu_count()} CPU cores, space mode {args.space}). The {args.sessions} clients ran on the same "
