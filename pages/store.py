@@ -255,7 +255,7 @@ def build(studio) -> None:
         texts, label, view_values = values[:MAX_FIELDS], values[MAX_FIELDS], values[MAX_FIELDS + 1:]
         rs = _open(request, run_name)
         entry = manual_entry(rs.task, dict(zip(rs.task.text_fields, texts)), label)
-        rs = _open(request, run_name, write=True)
+        rs = _open(request, run_name, write=True)  # only a valid entry makes a hosted visitor's store copy
         rs.store.add([entry])
         message, table_value, figure = _render(rs, entry.id, *view_values)
         return f"Added entry {entry.id}. {message}", table_value, figure, entry.id, describe(entry, rs.task)

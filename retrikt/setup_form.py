@@ -245,10 +245,10 @@ def save_uploaded_task(workspace: str | Path, name: str, path: str, text_columns
     name = check_task_name(name)
     if name in list_saved(workspace):
         raise TaskDataError(f"a saved task named {name!r} exists already; pick another name")
+    text_columns = _mapped(text_columns, label_column)
     task = uploaded_task(path, text_columns, label_column, name=name, seed=seed, limits=limits)
     # Only the file's name is kept: an upload's temp path means nothing later and names a machine folder.
-    save_task(task, workspace, origin={"kind": "upload", "file": Path(path).name,
-                                       "text_columns": _mapped(text_columns, label_column),
+    save_task(task, workspace, origin={"kind": "upload", "file": Path(path).name, "text_columns": text_columns,
                                        "label_column": label_column, "seed": seed})
     return name
 

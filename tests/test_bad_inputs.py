@@ -45,16 +45,21 @@ def served(tmp_path_factory, start_studio, workspace, teacher):
     stop()
 
 
+def _entries(client, run: str) -> list:
+    return client.predict(run, "", *FILTERS, api_name="/store_list")[1]["data"]
+
+
 @pytest.fixture
 def unchanged(served):
-    root, _ = served
-    before = fingerprint(root)
+    root, client = served
+    before, entries = fingerprint(root), _entries(client, "kept")
     yield
     after = fingerprint(root)
     # The store tab's Chroma files may be rewritten by reads (sqlite journal): compare everything else exactly,
-    # and the stores by their entries.
+    # and the store by its entries.
     changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k) and "/store/" not in k}
     assert not changed, changed
+    assert _entries(client, "kept") == entries
 
 
 def _table(tmp_path: Path, name: str, text: str | bytes) -> str:
