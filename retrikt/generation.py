@@ -104,6 +104,7 @@ def generate_samples(
                 temperature=config.temperature,
                 top_p=config.top_p,
                 generator=generator,
+                stop_when=task.generation_complete,
             )
             new = [
                 GeneratedSample(label, text, task.parse_generation(text) if stopped else None, int(n), not stopped)

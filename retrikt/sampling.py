@@ -59,13 +59,15 @@ def sample(
     top_p: float = 1.0,
     stop_ids: set[int] | None = None,
     stop_text: str | None = "\n\n",
+    stop_when: Callable[[str], bool] | None = None,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> SampledBatch:
     """Sample continuations of `prompt_embeds` (batch, length, hidden).
 
-    A row finishes at a stop id (eos) or when its decoded text contains `stop_text`.
+    A row finishes at a stop id (eos), when its decoded text contains `stop_text`, or when `stop_when(text)` is
+    true; `stop_when` is asked only after a token that holds a line break (a sample is complete at a line's end).
     `use_cache=False` recomputes the whole sequence each step; with the same generator state it must produce the
     same tokens as the cached path (tested), which guards against cache/position bugs.
     """
@@ -102,6 +104,8 @@ def sample(
         done_now = torch.tensor([int(t) in stop_ids for t in next_ids.tolist()], dtype=torch.bool, device=device)
         if stop_text:
             done_now |= _rows_with_text(tokenizer, tokens[alive, : step + 1], ~done_now, stop_text)
+        if stop_when is not None:
+            done_now |= _rows_complete(tokenizer, tokens[alive, : step + 1], ~done_now, stop_when)
         finished[alive[done_now]] = True
         if bool(done_now.all()) or (should_stop is not None and should_stop()):
             break
@@ -126,6 +130,14 @@ def _rows_with_text(tokenizer, tokens: torch.Tensor, candidates: torch.Tensor, s
         tail = tokenizer.decode(tokens[row, -4:].tolist(), skip_special_tokens=False)
         if stop_text in tail:
             hit[row] = True
+    return hit
+
+
+def _rows_complete(tokenizer, tokens: torch.Tensor, candidates: torch.Tensor, stop_when) -> torch.Tensor:
+    hit = torch.zeros_like(candidates)
+    for row in torch.nonzero(candidates).flatten().tolist():
+        if "\n" in tokenizer.decode(tokens[row, -1:].tolist(), skip_special_tokens=True):
+            hit[row] = bool(stop_when(tokenizer.decode(tokens[row].tolist(), skip_special_tokens=True)))
     return hit
 
 

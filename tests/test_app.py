@@ -70,14 +70,13 @@ def test_a_job_killed_with_the_server_shows_as_interrupted_after_restart(workspa
 def test_student_tab_trains_evaluates_and_cancels(workspace, teacher, start_studio):
     from gradio_client import Client
 
-    from test_store_view import seed_run
+    from test_store_view import finished_summary, seed_run
 
     name = "student-ui"
     folder = Path(workspace) / "runs" / name
     shutil.rmtree(folder, ignore_errors=True)  # a workspace reused across sessions may hold it already
     seed_run(workspace, name)
-    summary = {"status": "done", "task": "SST-2", "teacher_params": teacher.n_params}
-    (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    (folder / "summary.json").write_text(json.dumps(finished_summary(teacher.n_params)), encoding="utf-8")
     url, stop = start_studio(workspace)
     try:
         client = Client(url, verbose=False)

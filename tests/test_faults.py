@@ -19,7 +19,7 @@ from retrikt.runs import open_run
 from retrikt.tasks import load_builtin
 
 from test_app_pages import FILTERS
-from test_store_view import seed_run
+from test_store_view import finished_summary, seed_run
 
 QUICK = {"prompt_tuning.steps": 2, "prompt_tuning.batch_size": 2, "generation.samples_per_label": 8,
          "generation.batch_size": 4, "generation.max_new_tokens": 24, "scorer.demo_candidates": 1,
@@ -100,8 +100,8 @@ def test_kill_during_student_training_then_restart(workspace, teacher, start_stu
     served.mkdir()
     (served / "cache").symlink_to(Path(workspace) / "cache", target_is_directory=True)
     seed_run(served, "trained")
-    (served / "runs" / "trained" / "summary.json").write_text(json.dumps(
-        {"status": "done", "task": "SST-2", "teacher_params": teacher.n_params}), encoding="utf-8")
+    (served / "runs" / "trained" / "summary.json").write_text(json.dumps(finished_summary(teacher.n_params)),
+                                                             encoding="utf-8")
     before = (served / "runs" / "trained" / "config.yaml").read_text(encoding="utf-8")
     url, stop = start_studio(served)
     client = Client(url, verbose=False)

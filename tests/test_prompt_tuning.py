@@ -116,3 +116,15 @@ def test_rows_that_stop_early_leave_the_batch_without_disturbing_the_others(tiny
         assert bool(batched.stopped[row]) == bool(alone.stopped[0])
     no_cache = sample(tiny_teacher.model, tiny_teacher.tokenizer, embeds, use_cache=False, **kwargs)
     assert torch.equal(no_cache.tokens, batched.tokens)
+
+
+@pytest.mark.parametrize("label", ["positive", "negative"])
+def test_stop_when_ends_the_sample_at_the_line_break_that_completes_it(teacher, sst2, label):
+    embeds = prompt_embeddings(teacher.model, None, teacher.encode(sst2.generation_prompt(label)), 1)
+    kwargs = dict(max_new_tokens=40, temperature=0.0, stop_ids=set(), stop_text=None)
+    free = sample(teacher.model, teacher.tokenizer, embeds, **kwargs)
+    assert "\n" in free.texts[0], "the teacher should end its sentence with a line break for this test to mean anything"
+    cut = sample(teacher.model, teacher.tokenizer, embeds, stop_when=sst2.generation_complete, **kwargs)
+    assert bool(cut.stopped[0]) and cut.mask.sum() < free.mask.sum()
+    assert free.texts[0].startswith(cut.texts[0]) and cut.texts[0].count("\n") == 1
+    assert sst2.parse_generation(cut.texts[0]) == sst2.parse_generation(free.texts[0]) is not None

@@ -56,6 +56,15 @@ def seed_run(workspace: str | Path, name: str, entries: list[Entry] | None = Non
     return store
 
 
+def finished_summary(teacher_params: int, task_name: str = "SST-2") -> dict:
+    """A step-1 summary for a seeded run, with the scorer block a real step 1 writes (two train demos per label and
+    a flat prior), so an evaluation restores the teacher scorer instead of searching demos for minutes."""
+    task = load_builtin(task_name, seed=13)
+    demos = [uid for label in task.labels for uid in [e.uid for e in task.train if e.label == label][:2]]
+    return {"status": "done", "task": task_name, "teacher_params": teacher_params,
+            "score": {"demo_uids": demos, "label_prior": [1.0 / len(task.labels)] * len(task.labels)}}
+
+
 @pytest.fixture(scope="module")
 def run_store(tmp_path_factory):
     """One store for the read-only tests (nothing below writes to it)."""

@@ -228,6 +228,26 @@ def test_parse_accepts_variants(name, text, expected):
     assert load_builtin(name).parse_generation(text) == expected
 
 
+COMPLETION = [
+    ("SST-2", " a fine film .", False),
+    ("SST-2", " a fine film .\n", True),
+    ("RTE", " A man sleeps.\n", False),  # the hypothesis is still to come
+    ("RTE", " A man\nsleeps.\nHypothesis: He rests.", False),  # its line may go on
+    ("RTE", " A man sleeps.\nHypothesis: He rests.\n", True),
+    ("RTE", " A man sleeps.\nhypothesis: He rests.\nIt", True),
+    ("COPA", " The man fell.\nQuestion: cause\nFirst choice: a\n", False),
+    ("COPA", " The man fell.\nQuestion: cause\nFirst choice: a\nSecond choice: b\n", True),
+]
+
+
+@pytest.mark.parametrize("name,text,complete", COMPLETION)
+def test_generation_complete_once_the_last_field_line_ends(name, text, complete):
+    task = load_builtin(name)
+    assert task.generation_complete(text) is complete
+    if complete:  # stopping there loses nothing the parser would have kept
+        assert task.parse_generation(text) == task.parse_generation(text + "more chatter\nHypothesis: x")
+
+
 class FirstCharTokenizer:
     """Test double: one token per character, so words sharing a first letter share their first token."""
 

@@ -176,6 +176,18 @@ class Task:
         body = self.serialize(fields)[len(first_header) + 1 :]
         return self.generation_prompt(label) + body
 
+    def generation_complete(self, continuation: str) -> bool:
+        """True once `continuation` holds the whole last field: its line has ended. `parse_generation` ignores
+        everything after that line, so sampling can stop there instead of spending tokens on chatter (or running
+        into the token budget, which drops the sample)."""
+        lines = _LINE_BREAK.split(continuation)
+        if len(lines) < 2:
+            return False
+        if len(self.text_fields) == 1:
+            return True
+        last = self.field_names[self.text_fields[-1]]
+        return any(_starts_with_header(line, last) for line in lines[1:-1])
+
     def parse_generation(self, continuation: str) -> dict[str, str] | None:
         """Fields from the text the teacher wrote after `generation_prompt(label)`, or None if unusable.
 
