@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -67,6 +68,8 @@ def bench_task(task: str, workspace: str, baseline_samples: int, overrides: dict
     config = override(RunConfig(), {"task": task, "workspace": workspace, "run_name": f"bench-{task}", **overrides})
     from retrikt.pipeline import run_generate
 
+    # Cached teacher scores from an earlier bench would make the score stage look free.
+    shutil.rmtree(Path(workspace) / "cache" / "scores", ignore_errors=True)
     start = time.perf_counter()
     run = run_generate(config, lambda *a: None)
     wall = time.perf_counter() - start

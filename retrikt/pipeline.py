@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -96,7 +97,8 @@ def stage_tune(ctx: Context, progress: Progress = _noop, should_stop=None) -> di
 
 def stage_score(ctx: Context, progress: Progress = _noop, should_stop=None) -> dict:
     timer = time.perf_counter()
-    scorer = TeacherScorer(ctx.teacher, ctx.task, ctx.run.config.scorer, seed=ctx.run.config.seed)
+    scorer = TeacherScorer(ctx.teacher, ctx.task, ctx.run.config.scorer, seed=ctx.run.config.seed,
+                           cache_dir=Path(ctx.run.config.workspace) / "cache")
     report = scorer.fit(progress=lambda d, t: progress("score", d, t, {"message": "choosing demonstrations"}),
                         should_stop=should_stop)
     ctx.scorer = scorer

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 import random
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,8 +35,12 @@ class ScorerReport:
 class TeacherScorer:
     """Few-shot verbalizer scores with demo selection and label-prior calibration."""
 
-    def __init__(self, teacher: Teacher, task, config: ScorerConfig | None = None, seed: int = 13):
+    def __init__(self, teacher: Teacher, task, config: ScorerConfig | None = None, seed: int = 13,
+                 cache_dir: str | Path | None = None):
+        """`cache_dir`: keep raw scores on disk too (keyed by the teacher's weights, the verbalizer and the demo
+        prefix), so step 1 of the same task and seed scores nothing twice. Never used where scoring is timed."""
         self.teacher, self.task = teacher, task
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.config = config or ScorerConfig()
         self.seed = seed
         self.verbalizer_ids = list(task.verbalizer_token_ids(teacher.tokenizer).values())
@@ -42,6 +49,7 @@ class TeacherScorer:
         self._prefix_text = ""
         self._prefix_cache = None
         self._raw_cache: dict[str, np.ndarray] = {}
+        self._on_disk = 0
 
     # ---- prompt and cache ------------------------------------------------------------------------------------
     def _demo_block(self, demos) -> str:
@@ -58,6 +66,38 @@ class TeacherScorer:
         self._prefix_cache = out.past_key_values
         self._prefix_len = len(ids)
         self._raw_cache.clear()
+        self._raw_cache.update(self._read_disk())
+        self._on_disk = len(self._raw_cache)
+
+    def _disk_path(self) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        key = f"{self.teacher.fingerprint}\x00{self.verbalizer_ids}\x00{self._prefix_text}"
+        return self.cache_dir / "scores" / f"{hashlib.sha1(key.encode('utf-8')).hexdigest()[:20]}.npz"
+
+    def _read_disk(self) -> dict[str, np.ndarray]:
+        path = self._disk_path()
+        if path is None or not path.is_file():
+            return {}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return dict(zip(data["keys"].tolist(), data["rows"]))
+        except (OSError, ValueError, KeyError):  # a damaged cache file is only a cache: score again
+            return {}
+
+    def _write_disk(self) -> None:
+        path = self._disk_path()
+        if path is None or len(self._raw_cache) == self._on_disk:
+            return
+        keys = sorted(self._raw_cache)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
+            np.savez(partial, keys=np.array(keys), rows=np.stack([self._raw_cache[k] for k in keys]))
+            os.replace(partial, path)  # readers see the old file or the new one, never half of one
+            self._on_disk = len(keys)
+        except OSError:  # a read-only or full disk: the in-memory cache still serves this process
+            pass
 
     @torch.no_grad()
     def _raw_batch(self, fields_list) -> np.ndarray:
@@ -89,12 +129,16 @@ class TeacherScorer:
         keys = [hashlib.sha1(self.task.serialize(f).encode()).hexdigest() for f in fields_list]
         missing = [i for i, k in enumerate(keys) if k not in self._raw_cache]
         size = self.config.batch_size
-        for start in range(0, len(missing), size):
-            if should_stop is not None and should_stop():
-                raise Cancelled("teacher scoring cancelled")
-            chunk = missing[start : start + size]
-            for i, row in zip(chunk, self._raw_batch([fields_list[i] for i in chunk])):
-                self._raw_cache[keys[i]] = row
+        try:
+            for start in range(0, len(missing), size):
+                if should_stop is not None and should_stop():
+                    raise Cancelled("teacher scoring cancelled")
+                chunk = missing[start : start + size]
+                for i, row in zip(chunk, self._raw_batch([fields_list[i] for i in chunk])):
+                    self._raw_cache[keys[i]] = row
+        finally:
+            if missing:
+                self._write_disk()
         if not keys:
             return np.zeros((0, len(self.task.labels)))
         return np.stack([self._raw_cache[k] for k in keys])

@@ -5,6 +5,7 @@ writes a safetensors copy into a cache folder and later loads read that (< 1 s).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -43,6 +44,16 @@ class Teacher:
     @property
     def hidden_size(self) -> int:
         return self.model.get_input_embeddings().weight.shape[1]
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A short content hash of the weights (name, size, and samples of the first and last tensors): what
+        on-disk caches of the teacher's outputs are keyed by, so another model never reads them."""
+        digest = hashlib.sha1(f"{self.name}|{self.n_params}|{self.dtype}".encode("utf-8"))
+        params = list(self.model.parameters())
+        for tensor in (params[0], params[-1]):
+            digest.update(tensor.detach().flatten()[:4096].float().cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def encode(self, text: str) -> list[int]:
         """Token ids without special tokens (prompts are plain text, not chat-formatted)."""

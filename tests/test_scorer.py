@@ -78,3 +78,43 @@ def test_demo_search_stops_within_one_batch(tiny_teacher, sst2):
     with pytest.raises(Cancelled):
         scorer.fit(should_stop=lambda: len(batches) >= 2)
     assert len(batches) == 2
+
+
+def test_scores_on_disk_are_reused_only_by_the_same_teacher_and_prefix(tiny_teacher, sst2, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    queries = [e.fields for e in sst2.test[:6]]
+    first = TeacherScorer(tiny_teacher, sst2, ScorerConfig(batch_size=4), cache_dir=tmp_path)
+    first._set_prefix(sst2.train[:4])
+    scored = first.raw_probs(queries)
+    assert len(list((tmp_path / "scores").glob("*.npz"))) == 1
+
+    again = TeacherScorer(tiny_teacher, sst2, ScorerConfig(batch_size=4), cache_dir=tmp_path)
+    again._set_prefix(sst2.train[:4])
+    monkeypatch.setattr(again, "_raw_batch", lambda fields: pytest.fail("a cached score was recomputed"))
+    assert np.array_equal(again.raw_probs(queries), scored)
+
+    other_demos = TeacherScorer(tiny_teacher, sst2, ScorerConfig(batch_size=4), cache_dir=tmp_path)
+    other_demos._set_prefix(sst2.train[4:8])
+    assert not other_demos._raw_cache  # another prefix: nothing to reuse
+
+    model = type(tiny_teacher.model)(tiny_teacher.model.config).eval()  # same shape and name, other weights
+    other_teacher = replace(tiny_teacher, model=model)
+    assert other_teacher.fingerprint != tiny_teacher.fingerprint
+    stranger = TeacherScorer(other_teacher, sst2, ScorerConfig(batch_size=4), cache_dir=tmp_path)
+    stranger._set_prefix(sst2.train[:4])
+    assert not stranger._raw_cache
+
+
+def test_a_damaged_score_file_is_scored_again(tiny_teacher, sst2, tmp_path):
+    queries = [e.fields for e in sst2.test[:3]]
+    scorer = TeacherScorer(tiny_teacher, sst2, ScorerConfig(batch_size=4), cache_dir=tmp_path)
+    scorer._set_prefix(sst2.train[:4])
+    expected = scorer.raw_probs(queries)
+    (path,) = (tmp_path / "scores").glob("*.npz")
+    path.write_bytes(b"not a numpy file")
+    fresh = TeacherScorer(tiny_teacher, sst2, ScorerConfig(batch_size=4), cache_dir=tmp_path)
+    fresh._set_prefix(sst2.train[:4])
+    assert np.allclose(fresh.raw_probs(queries), expected, atol=1e-6)
+    with np.load(path) as data:  # and the file is whole again
+        assert len(data["keys"]) == 3
