@@ -83,6 +83,9 @@ class GenerationConfig:
     """Nucleus sampling mass."""
     seed: int = 13
     """Sampling seed."""
+    force_headers: bool = True
+    """Pair and multi-field tasks: write the next field's header after each line and keep a sample from ending
+    before its last field (template-constrained decoding); off = the teacher must keep the template itself."""
 
 
 @dataclass

@@ -105,6 +105,7 @@ def generate_samples(
                 top_p=config.top_p,
                 generator=generator,
                 stop_when=task.generation_complete,
+                next_header=task.next_generation_header if config.force_headers else None,
             )
             new = [
                 GeneratedSample(label, text, task.parse_generation(text) if stopped else None, int(n), not stopped)

@@ -60,6 +60,7 @@ def sample(
     stop_ids: set[int] | None = None,
     stop_text: str | None = "\n\n",
     stop_when: Callable[[str], bool] | None = None,
+    next_header: Callable[[str], str | None] | None = None,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -68,6 +69,9 @@ def sample(
 
     A row finishes at a stop id (eos), when its decoded text contains `stop_text`, or when `stop_when(text)` is
     true; `stop_when` is asked only after a token that holds a line break (a sample is complete at a line's end).
+    `next_header(text)` turns on template-constrained decoding: after a line break it may return a header
+    ("Hypothesis:") whose tokens are then written for the row instead of sampled, and until a row is complete it
+    cannot end (eos or a blank line are masked out), so it can only finish complete or at the token budget.
     `use_cache=False` recomputes the whole sequence each step; with the same generator state it must produce the
     same tokens as the cached path (tested), which guards against cache/position bugs.
     """
@@ -85,6 +89,8 @@ def sample(
     alive = torch.arange(batch, device=device)
     all_embeds, step_embeds, past = prompt_embeds, prompt_embeds, None
     steps = 0
+    forced: dict[int, list[int]] = {}  # row -> header tokens still to write
+    held_open = sorted(stop_ids | blank_line_ids(tokenizer, stop_text)) if next_header is not None else []
     for step in range(max_new_tokens):
         if use_cache:
             out = model(inputs_embeds=step_embeds, past_key_values=past, use_cache=True)
@@ -92,11 +98,16 @@ def sample(
         else:
             out = model(inputs_embeds=all_embeds, use_cache=False)
         logits = out.logits[:, -1, :].float()
+        if held_open:
+            logits[:, held_open] = float("-inf")
         if temperature <= 0:
             next_ids = logits.argmax(-1)
         else:
             probs = filter_top_p(logits / temperature, top_p).softmax(-1)
             next_ids = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        for pos, row in enumerate(alive.tolist()):
+            if forced.get(row):
+                next_ids[pos] = forced[row].pop(0)
         tokens[alive, step] = next_ids
         logprobs[alive, step] = logits.log_softmax(-1).gather(-1, next_ids[:, None]).squeeze(-1)
         mask[alive, step] = True
@@ -106,6 +117,8 @@ def sample(
             done_now |= _rows_with_text(tokenizer, tokens[alive, : step + 1], ~done_now, stop_text)
         if stop_when is not None:
             done_now |= _rows_complete(tokenizer, tokens[alive, : step + 1], ~done_now, stop_when)
+        if next_header is not None:
+            _queue_headers(tokenizer, tokens[alive, : step + 1], alive, ~done_now, next_header, forced)
         finished[alive[done_now]] = True
         if bool(done_now.all()) or (should_stop is not None and should_stop()):
             break
@@ -139,6 +152,32 @@ def _rows_complete(tokenizer, tokens: torch.Tensor, candidates: torch.Tensor, st
         if "\n" in tokenizer.decode(tokens[row, -1:].tolist(), skip_special_tokens=True):
             hit[row] = bool(stop_when(tokenizer.decode(tokens[row].tolist(), skip_special_tokens=True)))
     return hit
+
+
+def blank_line_ids(tokenizer, stop_text: str | None = "\n\n") -> set[int]:
+    """Ids of the tokens that hold a blank line (or `stop_text`), computed once per tokenizer."""
+    cached = getattr(tokenizer, "_retrikt_blank_line_ids", None)
+    if cached is not None and cached[0] == stop_text:
+        return cached[1]
+    marks = ("\n\n", "\r\n\r\n") + ((stop_text,) if stop_text else ())
+    pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=False)
+    ids = {i for i, piece in enumerate(pieces) if any(m in piece for m in marks)}
+    try:
+        tokenizer._retrikt_blank_line_ids = (stop_text, ids)
+    except AttributeError:  # a tokenizer that refuses attributes: recomputed next call
+        pass
+    return ids
+
+
+def _queue_headers(tokenizer, tokens: torch.Tensor, alive: torch.Tensor, candidates: torch.Tensor, next_header,
+                   forced: dict[int, list[int]]) -> None:
+    for pos in torch.nonzero(candidates).flatten().tolist():
+        row = int(alive[pos])
+        if forced.get(row) or "\n" not in tokenizer.decode(tokens[pos, -1:].tolist(), skip_special_tokens=True):
+            continue
+        header = next_header(tokenizer.decode(tokens[pos].tolist(), skip_special_tokens=True))
+        if header:
+            forced[row] = tokenizer(header, add_special_tokens=False).input_ids
 
 
 def _clean(tokenizer, ids: list[int], stop_ids: set[int], stop_text: str | None) -> str:

@@ -128,3 +128,21 @@ def test_stop_when_ends_the_sample_at_the_line_break_that_completes_it(teacher, 
     assert bool(cut.stopped[0]) and cut.mask.sum() < free.mask.sum()
     assert free.texts[0].startswith(cut.texts[0]) and cut.texts[0].count("\n") == 1
     assert sst2.parse_generation(cut.texts[0]) == sst2.parse_generation(free.texts[0]) is not None
+
+
+def test_forced_headers_keep_every_finished_pair_in_the_template(teacher):
+    from retrikt.tasks import load_builtin
+
+    rte = load_builtin("RTE")
+    embeds = prompt_embeddings(teacher.model, None, teacher.encode(rte.generation_prompt("entailment")), 6)
+    kwargs = dict(max_new_tokens=96, temperature=0.9, top_p=0.95, stop_when=rte.generation_complete)
+    forced = sample(teacher.model, teacher.tokenizer, embeds, next_header=rte.next_generation_header,
+                    generator=torch.Generator().manual_seed(2), **kwargs)
+    finished = [t for t, done in zip(forced.texts, forced.stopped.tolist()) if done]
+    assert finished, "some of the six samples should finish within the budget for this test to mean anything"
+    # A finished row ended complete (never at eos or a blank line before its hypothesis), so it parses.
+    assert all(rte.parse_generation(t) is not None for t in finished)
+    assert all("\nHypothesis:" in t for t in finished)
+    free = sample(teacher.model, teacher.tokenizer, embeds, generator=torch.Generator().manual_seed(2), **kwargs)
+    assert sum(rte.parse_generation(t) is not None for t in forced.texts) >= sum(
+        rte.parse_generation(t) is not None and done for t, done in zip(free.texts, free.stopped.tolist()))

@@ -248,6 +248,23 @@ def test_generation_complete_once_the_last_field_line_ends(name, text, complete)
         assert task.parse_generation(text) == task.parse_generation(text + "more chatter\nHypothesis: x")
 
 
+NEXT_HEADER = [
+    ("SST-2", " a fine film .\n", None),  # one field: nothing to force
+    ("RTE", " A man sleeps.\n", "Hypothesis:"),
+    ("RTE", " A man sleeps.", None),  # mid-line
+    ("RTE", "\n", None),  # an empty premise is not continued
+    ("RTE", " A man sleeps.\nHypothesis: He rests.\n", None),  # all written
+    ("COPA", " The man fell.\n", "Question:"),
+    ("COPA", " The man fell.\nQuestion: cause\n", "First choice:"),
+    ("COPA", " The man fell.\nQuestion: cause\nFirst choice: a\n", "Second choice:"),
+]
+
+
+@pytest.mark.parametrize("name,text,header", NEXT_HEADER)
+def test_next_generation_header(name, text, header):
+    assert load_builtin(name).next_generation_header(text) == header
+
+
 class FirstCharTokenizer:
     """Test double: one token per character, so words sharing a first letter share their first token."""
 

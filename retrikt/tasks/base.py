@@ -188,6 +188,27 @@ class Task:
         last = self.field_names[self.text_fields[-1]]
         return any(_starts_with_header(line, last) for line in lines[1:-1])
 
+    def next_generation_header(self, continuation: str) -> str | None:
+        """The header ("Hypothesis:") the sample must go on with, when `continuation` has just ended a non-empty
+        line of a field that is not the last; None otherwise (one-field tasks, mid-line, all fields written).
+
+        design choice (`generation.force_headers`): a tiny teacher often ends a pair after the premise or runs the
+        premise on; writing the next header for it after each line keeps every sample in the template.
+        """
+        if len(self.text_fields) < 2:
+            return None
+        lines = _LINE_BREAK.split(continuation)
+        if len(lines) < 2 or lines[-1].strip() or not lines[-2].strip():
+            return None
+        headers = [self.field_names[f] for f in self.text_fields]
+        written = 1
+        for line in lines[1:-1]:
+            if written < len(headers) and _starts_with_header(line, headers[written]):
+                written += 1
+        if written >= len(headers):
+            return None
+        return headers[written] + ":"
+
     def parse_generation(self, continuation: str) -> dict[str, str] | None:
         """Fields from the text the teacher wrote after `generation_prompt(label)`, or None if unusable.
 
