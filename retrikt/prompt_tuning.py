@@ -96,14 +96,15 @@ def tune_soft_prompt(
     order: list = []
     start = time.perf_counter()
     peft_model.train()
-    from .generation import default_tuning_steps
+    from .generation import default_tuning_batch, default_tuning_steps
 
+    batch_size = config.batch_size or default_tuning_batch(task)
     for step in range(config.steps or default_tuning_steps(task)):
         if should_stop is not None and should_stop():
             report.cancelled = True
             break
         batch = []
-        while len(batch) < config.batch_size:
+        while len(batch) < batch_size:
             if not order:
                 order = list(task.train)
                 rng.shuffle(order)

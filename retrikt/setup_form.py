@@ -48,7 +48,7 @@ FORM_FIELDS: tuple[FormField, ...] = (
     FormField("run_name", "Run name (empty = task-timestamp)"),
     FormField("prompt_tuning.num_virtual_tokens", "Soft prompt tokens"),
     FormField("prompt_tuning.steps", "Tuning steps (0 = task default)"),
-    FormField("prompt_tuning.batch_size", "Tuning batch size"),
+    FormField("prompt_tuning.batch_size", "Tuning batch size (0 = task default)"),
     FormField("prompt_tuning.learning_rate", "Tuning learning rate"),
     FormField("prompt_tuning.init_from_text", "Initialise the prompt from the task description"),
     FormField("generation.samples_per_label", "Samples per label (0 = task default)"),

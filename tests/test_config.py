@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from retrikt.config import ConfigError, RunConfig, from_dict, load_yaml, override, save_yaml, to_dict
@@ -39,3 +41,12 @@ def test_unreadable_yaml(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_yaml(path)
     assert to_dict(RunConfig())["task"] == "SST-2"
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_example_configs_load_and_name_a_builtin_task(path):
+    from retrikt.tasks import load_builtin
+
+    config = load_yaml(path)
+    assert load_builtin(config.task, seed=config.seed).train
