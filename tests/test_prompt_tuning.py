@@ -118,9 +118,8 @@ def test_rows_that_stop_early_leave_the_batch_without_disturbing_the_others(tiny
     assert torch.equal(no_cache.tokens, batched.tokens)
 
 
-@pytest.mark.parametrize("label", ["positive", "negative"])
-def test_stop_when_ends_the_sample_at_the_line_break_that_completes_it(teacher, sst2, label):
-    embeds = prompt_embeddings(teacher.model, None, teacher.encode(sst2.generation_prompt(label)), 1)
+def test_stop_when_ends_the_sample_at_the_line_break_that_completes_it(teacher, sst2):
+    embeds = prompt_embeddings(teacher.model, None, teacher.encode(sst2.generation_prompt("positive")), 1)
     kwargs = dict(max_new_tokens=40, temperature=0.0, stop_ids=set(), stop_text=None)
     free = sample(teacher.model, teacher.tokenizer, embeds, **kwargs)
     assert "\n" in free.texts[0], "the teacher should end its sentence with a line break for this test to mean anything"
@@ -134,15 +133,12 @@ def test_forced_headers_keep_every_finished_pair_in_the_template(teacher):
     from retrikt.tasks import load_builtin
 
     rte = load_builtin("RTE")
-    embeds = prompt_embeddings(teacher.model, None, teacher.encode(rte.generation_prompt("entailment")), 6)
-    kwargs = dict(max_new_tokens=96, temperature=0.9, top_p=0.95, stop_when=rte.generation_complete)
-    forced = sample(teacher.model, teacher.tokenizer, embeds, next_header=rte.next_generation_header,
-                    generator=torch.Generator().manual_seed(2), **kwargs)
+    embeds = prompt_embeddings(teacher.model, None, teacher.encode(rte.generation_prompt("entailment")), 4)
+    forced = sample(teacher.model, teacher.tokenizer, embeds, max_new_tokens=80, temperature=0.9, top_p=0.95,
+                    stop_when=rte.generation_complete, next_header=rte.next_generation_header,
+                    generator=torch.Generator().manual_seed(2))
     finished = [t for t, done in zip(forced.texts, forced.stopped.tolist()) if done]
-    assert finished, "some of the six samples should finish within the budget for this test to mean anything"
+    assert finished, "some of the four samples should finish within the budget for this test to mean anything"
     # A finished row ended complete (never at eos or a blank line before its hypothesis), so it parses.
     assert all(rte.parse_generation(t) is not None for t in finished)
     assert all("\nHypothesis:" in t for t in finished)
-    free = sample(teacher.model, teacher.tokenizer, embeds, generator=torch.Generator().manual_seed(2), **kwargs)
-    assert sum(rte.parse_generation(t) is not None for t in forced.texts) >= sum(
-        rte.parse_generation(t) is not None and done for t, done in zip(free.texts, free.stopped.tolist()))
