@@ -32,7 +32,7 @@ def _errors(mode: str) -> int:
 def test_preloading_stops_the_threaded_import_race():
     assert _errors("preload") == 0
     # Without the preload the race shows up (the reason the preload exists) on nearly every try.
-    assert max(_errors("race") for _ in range(3)) > 0
+    assert any(_errors("race") > 0 for _ in range(3))  # stops at the first try that shows it
 
 
 def test_the_studio_preloads_before_building_pages():
