@@ -45,7 +45,7 @@ class GenerationResult:
 
 def default_samples_per_label(task) -> int:
     # design choice: enough for >= 500 (single text) / >= 200 (pairs) parsed samples within ~10 CPU minutes
-    return 280 if len(task.text_fields) == 1 else 125
+    return 280 if len(task.text_fields) == 1 else 118
 
 
 def default_demo_candidates(task) -> int:

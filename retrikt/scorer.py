@@ -90,14 +90,14 @@ class TeacherScorer:
         if path is None or len(self._raw_cache) == self._on_disk:
             return
         keys = sorted(self._raw_cache)
+        partial = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
             np.savez(partial, keys=np.array(keys), rows=np.stack([self._raw_cache[k] for k in keys]))
             os.replace(partial, path)  # readers see the old file or the new one, never half of one
             self._on_disk = len(keys)
         except OSError:  # a read-only or full disk: the in-memory cache still serves this process
-            pass
+            partial.unlink(missing_ok=True)
 
     @torch.no_grad()
     def _raw_batch(self, fields_list) -> np.ndarray:
