@@ -83,7 +83,7 @@ class GenerationConfig:
     """Nucleus sampling mass."""
     seed: int = 13
     """Sampling seed."""
-    force_headers: bool = True  # design choice: the tiny teacher often stopped after the premise (RTE parse 66% -> 89-91%)
+    force_headers: bool = True  # design choice: the tiny teacher often stopped after a premise (RTE parse 66% -> 89%)
     """Pair and multi-field tasks: write the next field's header after each line and keep a sample from ending
     before its last field (template-constrained decoding); off = the teacher must keep the template itself."""
 
