@@ -115,10 +115,9 @@ def sample(
         done_now = torch.tensor([int(t) in stop_ids for t in next_ids.tolist()], dtype=torch.bool, device=device)
         if stop_text:
             done_now |= _rows_with_text(tokenizer, tokens[alive, : step + 1], ~done_now, stop_text)
-        if stop_when is not None:
-            done_now |= _rows_complete(tokenizer, tokens[alive, : step + 1], ~done_now, stop_when)
-        if next_header is not None:
-            _queue_headers(tokenizer, tokens[alive, : step + 1], alive, ~done_now, next_header, forced)
+        if stop_when is not None or next_header is not None:
+            done_now |= _at_line_end(tokenizer, tokens[alive, : step + 1], alive, ~done_now, stop_when, next_header,
+                                     forced)
         finished[alive[done_now]] = True
         if bool(done_now.all()) or (should_stop is not None and should_stop()):
             break
@@ -146,14 +145,6 @@ def _rows_with_text(tokenizer, tokens: torch.Tensor, candidates: torch.Tensor, s
     return hit
 
 
-def _rows_complete(tokenizer, tokens: torch.Tensor, candidates: torch.Tensor, stop_when) -> torch.Tensor:
-    hit = torch.zeros_like(candidates)
-    for row in torch.nonzero(candidates).flatten().tolist():
-        if "\n" in tokenizer.decode(tokens[row, -1:].tolist(), skip_special_tokens=True):
-            hit[row] = bool(stop_when(tokenizer.decode(tokens[row].tolist(), skip_special_tokens=True)))
-    return hit
-
-
 def blank_line_ids(tokenizer, stop_text: str | None = "\n\n") -> set[int]:
     """Ids of the tokens that hold a blank line (or `stop_text`), computed once per tokenizer."""
     cached = getattr(tokenizer, "_retrikt_blank_line_ids", None)
@@ -169,15 +160,24 @@ def blank_line_ids(tokenizer, stop_text: str | None = "\n\n") -> set[int]:
     return ids
 
 
-def _queue_headers(tokenizer, tokens: torch.Tensor, alive: torch.Tensor, candidates: torch.Tensor, next_header,
-                   forced: dict[int, list[int]]) -> None:
+def _at_line_end(tokenizer, tokens: torch.Tensor, alive: torch.Tensor, candidates: torch.Tensor, stop_when,
+                 next_header, forced: dict[int, list[int]]) -> torch.Tensor:
+    """Rows whose newest token holds a line break are decoded once: the complete ones are returned as done, the
+    others get the next header queued in `forced` (when `next_header` gives one)."""
+    done = torch.zeros_like(candidates)
     for pos in torch.nonzero(candidates).flatten().tolist():
-        row = int(alive[pos])
-        if forced.get(row) or "\n" not in tokenizer.decode(tokens[pos, -1:].tolist(), skip_special_tokens=True):
+        if "\n" not in tokenizer.decode(tokens[pos, -1:].tolist(), skip_special_tokens=True):
             continue
-        header = next_header(tokenizer.decode(tokens[pos].tolist(), skip_special_tokens=True))
-        if header:
-            forced[row] = tokenizer(header, add_special_tokens=False).input_ids
+        text = tokenizer.decode(tokens[pos].tolist(), skip_special_tokens=True)
+        if stop_when is not None and stop_when(text):
+            done[pos] = True
+            continue
+        row = int(alive[pos])
+        if next_header is not None and not forced.get(row):
+            header = next_header(text)
+            if header:
+                forced[row] = tokenizer(header, add_special_tokens=False).input_ids
+    return done
 
 
 def _clean(tokenizer, ids: list[int], stop_ids: set[int], stop_text: str | None) -> str:
