@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT.parent))
 
 from retrikt.embed import default_embedder  # noqa: E402
 from retrikt.runs import open_run  # noqa: E402
-from retrikt.student_stage import _load_teacher, _store_for  # noqa: E402
+from retrikt.student_stage import run_store, run_teacher  # noqa: E402
 from retrikt.tasks import task_of_run  # noqa: E402
 
 GRID = [(8, 0.05), (8, 1.0), (32, 0.05), (32, 1.0)]
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     run = open_run(args.workspace, args.run)
     task = task_of_run(run)
-    store = _store_for(run, task)
+    store = run_store(run, task)
     labels = list(task.labels)
     embedder = default_embedder()
     entries = [e for e in store.list() if e.soft_labels]
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
         pool = [f for f in task.unlabeled if task.serialize(f) not in banned]
         random.Random(0).shuffle(pool)
         pool = pool[: args.unlabeled]
-        scorer = run_scorer(run, task, _load_teacher(run, lambda *a: None))
+        scorer = run_scorer(run, task, run_teacher(run, lambda *a: None))
         started = time.perf_counter()
         probs = scorer.probs(pool)
         seconds = time.perf_counter() - started

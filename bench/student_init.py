@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT.parent))
 from retrikt.retrieval import mix  # noqa: E402
 from retrikt.runs import open_run  # noqa: E402
 from retrikt.student import build_student, task_texts  # noqa: E402
-from retrikt.student_stage import _store_for  # noqa: E402
+from retrikt.student_stage import run_store  # noqa: E402
 from retrikt.student_train import finetune, pretrain, pretraining_corpus, select_items  # noqa: E402
 from retrikt.tasks import load_builtin  # noqa: E402
 
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     run = open_run(args.workspace, args.run)
     task = load_builtin(run.config.task, seed=run.config.seed)
-    store = _store_for(run, task)
+    store = run_store(run, task)
     base = run.config.student
     items = select_items(store, task, base)
     texts = [task.serialize(e.fields) for e in task.test]

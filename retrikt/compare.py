@@ -178,7 +178,7 @@ class LiveStudent:
     def __init__(self, workspace, run_name: str):
         from .retrieval import KeyIndex
         from .student import Student
-        from .student_stage import _store_for, student_dir
+        from .student_stage import run_store, student_dir
         from .tasks import task_of_run
 
         _eval_dir(workspace, run_name)
@@ -187,7 +187,7 @@ class LiveStudent:
         if not (student_dir(self.run) / "model.pt").is_file():
             raise RunError(f"Run {run_name} has no trained student saved.")
         self.task = task_of_run(self.run)
-        self.store = _store_for(self.run, self.task)
+        self.store = run_store(self.run, self.task)
         self.student = Student.load(student_dir(self.run))
         self.index = KeyIndex.open(self.store) if block.get("items", {}).get("indexed") else None
         self.beta = float(block.get("beta", 0.0))

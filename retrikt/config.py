@@ -42,7 +42,7 @@ class ScorerConfig:
     """Few-shot demonstrations in the classification prompt (spread evenly over labels, at least one each)."""
     demo_candidates: int = 0
     """Random demo sets tried; the one with the best accuracy on the held-out rest of the train split wins.
-    0 = the task's default (8 for one text field, 3 for pairs, whose long prompts make each try ~4x dearer)."""
+    0 = the task's default (8 for one text field, 2 for pairs, whose long prompts make each try ~4x dearer)."""
     calibration_inputs: int = 128
     """Unlabeled in-domain inputs whose mean class probability is divided out (label-prior calibration)."""
     batch_size: int = 16

@@ -25,7 +25,7 @@ _DONE_MARK = "demo-installed"
 def pack_demo(run: Run, dest: Path) -> dict:
     """Write the demo asset of `run` (which must have a trained student and an eval) into `dest`."""
     from .retrieval import KeyIndex
-    from .student_stage import _store_for, student_dir
+    from .student_stage import run_store, student_dir
     from .tasks import task_of_run
     from .tasks.saved import RUN_TASK_DIR
 
@@ -47,7 +47,7 @@ def pack_demo(run: Run, dest: Path) -> dict:
     task = task_of_run(run)
     if (run.path / RUN_TASK_DIR).is_dir():  # a run of an uploaded task: the demo carries the task
         shutil.copytree(run.path / RUN_TASK_DIR, dest / RUN_TASK_DIR)
-    store = _store_for(run, task)
+    store = run_store(run, task)
     entries = store.export_jsonl(dest / "store.jsonl", include_embeddings=False)
     index = KeyIndex.open(store)
     got = index.collection.get(include=["embeddings"])

@@ -29,6 +29,7 @@ from .store_io import (
     check_entry,
     complete,
     from_record,
+    line_vectors,
     read_jsonl,
     to_json,
     to_metadata,
@@ -93,7 +94,7 @@ class KnowledgeStore:
                 metadata = {
                     "embedder": self.embedder.name,
                     "dim": self.dim,
-                    "labels": _json_list(task_labels),
+                    "labels": json.dumps(list(task_labels or [])),
                     "created": time.time(),
                     "hnsw:space": "cosine",
                 }
@@ -410,15 +411,4 @@ class KnowledgeStore:
                 f"{Path(path).name} line {first.lineno}: id {first.entry.id!r} is already in {self.name!r}; "
                 "import into a new collection or delete those entries first. Nothing was imported."
             )
-        vectors = np.zeros((len(lines), self.dim), dtype=np.float32)
-        fresh = [n for n, line in enumerate(lines) if line.embedding is None]
-        for n, line in enumerate(lines):
-            if line.embedding is not None:
-                vectors[n] = line.embedding
-        if fresh:
-            vectors[fresh] = self.embedder.encode([lines[n].entry.text for n in fresh])
-        return len(self.add([line.entry for line in lines], vectors))
-
-
-def _json_list(values: list[str] | None) -> str:
-    return json.dumps(list(values or []))
+        return len(self.add([line.entry for line in lines], line_vectors(lines, self.dim, self.embedder.encode)))

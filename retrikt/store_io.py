@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 SOURCES = ("train", "generated:step1", "generated:ppo", "manual", "unlabeled")
 
 
@@ -230,3 +232,15 @@ def read_jsonl(path: str | Path, labels: list[str] | None, embedder: str, dim: i
             usable = vector is not None and data.get("embedder") == embedder and len(vector) == dim
             out.append(ImportedLine(lineno, entry, vector if usable else None))
     return out
+
+
+def line_vectors(lines: list[ImportedLine], dim: int, encode) -> np.ndarray:
+    """The imported lines' vectors: the stored one where usable, else `encode`d from the entry's text."""
+    vectors = np.zeros((len(lines), dim), dtype=np.float32)
+    fresh = [n for n, line in enumerate(lines) if line.embedding is None]
+    for n, line in enumerate(lines):
+        if line.embedding is not None:
+            vectors[n] = line.embedding
+    if fresh:
+        vectors[fresh] = encode([lines[n].entry.text for n in fresh])
+    return vectors

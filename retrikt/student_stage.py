@@ -117,7 +117,8 @@ def load_students(run, store) -> tuple[Student, Student, KeyIndex | None, float]
     return student, kd_student, index, float(block["beta"])
 
 
-def _store_for(run, task):
+def run_store(run, task):
+    """The knowledge store of a step-1 run (its own collection, embedder and location)."""
     from .pipeline import Context, open_store
 
     return open_store(Context(run, task, None))
@@ -138,12 +139,12 @@ def run_student(config: RunConfig, from_run: str, progress=_noop, evaluate_after
     if summary.get("status") != "done" or not summary.get("teacher_params"):
         raise RunError(f"run {run.name} has no finished knowledge store (status {summary.get('status')!r})")
     task = task_of_run(run)
-    store = _store_for(run, task)
+    store = run_store(run, task)
     check_store_not_empty(run, store)  # before the run's config is touched: a refused run stays as it was
     run.config.student = config.student
     save_yaml(run.config, run.path / "config.yaml")
     if config.student.teacher_unlabeled:
-        teacher = teacher or _load_teacher(run, progress)
+        teacher = teacher or run_teacher(run, progress)
         run.update_summary(unlabeled=label_unlabeled(run, task, store, teacher, config.student.teacher_unlabeled,
                                                      progress))
     train_students(run, task, store, int(summary["teacher_params"]), progress)
@@ -152,7 +153,8 @@ def run_student(config: RunConfig, from_run: str, progress=_noop, evaluate_after
     return run
 
 
-def _load_teacher(run, progress):
+def run_teacher(run, progress=_noop):
+    """The teacher a run was made with, loaded from the run's workspace cache."""
     from .teacher import load_teacher
 
     progress("load", 0, 1, {"message": f"loading teacher {run.config.teacher.model}"})
@@ -164,7 +166,7 @@ def evaluate_run(run, task, store, teacher=None, progress=_noop, limit: int | No
     from .evaluate import evaluate
 
     student, kd_student, index, beta = load_students(run, store)
-    teacher = teacher or _load_teacher(run, progress)
+    teacher = teacher or run_teacher(run, progress)
     return evaluate(run, task, store, teacher, student, kd_student, index, beta, limit=limit, progress=progress)
 
 

@@ -142,3 +142,18 @@ def test_forced_headers_keep_every_finished_pair_in_the_template(teacher):
     # A finished row ended complete (never at eos or a blank line before its hypothesis), so it parses.
     assert all(rte.parse_generation(t) is not None for t in finished)
     assert all("\nHypothesis:" in t for t in finished)
+
+
+@pytest.mark.parametrize("task_name, force, forced", [("SST-2", True, False), ("SST-2", False, False),
+                                                     ("RTE", True, True), ("RTE", False, False)])
+def test_force_headers_only_for_multi_field_tasks(tiny_teacher, monkeypatch, task_name, force, forced):
+    # A one-field task has no header to write: forcing it would only mask eos and run every review to the budget.
+    import retrikt.generation as generation
+    from retrikt.tasks import load_builtin
+
+    seen = []
+    real = generation.sample
+    monkeypatch.setattr(generation, "sample", lambda *a, **kw: seen.append(kw["next_header"]) or real(*a, **kw))
+    config = GenerationConfig(samples_per_label=1, batch_size=1, max_new_tokens=2, force_headers=force)
+    generate_samples(tiny_teacher, load_builtin(task_name), None, config)
+    assert seen and all((header is not None) == forced for header in seen)
