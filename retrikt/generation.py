@@ -82,8 +82,8 @@ def generate_samples(
 ) -> GenerationResult:
     """Sample `samples_per_label` continuations of `task.generation_prompt(label)` for each label.
 
-    `progress(done, total, new_samples)` is called after every batch; `should_stop()` is checked between batches,
-    so a cancel loses at most the batch in flight and never leaves a half-parsed batch.
+    `progress(done, total, new_samples)` is called after every batch; `should_stop()` is checked between batches
+    and at every token, so a cancel is prompt, loses at most the batch in flight and never keeps half a batch.
     """
     labels = list(labels or task.labels)
     per_label = config.samples_per_label or default_samples_per_label(task)
@@ -115,7 +115,11 @@ def generate_samples(
                 generator=generator,
                 stop_when=task.generation_complete,
                 next_header=task.next_generation_header if forcing else None,
+                should_stop=should_stop,
             )
+            if should_stop is not None and should_stop():  # a batch cut short is dropped whole, never half-kept
+                result.cancelled = True
+                break
             new = [
                 GeneratedSample(label, text, task.parse_generation(text) if stopped else None, int(n), not stopped)
                 for text, n, stopped in zip(batch.texts, batch.mask.sum(1).tolist(), batch.stopped.tolist())

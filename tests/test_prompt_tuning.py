@@ -157,3 +157,16 @@ def test_force_headers_only_for_multi_field_tasks(tiny_teacher, monkeypatch, tas
     config = GenerationConfig(samples_per_label=1, batch_size=1, max_new_tokens=2, force_headers=force)
     generate_samples(tiny_teacher, load_builtin(task_name), None, config)
     assert seen and all((header is not None) == forced for header in seen)
+
+
+def test_cancel_stops_inside_a_batch_and_keeps_none_of_it(tiny_teacher, sst2):
+    asked = []
+
+    def should_stop():
+        asked.append(1)
+        return len(asked) > 4  # the loop's own check, then three sampling steps, then cancel
+
+    config = GenerationConfig(samples_per_label=4, batch_size=4, max_new_tokens=40, temperature=1.0)
+    result = generate_samples(tiny_teacher, sst2, None, config, should_stop=should_stop)
+    assert result.cancelled and result.samples == []
+    assert len(asked) <= 6, "the batch should stop at the token where cancel was asked, not run to its budget"
