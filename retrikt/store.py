@@ -20,7 +20,8 @@ from chromadb.errors import NotFoundError
 
 from .embed import Embedder, default_embedder
 from .store_backend import (
-    WRITE_LOCK, check_collection_name, collection_name, get_client, guard, list_collections, writes, writing,
+    WRITE_LOCK, chroma_where, check_collection_name, collection_name, get_client, guard, list_collections, writes,
+    writing,
 )
 from .store_io import (
     SOURCES,
@@ -37,23 +38,6 @@ from .store_io import (
 )
 
 __all__ = ["SOURCES", "Entry", "StoreError", "KnowledgeStore", "collection_name", "list_collections"]
-
-
-def _where(**conditions) -> dict | None:
-    """A Chroma ``where`` from keyword filters; None values mean "no filter"."""
-    clauses = []
-    for key, value in conditions.items():
-        if value is None:
-            continue
-        if key == "reward_total":
-            clauses.append({key: {"$gte": float(value)}})
-        elif isinstance(value, (list, tuple, set)):
-            clauses.append({key: {"$in": list(value)}})
-        else:
-            clauses.append({key: value})
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 def _as_list(ids: str | Iterable[str]) -> list[str]:
@@ -320,7 +304,7 @@ class KnowledgeStore:
         """Entries in insertion order, filtered; None means "any". ``text_contains`` is case-sensitive."""
         if any(isinstance(v, (list, tuple, set)) and not v for v in (label, source)):
             return []  # "one of nothing" matches nothing; Chroma rejects an empty $in
-        where = _where(label=label, source=source, agreement=agreement, curated=curated, reward_total=min_reward)
+        where = chroma_where(label=label, source=source, agreement=agreement, curated=curated, reward_total=min_reward)
         kwargs: dict = {"where": where, "include": ["documents", "metadatas"]}
         if text_contains:
             kwargs["where_document"] = {"$contains": text_contains}

@@ -162,3 +162,20 @@ def guard(where: str, collection: str | None = None):
         raise StoreError(
             f"Collection {collection or '?'} no longer exists in {where}: it was dropped; reopen or recreate it."
         ) from exc
+
+
+def chroma_where(**conditions) -> dict | None:
+    """A Chroma ``where`` from keyword filters; None values mean "no filter"."""
+    clauses = []
+    for key, value in conditions.items():
+        if value is None:
+            continue
+        if key == "reward_total":
+            clauses.append({key: {"$gte": float(value)}})
+        elif isinstance(value, (list, tuple, set)):
+            clauses.append({key: {"$in": list(value)}})
+        else:
+            clauses.append({key: value})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
