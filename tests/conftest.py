@@ -62,12 +62,37 @@ def tiny_teacher(teacher):
     return Teacher(model, teacher.tokenizer, "tiny-llama", torch.device("cpu"), torch.float32, 0.0)
 
 
+def _copy_demo_run(template: Path, workspace: Path) -> None:
+    """Give `workspace` the installed demo run of `template`, pointed at `workspace` (its config names the cache)."""
+    import shutil
+
+    from retrikt.config import load_yaml, save_yaml
+    from retrikt.demo import DEMO_RUN
+
+    target = Path(workspace) / "runs" / DEMO_RUN
+    shutil.copytree(template / "runs" / DEMO_RUN, target)
+    config = load_yaml(target / "config.yaml")
+    config.workspace = str(workspace)
+    save_yaml(config, target / "config.yaml")
+    os.utime(target / "config.yaml", (0, 0))  # as install_demo leaves it: listed after the user's own runs
+
+
 @pytest.fixture(scope="session")
-def start_studio():
-    """Start a real `python app.py` on a workspace: `url, stop = start_studio(workspace)`; leftovers stop at the end."""
-    running = []
+def start_studio(tmp_path_factory):
+    """Start a real `python app.py` on a workspace: `url, stop = start_studio(workspace)`; leftovers stop at the end.
+
+    A workspace without the demo run gets a copy of one installed once per session, so each studio start does not
+    rebuild it (~6 s); `install_demo` itself is tested in test_compare."""
+    running, template = [], []
 
     def start(workspace, env: dict | None = None) -> tuple[str, object]:
+        from retrikt.demo import DEMO_ASSET, DEMO_RUN, install_demo
+
+        if (DEMO_ASSET / "config.yaml").is_file() and not (Path(workspace) / "runs" / DEMO_RUN).exists():
+            if not template:
+                template.append(tmp_path_factory.mktemp("demo-template"))
+                install_demo(template[0])
+            _copy_demo_run(template[0], Path(workspace))
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
@@ -104,3 +129,14 @@ def start_studio():
         if proc.poll() is None:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def workspace_studio(workspace, teacher, start_studio):
+    """One studio on the session workspace, shared by the tests that do not stop it (each start costs ~10 s).
+
+    `teacher` has converted the packaged GGUF into `<workspace>/cache`, so its jobs load the teacher in a second.
+    Tests that share it leave no job running: each cancels or finishes what it started."""
+    url, stop = start_studio(workspace)
+    yield url
+    stop()

@@ -8,11 +8,8 @@ import pytest
 
 
 @pytest.fixture
-def app_url(workspace, teacher, start_studio):
-    # `teacher` has converted the packaged GGUF into `<workspace>/cache`, so jobs load it in about a second.
-    url, stop = start_studio(workspace)
-    yield url
-    stop()
+def app_url(workspace_studio):
+    return workspace_studio
 
 
 def _wait_for(client, predicate, timeout=240):
@@ -43,31 +40,7 @@ def test_start_see_progress_cancel_and_start_again(app_url):
     _wait_for(client, lambda s: "cancelled" in s, timeout=120)
 
 
-def test_a_job_killed_with_the_server_shows_as_interrupted_after_restart(workspace, teacher, start_studio):
-    from gradio_client import Client
-
-    url, stop = start_studio(workspace)
-    client = Client(url, verbose=False)
-    client.predict("SST-2", 4, 200, 0.9, 0.95, api_name="/generate_start")
-    running = _wait_for(client, lambda s: "running" in s and ("`tune`" in s or "`score`" in s))
-    assert "Step 1 on SST-2" in running
-    stop(kill=True)
-    url, stop = start_studio(workspace)
-    try:
-        client = Client(url, verbose=False)
-        status = client.predict(api_name="/generate_poll")[0]
-        assert "Step 1 on SST-2** — interrupted" in status, status
-        runs = sorted((Path(workspace) / "runs").glob("SST-2-*"), key=lambda p: p.stat().st_mtime)
-        assert (runs[-1] / "config.yaml").is_file()  # what the job had written is still there
-        client.predict("SST-2", 4, 200, 0.9, 0.95, api_name="/generate_start")
-        _wait_for(client, lambda s: "running" in s)  # the restarted studio runs new jobs
-        client.predict(api_name="/generate_cancel")
-        _wait_for(client, lambda s: "cancelled" in s, timeout=120)
-    finally:
-        stop()
-
-
-def test_student_tab_trains_evaluates_and_cancels(workspace, teacher, start_studio):
+def test_student_tab_trains_evaluates_and_cancels(workspace, teacher, workspace_studio):
     from gradio_client import Client
 
     from test_store_view import finished_summary, seed_run
@@ -77,9 +50,8 @@ def test_student_tab_trains_evaluates_and_cancels(workspace, teacher, start_stud
     shutil.rmtree(folder, ignore_errors=True)  # a workspace reused across sessions may hold it already
     seed_run(workspace, name)
     (folder / "summary.json").write_text(json.dumps(finished_summary(teacher.n_params)), encoding="utf-8")
-    url, stop = start_studio(workspace)
     try:
-        client = Client(url, verbose=False)
+        client = Client(workspace_studio, verbose=False)
         assert client.predict(name, api_name="/student_runs")["value"] == name
         # run, epochs, k, beta, check beta on dev, store filter, init, test examples
         form = [name, 1, 4, 0.5, False, "none", "random", 16]
@@ -102,5 +74,4 @@ def test_student_tab_trains_evaluates_and_cancels(workspace, teacher, start_stud
             assert time.time() < deadline, status
             time.sleep(1)
     finally:
-        stop()
         shutil.rmtree(folder, ignore_errors=True)

@@ -3,6 +3,7 @@ curating one store at once. After each, stores are readable and consistent and a
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 import uuid
@@ -122,9 +123,10 @@ def test_kill_during_student_training_then_restart(workspace, teacher, start_stu
         stop()
 
 
-def test_two_clients_curating_one_store_lose_no_edit(tmp_path, start_studio):
-    seed_run(tmp_path, "shared")
-    url, stop = start_studio(tmp_path)
+def test_two_clients_curating_one_store_lose_no_edit(workspace, workspace_studio):
+    shared = f"shared-{uuid.uuid4().hex[:6]}"  # the session workspace may be reused across sessions
+    seed_run(workspace, shared)
+    url = workspace_studio
     try:
         ann, bob = Client(url, verbose=False), Client(url, verbose=False)
         errors = []
@@ -132,10 +134,10 @@ def test_two_clients_curating_one_store_lose_no_edit(tmp_path, start_studio):
         def curate(client, prefix, relabel):
             try:
                 for n in range(6):
-                    client.predict("shared", f"{prefix} note {n}", "", "", "", "positive", *FILTERS,
+                    client.predict(shared, f"{prefix} note {n}", "", "", "", "positive", *FILTERS,
                                    api_name="/store_add")
                 for entry_id, label in relabel:
-                    client.predict("shared", entry_id, label, *FILTERS, api_name="/store_set_label")
+                    client.predict(shared, entry_id, label, *FILTERS, api_name="/store_set_label")
             except Exception as exc:  # noqa: BLE001 - reported below with the client's name
                 errors.append((prefix, exc))
 
@@ -146,7 +148,7 @@ def test_two_clients_curating_one_store_lose_no_edit(tmp_path, start_studio):
         for thread in threads:
             thread.join(timeout=300)
         assert not errors, errors
-        _, store = _store_of(tmp_path, "shared")
+        _, store = _store_of(workspace, shared)
         texts = [e.text for e in store.list(source="manual") if " note " in e.text]
         assert sorted(t.split(": ", 1)[-1] for t in texts) == sorted(f"{w} note {n}" for w in ("ann", "bob")
                                                                       for n in range(6))
@@ -155,11 +157,11 @@ def test_two_clients_curating_one_store_lose_no_edit(tmp_path, start_studio):
         assert store.count() == 8 + 12
 
         # The same entry, opened by both: the second to save is told, and nothing is overwritten silently.
-        ann.predict("shared", "g3", *FILTERS, api_name="/store_open")
-        bob.predict("shared", "g3", *FILTERS, api_name="/store_open")
-        ann.predict("shared", "g3", "positive", *FILTERS, api_name="/store_set_label")
+        ann.predict(shared, "g3", *FILTERS, api_name="/store_open")
+        bob.predict(shared, "g3", *FILTERS, api_name="/store_open")
+        ann.predict(shared, "g3", "positive", *FILTERS, api_name="/store_set_label")
         with pytest.raises(AppError, match="changed by someone else"):
-            bob.predict("shared", "g3", "negative", *FILTERS, api_name="/store_set_label")
+            bob.predict(shared, "g3", "negative", *FILTERS, api_name="/store_set_label")
         assert store.get(["g3"])[0].label == "positive"
     finally:
-        stop()
+        shutil.rmtree(Path(workspace) / "runs" / shared, ignore_errors=True)

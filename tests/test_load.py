@@ -17,10 +17,8 @@ RAMP_S = 10.0  # visitors arrive one every half second, not all in the same inst
 
 
 @pytest.fixture(scope="module")
-def app_url(workspace, teacher, start_studio):
-    url, stop = start_studio(workspace)
-    yield url
-    stop()
+def app_url(workspace_studio):
+    return workspace_studio
 
 
 def test_twenty_visitors_while_a_job_runs(app_url):
