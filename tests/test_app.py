@@ -4,13 +4,6 @@ import shutil
 import time
 from pathlib import Path
 
-import pytest
-
-
-@pytest.fixture
-def app_url(workspace_studio):
-    return workspace_studio
-
 
 def _wait_for(client, predicate, timeout=240):
     deadline = time.time() + timeout
@@ -22,10 +15,10 @@ def _wait_for(client, predicate, timeout=240):
     raise AssertionError(f"timed out; last status: {status}")
 
 
-def test_start_see_progress_cancel_and_start_again(app_url):
+def test_start_see_progress_cancel_and_start_again(workspace_studio):
     from gradio_client import Client
 
-    client = Client(app_url, verbose=False)
+    client = Client(workspace_studio, verbose=False)
     client.predict("SST-2", 4, 200, 0.9, 0.95, api_name="/generate_start")
     running = _wait_for(client, lambda s: "running" in s and ("`tune`" in s or "`score`" in s))
     assert "Step 1 on SST-2" in running

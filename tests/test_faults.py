@@ -121,9 +121,8 @@ def test_kill_during_generation_then_during_student_training(workspace, teacher,
 def test_two_clients_curating_one_store_lose_no_edit(workspace, workspace_studio):
     shared = f"shared-{uuid.uuid4().hex[:6]}"  # the session workspace may be reused across sessions
     seed_run(workspace, shared)
-    url = workspace_studio
     try:
-        ann, bob = _client(url), _client(url)
+        ann, bob = _client(workspace_studio), _client(workspace_studio)
         errors = []
 
         def curate(client, prefix, relabel):

@@ -9,22 +9,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from load import run_load, start_job  # noqa: E402
 
-import pytest  # noqa: E402
 
 SESSIONS, ROUNDS, P95_GOAL_S = 20, 2, 2.0
 THINK_S = 3.0  # a visitor reads the page for about 3 s before the next click
 RAMP_S = 10.0  # visitors arrive one every half second, not all in the same instant
 
 
-@pytest.fixture(scope="module")
-def app_url(workspace_studio):
-    return workspace_studio
-
-
-def test_twenty_visitors_while_a_job_runs(app_url):
-    follower = start_job(app_url)
+def test_twenty_visitors_while_a_job_runs(workspace_studio):
+    follower = start_job(workspace_studio)
     try:
-        result = run_load(app_url, SESSIONS, ROUNDS, think=THINK_S, ramp=RAMP_S)
+        result = run_load(workspace_studio, SESSIONS, ROUNDS, think=THINK_S, ramp=RAMP_S)
         during = follower.predict(api_name="/generate_poll")[0]
     finally:
         follower.predict(api_name="/generate_cancel")
