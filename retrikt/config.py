@@ -152,9 +152,12 @@ class StudentConfig:
     beta: float = 0.5
     """Prediction = (1 - beta) * student softmax + beta * neighbour mix."""
     tune_beta: bool = True
-    """Check beta on the dev split: among 0, 0.25, ..., 1 the betas within one dev example of the best dev accuracy
-    are kept and the one closest to `beta` wins, so a store whose votes hurt held-out gold labels gets a smaller
-    beta (down to 0 = the student alone)."""
+    """Check beta on the dev split: retrieval is used only when some beta in 0.25, 0.5, ..., 1 beats the student
+    alone (beta 0) by at least one dev example; among those, the betas within one example of the best are kept and
+    the one closest to `beta` wins. A store whose votes do not help held-out gold labels gets beta 0."""
+    beta_min_gain: int = 1
+    """Dev examples by which a beta > 0 must beat the student alone to be used (with `tune_beta`); 0 lets a tie on
+    dev keep retrieval on."""
     store_filter: str = "agree"
     """Which store entries the student learns from and retrieves: `agree` keeps entries whose teacher label equals
     the intended label (and confidence >= min_confidence); `weight` keeps all, weighted by the teacher's probability
@@ -319,6 +322,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "student.k": (1, 1000),
     "student.temperature": (1e-3, 10.0),
     "student.beta": (0.0, 1.0),
+    "student.beta_min_gain": (0, 1000),
     "student.min_confidence": (0.0, 1.0),
     "student.teacher_unlabeled": (0, 1_000_000),
 }

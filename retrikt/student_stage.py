@@ -30,10 +30,9 @@ def kd_dir(run) -> Path:
 
 
 def tune_beta(student: Student, index: KeyIndex | None, task, k: int, tau: float,
-              preferred: float) -> tuple[float, dict]:
-    """Beta from the dev split: among the betas within one dev example of the best dev accuracy, the one closest to
-    `preferred` (ties: the smaller). A store whose votes cost two or more dev examples is thus turned down, while a
-    one-example wobble on 16-32 dev examples does not switch retrieval off."""
+              preferred: float, min_gain: int = 1) -> tuple[float, dict]:
+    """Beta from the dev split (see `choose_beta`): retrieval is used only where it beats the student alone on dev,
+    so a weak teacher's store whose votes do not help held-out gold labels is switched off."""
     if index is None or not len(index) or not task.dev:
         return 0.0, {}
     gold = np.array([task.label_index(e.label) for e in task.dev])
@@ -42,14 +41,21 @@ def tune_beta(student: Student, index: KeyIndex | None, task, k: int, tau: float
     scores = {}
     for beta in BETA_GRID:
         scores[beta] = float((((1 - beta) * pred.student + beta * vote).argmax(-1) == gold).mean())
-    return choose_beta(scores, len(gold), preferred), {str(b): round(s, 4) for b, s in scores.items()}
+    return choose_beta(scores, len(gold), preferred, min_gain), {str(b): round(s, 4) for b, s in scores.items()}
 
 
-def choose_beta(scores: dict[float, float], n_dev: int, preferred: float) -> float:
-    """The beta closest to `preferred` among those within one example of the best accuracy (ties: the better dev
+def choose_beta(scores: dict[float, float], n_dev: int, preferred: float, min_gain: int = 1) -> float:
+    """0 unless some beta > 0 beats beta = 0 by at least `min_gain` dev examples; then, among those betas, the ones within
+    one example of the best dev accuracy are kept and the one closest to `preferred` wins (ties: the better dev
     accuracy, then the smaller beta)."""
-    # design choice: one dev example of slack; the dev split is the only held-out gold data and it is tiny.
-    near_best = [b for b in scores if scores[b] >= max(scores.values()) - 1.0 / n_dev - 1e-9]
+    one_example, eps = 1.0 / n_dev, 1e-9
+    # design choice: retrieval must earn its weight on dev; a tie keeps the student alone (a tied store hurt BoolQ).
+    earned = [b for b in scores if b > 0 and scores[b] >= scores.get(0.0, 0.0) + min_gain * one_example - eps]
+    if not earned:
+        return 0.0
+    best = max(scores[b] for b in earned)
+    # design choice: one dev example of slack among the earning betas; the dev split is tiny (16-32 examples).
+    near_best = [b for b in earned if scores[b] >= best - one_example - eps]
     return min(near_best, key=lambda b: (abs(b - preferred), -scores[b], b))
 
 
@@ -92,7 +98,8 @@ def train_students(run, task, store, teacher_params: int, progress=_noop) -> dic
         _, keys = student.encode([items.texts[i] for i in rows])
         index = KeyIndex.build(store, [items.ids[i] for i in rows], keys, items.soft[rows], list(task.labels),
                                [task.labels[int(items.soft[i].argmax())] for i in rows], items.weight[rows])
-    beta, dev_scores = (tune_beta(student, index, task, cfg.k, cfg.temperature, cfg.beta) if cfg.tune_beta
+    beta, dev_scores = (tune_beta(student, index, task, cfg.k, cfg.temperature, cfg.beta, cfg.beta_min_gain)
+                        if cfg.tune_beta
                         else (cfg.beta if index is not None else 0.0, {}))
     block = {
         "params": student.n_params, "compression_ratio": round(ratio, 6), "encoder": cfg.encoder,

@@ -373,17 +373,28 @@ def test_any_hf_encoder_can_be_the_student_and_its_ratio_is_reported(store, tmp_
 
 
 @pytest.mark.parametrize("accuracies,preferred,expected", [
-    ([20, 19, 19, 19, 19], 0.5, 0.5),  # one example worse than beta = 0 is noise: keep the configured beta
-    ([20, 18, 18, 18, 18], 0.5, 0.0),  # two examples worse: retrieval is turned off
+    ([20, 20, 20, 20, 20], 0.5, 0.0),  # retrieval ties the student alone on dev: it has not earned a weight
+    ([20, 19, 19, 19, 19], 0.5, 0.0),  # one example worse: off
+    ([20, 18, 18, 18, 18], 0.5, 0.0),
+    ([20, 21, 20, 20, 20], 0.5, 0.25),  # only 0.25 beats the student alone
     ([16, 18, 20, 19, 17], 0.5, 0.5),
     ([16, 17, 18, 20, 20], 0.5, 0.75),  # the configured beta is too weak: the nearest near-best one wins
-    ([16, 18, 16, 18, 16], 0.5, 0.25),  # equal distance to preferred: the smaller beta
-    ([22, 21, 21, 21, 23], 0.5, 1.0),  # 0 and 1 both near-best and equally far from 0.5: the better on dev wins
+    ([16, 18, 16, 18, 16], 0.5, 0.25),  # equal distance to preferred among the earning betas: the smaller
+    ([22, 21, 21, 21, 23], 0.5, 1.0),  # only the vote alone beats the student alone
+    ([16, 20, 19, 17, 17], 1.0, 0.5),  # 0.25 is best, 0.5 within one example and closer to preferred
 ])
 def test_beta_choice_on_dev(accuracies, preferred, expected):
     from retrikt.student_stage import BETA_GRID, choose_beta
 
     assert choose_beta({b: a / 32 for b, a in zip(BETA_GRID, accuracies)}, 32, preferred) == expected
+
+
+@pytest.mark.parametrize("min_gain,expected", [(0, 0.5), (1, 0.25), (2, 0.0)])
+def test_beta_needs_the_configured_dev_gain(min_gain, expected):
+    from retrikt.student_stage import BETA_GRID, choose_beta
+
+    scores = {b: a / 32 for b, a in zip(BETA_GRID, [20, 21, 20, 20, 20])}
+    assert choose_beta(scores, 32, 0.5, min_gain) == expected
 
 
 def test_cli_student_command_trains_on_a_finished_run(tmp_path, capsys):
