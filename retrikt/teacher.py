@@ -10,6 +10,7 @@ import hashlib
 import importlib.util
 import json
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,10 @@ def _check_gguf(path: Path) -> None:
         raise TeacherLoadError(f"{path.name} is not a GGUF file (it does not start with the GGUF magic bytes)")
 
 
+# A conversion takes ~20-30 s; a temp folder untouched for this long belongs to no live process.
+STALE_CONVERSION_S = 3600
+
+
 def _convert_gguf(directory: Path, filename: str, target: Path) -> None:
     """De-quantize a GGUF checkpoint once and keep it as safetensors (written atomically via a temp folder)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -107,13 +112,24 @@ def _convert_gguf(directory: Path, filename: str, target: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "retrikt_source.json").write_text(json.dumps({"gguf": filename}))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    # A temp folder of its own: two processes on one workspace (the studio and a CLI run) may convert at once.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(target.name + ".tmp-*"):
+        if time.time() - stale.stat().st_mtime > STALE_CONVERSION_S:  # left by a killed process
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "retrikt_source.json").write_text(json.dumps({"gguf": filename}))
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (target / "config.json").is_file():
+                raise
+            # another process finished first and may be loading its copy: keep it, drop ours
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _gguf_cache_dir(gguf: Path, cache_dir: Path) -> Path:

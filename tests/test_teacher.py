@@ -1,4 +1,6 @@
+import os
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -100,3 +102,33 @@ def test_fallback_offline_names_the_hub_id(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(TeacherLoadError, match="not installed here, and its hub id `HuggingFaceTB/SmolLM2-135M"):
         load_teacher(TeacherConfig(), cache_dir=tmp_path)
+
+
+def test_two_conversions_at_once_both_succeed(tmp_path, monkeypatch):
+    """A second process converting the same GGUF while the first is still writing must not break either."""
+    import transformers
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from retrikt import teacher as teacher_module
+
+    target = tmp_path / "cache" / "teachers" / "tiny"
+    tiny = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                       num_attention_heads=2, num_key_value_heads=2)
+    nested = []
+    killed = target.parent / "tiny.tmp-killed"  # a conversion killed long ago: its 0.5 GB must not stay forever
+    killed.mkdir(parents=True)
+    os.utime(killed, (time.time() - 2 * 3600,) * 2)
+
+    class Tokenizer:
+        def save_pretrained(self, folder):
+            if not nested:  # the other process runs its whole conversion while ours is half written
+                nested.append(True)
+                teacher_module._convert_gguf(tmp_path, "m.gguf", target)
+                assert (target / "config.json").is_file()
+            (Path(folder) / "tokenizer.json").write_text("{}")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: Tokenizer())
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: LlamaForCausalLM(tiny))
+    teacher_module._convert_gguf(tmp_path, "m.gguf", target)
+    assert nested and sorted(p.name for p in target.parent.iterdir()) == ["tiny"]
+    assert LlamaForCausalLM.from_pretrained(target).config.hidden_size == 16
