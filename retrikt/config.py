@@ -152,12 +152,13 @@ class StudentConfig:
     beta: float = 0.5
     """Prediction = (1 - beta) * student softmax + beta * neighbour mix."""
     tune_beta: bool = True
-    """Check beta on the dev split: retrieval is used only when some beta in 0.25, 0.5, ..., 1 beats the student
-    alone (beta 0) by at least one dev example; among those, the betas within one example of the best are kept and
-    the one closest to `beta` wins. A store whose votes do not help held-out gold labels gets beta 0."""
+    """Check beta on the dev split: retrieval is used only when the neighbours' vote alone beats the dev majority
+    class and some beta in 0.25, 0.5, ..., 1 beats the student alone (beta 0), each by `beta_min_gain` dev examples;
+    among those betas, the ones within one example of the best are kept and the one closest to `beta` wins. A
+    store whose votes do not help held-out gold labels gets beta 0."""
     beta_min_gain: int = 1
-    """Dev examples by which a beta > 0 must beat the student alone to be used (with `tune_beta`); 0 lets a tie on
-    dev keep retrieval on."""
+    """Dev examples by which the vote alone must beat the majority class, and a beta > 0 the student alone, for
+    retrieval to be used (with `tune_beta`); 0 lets ties on dev keep retrieval on."""
     store_filter: str = "agree"
     """Which store entries the student learns from and retrieves: `agree` keeps entries whose teacher label equals
     the intended label (and confidence >= min_confidence); `weight` keeps all, weighted by the teacher's probability

@@ -31,8 +31,8 @@ def kd_dir(run) -> Path:
 
 def tune_beta(student: Student, index: KeyIndex | None, task, k: int, tau: float,
               preferred: float, min_gain: int = 1) -> tuple[float, dict]:
-    """Beta from the dev split (see `choose_beta`): retrieval is used only where it beats the student alone on dev,
-    so a weak teacher's store whose votes do not help held-out gold labels is switched off."""
+    """Beta from the dev split (see `choose_beta`): retrieval is used only where the neighbours' vote alone beats the
+    dev split's majority class and some beta beats the student alone, so a weak teacher's store is switched off."""
     if index is None or not len(index) or not task.dev:
         return 0.0, {}
     gold = np.array([task.label_index(e.label) for e in task.dev])
@@ -41,14 +41,22 @@ def tune_beta(student: Student, index: KeyIndex | None, task, k: int, tau: float
     scores = {}
     for beta in BETA_GRID:
         scores[beta] = float((((1 - beta) * pred.student + beta * vote).argmax(-1) == gold).mean())
-    return choose_beta(scores, len(gold), preferred, min_gain), {str(b): round(s, 4) for b, s in scores.items()}
+    majority = float(np.bincount(gold).max() / len(gold))
+    beta = choose_beta(scores, len(gold), preferred, min_gain, majority)
+    return beta, {str(b): round(s, 4) for b, s in scores.items()}
 
 
-def choose_beta(scores: dict[float, float], n_dev: int, preferred: float, min_gain: int = 1) -> float:
-    """0 unless some beta > 0 beats beta = 0 by at least `min_gain` dev examples; then, among those betas, the ones within
-    one example of the best dev accuracy are kept and the one closest to `preferred` wins (ties: the better dev
-    accuracy, then the smaller beta)."""
+def choose_beta(scores: dict[float, float], n_dev: int, preferred: float, min_gain: int = 1,
+                majority: float = 0.0) -> float:
+    """0 unless the vote alone (beta = 1) beats `majority` (the dev accuracy of always answering the most frequent
+    label) and some beta > 0 beats beta = 0, both by at least `min_gain` dev examples; then, among the betas that
+    beat beta = 0, those within one example of the best are kept and the one closest to `preferred` wins (ties: the
+    better dev accuracy, then the smaller beta)."""
     one_example, eps = 1.0 / n_dev, 1e-9
+    # design choice: a store whose vote is no better than the majority class carries no label knowledge (CB: a
+    # 25%-accurate teacher's store won one dev example by chance and cost two test examples).
+    if scores.get(1.0, 0.0) < majority + min_gain * one_example - eps:
+        return 0.0
     # design choice: retrieval must earn its weight on dev; a tie keeps the student alone (a tied store hurt BoolQ).
     earned = [b for b in scores if b > 0 and scores[b] >= scores.get(0.0, 0.0) + min_gain * one_example - eps]
     if not earned:

@@ -397,6 +397,19 @@ def test_beta_needs_the_configured_dev_gain(min_gain, expected):
     assert choose_beta(scores, 32, 0.5, min_gain) == expected
 
 
+@pytest.mark.parametrize("vote_alone,majority,expected", [
+    (15, 17, 0.0),  # the CB case: beta 0.5 won a dev example, but the vote alone is below the majority class
+    (17, 17, 0.0),  # a vote no better than always answering the majority label
+    (18, 17, 0.5),
+    (18, 0, 0.5),
+])
+def test_a_vote_below_the_majority_class_switches_retrieval_off(vote_alone, majority, expected):
+    from retrikt.student_stage import BETA_GRID, choose_beta
+
+    scores = {b: a / 32 for b, a in zip(BETA_GRID, [23, 23, 24, 24, vote_alone])}
+    assert choose_beta(scores, 32, 0.5, 1, majority / 32) == expected
+
+
 def test_cli_student_command_trains_on_a_finished_run(tmp_path, capsys):
     from retrikt.__main__ import main
     from retrikt.pipeline import Context, open_store
