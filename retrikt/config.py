@@ -159,6 +159,9 @@ class StudentConfig:
     beta_min_gain: int = 1
     """Dev examples by which the vote alone must beat the majority class, and a beta > 0 the student alone, for
     retrieval to be used (with `tune_beta`); 0 lets ties on dev keep retrieval on."""
+    teacher_trust_alpha: float = 0.05
+    """With `tune_beta`, retrieval is used only when the teacher's soft labels beat the majority class on the
+    store's gold train entries it was not shown as demonstrations, at one-sided binomial p below this; 1 = no check."""
     store_filter: str = "agree"
     """Which store entries the student learns from and retrieves: `agree` keeps entries whose teacher label equals
     the intended label (and confidence >= min_confidence); `weight` keeps all, weighted by the teacher's probability
@@ -324,6 +327,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "student.temperature": (1e-3, 10.0),
     "student.beta": (0.0, 1.0),
     "student.beta_min_gain": (0, 1000),
+    "student.teacher_trust_alpha": (0.0, 1.0),
     "student.min_confidence": (0.0, 1.0),
     "student.teacher_unlabeled": (0, 1_000_000),
 }

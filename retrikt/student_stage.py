@@ -3,8 +3,10 @@ student keys in Chroma, pick beta on the dev split, save everything in the run f
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +69,27 @@ def choose_beta(scores: dict[float, float], n_dev: int, preferred: float, min_ga
     return min(near_best, key=lambda b: (abs(b - preferred), -scores[b], b))
 
 
+def binomial_tail(successes: int, n: int, p: float) -> float:
+    """P(X >= successes) for X ~ Binomial(n, p): how likely a guesser right with probability p does this well."""
+    return min(1.0, sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(successes, n + 1)))
+
+
+def teacher_trust(store, task, demo_uids, alpha: float) -> dict:
+    """Is the teacher better than the majority class on gold labels it was not shown? Its soft labels on the store's
+    train entries (the few-shot demonstrations left out) against the most frequent label's share, one-sided
+    binomial test. With no such entries (an imported store) nothing can be checked and the store is trusted."""
+    demos = {task.serialize(e.fields) for e in task.train if e.uid in set(demo_uids or ())}
+    gold = [e for e in store.list() if e.source == "train" and e.soft_labels and e.label in e.soft_labels
+            and task.serialize(e.fields) not in demos]
+    if not gold:
+        return {"held_out_gold": 0, "trusted": True}
+    right = sum(max(e.soft_labels, key=e.soft_labels.get) == e.label for e in gold)
+    majority = max(Counter(e.label for e in gold).values())
+    p_value = binomial_tail(right, len(gold), majority / len(gold))
+    return {"held_out_gold": len(gold), "teacher_right": right, "majority_right": majority,
+            "p_value": round(p_value, 4), "trusted": p_value < alpha}
+
+
 def check_store_not_empty(run, store) -> None:
     if store.count() == 0:
         raise StudentError(f"the knowledge store of run {run.name} is empty: run step 1 for it, or import entries "
@@ -106,15 +129,19 @@ def train_students(run, task, store, teacher_params: int, progress=_noop) -> dic
         _, keys = student.encode([items.texts[i] for i in rows])
         index = KeyIndex.build(store, [items.ids[i] for i in rows], keys, items.soft[rows], list(task.labels),
                                [task.labels[int(items.soft[i].argmax())] for i in rows], items.weight[rows])
+    trust = teacher_trust(store, task, run.summary().get("score", {}).get("demo_uids"), cfg.teacher_trust_alpha)
     beta, dev_scores = (tune_beta(student, index, task, cfg.k, cfg.temperature, cfg.beta, cfg.beta_min_gain)
                         if cfg.tune_beta
                         else (cfg.beta if index is not None else 0.0, {}))
+    # design choice: significance, not a margin: 28 held-out gold examples are too few for a point estimate.
+    if cfg.tune_beta and not trust["trusted"]:
+        beta = 0.0  # the teacher is no better than the majority class on held-out gold: its votes cannot help
     block = {
         "params": student.n_params, "compression_ratio": round(ratio, 6), "encoder": cfg.encoder,
         "embed_dim": student.model.encoder.tokens.embedding_dim if student.vocab else None,
         "vocab": len(student.vocab) if student.vocab else None, "items": items.report,
         "pretrain_losses": [round(x, 4) for x in pretrain_losses], "losses_last": report.losses[-1],
-        "kd_losses_last": kd_report.losses[-1], "beta": beta, "beta_dev_accuracy": dev_scores,
+        "kd_losses_last": kd_report.losses[-1], "beta": beta, "beta_dev_accuracy": dev_scores, "teacher_trust": trust,
         "k": cfg.k, "temperature": cfg.temperature, "seconds": round(time.perf_counter() - started, 2),
     }
     run.update_summary(student=block)

@@ -410,6 +410,45 @@ def test_a_vote_below_the_majority_class_switches_retrieval_off(vote_alone, majo
     assert choose_beta(scores, 32, 0.5, 1, majority / 32) == expected
 
 
+@pytest.mark.parametrize("successes,n,p,expected", [
+    (8, 8, 0.5, 0.5 ** 8),
+    (0, 8, 0.5, 1.0),
+    (22, 28, 0.5, 0.00186),  # SST-2: 22 of 28 held-out gold against a balanced majority
+    (17, 28, 16 / 28, 0.4280),  # BoolQ: one example over the majority class is no evidence
+])
+def test_binomial_tail(successes, n, p, expected):
+    from retrikt.student_stage import binomial_tail
+
+    assert binomial_tail(successes, n, p) == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("right_of_10,demo_wrong,trusted", [(10, True, True), (5, False, False), (7, True, False)])
+def test_teacher_trust_counts_only_gold_entries_it_was_not_shown(store, right_of_10, demo_wrong, trusted):
+    from retrikt.student_stage import teacher_trust
+
+    task = make_task(n_train=12)
+    shown = task.train[:2]  # the demonstrations: never evidence, right or wrong
+    entries = []
+    for i, ex in enumerate(task.train):
+        right = (i - 2 < right_of_10) if ex not in shown else not demo_wrong
+        p_gold = 0.8 if right else 0.2
+        other = next(label for label in LABELS if label != ex.label)
+        entries.append(Entry(ex.fields, ex.label, "train", text=task.serialize(ex.fields),
+                             soft_labels={ex.label: p_gold, other: 1 - p_gold}))
+    store.add(entries)
+    trust = teacher_trust(store, task, [ex.uid for ex in shown], alpha=0.05)
+    assert trust["held_out_gold"] == 10 and trust["teacher_right"] == right_of_10
+    assert trust["trusted"] is trusted
+
+
+def test_a_store_without_gold_entries_is_trusted(store):
+    from retrikt.student_stage import teacher_trust
+
+    task = make_task()
+    store.add(store_entries(task, n=10)[:10])  # generated entries only
+    assert teacher_trust(store, task, [], alpha=0.05) == {"held_out_gold": 0, "trusted": True}
+
+
 def test_cli_student_command_trains_on_a_finished_run(tmp_path, capsys):
     from retrikt.__main__ import main
     from retrikt.pipeline import Context, open_store
