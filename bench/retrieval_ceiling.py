@@ -1,15 +1,13 @@
 """How far can retrieval of teacher soft labels go? k-NN over a run's knowledge store in the packaged MiniLM's
 sentence space (22M parameters, what the tiny student's encoder is distilled towards), on the test split.
 
-Usage: python bench/retrieval_ceiling.py --workspace DIR --run NAME [--unlabeled N] [--teacher-layers L ...]
+Usage: python bench/retrieval_ceiling.py --workspace DIR --run NAME [--unlabeled N]
 
 The vote of the k nearest entries (softmax(cosine / tau) weights over their teacher soft labels) is the
 retrieval-only prediction (beta = 1) with a far larger encoder than the student's, so it bounds what the
 student's own keys can retrieve. `--unlabeled N` also scores N unlabeled in-domain inputs with the run's teacher
-scorer (not written to the store) and reports them alone and together with the store. `--teacher-layers` also
-searches the store in the teacher's own space: the hidden state at those layers of the last token of the zero-shot
-classification prompt (the token that predicts the verbalizer), centred on the store's mean, the candidate
-"teacher space" for the relational loss. Writes `bench/results/retrieval_ceiling.{md,json}`.
+scorer (not written to the store) and reports them alone and together with the store. Writes
+`bench/results/retrieval_ceiling.{md,json}`.
 """
 from __future__ import annotations
 
@@ -21,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
@@ -48,28 +45,11 @@ def unit(rows: np.ndarray) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True).clip(min=1e-12)
 
 
-@torch.no_grad()
-def teacher_states(teacher, prompts: list[str], layers: list[int], batch: int = 16) -> dict[int, np.ndarray]:
-    """Hidden state of each prompt's last token at `layers` (left padding, so the last position is the last token)."""
-    tokenizer = teacher.tokenizer
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    rows: dict[int, list[np.ndarray]] = {layer: [] for layer in layers}
-    for start in range(0, len(prompts), batch):
-        encoded = tokenizer(prompts[start:start + batch], return_tensors="pt", padding=True).to(teacher.device)
-        states = teacher.model(**encoded, output_hidden_states=True).hidden_states
-        for layer in layers:
-            rows[layer].append(states[layer][:, -1].float().cpu().numpy())
-    return {layer: np.concatenate(parts) for layer, parts in rows.items()}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", required=True)
     parser.add_argument("--run", required=True)
     parser.add_argument("--unlabeled", type=int, default=0)
-    parser.add_argument("--teacher-layers", type=int, nargs="*", default=[])
     parser.add_argument("--out", default=str(ROOT / "results"))
     args = parser.parse_args(argv)
     run = open_run(args.workspace, args.run)
@@ -107,19 +87,6 @@ def main(argv=None) -> int:
     results = {name: {"entries": len(keys), **{f"k={k} tau={tau}": knn_accuracy(queries, keys, soft_, gold, k, tau)
                                                for k, tau in GRID}}
                for name, (keys, soft_) in sets.items()}
-    if args.teacher_layers:
-        teacher = run_teacher(run, lambda *a: None)
-        store_states = teacher_states(teacher, [task.classification_prompt(e.fields) for e in entries],
-                                      args.teacher_layers)
-        test_states = teacher_states(teacher, [task.classification_prompt(e.fields) for e in task.test],
-                                     args.teacher_layers)
-        store_soft = sets["store (all scored entries)"][1]
-        for layer in args.teacher_layers:
-            centre = store_states[layer].mean(0)
-            keys, layer_queries = unit(store_states[layer] - centre), unit(test_states[layer] - centre)
-            results[f"store (all scored entries), teacher layer {layer}"] = {
-                "entries": len(keys),
-                **{f"k={k} tau={tau}": knn_accuracy(layer_queries, keys, store_soft, gold, k, tau) for k, tau in GRID}}
     evaluation = run.path / "eval" / "summary.json"
     systems = json.loads(evaluation.read_text())["systems"] if evaluation.is_file() else {}
     report = {"run": args.run, "task": task.name, "test": len(gold), "knn": results,
@@ -128,9 +95,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "retrieval_ceiling.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    lines = [f"# Retrieval ceiling: k-NN over teacher soft labels ({task.name}, run {args.run})", "",
-             f"Test accuracy (%) of the retrieval-only vote on {len(gold)} test examples, in MiniLM's space unless a "
-             "row names a teacher layer.", "",
+    lines = [f"# Retrieval ceiling: MiniLM k-NN over teacher soft labels ({task.name}, run {args.run})", "",
+             f"Test accuracy (%) of the retrieval-only vote on {len(gold)} test examples.", "",
              "| entries searched | n | " + " | ".join(f"k={k}, tau={t}" for k, t in GRID) + " |",
              "|---|---|" + "---|" * len(GRID)]
     for name, row in results.items():

@@ -10,7 +10,7 @@ from retrikt.compare import SYSTEM_COLUMNS, accuracy_figure, confusion_figure, e
 from retrikt.config import RunConfig, override
 from retrikt.jobs_view import job_status
 from retrikt.runs import RunError, list_runs, open_run
-from retrikt.student_stage import step1_runs, student_job
+from retrikt.student_stage import beta_reason, step1_runs, student_job
 
 KIND = "student"
 FILTERS = [("agree: keep entries whose teacher label is the intended one", "agree"),
@@ -98,8 +98,10 @@ def build(studio) -> None:
         headers, rows = systems_table(summary)
         recs = records(workspace, run_name)
         labels = list(recs[0]["student"]["probs"]) if recs else []
+        block = open_run(workspace, run_name).summary().get("student") or {}
         text = (f"**{run_name}**: {summary['test_examples']} of {summary['test_total']} test examples · "
-                f"beta {summary['systems']['student_retrieval'].get('beta')}")
+                f"beta {summary['systems']['student_retrieval'].get('beta')}"
+                + (f" ({beta_reason(block)})" if block else ""))
         return text, pd.DataFrame(rows, columns=headers), accuracy_figure(summary), confusion_figure(recs, labels)
 
     def poll(current, _shown_run):

@@ -90,6 +90,20 @@ def teacher_trust(store, task, demo_uids, alpha: float) -> dict:
             "p_value": round(p_value, 4), "trusted": p_value < alpha}
 
 
+def beta_reason(block: dict) -> str:
+    """Why the student block's beta is what it is, in one line for the UI."""
+    trust = block.get("teacher_trust") or {}
+    if not trust.get("trusted", True):
+        return (f"retrieval off: the teacher is no better than the majority class on {trust['held_out_gold']} gold "
+                f"examples it was not shown ({trust['teacher_right']} right vs {trust['majority_right']}, "
+                f"p = {trust['p_value']:.2f})")
+    if block.get("beta", 0.0) == 0.0 and block.get("beta_dev_accuracy"):
+        return "retrieval off: on the dev split it did not beat the student alone (or the majority class)"
+    if block.get("beta_dev_accuracy"):
+        return "chosen on the dev split"
+    return "as configured"
+
+
 def check_store_not_empty(run, store) -> None:
     if store.count() == 0:
         raise StudentError(f"the knowledge store of run {run.name} is empty: run step 1 for it, or import entries "

@@ -441,6 +441,21 @@ def test_teacher_trust_counts_only_gold_entries_it_was_not_shown(store, right_of
     assert trust["trusted"] is trusted
 
 
+@pytest.mark.parametrize("block,starts", [
+    ({"beta": 0.0, "beta_dev_accuracy": {"0.0": 0.5}, "teacher_trust": {
+        "trusted": False, "held_out_gold": 28, "teacher_right": 12, "majority_right": 16, "p_value": 0.97}},
+     "retrieval off: the teacher is no better than the majority class on 28 gold examples it was not shown (12 right"),
+    ({"beta": 0.0, "beta_dev_accuracy": {"0.0": 0.5}, "teacher_trust": {"trusted": True}},
+     "retrieval off: on the dev split"),
+    ({"beta": 0.5, "beta_dev_accuracy": {"0.0": 0.5}, "teacher_trust": {"trusted": True}}, "chosen on the dev split"),
+    ({"beta": 0.5, "beta_dev_accuracy": {}}, "as configured"),  # tune_beta off, or a run from before the check
+])
+def test_beta_reason(block, starts):
+    from retrikt.student_stage import beta_reason
+
+    assert beta_reason(block).startswith(starts)
+
+
 def test_a_store_without_gold_entries_is_trusted(store):
     from retrikt.student_stage import teacher_trust
 
