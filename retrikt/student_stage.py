@@ -87,7 +87,7 @@ def teacher_trust(store, task, demo_uids, alpha: float) -> dict:
     majority = max(Counter(e.label for e in gold).values())
     p_value = binomial_tail(right, len(gold), majority / len(gold))
     return {"held_out_gold": len(gold), "teacher_right": right, "majority_right": majority,
-            "p_value": round(p_value, 4), "trusted": p_value < alpha}
+            "p_value": round(p_value, 4), "trusted": alpha >= 1.0 or p_value < alpha}
 
 
 def beta_reason(block: dict) -> str:
@@ -143,13 +143,13 @@ def train_students(run, task, store, teacher_params: int, progress=_noop) -> dic
         _, keys = student.encode([items.texts[i] for i in rows])
         index = KeyIndex.build(store, [items.ids[i] for i in rows], keys, items.soft[rows], list(task.labels),
                                [task.labels[int(items.soft[i].argmax())] for i in rows], items.weight[rows])
-    trust = teacher_trust(store, task, run.summary().get("score", {}).get("demo_uids"), cfg.teacher_trust_alpha)
-    beta, dev_scores = (tune_beta(student, index, task, cfg.k, cfg.temperature, cfg.beta, cfg.beta_min_gain)
-                        if cfg.tune_beta
-                        else (cfg.beta if index is not None else 0.0, {}))
-    # design choice: significance, not a margin: 28 held-out gold examples are too few for a point estimate.
-    if cfg.tune_beta and not trust["trusted"]:
-        beta = 0.0  # the teacher is no better than the majority class on held-out gold: its votes cannot help
+    trust, beta, dev_scores = {}, (cfg.beta if index is not None else 0.0), {}
+    if cfg.tune_beta:
+        trust = teacher_trust(store, task, run.summary().get("score", {}).get("demo_uids"), cfg.teacher_trust_alpha)
+        beta, dev_scores = tune_beta(student, index, task, cfg.k, cfg.temperature, cfg.beta, cfg.beta_min_gain)
+        # design choice: significance, not a margin: 28 held-out gold examples are too few for a point estimate.
+        if not trust["trusted"]:
+            beta = 0.0  # the teacher is no better than the majority class on held-out gold: its votes cannot help
     block = {
         "params": student.n_params, "compression_ratio": round(ratio, 6), "encoder": cfg.encoder,
         "embed_dim": student.model.encoder.tokens.embedding_dim if student.vocab else None,

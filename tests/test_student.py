@@ -422,8 +422,11 @@ def test_binomial_tail(successes, n, p, expected):
     assert binomial_tail(successes, n, p) == pytest.approx(expected, abs=1e-4)
 
 
-@pytest.mark.parametrize("right_of_10,demo_wrong,trusted", [(10, True, True), (5, False, False), (7, True, False)])
-def test_teacher_trust_counts_only_gold_entries_it_was_not_shown(store, right_of_10, demo_wrong, trusted):
+@pytest.mark.parametrize("right_of_10,demo_wrong,alpha,trusted", [
+    (10, True, 0.05, True), (5, False, 0.05, False), (7, True, 0.05, False),
+    (0, True, 1.0, True),  # alpha 1 turns the check off, even at p = 1
+])
+def test_teacher_trust_counts_only_gold_entries_it_was_not_shown(store, right_of_10, demo_wrong, alpha, trusted):
     from retrikt.student_stage import teacher_trust
 
     task = make_task(n_train=12)
@@ -436,7 +439,7 @@ def test_teacher_trust_counts_only_gold_entries_it_was_not_shown(store, right_of
         entries.append(Entry(ex.fields, ex.label, "train", text=task.serialize(ex.fields),
                              soft_labels={ex.label: p_gold, other: 1 - p_gold}))
     store.add(entries)
-    trust = teacher_trust(store, task, [ex.uid for ex in shown], alpha=0.05)
+    trust = teacher_trust(store, task, [ex.uid for ex in shown], alpha=alpha)
     assert trust["held_out_gold"] == 10 and trust["teacher_right"] == right_of_10
     assert trust["trusted"] is trusted
 
