@@ -25,5 +25,13 @@
       });
     });
   };
+  // Hook each map as soon as it is drawn: a click in the gap before a timer tick would do nothing. The slow timer
+  // only covers a plot whose event API arrived after its last DOM change.
+  let queued = false;
+  new MutationObserver(() => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => { queued = false; hook(); });
+  }).observe(document.body, { childList: true, subtree: true });
   setInterval(hook, 700);
 }
