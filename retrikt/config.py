@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from .config_ranges import RANGES
+
 
 class ConfigError(ValueError):
     """A configuration value the user can fix (unknown field, wrong type, out of range)."""
@@ -270,69 +272,6 @@ class RunConfig:
     """Step 2 PPO on the soft prompt."""
 
 
-_RANGES: dict[str, tuple[float, float]] = {
-    "seed": (0, 2**31 - 1),
-    "scorer.demos_total": (1, 32),
-    "scorer.demo_candidates": (0, 64),
-    "scorer.calibration_inputs": (0, 5000),
-    "scorer.batch_size": (1, 256),
-    "prompt_tuning.num_virtual_tokens": (1, 256),
-    "prompt_tuning.steps": (0, 100_000),
-    "prompt_tuning.batch_size": (0, 256),
-    "prompt_tuning.learning_rate": (1e-6, 10.0),
-    "generation.samples_per_label": (0, 100_000),
-    "generation.batch_size": (1, 512),
-    "generation.max_new_tokens": (0, 2048),
-    "generation.temperature": (0.0, 5.0),
-    "generation.top_p": (0.01, 1.0),
-    "generation.seed": (0, 2**31 - 1),
-    "ppo.updates": (0, 100_000),
-    "ppo.rollout_batch_size": (1, 1024),
-    "ppo.minibatch_size": (1, 1024),
-    "ppo.epochs": (1, 64),
-    "ppo.learning_rate": (1e-7, 10.0),
-    "ppo.value_learning_rate": (1e-7, 10.0),
-    "ppo.clip_range": (0.01, 10.0),
-    "ppo.value_clip_range": (0.0, 100.0),
-    "ppo.gamma": (0.0, 1.0),
-    "ppo.lam": (0.0, 1.0),
-    "ppo.kl_coef": (0.0, 100.0),
-    "ppo.kl_target": (0.01, 1000.0),
-    "ppo.kl_horizon": (1, 10_000_000),
-    "ppo.max_grad_norm": (1e-4, 1000.0),
-    "ppo.temperature": (0.05, 5.0),
-    "ppo.max_new_tokens": (0, 2048),
-    "ppo.weight_label": (0.0, 100.0),
-    "ppo.weight_diversity": (0.0, 100.0),
-    "ppo.weight_validity": (0.0, 100.0),
-    "ppo.checkpoint_every": (1, 100_000),
-    "student.max_params_fraction": (1e-5, 10.0),
-    "student.hidden_size": (8, 4096),
-    "student.num_layers": (1, 48),
-    "student.num_heads": (1, 64),
-    "student.intermediate_size": (8, 16384),
-    "student.max_length": (8, 2048),
-    "student.key_dim": (2, 4096),
-    "student.pretrain_epochs": (0, 1000),
-    "student.pretrain_pool": (0, 1_000_000),
-    "student.epochs": (1, 10_000),
-    "student.batch_size": (2, 4096),
-    "student.learning_rate": (1e-6, 1.0),
-    "student.ce_weight": (0.0, 100.0),
-    "student.kd_weight": (0.0, 100.0),
-    "student.relational_weight": (0.0, 100.0),
-    "student.retrieval_weight": (0.0, 100.0),
-    "student.relational_temperature": (1e-3, 10.0),
-    "student.k": (1, 1000),
-    "student.temperature": (1e-3, 10.0),
-    "student.beta": (0.0, 1.0),
-    "student.beta_min_gain": (0, 1000),
-    "student.teacher_trust_alpha": (0.0, 1.0),
-    "student.min_confidence": (0.0, 1.0),
-    "student.teacher_unlabeled": (0, 1_000_000),
-}
-
-
 def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"`{prefix.rstrip('.') or 'config'}` must be a mapping, got {type(data).__name__}")
@@ -364,8 +303,8 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         expected in (int, float) and (isinstance(value, bool) or not isinstance(value, expected))
     ) or (expected is str and not isinstance(value, str)):
         raise ConfigError(f"`{key}` must be {expected.__name__}, got {value!r}")
-    if key in _RANGES:
-        low, high = _RANGES[key]
+    if key in RANGES:
+        low, high = RANGES[key]
         if not low <= value <= high:
             raise ConfigError(f"`{key}` = {value} is out of range [{low}, {high}]")
     return value

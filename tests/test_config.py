@@ -50,3 +50,25 @@ def test_shipped_example_configs_load_and_name_a_builtin_task(path):
 
     config = load_yaml(path)
     assert load_builtin(config.task, seed=config.seed).train
+
+
+def test_every_range_names_a_numeric_field():
+    """A range under a misspelt key would never be checked, and a numeric field without one takes any value."""
+    import dataclasses
+
+    from retrikt.config_ranges import RANGES
+
+    numeric = {}
+
+    def walk(obj, prefix=""):
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, prefix + f.name + ".")
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                numeric[prefix + f.name] = value
+
+    walk(RunConfig())
+    assert set(RANGES) == set(numeric), sorted(set(RANGES) ^ set(numeric))
+    for key, (low, high) in RANGES.items():
+        assert low <= numeric[key] <= high, key
