@@ -167,7 +167,23 @@ def write_report(table: dict, runs: dict, out: Path, notes: list[str]) -> None:
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def report(results: dict, overrides: dict, failed: list[str], skipped: list[str], out: Path, why_skipped: str) -> None:
+def with_previous(results: dict, previous: dict) -> tuple[dict, list[str]]:
+    """This run's results plus an earlier report's runs for every (task, seed) not run now, ordered by seed."""
+    merged, kept = {}, []
+    for task in list(results) + [t for t in previous if t not in results]:
+        runs = list(results.get(task, []))
+        have = {r["seed"] for r in runs}
+        for r in previous.get(task, []):
+            if r["seed"] not in have:
+                runs.append(r)
+                kept.append(f"{task}/{r['seed']}")
+        merged[task] = sorted(runs, key=lambda r: r["seed"])
+    return merged, kept
+
+
+def report(results: dict, overrides: dict, failed: list[str], skipped: list[str], out: Path, why_skipped: str,
+           previous: dict | None = None) -> None:
+    results, kept = with_previous(results, previous or {})
     if not results:
         return
     table = aggregate(results)
@@ -179,6 +195,8 @@ def report(results: dict, overrides: dict, failed: list[str], skipped: list[str]
     notes += [f"failed: {f}" for f in failed]
     if skipped:
         notes.append(f"not run ({why_skipped}): {', '.join(skipped)}")
+    if kept:
+        notes.append(f"taken from an earlier report (`--previous`), not re-run: {', '.join(kept)}")
     write_report(table, results, out / "accuracy.md", notes)
 
 
@@ -191,6 +209,8 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="student config overrides")
     parser.add_argument("--out", default=str(ROOT / "results"))
     parser.add_argument("--retrain", action="store_true", help="retrain students even where an evaluation exists")
+    parser.add_argument("--previous", default=None, metavar="JSON",
+                        help="an earlier accuracy.json whose runs are kept for every (task, seed) not run now")
     parser.add_argument("--report-only", action="store_true",
                         help="start nothing: report the finished evaluations (e.g. of benchmarks run in parallel)")
     args = parser.parse_args(argv)
@@ -205,6 +225,7 @@ def main(argv=None) -> int:
     results: dict[str, list[dict]] = {}
     skipped, failed = [], []
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    previous = json.loads(Path(args.previous).read_text())["runs"] if args.previous else {}
     for task, seed in job_order(args.tasks, args.seeds):
         finished = (runs_root(workspace) / f"bench-{task}-s{seed}" / "eval" / "summary.json").is_file()
         if (deadline and time.time() > deadline) or (args.report_only and not finished):
@@ -219,8 +240,10 @@ def main(argv=None) -> int:
             continue
         results.setdefault(task, []).append(summary)
         log(f"{task} seed {seed}: " + ", ".join(f"{s} {summary['systems'][s]['accuracy']:.3f}" for s in SYSTEMS))
-        report(results, overrides, failed, skipped, out, "no finished run" if args.report_only else "time budget")
-    report(results, overrides, failed, skipped, out, "no finished run" if args.report_only else "time budget")
+        report(results, overrides, failed, skipped, out, "no finished run" if args.report_only else "time budget",
+               previous)
+    report(results, overrides, failed, skipped, out, "no finished run" if args.report_only else "time budget",
+           previous)
     log(f"wrote {out / 'accuracy.md'}")
     return 0
 
