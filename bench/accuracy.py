@@ -6,7 +6,8 @@ Step-1 runs are named `bench-<task>-s<seed>` and reused when a finished one exis
 evaluations (unless `--retrain`), so an interrupted benchmark resumes. Writes `bench/results/accuracy.md` and
 `accuracy.json` with mean +- std per system and task, speed, and every run's numbers. Order: SST-2 for two seeds,
 one seed of every other task, then the remaining seeds; `--hours` stops starting new runs after that long (the
-report lists what did not run).
+report lists what did not run). `--previous bench/results/accuracy.json` keeps an earlier report's runs (e.g. another
+machine's) for every (task, seed) not run now.
 """
 from __future__ import annotations
 
