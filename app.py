@@ -14,9 +14,9 @@ import gradio as gr
 
 from pages import compare, generate, jobs, ppo, setup, store, student
 from retrikt.config import ConfigError
-from retrikt.demo import install_demo
+from retrikt.studio.demo import install_demo
 from retrikt.jobs import JobManager
-from retrikt.preload import job_threads, preload_ml_stack
+from retrikt.jobs import job_threads, preload_ml_stack
 from retrikt.space import SpaceSettings, visitor_id
 
 ASSETS = Path(__file__).resolve().parent / "assets"

@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from retrikt.config import RunConfig, override  # noqa: E402
-from retrikt.evaluate import SYSTEMS  # noqa: E402
-from retrikt.runs import open_run, runs_root  # noqa: E402
-from retrikt.student_stage import run_student  # noqa: E402
-from retrikt.teacher import load_teacher  # noqa: E402
+from retrikt.student.evaluate import SYSTEMS  # noqa: E402
+from retrikt.runs import Run, open_run, read_summary, run_path  # noqa: E402
+from retrikt.student.stage import run_student  # noqa: E402
+from retrikt.teacher.load import load_teacher  # noqa: E402
 
 TASKS = ("SST-2", "CB", "RTE", "COPA", "BoolQ", "WiC", "MRPC")
 SEEDS = (13, 21, 42, 87, 100)
@@ -46,11 +46,11 @@ def log(message: str) -> None:
 
 def step1(workspace: Path, task: str, seed: int, progress) -> str:
     """A finished step-1 run for (task, seed): reused when present, else generated."""
-    from retrikt.pipeline import run_generate
+    from retrikt.generate.stage import run_generate
 
     name = f"bench-{task}-s{seed}"
-    folder = runs_root(workspace) / name
-    if (folder / "summary.json").is_file() and json.loads((folder / "summary.json").read_text()).get("status") == "done":
+    folder = run_path(workspace, name)
+    if read_summary(workspace, name).get("status") == "done":
         log(f"{name}: reusing step-1 run")
         return name
     shutil.rmtree(folder, ignore_errors=True)  # an unfinished bench run cannot be resumed mid-stage
@@ -66,8 +66,7 @@ def step1(workspace: Path, task: str, seed: int, progress) -> str:
 def one_job(workspace: Path, task: str, seed: int, overrides: dict, teacher, retrain: bool) -> dict:
     """Step 1 (reused when finished) + student + evaluation; a finished evaluation is reused unless `retrain`."""
     name = step1(workspace, task, seed, quiet_progress)
-    eval_summary = runs_root(workspace) / name / "eval" / "summary.json"
-    if eval_summary.is_file() and not retrain:
+    if Run(run_path(workspace, name)).eval_summary_path.is_file() and not retrain:
         log(f"{name}: reusing its evaluation")
     else:
         config = override(RunConfig(), {"task": task, "seed": seed, "workspace": str(workspace),
@@ -76,7 +75,7 @@ def one_job(workspace: Path, task: str, seed: int, overrides: dict, teacher, ret
         started = time.perf_counter()
         run_student(config, name, quiet_progress, eval_limit=EVAL_LIMIT.get(task), teacher=teacher)
         log(f"{name}: student + evaluation in {time.perf_counter() - started:.0f}s")
-    summary = json.loads(eval_summary.read_text())
+    summary = json.loads(Run(run_path(workspace, name)).eval_summary_path.read_text())
     run_summary = open_run(workspace, name).summary()
     summary["store"] = run_summary.get("generate", {}).get("stored")
     summary["student_block"] = {k: run_summary.get("student", {}).get(k) for k in ("beta_dev_accuracy", "items")}
@@ -228,7 +227,7 @@ def main(argv=None) -> int:
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     previous = json.loads(Path(args.previous).read_text())["runs"] if args.previous else {}
     for task, seed in job_order(args.tasks, args.seeds):
-        finished = (runs_root(workspace) / f"bench-{task}-s{seed}" / "eval" / "summary.json").is_file()
+        finished = Run(run_path(workspace, f"bench-{task}-s{seed}")).eval_summary_path.is_file()
         if (deadline and time.time() > deadline) or (args.report_only and not finished):
             skipped.append(f"{task}/{seed}")
             continue

@@ -21,11 +21,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from retrikt.config import RunConfig, override  # noqa: E402
-from retrikt.generation import default_max_new_tokens  # noqa: E402
-from retrikt.pipeline import load_context, open_store  # noqa: E402
-from retrikt.prompt_tuning import load_soft_prompt  # noqa: E402
+from retrikt.generate.generation import default_max_new_tokens  # noqa: E402
+from retrikt.context import load_context, open_store  # noqa: E402
+from retrikt.generate.prompt_tuning import load_soft_prompt  # noqa: E402
 from retrikt.runs import open_run  # noqa: E402
-from retrikt.sampling import prompt_embeddings, sample  # noqa: E402
+from retrikt.teacher.sampling import prompt_embeddings, sample  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -66,7 +66,7 @@ def measure_speed(workspace: str, run_name: str, baseline_samples: int) -> tuple
 
 def bench_task(task: str, workspace: str, baseline_samples: int, overrides: dict) -> dict:
     config = override(RunConfig(), {"task": task, "workspace": workspace, "run_name": f"bench-{task}", **overrides})
-    from retrikt.pipeline import run_generate
+    from retrikt.generate.stage import run_generate
 
     # Cached teacher scores from an earlier bench would make the score stage look free.
     shutil.rmtree(Path(workspace) / "cache" / "scores", ignore_errors=True)

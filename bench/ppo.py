@@ -25,10 +25,11 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from retrikt.config import GenerationConfig, PPOConfig, PromptTuningConfig, RunConfig, ScorerConfig  # noqa: E402
-from retrikt.embed import default_embedder  # noqa: E402
-from retrikt.metrics import duplicate_rate, self_bleu  # noqa: E402
-from retrikt.pipeline import load_context, run_generate  # noqa: E402
-from retrikt.ppo_stage import stage_ppo  # noqa: E402
+from retrikt.store.embed import default_embedder  # noqa: E402
+from retrikt.generate.metrics import duplicate_rate, self_bleu  # noqa: E402
+from retrikt.context import load_context  # noqa: E402
+from retrikt.generate.stage import run_generate  # noqa: E402
+from retrikt.ppo.stage import stage_ppo  # noqa: E402
 
 METRICS = [
     ("generated", "samples generated", "{:d}"),

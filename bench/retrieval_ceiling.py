@@ -23,9 +23,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from retrikt.embed import default_embedder  # noqa: E402
+from retrikt.store.embed import default_embedder  # noqa: E402
 from retrikt.runs import open_run  # noqa: E402
-from retrikt.student_stage import run_store, run_teacher  # noqa: E402
+from retrikt.context import run_store, run_teacher  # noqa: E402
 from retrikt.tasks import task_of_run  # noqa: E402
 
 GRID = [(8, 0.05), (8, 1.0), (32, 0.05), (32, 1.0)]
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
         sets["store, generated only"] = tuple(a[generated] for a in sets["store (all scored entries)"])
     seconds = None
     if args.unlabeled:
-        from retrikt.scorer import run_scorer
+        from retrikt.teacher.scorer import run_scorer
 
         banned = {task.serialize(e.fields) for e in task.train + task.dev + task.test}
         pool = [f for f in task.unlabeled if task.serialize(f) not in banned]
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     results = {name: {"entries": len(keys), **{f"k={k} tau={tau}": knn_accuracy(queries, keys, soft_, gold, k, tau)
                                                for k, tau in GRID}}
                for name, (keys, soft_) in sets.items()}
-    evaluation = run.path / "eval" / "summary.json"
+    evaluation = run.eval_summary_path
     systems = json.loads(evaluation.read_text())["systems"] if evaluation.is_file() else {}
     report = {"run": args.run, "task": task.name, "test": len(gold), "knn": results,
               "teacher_seconds_per_input": seconds / args.unlabeled if seconds else None,

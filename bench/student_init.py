@@ -22,11 +22,11 @@ import torch
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from retrikt.retrieval import mix  # noqa: E402
+from retrikt.student.retrieval import mix  # noqa: E402
 from retrikt.runs import open_run  # noqa: E402
-from retrikt.student import build_student, task_texts  # noqa: E402
-from retrikt.student_stage import run_store  # noqa: E402
-from retrikt.student_train import finetune, pretrain, pretraining_corpus, select_items  # noqa: E402
+from retrikt.student.model import build_student, task_texts  # noqa: E402
+from retrikt.context import run_store  # noqa: E402
+from retrikt.student.train import finetune, pretrain, pretraining_corpus, select_items  # noqa: E402
 from retrikt.tasks import load_builtin  # noqa: E402
 
 VARIANTS = (("random", "random", 0), ("MiniLM embeddings (PCA)", "minilm", 0),

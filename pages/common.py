@@ -6,17 +6,8 @@ import logging
 
 import gradio as gr
 
-from retrikt.config import ConfigError
-from retrikt.embed import EmbedderError
-from retrikt.jobs import JobRefused
-from retrikt.runs import RunError
-from retrikt.store import StoreError
-from retrikt.student import StudentError
-from retrikt.tasks import TaskDataError
-from retrikt.teacher import TeacherLoadError
+from retrikt.errors import JobRefused, RetriktError
 
-USER_ERRORS = (StoreError, RunError, ConfigError, TaskDataError, TeacherLoadError, EmbedderError, StudentError,
-               JobRefused)
 log = logging.getLogger("retrikt.studio")
 
 
@@ -31,7 +22,7 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except USER_ERRORS as exc:
+        except RetriktError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         except UnicodeDecodeError:
             raise gr.Error("The file is not UTF-8 text: save it with UTF-8 encoding and try again.",

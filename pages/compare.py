@@ -2,33 +2,16 @@
 and with retrieval side by side with the neighbours it retrieved."""
 from __future__ import annotations
 
-import threading
-
 import gradio as gr
 import pandas as pd
 
 from pages.common import run_choices, user_errors
-from retrikt.compare import (
-    NEIGHBOUR_COLUMNS, OUTCOMES, SYSTEM_COLUMNS, LiveStudent, accuracy_figure, eval_summary, evaluated_runs, example_choices,
-    find_record, headline, outcome_counts, records, systems_table, view_record,
+from retrikt.studio.compare import (
+    NEIGHBOUR_COLUMNS, OUTCOMES, SYSTEM_COLUMNS, accuracy_figure, eval_summary, evaluated_runs, example_choices,
+    find_record, headline, live_student, outcome_counts, records, systems_table, view_record,
 )
-from retrikt.demo import DEMO_RUN
+from retrikt.studio.demo import DEMO_RUN
 from retrikt.runs import RunError
-
-_live: dict[tuple[str, str, float], LiveStudent] = {}
-_live_lock = threading.Lock()
-
-
-def _live_student(workspace, run_name: str) -> LiveStudent:
-    from pathlib import Path
-
-    model = Path(workspace) / "runs" / (run_name or "") / "student" / "model.pt"
-    key = (str(workspace), run_name, model.stat().st_mtime if model.is_file() else 0.0)
-    with _live_lock:  # one load per trained student; a retrained one has a new mtime and is loaded again
-        if key not in _live:
-            _live[key] = LiveStudent(workspace, run_name)
-        return _live[key]
-
 
 def _outcome_choices(recs) -> list[tuple[str, str]]:
     counts = outcome_counts(recs)
@@ -117,7 +100,7 @@ def build(studio) -> None:
     def on_own(run_name, first, second):
         if not run_name:
             raise RunError("Pick an evaluated run first.")
-        return show(_live_student(workspace, run_name).view([first, second]))
+        return show(live_student(workspace, run_name).view([first, second]))
 
     def on_neighbour(evt: gr.SelectData):
         row = evt.row_value or []

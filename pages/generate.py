@@ -4,24 +4,14 @@ from __future__ import annotations
 import time
 
 import gradio as gr
-import plotly.graph_objects as go
 
 from pages.common import cancel_followed, followed_job, sample_rows, user_errors
-from retrikt.config import ConfigError, RunConfig, override
-from retrikt.jobs_view import job_status
-from retrikt.pipeline import generate_job
-from retrikt.setup_form import task_choices
+from retrikt.config import RunConfig, override
+from retrikt.studio.jobs_view import job_status, tuning_loss_figure
+from retrikt.generate.stage import generate_job
+from retrikt.studio.setup_form import task_choices
 
 KIND = "generate"
-
-
-def _loss_figure(points: list[dict]) -> go.Figure:
-    steps = [p["step"] for p in points if p.get("stage") == "tune"]
-    losses = [p["loss"] for p in points if p.get("stage") == "tune"]
-    fig = go.Figure(go.Scatter(x=steps, y=losses, mode="lines+markers", name="loss"))
-    fig.update_layout(title="Soft prompt tuning loss", xaxis_title="step", yaxis_title="LM loss",
-                      height=300, margin=dict(l=40, r=10, t=40, b=40))
-    return fig
 
 
 def build(studio) -> None:
@@ -44,15 +34,12 @@ def build(studio) -> None:
 
         @user_errors
         def on_start(task_name, n, n_steps, temp, p, request: gr.Request):
-            try:
-                config = override(RunConfig(workspace=str(studio.workspace)), {
-                    "task": task_name, "generation.samples_per_label": int(n or 0),
-                    "prompt_tuning.steps": int(n_steps or 0), "generation.temperature": float(temp),
-                    "generation.top_p": float(p),
-                    "run_name": f"{task_name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                })
-            except (ConfigError, ValueError, TypeError) as exc:
-                raise gr.Error(str(exc))
+            config = override(RunConfig(workspace=str(studio.workspace)), {
+                "task": task_name, "generation.samples_per_label": int(n or 0),
+                "prompt_tuning.steps": int(n_steps or 0), "generation.temperature": float(temp),
+                "generation.top_p": float(p),
+                "run_name": f"{task_name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            })
             job = studio.jobs.submit(KIND, f"Step 1 on {task_name}", generate_job(config),
                                      owner=studio.visitor(request), run=config.run_name)
             return job.id
@@ -63,7 +50,7 @@ def build(studio) -> None:
 
         def poll(current):
             current, job, position = followed_job(studio.jobs, current, KIND)
-            return current, job_status(job, position), _loss_figure(job.points if job else []), sample_rows(job)
+            return current, job_status(job, position), tuning_loss_figure(job.points if job else []), sample_rows(job)
 
         outputs = [job_id, status, loss, samples]
         start.click(on_start, [task, per_label, steps, temperature, top_p], job_id, api_name="generate_start")

@@ -5,7 +5,7 @@ import gradio as gr
 import pandas as pd
 
 from pages.common import user_errors
-from retrikt.jobs_view import JOB_COLUMNS, job_header, job_log, job_rows
+from retrikt.studio.jobs_view import JOB_COLUMNS, job_header, job_log, job_rows
 
 
 def build(studio) -> None:

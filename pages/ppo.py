@@ -3,46 +3,14 @@ KL and clip-fraction curves, then add the PPO samples to its store."""
 from __future__ import annotations
 
 import gradio as gr
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from pages.common import cancel_followed, followed_job, run_choices, sample_rows, user_errors
 from retrikt.config import RunConfig, override
-from retrikt.jobs_view import job_status
-from retrikt.ppo_stage import run_ppo
-from retrikt.runs import RunError
-from retrikt.student_stage import step1_runs
+from retrikt.ppo.stage import ppo_job
+from retrikt.student.stage import step1_runs
+from retrikt.studio.jobs_view import check_step1_run, job_status, ppo_figure
 
 KIND = "ppo"
-CURVES = (("reward", "reward (weighted, before KL)"), ("label_consistency", "label consistency"),
-          ("diversity", "diversity"), ("validity", "validity"))
-
-
-def ppo_figure(points: list[dict]) -> go.Figure:
-    """Reward terms (left), KL and clip fraction (right) per update."""
-    ppo = [p for p in points if p.get("stage") == "ppo"]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("reward terms", "KL to step 1 and clip fraction"))
-    steps = [p["step"] for p in ppo]
-    for key, name in CURVES:
-        if any(key in p for p in ppo):
-            fig.add_trace(go.Scatter(x=steps, y=[p.get(key) for p in ppo], mode="lines+markers", name=name),
-                          row=1, col=1)
-    for key, name in (("kl", "KL (nats / sample)"), ("clip_fraction", "clip fraction")):
-        fig.add_trace(go.Scatter(x=steps, y=[p.get(key) for p in ppo], mode="lines+markers", name=name),
-                      row=1, col=2)
-    fig.update_xaxes(title_text="update")
-    fig.update_layout(height=320, margin=dict(l=40, r=10, t=40, b=40))
-    return fig
-
-
-def ppo_job(workspace, run_name: str, overrides: dict):
-    def fn(progress, should_stop, job):
-        job.run = run_name
-        return run_ppo(str(workspace), run_name, overrides, progress, should_stop).name
-
-    return fn
-
-
 def build(studio) -> None:
     """Add the PPO tab to ``studio.demo``."""
     workspace = studio.workspace
@@ -76,11 +44,7 @@ def build(studio) -> None:
 
     @user_errors
     def on_start(run_name, n_updates, n_batch, wl, wd, wv, kl_coef, request: gr.Request):
-        if not run_name or run_name not in step1_runs(workspace):
-            raise RunError("Pick a run whose step 1 is done (refresh the list after a Generate job finished).")
-        if not studio.owns(request, run_name):
-            raise RunError(f"In this hosted studio you can run PPO only on runs your own step-1 jobs made "
-                           f"({run_name} is shared and read-only): start step 1 in the Generate tab first.")
+        check_step1_run(run_name, step1_runs(workspace), studio.owns(request, run_name), "PPO")
         overrides = {"ppo.updates": int(n_updates or 0), "ppo.rollout_batch_size": int(n_batch or 0),
                      "ppo.weight_label": float(wl), "ppo.weight_diversity": float(wd),
                      "ppo.weight_validity": float(wv), "ppo.kl_coef": float(kl_coef)}

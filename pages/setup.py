@@ -10,10 +10,10 @@ import pandas as pd
 
 from pages.common import user_errors
 from retrikt.config import ConfigError, RunConfig, load_yaml, save_yaml
-from retrikt.pipeline import generate_job
+from retrikt.generate.stage import generate_job
 from retrikt.runs import list_runs
 from retrikt.space import check_visitor_config
-from retrikt.setup_form import (
+from retrikt.studio.setup_form import (
     FORM_FIELDS, PACKAGED_TEACHER_PARAMS, TEACHER_SOURCES, UploadLimits, base_dict, check_mapping, config_from_form, config_yaml,
     file_preview, form_values, save_hub_task, save_uploaded_task,
     student_note, task_choices, teacher_from_form, teacher_note, teacher_to_form,

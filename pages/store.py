@@ -9,13 +9,13 @@ from pathlib import Path
 
 import gradio as gr
 import pandas as pd
-import plotly.graph_objects as go
 
-from pages.common import USER_ERRORS, run_choices, user_errors
-from retrikt.embed import EmbedderError, default_embedder
-from retrikt.store import SOURCES, StoreError
-from retrikt.store_view import (
-    AGREEMENT_CHOICES, ANY, MAX_ROWS, TABLE_COLUMNS, Filters, describe, embedding_map, manual_entry, map_figure,
+from pages.common import run_choices, user_errors
+from retrikt.errors import RetriktError
+from retrikt.store.embed import EmbedderError, default_embedder
+from retrikt.store.knowledge_store import SOURCES, StoreError
+from retrikt.studio.store_view import (
+    AGREEMENT_CHOICES, ANY, MAX_ROWS, TABLE_COLUMNS, Filters, describe, embedding_map, empty_map, manual_entry, map_figure,
     open_visitor_store, run_overview, runs_newest_first, search, select, table,
 )
 
@@ -27,12 +27,6 @@ _export_root: Path | None = None
 
 def _empty_table() -> pd.DataFrame:
     return pd.DataFrame([], columns=list(TABLE_COLUMNS))
-
-
-def _empty_figure(message: str) -> go.Figure:
-    fig = go.Figure()
-    fig.update_layout(title=message, height=460, xaxis_visible=False, yaxis_visible=False)
-    return fig
 
 
 def _min_reward(value) -> float | None:
@@ -175,22 +169,22 @@ def build(studio) -> None:
         # Picking a run that has no store is not an error: say so and show an empty view.
         try:
             rs = _open(request, run_name)
-        except USER_ERRORS as exc:
+        except RetriktError as exc:
             if run_name:
                 gr.Warning(str(exc))
             empty = [gr.update(choices=[], value=None)] * 2
             return [str(exc), gr.update(choices=[ANY], value=ANY), *empty,
                     *[gr.update(visible=n == 0, label=f"Field {n + 1}", value="") for n in range(MAX_FIELDS)],
-                    "", _empty_table(), _empty_figure("No store"), "", ""]
+                    "", _empty_table(), empty_map("No store"), "", ""]
         labels, fields = list(rs.task.labels), rs.task.text_fields
         boxes = [gr.update(visible=n < len(fields), value="",
                            label=rs.task.field_names[fields[n]] if n < len(fields) else "") for n in range(MAX_FIELDS)]
         label = label if label in labels else ANY
         try:
             view = _render(rs, None, label, source, agreement, reward, text, search_text, top_k)
-        except USER_ERRORS as exc:
+        except RetriktError as exc:
             gr.Warning(str(exc))
-            view = (str(exc), _empty_table(), _empty_figure("No entries to map"))
+            view = (str(exc), _empty_table(), empty_map("No entries to map"))
         return [run_overview(rs), gr.update(choices=[ANY, *labels], value=label),
                 gr.update(choices=labels, value=None), gr.update(choices=labels, value=labels[0]), *boxes,
                 *view, "", ""]

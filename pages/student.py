@@ -6,11 +6,11 @@ import gradio as gr
 import pandas as pd
 
 from pages.common import cancel_followed, followed_job, run_choices, user_errors
-from retrikt.compare import SYSTEM_COLUMNS, accuracy_figure, confusion_figure, eval_summary, records, systems_table
+from retrikt.studio.compare import SYSTEM_COLUMNS, accuracy_figure, confusion_figure, eval_summary, records, systems_table
 from retrikt.config import RunConfig, override
-from retrikt.jobs_view import job_status
+from retrikt.studio.jobs_view import check_step1_run, finished_marker, job_status
 from retrikt.runs import RunError, list_runs, open_run
-from retrikt.student_stage import beta_reason, step1_runs, student_job
+from retrikt.student.stage import beta_reason, step1_runs, student_job
 
 KIND = "student"
 FILTERS = [("agree: keep entries whose teacher label is the intended one", "agree"),
@@ -56,6 +56,7 @@ def build(studio) -> None:
             start = gr.Button("Train and evaluate", variant="primary")
             cancel = gr.Button("Cancel", variant="stop")
         job_id = gr.State(None)
+        finished = gr.State(None)
         timer = gr.Timer(2.0)  # inside the tab: a component between tabs would shift the tab bar's labels
         status = gr.Markdown("No job yet.")
         results_md = gr.Markdown()
@@ -69,12 +70,8 @@ def build(studio) -> None:
 
     @user_errors
     def on_start(run_name, n_epochs, n_k, b, tb, sf, student_init, n_limit, request: gr.Request):
+        check_step1_run(run_name, step1_runs(workspace), studio.owns(request, run_name), "the student")
         config = student_config(workspace, run_name, n_epochs, n_k, b, tb, sf, student_init)
-        if run_name not in step1_runs(workspace):
-            raise RunError(f"Run {run_name} has no finished knowledge store yet: run step 1 for it first.")
-        if not studio.owns(request, run_name):
-            raise RunError(f"In this hosted studio you can run the student only on runs your own step-1 jobs made "
-                           f"({run_name} is shared and read-only): start step 1 in the Generate tab first.")
         limit_value = int(n_limit or 0)
         if limit_value < 0:
             raise RunError("The number of test examples cannot be negative (0 = all).")
@@ -106,7 +103,7 @@ def build(studio) -> None:
 
     def poll(current, _shown_run):
         current, job, position = followed_job(studio.jobs, current, KIND)
-        return current, job_status(job, position)
+        return current, job_status(job, position), finished_marker(job)
 
     refresh.click(runs_update, run, run, api_name="student_runs")
     studio.demo.load(runs_update, run, run, api_visibility="private").then(
@@ -114,7 +111,7 @@ def build(studio) -> None:
     run.change(show_results, run, [results_md, systems, bars, matrices], api_name="student_results")
     start.click(on_start, [run, epochs, k, beta, tune_beta, store_filter, init, limit], job_id, api_name="student_start")
     cancel.click(on_cancel, job_id, None, api_name="student_cancel")
-    timer.tick(poll, [job_id, run], [job_id, status], api_name="student_poll")
+    timer.tick(poll, [job_id, run], [job_id, status, finished], api_name="student_poll")
     # A finished job's results replace the table without a click.
-    status.change(lambda s, r: show_results(r) if "— done" in s else (gr.skip(),) * 4, [status, run],
-                  [results_md, systems, bars, matrices], api_visibility="private")
+    finished.change(lambda marker, r: show_results(r) if marker else (gr.skip(),) * 4, [finished, run],
+                    [results_md, systems, bars, matrices], api_visibility="private")

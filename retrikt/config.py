@@ -1,7 +1,8 @@
-"""Run configuration: small dataclasses, one docstring per field.
+"""Run configuration: small dataclasses; each field has its default and allowed range or choices on its line
+(`knob`) and its docstring right below.
 
 The CLI and the UI build the same `RunConfig`; `save_yaml`/`load_yaml` let a UI run be replayed headless.
-Unknown or out-of-range fields are refused with a `ConfigError` that names the field.
+Unknown, mistyped or out-of-range fields are refused with a `ConfigError` that names the field.
 """
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ from typing import Any
 
 import yaml
 
-from .config_ranges import RANGES
+from .errors import ConfigError
 
 
-class ConfigError(ValueError):
-    """A configuration value the user can fix (unknown field, wrong type, out of range)."""
+def knob(default: Any, low: float | None = None, high: float | None = None, *, choices: tuple = ()) -> Any:
+    """A config field with its default and the values it accepts: `[low, high]` for a number, or `choices`."""
+    metadata = {"range": (low, high)} if low is not None else {}
+    if choices:
+        metadata["choices"] = tuple(choices)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -40,14 +45,14 @@ class TeacherConfig:
 class ScorerConfig:
     """How the teacher labels samples (its soft labels are the knowledge the student retrieves)."""
 
-    demos_total: int = 4
+    demos_total: int = knob(4, 1, 32)
     """Few-shot demonstrations in the classification prompt (spread evenly over labels, at least one each)."""
-    demo_candidates: int = 0
+    demo_candidates: int = knob(0, 0, 64)
     """Random demo sets tried; the one with the best accuracy on the held-out rest of the train split wins.
     0 = the task's default (8 for one text field, 2 for pairs, whose long prompts make each try ~4x dearer)."""
-    calibration_inputs: int = 128
+    calibration_inputs: int = knob(128, 0, 5000)
     """Unlabeled in-domain inputs whose mean class probability is divided out (label-prior calibration)."""
-    batch_size: int = 16
+    batch_size: int = knob(16, 1, 256)
     """Queries scored per forward pass (they share the demo prefix's KV cache)."""
 
 
@@ -55,14 +60,14 @@ class ScorerConfig:
 class PromptTuningConfig:
     """Step 1: label-conditioned soft prompt tuning of the frozen teacher."""
 
-    num_virtual_tokens: int = 16
+    num_virtual_tokens: int = knob(16, 1, 256)
     """Trainable soft prompt length."""  # design choice: 16 tokens; the paper does not give its length
-    steps: int = 0
+    steps: int = knob(0, 0, 100_000)
     """Optimizer steps over the train split (examples are cycled); 0 = the task's default (40 for one text field,
     16 for pairs, whose ~3x longer sequences make a step ~3x dearer)."""
-    batch_size: int = 0
+    batch_size: int = knob(0, 0, 256)
     """Examples per optimizer step; 0 = the task's default (8 for one text field, 4 for pairs)."""
-    learning_rate: float = 0.03
+    learning_rate: float = knob(0.03, 1e-06, 10.0)
     """AdamW learning rate of the soft prompt."""  # design choice: prompt tuning needs a large LR on few params
     init_from_text: bool = True
     """Initialise the soft prompt from the embeddings of the task description (else random vocab rows)."""
@@ -72,18 +77,18 @@ class PromptTuningConfig:
 class GenerationConfig:
     """Sampling the teacher (with its soft prompt) to write new labelled examples."""
 
-    samples_per_label: int = 0
+    samples_per_label: int = knob(0, 0, 100_000)
     """Samples to generate for each label; 0 = the task's default (SST-2: 280, pair tasks: 118)."""
-    batch_size: int = 64
+    batch_size: int = knob(64, 1, 512)
     """Sequences sampled together (all of one label, so prompts have equal length and need no padding)."""
     # design choice: 64 measured 2.55-2.82 SST-2 samples/s vs 2.14-2.16 at 32 and 1.59 at 16 on 2 CPU cores
-    max_new_tokens: int = 0
+    max_new_tokens: int = knob(0, 0, 2048)
     """Token budget per sample; 0 = the task's default (48 for one text field, 128 for pairs)."""
-    temperature: float = 0.9
+    temperature: float = knob(0.9, 0.0, 5.0)
     """Sampling temperature; 0 means greedy."""
-    top_p: float = 0.95
+    top_p: float = knob(0.95, 0.01, 1.0)
     """Nucleus sampling mass."""
-    seed: int = 13
+    seed: int = knob(13, 0, 2**31 - 1)
     """Sampling seed."""
     force_headers: bool = True  # design choice: the tiny teacher often stopped after a premise (RTE parse 66% -> 89%)
     """Pair and multi-field tasks: write the next field's header after each line and keep a sample from ending
@@ -100,9 +105,6 @@ class StoreConfig:
     """Sentence embedder for store keys; empty = the packaged all-MiniLM-L6-v2."""
 
 
-_STUDENT_CHOICES = {"init": ("minilm", "random"), "store_filter": ("none", "agree", "weight")}
-
-
 @dataclass
 class StudentConfig:
     """Step 3: a small encoder student that retrieves the teacher's soft labels from the store (ReAugKD-style)."""
@@ -110,137 +112,130 @@ class StudentConfig:
     encoder: str = "tiny"
     """`tiny` (a BERT-style encoder built from this config, vocabulary trimmed to the task's text pool) or a
     HF encoder id / local folder (kept whole; its compression ratio is reported either way)."""
-    max_params_fraction: float = 0.01
+    max_params_fraction: float = knob(0.01, 1e-05, 10.0)
     """Parameter budget of the tiny student as a fraction of the teacher's; the embedding width shrinks to fit."""
-    hidden_size: int = 128
+    hidden_size: int = knob(128, 8, 4096)
     """Transformer width of the tiny student."""
-    num_layers: int = 3
+    num_layers: int = knob(3, 1, 48)
     """Transformer layers of the tiny student."""
-    num_heads: int = 4
+    num_heads: int = knob(4, 1, 64)
     """Attention heads of the tiny student."""
-    intermediate_size: int = 256
+    intermediate_size: int = knob(256, 8, 16_384)
     """Feed-forward width of the tiny student."""
-    max_length: int = 128
+    max_length: int = knob(128, 8, 2048)
     """Input tokens the student reads (longer inputs are cut)."""
-    key_dim: int = 64
+    key_dim: int = knob(64, 2, 4096)
     """Width of the learned retrieval-key projection."""
-    init: str = "minilm"
+    init: str = knob("minilm", choices=('minilm', 'random'))
     """`minilm`: token embeddings are a PCA projection of the packaged MiniLM's, then the encoder is pretrained to
     reproduce MiniLM sentence embeddings on the unlabeled pool; `random`: neither."""
-    pretrain_epochs: int = 4
+    pretrain_epochs: int = knob(4, 0, 1000)
     """Epochs of MiniLM sentence-embedding distillation over the unlabeled pool (with `init: minilm`)."""
-    pretrain_pool: int = 4000
+    pretrain_pool: int = knob(4000, 0, 1_000_000)
     """Unlabeled inputs (plus store texts) used for that distillation."""
-    epochs: int = 8
+    epochs: int = knob(8, 1, 10_000)
     """Training epochs over the store entries and the train split."""  # design choice: longer overfit SST-2 stores
-    batch_size: int = 32
+    batch_size: int = knob(32, 2, 4096)
     """Examples per optimizer step."""
-    learning_rate: float = 2e-3
+    learning_rate: float = knob(2e-3, 1e-06, 1.0)
     """AdamW learning rate."""
-    ce_weight: float = 1.0
+    ce_weight: float = knob(1.0, 0.0, 100.0)
     """Weight of cross-entropy on gold labels of the train split."""
-    kd_weight: float = 1.0
+    kd_weight: float = knob(1.0, 0.0, 100.0)
     """Weight of KL(teacher soft labels || student) on store entries."""
-    relational_weight: float = 1.0
+    relational_weight: float = knob(1.0, 0.0, 100.0)
     """Weight of the in-batch relational loss (student key-space neighbours vs teacher-space neighbours)."""
-    retrieval_weight: float = 1.0
+    retrieval_weight: float = knob(1.0, 0.0, 100.0)
     """Weight of the loss on the retrieval-mixed prediction (neighbours exclude the example itself)."""
-    relational_temperature: float = 0.1
+    relational_temperature: float = knob(0.1, 0.001, 10.0)
     """Softmax temperature of both in-batch similarity distributions."""
-    k: int = 8
+    k: int = knob(8, 1, 1000)
     """Neighbours retrieved per query."""
-    temperature: float = 0.05
+    temperature: float = knob(0.05, 0.001, 10.0)
     """Neighbour weights are softmax(cosine similarity / temperature)."""
-    beta: float = 0.5
+    beta: float = knob(0.5, 0.0, 1.0)
     """Prediction = (1 - beta) * student softmax + beta * neighbour mix."""
     tune_beta: bool = True
     """Check beta on the dev split: retrieval is used only when the neighbours' vote alone beats the dev majority
     class and some beta in 0.25, 0.5, ..., 1 beats the student alone (beta 0), each by `beta_min_gain` dev examples;
     among those betas, the ones within one example of the best are kept and the one closest to `beta` wins. A
     store whose votes do not help held-out gold labels gets beta 0."""
-    beta_min_gain: int = 1
+    beta_min_gain: int = knob(1, 0, 1000)
     """Dev examples by which the vote alone must beat the majority class, and a beta > 0 the student alone, for
     retrieval to be used (with `tune_beta`); 0 lets ties on dev keep retrieval on."""
-    teacher_trust_alpha: float = 0.05
+    teacher_trust_alpha: float = knob(0.05, 0.0, 1.0)
     """With `tune_beta`, retrieval is used only when the teacher's soft labels beat the majority class on the
     store's gold train entries it was not shown as demonstrations, at one-sided binomial p below this; 1 = no check."""
-    store_filter: str = "agree"
+    store_filter: str = knob("agree", choices=('none', 'agree', 'weight'))
     """Which store entries the student learns from and retrieves: `agree` keeps entries whose teacher label equals
     the intended label (and confidence >= min_confidence); `weight` keeps all, weighted by the teacher's probability
     of the intended label; `none` keeps all unweighted."""
-    min_confidence: float = 0.0
+    min_confidence: float = knob(0.0, 0.0, 1.0)
     """With `agree`: drop entries whose top teacher probability is below this."""
-    teacher_unlabeled: int = 0
+    teacher_unlabeled: int = knob(0, 0, 1_000_000)
     """Unlabeled in-domain inputs (never a train/dev/test input) the teacher labels into the store (source
     `unlabeled`, label = the teacher's) before the student trains; 0 = the store holds only step-1/PPO samples."""
 
     def __post_init__(self):
-        for name, choices in _STUDENT_CHOICES.items():
-            if getattr(self, name) not in choices:
-                raise ConfigError(f"`student.{name}` = {getattr(self, name)!r}; choose one of {', '.join(choices)}")
+        _check_choices(self, "student.")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"`student.hidden_size` ({self.hidden_size}) must be a multiple of `student.num_heads`")
-
-
-_KL_CONTROLLERS = ("adaptive", "fixed")
 
 
 @dataclass
 class PPOConfig:
     """Step 2: PPO on the step-1 soft prompt (teacher frozen) with a quality + diversity reward."""
 
-    updates: int = 24
+    updates: int = knob(24, 0, 100_000)
     """PPO updates; each samples one rollout batch (labels take turns) and optimises on it (0: `run` skips PPO)."""
-    rollout_batch_size: int = 8
+    rollout_batch_size: int = knob(8, 1, 1024)
     """Sequences sampled per update, all for one label (equal prompt lengths, no padding)."""
-    minibatch_size: int = 4
+    minibatch_size: int = knob(4, 1, 1024)
     """Sequences per gradient step inside an update."""
-    epochs: int = 2
+    epochs: int = knob(2, 1, 64)
     """Passes over each rollout batch."""
-    learning_rate: float = 0.01
+    learning_rate: float = knob(0.01, 1e-07, 10.0)
     """Adam learning rate of the soft prompt."""  # design choice: below step 1's 0.03, PPO steps must stay small
-    value_learning_rate: float = 0.01
+    value_learning_rate: float = knob(0.01, 1e-07, 10.0)
     """Adam learning rate of the value head."""  # design choice: high, the head starts at 0 and runs are short
-    clip_range: float = 0.2
+    clip_range: float = knob(0.2, 0.01, 10.0)
     """PPO ratio clip epsilon."""
-    value_clip_range: float = 0.2
+    value_clip_range: float = knob(0.2, 0.0, 100.0)
     """Clip of the value update around the rollout's values; 0 = no value clipping."""
-    gamma: float = 1.0
+    gamma: float = knob(1.0, 0.0, 1.0)
     """Discount per token."""  # design choice: 1.0, the reward is a judgement of the whole sample
-    lam: float = 0.95
+    lam: float = knob(0.95, 0.0, 1.0)
     """GAE lambda."""
-    kl_controller: str = "adaptive"
+    kl_controller: str = knob("adaptive", choices=('adaptive', 'fixed'))
     """`adaptive` (Ziegler et al. 2019: the coefficient tracks `kl_target`) or `fixed` (stays at `kl_coef`)."""
-    kl_coef: float = 0.05
+    kl_coef: float = knob(0.05, 0.0, 100.0)
     """Initial weight of the per-token KL penalty to the frozen step-1 prompt (subtracted from the reward)."""
-    kl_target: float = 4.0
+    kl_target: float = knob(4.0, 0.01, 1000.0)
     """Target KL per sample, in nats, for the adaptive controller."""
-    kl_horizon: int = 400
+    kl_horizon: int = knob(400, 1, 10_000_000)
     """Samples over which the adaptive controller moves the coefficient by up to +-20%."""
     # design choice: 400 rather than the usual 10000, since a run here sees a few hundred samples, not millions.
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = knob(1.0, 0.0001, 1000.0)
     """Gradient norm clip (soft prompt and value head clipped separately)."""
     whiten_advantages: bool = True
     """Normalise advantages to zero mean, unit variance over each rollout batch."""
-    temperature: float = 1.0
+    temperature: float = knob(1.0, 0.05, 5.0)
     """Rollout temperature; the policy is softmax(logits / temperature) with no top-p, so rollouts are on-policy."""
-    max_new_tokens: int = 0
+    max_new_tokens: int = knob(0, 0, 2048)
     """Rollout token budget; 0 = the task's generation default."""
-    weight_label: float = 1.0
+    weight_label: float = knob(1.0, 0.0, 100.0)
     """Weight of the label-consistency reward (teacher probability of the intended label)."""
-    weight_diversity: float = 0.5
+    weight_diversity: float = knob(0.5, 0.0, 100.0)
     """Weight of the diversity reward (1 - max cosine similarity to the batch and the store)."""
-    weight_validity: float = 0.5
+    weight_validity: float = knob(0.5, 0.0, 100.0)
     """Weight of the validity reward (parses and is not a copy of a train example)."""
-    checkpoint_every: int = 4
+    checkpoint_every: int = knob(4, 1, 100_000)
     """Save prompt, value head, optimizer and KL coefficient every this many updates (and on cancel/finish)."""
     resume: bool = True
     """Continue from the run's PPO checkpoint when there is one."""
 
     def __post_init__(self):
-        if self.kl_controller not in _KL_CONTROLLERS:
-            choices = ", ".join(_KL_CONTROLLERS)
-            raise ConfigError(f"`ppo.kl_controller` = {self.kl_controller!r}; choose one of {choices}")
+        _check_choices(self, "ppo.")
 
 
 @dataclass
@@ -250,7 +245,7 @@ class RunConfig:
     task: str = "SST-2"
     """Built-in task (SST-2, CB, RTE, COPA, BoolQ, WiC, MRPC) or a task saved in `<workspace>/tasks/` from a file or
     a hub dataset (`python -m retrikt task import|hub`, or the Setup tab)."""
-    seed: int = 13
+    seed: int = knob(13, 0, 2**31 - 1)
     """k-shot split seed for GLUE tasks and the seed of every random choice in the run."""
     workspace: str = "workspace"
     """Folder holding runs, caches and stores."""
@@ -272,6 +267,14 @@ class RunConfig:
     """Step 2 PPO on the soft prompt."""
 
 
+def _check_choices(config: Any, prefix: str) -> None:
+    """Refuse a value outside a field's `choices` (also for a config built in Python, not only from data)."""
+    for f in dataclasses.fields(config):
+        choices = f.metadata.get("choices")
+        if choices and getattr(config, f.name) not in choices:
+            raise ConfigError(f"`{prefix}{f.name}` = {getattr(config, f.name)!r}; choose one of {', '.join(choices)}")
+
+
 def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"`{prefix.rstrip('.') or 'config'}` must be a mapping, got {type(data).__name__}")
@@ -289,11 +292,11 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
         if dataclasses.is_dataclass(default):
             kwargs[name] = _build(type(default), value or {}, key + ".")
             continue
-        kwargs[name] = _coerce(key, value, default)
+        kwargs[name] = _coerce(key, value, default, known[name].metadata.get("range"))
     return cls(**kwargs)
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
+def _coerce(key: str, value: Any, default: Any, limits: tuple[float, float] | None) -> Any:
     if value is None:
         return None
     expected = type(default) if default is not None else str
@@ -303,8 +306,8 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         expected in (int, float) and (isinstance(value, bool) or not isinstance(value, expected))
     ) or (expected is str and not isinstance(value, str)):
         raise ConfigError(f"`{key}` must be {expected.__name__}, got {value!r}")
-    if key in RANGES:
-        low, high = RANGES[key]
+    if limits is not None:
+        low, high = limits
         if not low <= value <= high:
             raise ConfigError(f"`{key}` = {value} is out of range [{low}, {high}]")
     return value
@@ -345,3 +348,14 @@ def override(config: RunConfig, dotted: dict[str, Any]) -> RunConfig:
             raise ConfigError(f"unknown field `{key}`")
         node[leaf] = value
     return from_dict(data)
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """`["generation.temperature=0.7", ...]` (the CLI's `--set`) as dotted overrides, values read as YAML."""
+    values = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        values[key.strip()] = yaml.safe_load(raw)
+    return values

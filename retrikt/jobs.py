@@ -17,13 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .pipeline import Cancelled
+from .errors import Cancelled, JobRefused, RetriktError
 
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 
-
-class JobRefused(ValueError):
-    """A job the manager will not take or cancel (queue full, visitor limit, someone else's job)."""
 
 
 @dataclass
@@ -183,7 +180,7 @@ class JobManager:
             except Exception as exc:  # noqa: BLE001 - a failed job must never take the worker down
                 final, note = "failed", f"{type(exc).__name__}: {exc}"
                 job.error = note
-                if not _is_user_error(exc):
+                if not isinstance(exc, RetriktError):
                     job.log.append(traceback.format_exc(limit=6))
             with self._lock:
                 job.state, job.finished, job.message = final, time.time(), note
@@ -228,12 +225,27 @@ def lower_thread_priority(niceness: int) -> bool:
         return False
 
 
-def _is_user_error(exc: Exception) -> bool:
-    from .config import ConfigError
-    from .runs import RunError
-    from .store import StoreError
-    from .student import StudentError
-    from .tasks import TaskDataError
-    from .teacher import TeacherLoadError
+def preload_ml_stack() -> float:
+    """Import transformers (the classes we use), peft and sentence-transformers; returns the seconds it took.
 
-    return isinstance(exc, (ConfigError, RunError, TaskDataError, TeacherLoadError, StoreError, StudentError))
+    Call it once, in the main thread, before any job thread starts: transformers resolves
+    `from transformers import AutoModelForCausalLM` through a lazy module whose first attribute lookup is not
+    thread-safe, and a job thread importing it while another thread was half-way through the same import has
+    failed with "cannot import name 'AutoModelForCausalLM'"."""
+    started = time.perf_counter()
+    import peft  # noqa: F401
+    import sentence_transformers  # noqa: F401
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+
+    return time.perf_counter() - started
+
+
+def job_threads(environ=None) -> int:
+    """Torch threads for the studio's background jobs: every core but one, so page actions keep a core.
+
+    design choice: on 2 cores a job with 2 torch threads pushed store-tab actions past 1 s; `RETRIKT_JOB_THREADS`
+    overrides it (the CLI is not affected and uses every core)."""
+    env = os.environ if environ is None else environ
+    if env.get("RETRIKT_JOB_THREADS", "").strip():
+        return max(1, int(env["RETRIKT_JOB_THREADS"]))
+    return max(1, (os.cpu_count() or 1) - 1)

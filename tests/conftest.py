@@ -32,7 +32,7 @@ def model_cache(workspace):
 
 @pytest.fixture(scope="session")
 def teacher(model_cache):
-    from retrikt.teacher import load_teacher
+    from retrikt.teacher.load import load_teacher
 
     return load_teacher(cache_dir=model_cache)
 
@@ -49,7 +49,7 @@ def tiny_teacher(teacher):
     """A 2-layer random Llama that shares the packaged teacher's tokenizer (so prompts tokenize for real)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from retrikt.teacher import Teacher
+    from retrikt.teacher.load import Teacher
 
     torch.manual_seed(0)
     config = LlamaConfig(
@@ -67,7 +67,7 @@ def _copy_demo_run(template: Path, workspace: Path) -> None:
     import shutil
 
     from retrikt.config import load_yaml, save_yaml
-    from retrikt.demo import DEMO_RUN
+    from retrikt.studio.demo import DEMO_RUN
 
     target = Path(workspace) / "runs" / DEMO_RUN
     shutil.copytree(template / "runs" / DEMO_RUN, target)
@@ -86,7 +86,7 @@ def start_studio(tmp_path_factory):
     running, template = [], []
 
     def start(workspace, env: dict | None = None) -> tuple[str, object]:
-        from retrikt.demo import DEMO_ASSET, DEMO_RUN, install_demo
+        from retrikt.studio.demo import DEMO_ASSET, DEMO_RUN, install_demo
 
         if (DEMO_ASSET / "config.yaml").is_file() and not (Path(workspace) / "runs" / DEMO_RUN).exists():
             if not template:

@@ -192,7 +192,7 @@ def test_bad_teachers_fail_their_job_with_a_clear_error(served, unchanged, tmp_p
     if kind == "unknown hub id":
         source, model, expected = "hub", "no-such-org/no-such-model-xyz", "cannot load model"
     elif kind == "truncated gguf":
-        from retrikt.teacher import packaged_gguf
+        from retrikt.teacher.load import packaged_gguf
 
         bad = tmp_path / "cut.gguf"
         bad.write_bytes(packaged_gguf("smollm2").read_bytes()[:300_000])

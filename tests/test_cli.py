@@ -34,7 +34,7 @@ def test_generate_end_to_end_fills_the_store(workspace, teacher):
     events = [json.loads(line)["event"] for line in (run.path / "log.jsonl").read_text().splitlines()]
     assert events.count("tune_step") == 2 and "generate_batch" in events and events[-1] == "done"
 
-    from retrikt.pipeline import Context, open_store
+    from retrikt.context import Context, open_store
     from retrikt.tasks import load_builtin
 
     store = open_store(Context(run, load_builtin("SST-2"), teacher=None))

@@ -7,14 +7,14 @@ import shutil
 import numpy as np
 import pytest
 
-from retrikt.compare import (
+from retrikt.studio.compare import (
     LiveStudent, eval_summary, evaluated_runs, example_choices, find_record, headline, outcome,
     outcome_counts, records, systems_table, view_record,
 )
-from retrikt.demo import DEMO_ASSET, DEMO_RUN, install_demo
-from retrikt.retrieval import predict
+from retrikt.studio.demo import DEMO_ASSET, DEMO_RUN, install_demo
+from retrikt.student.retrieval import predict
 from retrikt.runs import RunError
-from retrikt.store_view import runs_newest_first
+from retrikt.runs import runs_newest_first
 from test_store_view import seed_run
 
 

@@ -14,8 +14,9 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from retrikt.config import RunConfig, override
-from retrikt.control import Cancelled
-from retrikt.pipeline import Context, open_store, run_generate
+from retrikt.errors import Cancelled
+from retrikt.context import Context, open_store
+from retrikt.generate.stage import run_generate
 from retrikt.runs import open_run
 from retrikt.tasks import load_builtin
 

@@ -3,7 +3,7 @@ import threading
 import time
 
 from retrikt.jobs import JobManager
-from retrikt.pipeline import Cancelled
+from retrikt.errors import Cancelled
 
 
 def _wait(manager, job_id, states, timeout=10):
@@ -84,7 +84,7 @@ def test_restart_marks_running_and_queued_jobs_interrupted(tmp_path):
 
 
 def test_ppo_update_stats_become_flat_curve_points(tmp_path):
-    from pages.ppo import ppo_figure
+    from retrikt.studio.jobs_view import ppo_figure
 
     stats = {"update": 1, "key": "positive", "reward": 0.6, "kl": 0.3, "clip_fraction": 0.1,
              "reward_terms": {"label_consistency": 0.7, "diversity": 0.4}}

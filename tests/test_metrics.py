@@ -1,6 +1,6 @@
 import pytest
 
-from retrikt.metrics import duplicate_rate, self_bleu, tokenize
+from retrikt.generate.metrics import duplicate_rate, self_bleu, tokenize
 
 
 @pytest.mark.parametrize("texts,expected", [

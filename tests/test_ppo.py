@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from retrikt.config import PPOConfig
-from retrikt.ppo import (
+from retrikt.ppo.core import (
     AdaptiveKLController,
     FixedKLController,
     clipped_policy_loss,
@@ -14,8 +14,8 @@ from retrikt.ppo import (
     masked_whiten,
     token_rewards,
 )
-from retrikt.ppo_loop import PPOTrainer, PromptSpec
-from retrikt.rewards import RewardBreakdown
+from retrikt.ppo.trainer import PPOTrainer, PromptSpec
+from retrikt.ppo.rewards import RewardBreakdown
 
 T = torch.tensor
 

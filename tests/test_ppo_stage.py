@@ -5,12 +5,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from retrikt.__main__ import main
+from retrikt.cli.main import main
 from retrikt.config import GenerationConfig, RunConfig
-from retrikt.pipeline import Context, open_store
-from retrikt.prompt_tuning import ADAPTER_WEIGHTS, init_embeddings, load_soft_prompt
+from retrikt.context import Context, open_store
+from retrikt.generate.prompt_tuning import ADAPTER_WEIGHTS, init_embeddings, load_soft_prompt
 from retrikt.runs import create_run
-from retrikt.store import Entry
+from retrikt.store.knowledge_store import Entry
 
 
 @pytest.fixture
@@ -92,8 +92,8 @@ def test_cli_ppo_checks_the_run(tmp_path, capsys):
 @pytest.mark.parametrize("stop_at", ["ppo", "generate"])
 def test_cancelled_ppo_leaves_the_store_as_it_was_and_keeps_its_checkpoint(teacher, sst2, workspace, one_thread,
                                                                          stop_at):
-    from retrikt.control import Cancelled
-    from retrikt.ppo_stage import run_ppo
+    from retrikt.errors import Cancelled
+    from retrikt.ppo.stage import run_ppo
 
     run, _ = _step1_run(teacher, sst2, workspace)
     before = sorted(e.id for e in open_store(Context(run, sst2, teacher)).list())

@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RACE = """
 import sys, threading
 if sys.argv[1] == "preload":
-    from retrikt.preload import preload_ml_stack
+    from retrikt.jobs import preload_ml_stack
     preload_ml_stack()
 errors = []
 def load(name):

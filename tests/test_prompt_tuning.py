@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from retrikt.config import GenerationConfig, PromptTuningConfig
-from retrikt.generation import generate_samples
-from retrikt.prompt_tuning import continuation_text, load_soft_prompt, save_adapter, training_batch, tune_soft_prompt
-from retrikt.sampling import filter_top_p, prompt_embeddings, sample
+from retrikt.generate.generation import generate_samples
+from retrikt.generate.prompt_tuning import continuation_text, load_soft_prompt, save_adapter, training_batch, tune_soft_prompt
+from retrikt.teacher.sampling import filter_top_p, prompt_embeddings, sample
 
 
 def _greedy(teacher, soft_prompt, prompt_text, n_tokens=12, use_cache=True):
@@ -148,7 +148,7 @@ def test_forced_headers_keep_every_finished_pair_in_the_template(teacher):
                                                      ("RTE", True, True), ("RTE", False, False)])
 def test_force_headers_only_for_multi_field_tasks(tiny_teacher, monkeypatch, task_name, force, forced):
     # A one-field task has no header to write: forcing it would only mask eos and run every review to the budget.
-    import retrikt.generation as generation
+    import retrikt.generate.generation as generation
     from retrikt.tasks import load_builtin
 
     seen = []

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from retrikt.config import PPOConfig
-from retrikt.rewards import CompositeReward, Diversity, LabelConsistency, Samples, Validity
+from retrikt.ppo.rewards import CompositeReward, Diversity, LabelConsistency, Samples, Validity
 
 
 class FakeScorer:

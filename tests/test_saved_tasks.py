@@ -102,11 +102,11 @@ def test_resolve_prefers_the_runs_copy_then_builtin_then_saved(tmp_path, upload)
     assert resolve_task("reviews", 13, tmp_path).labels == ("bad", "good")
     with pytest.raises(TaskDataError, match="or a saved task: reviews"):
         resolve_task("../reviews", 13, tmp_path)
-    run_path = tmp_path / "runs" / "r1"
-    run_path.mkdir(parents=True)
-    assert copy_into_run("reviews", tmp_path, run_path) and not copy_into_run("CB", tmp_path, run_path)
+    task_dir = tmp_path / "runs" / "r1" / "task"
+    task_dir.parent.mkdir(parents=True)
+    assert copy_into_run("reviews", tmp_path, task_dir) and not copy_into_run("CB", tmp_path, task_dir)
     shutil.rmtree(tasks_root(tmp_path) / "reviews")
-    assert resolve_task("reviews", 13, tmp_path, run_path).labels == ("bad", "good")
+    assert resolve_task("reviews", 13, tmp_path, task_dir).labels == ("bad", "good")
 
 
 @pytest.mark.parametrize("a,b,same", [("SST-2", "sst2", True), ("CB", "RTE", False), ("reviews", "reviews", True),
@@ -147,7 +147,7 @@ def test_uploaded_task_runs_step_1_and_its_run_keeps_the_task(workspace, teacher
                  "--set", "scorer.demo_candidates=1", "--set", "scorer.calibration_inputs=8"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     from retrikt.runs import open_run
-    from retrikt.store_view import open_run_store
+    from retrikt.studio.store_view import open_run_store
 
     run = open_run(workspace, run_name)
     assert run.summary()["status"] == "done" and (run.path / "task" / "task.json").is_file()

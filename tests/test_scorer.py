@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from retrikt.config import ScorerConfig
-from retrikt.scorer import TeacherScorer
+from retrikt.teacher.scorer import TeacherScorer
 
 
 def _full_probs(teacher, scorer, fields):
@@ -69,7 +69,7 @@ def test_packaged_teacher_beats_chance_on_sst2(teacher, sst2):
 
 
 def test_demo_search_stops_within_one_batch(tiny_teacher, sst2):
-    from retrikt.control import Cancelled
+    from retrikt.errors import Cancelled
 
     scorer = TeacherScorer(tiny_teacher, sst2, ScorerConfig(demo_candidates=8, batch_size=4))
     batches = []

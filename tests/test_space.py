@@ -8,10 +8,10 @@ import time
 import pytest
 
 from retrikt.config import ConfigError, RunConfig, override
-from retrikt.control import Cancelled
+from retrikt.errors import Cancelled
 from retrikt.jobs import JobManager, JobRefused
 from retrikt.space import DEFAULT_ALLOWED_TEACHERS, SpaceSettings, check_visitor_config, parse_auth, visitor_id
-from retrikt.store_view import Filters, open_visitor_store, select, visitor_store_dir
+from retrikt.studio.store_view import Filters, open_visitor_store, select, visitor_store_dir
 
 from test_store_view import seed_run
 

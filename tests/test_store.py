@@ -17,8 +17,8 @@ import httpx
 import numpy as np
 import pytest
 
-from retrikt.embed import Embedder, EmbedderError, default_embedder, packaged_model_dir
-from retrikt.store import Entry, KnowledgeStore, StoreError, collection_name, list_collections
+from retrikt.store.embed import Embedder, EmbedderError, default_embedder, packaged_model_dir
+from retrikt.store.knowledge_store import Entry, KnowledgeStore, StoreError, collection_name, list_collections
 
 LABELS = ["negative", "positive"]
 

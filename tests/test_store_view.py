@@ -9,13 +9,13 @@ import pytest
 
 from retrikt.config import ConfigError, RunConfig, load_yaml, save_yaml
 from retrikt.jobs import Job
-from retrikt.jobs_view import duration_text, job_header, job_rows
-from retrikt.setup_form import (
+from retrikt.studio.jobs_view import duration_text, job_header, job_rows
+from retrikt.studio.setup_form import (
     FORM_FIELDS, PACKAGED_TEACHER, base_dict, check_mapping, config_from_form, form_values, teacher_from_form,
     teacher_note, teacher_to_form,
 )
-from retrikt.store import Entry, KnowledgeStore, StoreError, collection_name
-from retrikt.store_view import (
+from retrikt.store.knowledge_store import Entry, KnowledgeStore, StoreError, collection_name
+from retrikt.studio.store_view import (
     MAX_ROWS, TABLE_COLUMNS, Filters, describe, embedding_map, manual_entry, map_figure, open_run_store,
     pca_2d, runs_newest_first, search, select, table,
 )
@@ -254,14 +254,14 @@ def test_uploaded_task_mapping(tmp_path):
     ("x", 1_000, "must be a number"),
 ])
 def test_student_budget_is_shown_before_anything_runs(fraction, teacher_params, expected):
-    from retrikt.setup_form import student_note
+    from retrikt.studio.setup_form import student_note
 
     assert expected in student_note(fraction, teacher_params)
 
 
 def test_snapshot_is_reused_until_the_store_changes(tmp_path):
     """The store tab filters a cached read of the store: every kind of write must show on the next read."""
-    from retrikt.store_view import snapshot
+    from retrikt.studio.store_view import snapshot
 
     store = seed_run(tmp_path, "cached")
     first = snapshot(store)

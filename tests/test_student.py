@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from retrikt.config import ConfigError, RunConfig, StudentConfig, from_dict, override
-from retrikt.retrieval import KeyIndex, bank_neighbours, mix, predict, relational_loss
-from retrikt.store import Entry, KnowledgeStore
-from retrikt.student import Student, build_student, compression_ratio, task_texts
-from retrikt.student_train import finetune, select_items
+from retrikt.student.retrieval import KeyIndex, bank_neighbours, mix, predict, relational_loss
+from retrikt.store.knowledge_store import Entry, KnowledgeStore
+from retrikt.student.model import Student, build_student, compression_ratio, task_texts
+from retrikt.student.train import finetune, select_items
 from retrikt.tasks import Example, Task
 
 LABELS = ("negative", "positive")
@@ -285,7 +285,7 @@ def test_default_student_is_within_one_percent_of_the_embedded_teacher():
 
 @pytest.mark.parametrize("vocab_size", [500, 8_405, 19_182, 200_000])  # tiny, SST-2, BoolQ, absurd
 def test_embedding_width_and_vocab_shrink_to_the_budget(vocab_size):
-    from retrikt.student import StudentModel, TinyEncoder, count_params, plan_tiny
+    from retrikt.student.model import StudentModel, TinyEncoder, count_params, plan_tiny
 
     cfg = StudentConfig()
     budget = int(0.01 * EMBEDDED_TEACHER_PARAMS)
@@ -320,10 +320,10 @@ def test_student_config_is_validated():
 
 # ---- stage + evaluation -------------------------------------------------------------------------------------------
 def test_student_stage_and_evaluation_write_the_run_folder(tmp_path):
-    from retrikt.evaluate import evaluate
+    from retrikt.student.evaluate import evaluate
     from retrikt.runs import create_run
-    from retrikt.store import collection_name
-    from retrikt.student_stage import load_students, train_students
+    from retrikt.store.knowledge_store import collection_name
+    from retrikt.student.stage import load_students, train_students
 
     task = make_task(n_test=12)
     tiny = {k: v for k, v in vars(tiny_config(epochs=4)).items()}
@@ -360,7 +360,7 @@ def test_student_stage_and_evaluation_write_the_run_folder(tmp_path):
 
 
 def test_any_hf_encoder_can_be_the_student_and_its_ratio_is_reported(store, tmp_path):
-    from retrikt.embed import packaged_model_dir
+    from retrikt.store.embed import packaged_model_dir
 
     task = make_task()
     store.add(store_entries(task, n=8))
@@ -384,14 +384,14 @@ def test_any_hf_encoder_can_be_the_student_and_its_ratio_is_reported(store, tmp_
     ([16, 20, 19, 17, 17], 1.0, 0.5),  # 0.25 is best, 0.5 within one example and closer to preferred
 ])
 def test_beta_choice_on_dev(accuracies, preferred, expected):
-    from retrikt.student_stage import BETA_GRID, choose_beta
+    from retrikt.student.stage import BETA_GRID, choose_beta
 
     assert choose_beta({b: a / 32 for b, a in zip(BETA_GRID, accuracies)}, 32, preferred) == expected
 
 
 @pytest.mark.parametrize("min_gain,expected", [(0, 0.5), (1, 0.25), (2, 0.0)])
 def test_beta_needs_the_configured_dev_gain(min_gain, expected):
-    from retrikt.student_stage import BETA_GRID, choose_beta
+    from retrikt.student.stage import BETA_GRID, choose_beta
 
     scores = {b: a / 32 for b, a in zip(BETA_GRID, [20, 21, 20, 20, 20])}
     assert choose_beta(scores, 32, 0.5, min_gain) == expected
@@ -404,7 +404,7 @@ def test_beta_needs_the_configured_dev_gain(min_gain, expected):
     (18, 0, 0.5),
 ])
 def test_a_vote_below_the_majority_class_switches_retrieval_off(vote_alone, majority, expected):
-    from retrikt.student_stage import BETA_GRID, choose_beta
+    from retrikt.student.stage import BETA_GRID, choose_beta
 
     scores = {b: a / 32 for b, a in zip(BETA_GRID, [23, 23, 24, 24, vote_alone])}
     assert choose_beta(scores, 32, 0.5, 1, majority / 32) == expected
@@ -417,7 +417,7 @@ def test_a_vote_below_the_majority_class_switches_retrieval_off(vote_alone, majo
     (17, 28, 16 / 28, 0.4280),  # BoolQ: one example over the majority class is no evidence
 ])
 def test_binomial_tail(successes, n, p, expected):
-    from retrikt.student_stage import binomial_tail
+    from retrikt.student.stage import binomial_tail
 
     assert binomial_tail(successes, n, p) == pytest.approx(expected, abs=1e-4)
 
@@ -427,7 +427,7 @@ def test_binomial_tail(successes, n, p, expected):
     (0, True, 1.0, True),  # alpha 1 turns the check off, even at p = 1
 ])
 def test_teacher_trust_counts_only_gold_entries_it_was_not_shown(store, right_of_10, demo_wrong, alpha, trusted):
-    from retrikt.student_stage import teacher_trust
+    from retrikt.student.stage import teacher_trust
 
     task = make_task(n_train=12)
     shown = task.train[:2]  # the demonstrations: never evidence, right or wrong
@@ -454,13 +454,13 @@ def test_teacher_trust_counts_only_gold_entries_it_was_not_shown(store, right_of
     ({"beta": 0.5, "beta_dev_accuracy": {}}, "as configured"),  # tune_beta off, or a run from before the check
 ])
 def test_beta_reason(block, starts):
-    from retrikt.student_stage import beta_reason
+    from retrikt.student.stage import beta_reason
 
     assert beta_reason(block).startswith(starts)
 
 
 def test_a_store_without_gold_entries_is_trusted(store):
-    from retrikt.student_stage import teacher_trust
+    from retrikt.student.stage import teacher_trust
 
     task = make_task()
     store.add(store_entries(task, n=10)[:10])  # generated entries only
@@ -468,8 +468,8 @@ def test_a_store_without_gold_entries_is_trusted(store):
 
 
 def test_cli_student_command_trains_on_a_finished_run(tmp_path, capsys):
-    from retrikt.__main__ import main
-    from retrikt.pipeline import Context, open_store
+    from retrikt.cli.main import main
+    from retrikt.context import Context, open_store
     from retrikt.runs import create_run
     from retrikt.tasks import load_builtin
 
@@ -494,9 +494,9 @@ def test_cli_student_command_trains_on_a_finished_run(tmp_path, capsys):
 
 
 def test_label_unlabeled_tops_up_the_store_without_eval_inputs(store, tmp_path, monkeypatch):
-    import retrikt.scorer
+    import retrikt.teacher.scorer
     from retrikt.runs import create_run
-    from retrikt.student_stage import label_unlabeled
+    from retrikt.student.stage import label_unlabeled
 
     class WordScorer:  # the teacher's verdict: positive iff a GOOD word occurs
         def __init__(self, *args, **kwargs):
@@ -509,7 +509,7 @@ def test_label_unlabeled_tops_up_the_store_without_eval_inputs(store, tmp_path, 
             return np.array([[0.1, 0.9] if set(f["sentence"].split()) & set(GOOD) else [0.9, 0.1]
                              for f in fields_list])
 
-    monkeypatch.setattr(retrikt.scorer, "TeacherScorer", WordScorer)
+    monkeypatch.setattr(retrikt.teacher.scorer, "TeacherScorer", WordScorer)
     task = make_task()
     task.unlabeled = [e.fields for e in task.test[:3]] + task.unlabeled  # test inputs must never be labelled
     run = create_run(from_dict({"workspace": str(tmp_path), "run_name": "unl"}))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from retrikt.config import TeacherConfig
-from retrikt.teacher import TeacherLoadError, load_teacher, pick_device_dtype, resolve_source
+from retrikt.teacher.load import TeacherLoadError, load_teacher, pick_device_dtype, resolve_source
 
 
 def test_packaged_teacher_loads_fast_from_cache(teacher, model_cache):
@@ -59,7 +59,7 @@ def test_text_file_named_gguf_is_refused(tmp_path):
 
 
 def test_truncated_gguf_is_refused(tmp_path):
-    from retrikt.teacher import packaged_gguf
+    from retrikt.teacher.load import packaged_gguf
 
     truncated = tmp_path / "cut.gguf"
     truncated.write_bytes(packaged_gguf("smollm2").read_bytes()[:200_000])
@@ -83,7 +83,7 @@ def test_unknown_hub_id_is_a_clear_error(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("fallback", [True, False])
 def test_missing_packaged_model_falls_back_to_its_hub_id(tmp_path, monkeypatch, fallback):
-    import retrikt.teacher as teacher_module
+    import retrikt.teacher.load as teacher_module
 
     monkeypatch.setattr(teacher_module, "packaged_gguf", lambda name: None)
     if fallback:
@@ -95,7 +95,7 @@ def test_missing_packaged_model_falls_back_to_its_hub_id(tmp_path, monkeypatch, 
 
 
 def test_fallback_offline_names_the_hub_id(tmp_path, monkeypatch):
-    import retrikt.teacher as teacher_module
+    import retrikt.teacher.load as teacher_module
     from retrikt.config import TeacherConfig
 
     monkeypatch.setattr(teacher_module, "packaged_gguf", lambda name: None)

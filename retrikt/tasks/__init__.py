@@ -10,7 +10,7 @@ from .builtin import BUILTIN_TASKS, KSHOT_SEEDS, canonical_name, load_builtin
 from .files import preview_file
 from .loaders import load_custom, load_hub
 from .saved import (
-    check_task_name, copy_into_run, is_builtin, list_saved, load_saved, resolve_task, same_task, save_task, task_of_run,
+    check_task_name, copy_into_run, is_builtin, list_saved, load_saved, load_task, resolve_task, same_task, save_task, task_of_run,
     tasks_root,
 )
 
@@ -28,6 +28,7 @@ __all__ = [
     "is_builtin",
     "list_saved",
     "load_saved",
+    "load_task",
     "resolve_task",
     "same_task",
     "save_task",

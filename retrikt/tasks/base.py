@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+from ..errors import TaskDataError
 
 MAX_GENERATED_CHARS = 1000
 """A generated field value longer than this is treated as a runaway generation and rejected."""
@@ -24,9 +25,6 @@ MIN_LABELS, MAX_LABELS = 2, 20
 _RESERVED_HEADERS = ("task", "label")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
-
-class TaskDataError(ValueError):
-    """A problem with task data or a task definition that the user can fix; the message says how."""
 
 
 @dataclass(frozen=True)

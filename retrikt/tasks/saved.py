@@ -18,7 +18,6 @@ from .base import Example, Task, TaskDataError
 from .builtin import BUILTIN_TASKS, _key, canonical_name, load_builtin
 
 TASK_FILE = "task.json"
-RUN_TASK_DIR = "task"
 _SPLITS = ("train", "dev", "test")
 _SAFE_TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$")
 
@@ -133,10 +132,10 @@ def task_origin(workspace: str | Path, name: str) -> dict:
         return {}
 
 
-def resolve_task(name: str, seed: int | None, workspace: str | Path, run_path: str | Path | None = None) -> Task:
+def resolve_task(name: str, seed: int | None, workspace: str | Path, run_task_dir: str | Path | None = None) -> Task:
     """The task a config names: the run's own copy when it has one, else built-in, else saved in the workspace."""
-    if run_path is not None and (Path(run_path) / RUN_TASK_DIR / TASK_FILE).is_file():
-        return load_saved(Path(run_path) / RUN_TASK_DIR)
+    if run_task_dir is not None and (Path(run_task_dir) / TASK_FILE).is_file():
+        return load_saved(Path(run_task_dir))
     if is_builtin(name):
         return load_builtin(name, seed=seed if seed is not None else 13)
     if _SAFE_TASK_NAME.match(name or "") and ".." not in name:
@@ -148,12 +147,17 @@ def resolve_task(name: str, seed: int | None, workspace: str | Path, run_path: s
     raise TaskDataError(f"unknown task {name!r}; choose a built-in task ({', '.join(BUILTIN_TASKS)}){extra}")
 
 
-def copy_into_run(name: str, workspace: str | Path, run_path: str | Path) -> bool:
+def load_task(name: str, seed: int = 13, workspace: str | Path = "workspace") -> Task:
+    """A built-in task (its k-shot split `seed`) or a task saved in `workspace`, by name."""
+    return resolve_task(name, seed, workspace)
+
+
+def copy_into_run(name: str, workspace: str | Path, run_task_dir: str | Path) -> bool:
     """Give a run of a saved task its own copy of the task (True), or do nothing for a built-in task (False)."""
     if is_builtin(name):
         return False
     source = tasks_root(workspace) / check_task_name(name)
-    target = Path(run_path) / RUN_TASK_DIR
+    target = Path(run_task_dir)
     if not target.exists():
         shutil.copytree(source, target)
     return True
@@ -162,4 +166,4 @@ def copy_into_run(name: str, workspace: str | Path, run_path: str | Path) -> boo
 def task_of_run(run) -> Task:
     """The task of an existing run (its own copy for saved tasks, the packaged splits for built-in ones)."""
     config = run.config
-    return resolve_task(config.task, config.seed, config.workspace, run.path)
+    return resolve_task(config.task, config.seed, config.workspace, run.task_dir)

@@ -1,0 +1,47 @@
+"""`python -m retrikt task ...`: save an uploaded file or a hub dataset as a named task that runs can use."""
+from __future__ import annotations
+
+import json
+import sys
+
+from ..config import RunConfig
+
+
+def add_parser(sub) -> None:
+    task = sub.add_parser("task", help="save a CSV/TSV/JSONL file or a HF dataset as a named task; list saved tasks")
+    actions = task.add_subparsers(dest="task_command", required=True)
+    imp = actions.add_parser("import", help="build a task from a CSV/TSV/JSONL/JSON file and save it")
+    imp.add_argument("file")
+    hub = actions.add_parser("hub", help="build a task from a datasets.load_dataset id and save it")
+    hub.add_argument("dataset", help="hub id (e.g. glue) or a local dataset folder")
+    hub.add_argument("--config", dest="dataset_config", help="dataset config (e.g. sst2)")
+    for command in (imp, hub):
+        command.add_argument("--name", required=True, help="task name (3-64 of letters, digits, . _ -)")
+        command.add_argument("--text", action="append", required=True, metavar="COLUMN",
+                             help="text column; give it twice for sentence pairs")
+        command.add_argument("--label", required=True, metavar="COLUMN", help="label column")
+        command.add_argument("--seed", type=int, default=13, help="seed of the k-shot split")
+    listing = actions.add_parser("list", help="list the built-in and saved tasks")
+    for command in (imp, hub, listing):
+        command.add_argument("--workspace", default=RunConfig().workspace)
+
+
+def main_task(args) -> int:
+    from ..studio.setup_form import describe_task, save_hub_task, save_uploaded_task
+    from ..tasks import BUILTIN_TASKS, list_saved, load_saved, tasks_root
+
+    try:
+        if args.task_command == "list":
+            print(json.dumps({"builtin": list(BUILTIN_TASKS), "saved": list_saved(args.workspace)}))
+            return 0
+        if args.task_command == "import":
+            name = save_uploaded_task(args.workspace, args.name, args.file, args.text, args.label, seed=args.seed)
+        else:
+            name = save_hub_task(args.workspace, args.name, args.dataset, args.dataset_config, args.text, args.label,
+                                 seed=args.seed)
+    except OSError as exc:  # a file the user named that cannot be read
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"saved task {name}: {describe_task(load_saved(tasks_root(args.workspace) / name))}")
+    print(f"use it with: python -m retrikt generate --task {name}")
+    return 0

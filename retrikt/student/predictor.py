@@ -1,0 +1,86 @@
+"""A trained step-3 student as a classifier you can call: its own prediction, or mixed with the teacher's soft labels
+of the store entries it retrieves. No teacher is loaded."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import StudentError
+from .model import Student
+from .retrieval import KeyIndex, predict
+
+
+@dataclass
+class Predictions:
+    """One row per input: the predicted label, every label's probability, and the neighbours that voted."""
+
+    labels: list[str]
+    probs: list[dict[str, float]]
+    neighbours: list[list[dict]] = field(default_factory=list)
+    """Per input, the retrieved entries: id, text, label, source, teacher_soft_labels, similarity (empty without
+    retrieval)."""
+
+
+class TrainedStudent:
+    """A run's student, key index and beta. `predict(texts, retrieval=False)` is the student alone."""
+
+    def __init__(self, task, store, student: Student, index: KeyIndex | None, beta: float, k: int, temperature: float):
+        self.task, self.store, self.student, self.index = task, store, student, index
+        self.beta, self.k, self.temperature = beta, k, temperature
+
+    @classmethod
+    def from_run(cls, run) -> "TrainedStudent":
+        """Load the student that `student --from RUN` trained (StudentError when there is none)."""
+        from ..context import run_store
+        from ..tasks import task_of_run
+
+        block = run.summary().get("student") or {}
+        if not block or not run.student_weights.is_file():
+            raise StudentError(f"run {run.name} has no trained student: run `student --from {run.name}` first")
+        task = task_of_run(run)
+        store = run_store(run, task)
+        index = KeyIndex.open(store) if block.get("items", {}).get("indexed") else None
+        cfg = run.config.student
+        return cls(task, store, Student.load(run.student_dir), index, float(block.get("beta", 0.0)), cfg.k,
+                   cfg.temperature)
+
+    def serialize(self, item: str | Mapping[str, str]) -> str:
+        """An input as the student reads it: a string for a one-field task, else a mapping of the task's fields."""
+        fields = self.task.text_fields
+        if isinstance(item, str):
+            if len(fields) != 1:
+                raise StudentError(f"{self.task.name} inputs have the fields {', '.join(fields)}: pass a dict")
+            return self.task.serialize({fields[0]: item})
+        missing = [f for f in fields if not str(item.get(f, "")).strip()]
+        if missing:
+            raise StudentError(f"{self.task.name} inputs need the field(s) {', '.join(missing)}")
+        return self.task.serialize({f: str(item[f]) for f in fields})
+
+    def predict(self, items: list[str | Mapping[str, str]], retrieval: bool = True) -> Predictions:
+        texts = [self.serialize(item) for item in items]
+        beta = self.beta if retrieval else 0.0
+        pred = predict(self.student, self.index if retrieval else None, texts, self.k, self.temperature, beta)
+        probs = pred.mixed if retrieval else pred.student
+        labels = list(self.task.labels)
+        neighbours = [self._neighbours(ids, pred.neighbours.sims[row]) for row, ids in enumerate(pred.neighbours.ids)]
+        return Predictions([labels[int(i)] for i in np.asarray(probs).argmax(-1)],
+                           [{l: float(p) for l, p in zip(labels, row)} for row in probs], neighbours)
+
+    def _neighbours(self, ids: list[str], sims: np.ndarray) -> list[dict]:
+        entries = {e.id: e for e in self.store.get(ids)} if ids else {}
+        rows = []
+        for rank, entry_id in enumerate(ids):
+            entry = entries.get(entry_id)
+            rows.append({"id": entry_id, "text": entry.text if entry else "(deleted from the store)",
+                         "label": entry.label if entry else "", "source": entry.source if entry else "",
+                         "teacher_soft_labels": entry.soft_labels if entry else {}, "similarity": float(sims[rank])})
+        return rows
+
+
+def load_student(run, workspace: str = "workspace") -> TrainedStudent:
+    """The trained student of `run`: a `Run`, or a run's name (in `workspace`) or folder."""
+    from ..runs import Run, open_run
+
+    return TrainedStudent.from_run(run if isinstance(run, Run) else open_run(workspace, str(run)))

@@ -1,0 +1,256 @@
+"""What the Compare tab shows: every system of an evaluated run side by side, and per test example the student's
+prediction without and with retrieval, the neighbours it retrieved and whether retrieval fixed or broke it.
+Plain Python (no UI library), so it is testable on its own.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..runs import Run, RunError, list_runs, open_run, run_path, runs_newest_first
+from ..tasks import MAX_INPUT_CHARS
+
+SYSTEM_NAMES = {"majority": "majority class", "teacher": "teacher (few-shot, calibrated)", "student": "student alone",
+                "student_retrieval": "student + retrieval", "plain_kd": "plain KD (no retrieval)"}
+OUTCOMES = ("all", "retrieval fixed it", "retrieval broke it", "both wrong", "both right")
+SYSTEM_COLUMNS = ("system", "accuracy %", "macro-F1 %", "parameters", "size vs teacher", "examples/s",
+                  "latency ms (batch 1)", "speed-up vs teacher")
+NEIGHBOUR_COLUMNS = ("rank", "similarity", "label", "teacher soft label", "source", "text", "id")
+MAX_CHOICES = 300
+"""Examples listed in the picker at most (the outcome filter narrows them)."""
+
+
+def evaluated_runs(workspace: str | Path) -> list[str]:
+    """Runs with an evaluation, newest first."""
+    return [name for name in runs_newest_first(workspace) if Run(run_path(workspace, name)).is_evaluated]
+
+
+def _evaluated_run(workspace, run_name: str | None) -> Run:
+    if not run_name:
+        raise RunError("Pick a run (none evaluated yet? train and evaluate a student in the Student tab).")
+    if run_name not in list_runs(workspace):  # only listed names: a free-form path would leave the workspace
+        raise RunError(f"There is no run {run_name!r} in this workspace (any more): refresh the run list.")
+    run = Run(run_path(workspace, run_name))
+    if not run.is_evaluated:
+        raise RunError(f"Run {run_name} has not been evaluated yet: train and evaluate its student first.")
+    return run
+
+
+@functools.lru_cache(maxsize=8)
+def _read_records(path: str, mtime: float) -> tuple[dict, ...]:
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return tuple(json.loads(line) for line in lines if line.strip())
+
+
+def eval_summary(workspace, run_name: str | None) -> dict:
+    return json.loads(_evaluated_run(workspace, run_name).eval_summary_path.read_text(encoding="utf-8"))
+
+
+def records(workspace, run_name: str | None) -> tuple[dict, ...]:
+    path = _evaluated_run(workspace, run_name).eval_records_path
+    return _read_records(str(path), path.stat().st_mtime)
+
+
+def _pct(value) -> str:
+    return "" if value is None else f"{100 * value:.1f}"
+
+
+def systems_table(summary: dict) -> tuple[list[str], list[list]]:
+    """One row per system: accuracy, macro-F1, size, throughput, latency and speed-up over the teacher."""
+    teacher_params, student_params = summary.get("teacher_params"), summary.get("student_params")
+    teacher_speed = (summary["systems"].get("teacher") or {}).get("examples_per_s")
+    rows = []
+    for key, label in SYSTEM_NAMES.items():
+        result = summary["systems"].get(key)
+        if result is None:
+            continue
+        params = {"teacher": teacher_params, "majority": None}.get(key, student_params)
+        ratio = f"{100 * params / teacher_params:.2f}%" if params and teacher_params else ""
+        speed = result.get("examples_per_s")
+        speedup = round(speed / teacher_speed, 1) if speed and teacher_speed and key != "teacher" else None
+        rows.append([label, _pct(result.get("accuracy")), _pct(result.get("macro_f1")),
+                     f"{params:,}" if params else "", ratio, result.get("examples_per_s") or "",
+                     result.get("latency_ms") or "", f"{speedup}x" if speedup else ""])
+    return list(SYSTEM_COLUMNS), rows
+
+
+def headline(summary: dict) -> str:
+    """One sentence a presenter can read out: how small the student is and what retrieval adds."""
+    systems = summary["systems"]
+    alone, mixed = systems.get("student", {}), systems.get("student_retrieval", {})
+    teacher = systems.get("teacher", {})
+    parts = [f"**{summary['task']}**, {summary['test_examples']} test examples."]
+    if summary.get("teacher_params") and summary.get("student_params"):
+        parts.append(f"The student has {summary['student_params']:,} parameters, "
+                     f"{100 * summary['student_params'] / summary['teacher_params']:.2f}% of the teacher's "
+                     f"{summary['teacher_params']:,}.")
+    if "accuracy" in alone and "accuracy" in mixed:
+        delta = 100 * (mixed["accuracy"] - alone["accuracy"])
+        parts.append(f"Retrieval moves its accuracy from {_pct(alone['accuracy'])}% to {_pct(mixed['accuracy'])}% "
+                     f"({delta:+.1f} points, beta {mixed.get('beta')}, k {mixed.get('k')}).")
+    if "accuracy" in teacher:
+        parts.append(f"The teacher scores {_pct(teacher['accuracy'])}%"
+                     + (f" and is {mixed['speedup_vs_teacher']}x slower." if mixed.get("speedup_vs_teacher") else "."))
+    return " ".join(parts)
+
+
+def outcome(record: dict) -> str:
+    """Which of OUTCOMES[1:] a record falls in (student alone vs student + retrieval against gold)."""
+    alone = record["student"]["pred"] == record["gold"]
+    mixed = record["student_retrieval"]["pred"] == record["gold"]
+    if mixed and not alone:
+        return "retrieval fixed it"
+    if alone and not mixed:
+        return "retrieval broke it"
+    return "both right" if alone else "both wrong"
+
+
+def outcome_counts(recs) -> dict[str, int]:
+    counts = {name: 0 for name in OUTCOMES}
+    counts["all"] = len(recs)
+    for record in recs:
+        counts[outcome(record)] += 1
+    return counts
+
+
+def example_choices(recs, wanted: str = "all") -> list[tuple[str, str]]:
+    """(label, uid) pairs for the picker: the examples with outcome `wanted` (all by default)."""
+    if wanted not in OUTCOMES:
+        raise RunError(f"unknown filter {wanted!r}; choose one of: {', '.join(OUTCOMES)}")
+    chosen = [r for r in recs if wanted == "all" or outcome(r) == wanted][:MAX_CHOICES]
+    return [(f"{r['uid']} · gold {r['gold']} · {_short(r['text'], 70)}", r["uid"]) for r in chosen]
+
+
+def find_record(recs, uid: str | None) -> dict:
+    for record in recs:
+        if record["uid"] == uid:
+            return record
+    raise RunError(f"Test example {uid!r} is not in this run's evaluation: pick one from the list.")
+
+
+def _short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def neighbour_rows(neighbours: list[dict]) -> list[list]:
+    rows = []
+    for rank, n in enumerate(neighbours, 1):
+        soft = n.get("teacher_soft_labels") or {}
+        best = max(soft, key=soft.get) if soft else ""
+        rows.append([rank, round(n["similarity"], 3), n["label"], f"{best} {soft[best]:.2f}" if best else "",
+                     n.get("source", ""), n["text"], n["id"]])
+    return rows
+
+
+@dataclass
+class ExampleView:
+    """Everything the tab shows for one example (a test record or a typed input)."""
+
+    text: str
+    gold: str | None
+    alone: dict[str, float]
+    mixed: dict[str, float]
+    neighbours: list[list]
+    verdict: str
+
+
+def view_record(record: dict) -> ExampleView:
+    kind = outcome(record)
+    verdict = (f"Gold **{record['gold']}** · student alone **{record['student']['pred']}** · with retrieval "
+               f"**{record['student_retrieval']['pred']}** → {kind}.")
+    if "teacher" in record:
+        verdict += f" The teacher said **{record['teacher']['pred']}**."
+    return ExampleView(record["text"], record["gold"], record["student"]["probs"],
+                       record["student_retrieval"]["probs"], neighbour_rows(record["neighbours"]), verdict)
+
+
+class LiveStudent:
+    """A run's trained student and key index, loaded once, to predict typed inputs."""
+
+    def __init__(self, workspace, run_name: str):
+        from ..student.predictor import TrainedStudent
+
+        _evaluated_run(workspace, run_name)  # only a listed, evaluated run: a free-form path would leave the workspace
+        self.run = open_run(workspace, run_name)
+        if not self.run.student_weights.is_file():
+            raise RunError(f"Run {run_name} has no trained student saved.")
+        self.trained = TrainedStudent.from_run(self.run)
+        self.task, self.beta = self.trained.task, self.trained.beta
+
+    def view(self, values: list[str]) -> ExampleView:
+        fields = self.task.text_fields
+        values = [(v or "").strip() for v in values][: len(fields)]
+        if len(values) < len(fields) or not all(values):
+            raise RunError(f"Type the {' and the '.join(fields)} of an example ({self.task.name} needs "
+                           f"{len(fields)} text{'s' if len(fields) > 1 else ''}).")
+        if any(len(v) > MAX_INPUT_CHARS for v in values):
+            raise RunError(f"Keep each text under {MAX_INPUT_CHARS:,} characters (the student reads its first 128 "
+                           "tokens only).")
+        item = dict(zip(fields, values))
+        alone = self.trained.predict([item], retrieval=False).probs[0]
+        mixed = self.trained.predict([item], retrieval=True)
+        a, m = max(alone, key=alone.get), mixed.labels[0]
+        verdict = (f"Student alone **{a}** · with retrieval **{m}** (beta {self.beta})"
+                   + (" → retrieval changed the answer." if a != m else "."))
+        return ExampleView(self.task.serialize(item), None, alone, mixed.probs[0], neighbour_rows(mixed.neighbours[0]),
+                           verdict)
+
+
+def accuracy_figure(summary: dict) -> go.Figure:
+    """Bar chart of test accuracy per system."""
+    _, rows = systems_table(summary)
+    fig = go.Figure(go.Bar(x=[r[0] for r in rows], y=[float(r[1] or 0) for r in rows],
+                           text=[f"{r[1]}%" for r in rows], textposition="outside",
+                           marker_color=["#9aa5b1", "#7f8c8d", "#5dade2", "#2e86de", "#f5b041"][: len(rows)]))
+    fig.update_layout(height=300, margin=dict(l=30, r=10, t=30, b=30), title=f"{summary['task']}: accuracy per system",
+                      yaxis=dict(title="test accuracy %", range=[0, 100]))
+    return fig
+
+
+def confusion(recs, system: str, labels: list[str]) -> np.ndarray:
+    """Counts[gold, predicted] of one system over the records."""
+    counts = np.zeros((len(labels), len(labels)), dtype=int)
+    for record in recs:
+        if system in record:
+            counts[labels.index(record["gold"]), labels.index(record[system]["pred"])] += 1
+    return counts
+
+
+def confusion_figure(recs, labels: list[str]) -> go.Figure:
+    """One confusion matrix per system that has per-example predictions (rows gold, columns predicted)."""
+    short = {"teacher": "teacher", "student": "student alone", "student_retrieval": "student + retrieval",
+             "plain_kd": "plain KD"}
+    systems = [s for s in short if recs and s in recs[0]]
+    fig = make_subplots(rows=1, cols=max(1, len(systems)), subplot_titles=[short[s] for s in systems],
+                        horizontal_spacing=0.04, shared_yaxes=True)
+    for col, system in enumerate(systems, 1):
+        counts = confusion(recs, system, labels)
+        fig.add_trace(go.Heatmap(z=counts, x=labels, y=labels, text=counts, texttemplate="%{text}",
+                                 colorscale="Blues", showscale=False), row=1, col=col)
+        fig.update_xaxes(title_text="predicted", row=1, col=col)
+    fig.update_yaxes(title_text="gold", autorange="reversed", row=1, col=1)
+    fig.update_layout(height=330, margin=dict(l=60, r=10, t=50, b=40), title="Confusion matrices (rows: gold)")
+    return fig
+
+
+_live: dict[tuple[str, str, float], LiveStudent] = {}
+_live_lock = threading.Lock()
+
+
+def live_student(workspace, run_name: str | None) -> LiveStudent:
+    """The run's LiveStudent, loaded once per trained student (a retrained one has a new mtime and loads again)."""
+    if not run_name or run_name not in list_runs(workspace):
+        raise RunError("Pick an evaluated run first.")
+    weights = Run(run_path(workspace, run_name)).student_weights
+    key = (str(workspace), run_name, weights.stat().st_mtime if weights.is_file() else 0.0)
+    with _live_lock:
+        if key not in _live:
+            _live[key] = LiveStudent(workspace, run_name)
+        return _live[key]

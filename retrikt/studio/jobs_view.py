@@ -1,0 +1,131 @@
+"""What the jobs tab shows: one table row per job and the selected job's header and log."""
+from __future__ import annotations
+
+import time
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..errors import RunError
+from ..jobs import Job
+
+JOB_COLUMNS = ("id", "state", "kind", "title", "started", "duration", "progress", "run")
+
+
+def duration_text(seconds: float | None) -> str:
+    """``1h 02m``, ``3m 07s`` or ``12s``; empty for a job that never started."""
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def _clock(stamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else ""
+
+
+def progress_text(job: Job) -> str:
+    """Stage and step count, e.g. ``generate 40/520``."""
+    if not job.stage:
+        return ""
+    return f"{job.stage} {job.done}/{job.total}" if job.total else job.stage
+
+
+def job_rows(jobs: list[Job]) -> list[list[str]]:
+    """Rows in ``JOB_COLUMNS`` order, in the order given (the job manager lists newest first)."""
+    return [[j.id, j.state, j.kind, j.title, _clock(j.started or j.created), duration_text(j.seconds),
+             progress_text(j), j.run or ""] for j in jobs]
+
+
+def job_header(job: Job | None, queue_position: int | None = None) -> str:
+    """Markdown summary of one job (state, timing, run folder, error)."""
+    if job is None:
+        return "No jobs yet: start one in the Generate tab."
+    text = f"**{job.title}** (`{job.id}`) — **{job.state}**"
+    if queue_position:
+        text += f", position {queue_position} in the queue"
+    if job.stage:
+        text += f" · stage `{progress_text(job)}`"
+    if job.seconds is not None:
+        text += f" · {duration_text(job.seconds)}"
+    if job.run:
+        text += f"\n\nRun folder: `runs/{job.run}`"
+    if job.error:
+        text += f"\n\n**Error:** {job.error}"
+    return text
+
+
+def job_log(job: Job | None) -> str:
+    """The job's log lines, oldest first (the job manager keeps the last few hundred)."""
+    return "\n".join(job.log) if job else ""
+
+
+def job_status(job: Job | None, position: int | None) -> str:
+    """Markdown status line of the job a tab follows: state, stage, progress, time, ETA, error, run folder."""
+    if job is None:
+        return "No job yet."
+    if job.state == "queued":
+        return f"**{job.title}** — queued (position {position})"
+    pct = f"{100 * job.done / job.total:.0f}%" if job.total else ""
+    eta = ""
+    if job.state == "running" and job.stage in ("generate", "unlabeled") and job.done and job.total and job.seconds:
+        eta = f", {job.stage} ETA ~{job.seconds / job.done * (job.total - job.done):.0f}s (rough)"
+    text = f"**{job.title}** — {job.state}, stage `{job.stage or '-'}` {job.done}/{job.total} {pct}{eta}"
+    if job.seconds is not None:
+        text += f" · {job.seconds:.0f}s"
+    if job.error:
+        text += f"\n\n**Error:** {job.error}"
+    if job.state == "done" and job.run:
+        text += f"\n\nRun folder: `runs/{job.run}`"
+    return text
+
+
+def check_step1_run(run_name: str | None, step1_runs: list[str], may_change: bool, what: str) -> str:
+    """The run a PPO or student job (`what`) may start on: its step 1 is done and, in a hosted studio, the asker's
+    own step-1 job made it (`may_change`); else a RunError saying what to do."""
+    if not run_name or run_name not in step1_runs:
+        raise RunError("Pick a run whose step 1 is done (refresh the list after a Generate job finished).")
+    if not may_change:
+        raise RunError(f"In this hosted studio you can run {what} only on runs your own step-1 jobs made "
+                       f"({run_name} is shared and read-only): start step 1 in the Generate tab first.")
+    return run_name
+
+
+def finished_marker(job: Job | None) -> str | None:
+    """Changes exactly when a followed job finishes successfully (a tab then reloads its results); else None."""
+    return f"{job.id}:done" if job is not None and job.state == "done" else None
+
+
+def tuning_loss_figure(points: list[dict]) -> go.Figure:
+    """Step 1's soft-prompt tuning loss per step, from a job's points."""
+    steps = [p["step"] for p in points if p.get("stage") == "tune"]
+    losses = [p["loss"] for p in points if p.get("stage") == "tune"]
+    fig = go.Figure(go.Scatter(x=steps, y=losses, mode="lines+markers", name="loss"))
+    fig.update_layout(title="Soft prompt tuning loss", xaxis_title="step", yaxis_title="LM loss",
+                      height=300, margin=dict(l=40, r=10, t=40, b=40))
+    return fig
+
+
+PPO_CURVES = (("reward", "reward (weighted, before KL)"), ("label_consistency", "label consistency"),
+          ("diversity", "diversity"), ("validity", "validity"))
+
+
+def ppo_figure(points: list[dict]) -> go.Figure:
+    """Reward terms (left), KL and clip fraction (right) per update."""
+    ppo = [p for p in points if p.get("stage") == "ppo"]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("reward terms", "KL to step 1 and clip fraction"))
+    steps = [p["step"] for p in ppo]
+    for key, name in PPO_CURVES:
+        if any(key in p for p in ppo):
+            fig.add_trace(go.Scatter(x=steps, y=[p.get(key) for p in ppo], mode="lines+markers", name=name),
+                          row=1, col=1)
+    for key, name in (("kl", "KL (nats / sample)"), ("clip_fraction", "clip fraction")):
+        fig.add_trace(go.Scatter(x=steps, y=[p.get(key) for p in ppo], mode="lines+markers", name=name),
+                      row=1, col=2)
+    fig.update_xaxes(title_text="update")
+    fig.update_layout(height=320, margin=dict(l=40, r=10, t=40, b=40))
+    return fig

@@ -1,0 +1,275 @@
+"""The setup form's logic: teacher choice, the step-1 fields it shows, config <-> form values, and the check
+of an uploaded task file's column mapping. Nothing here loads a model.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import ConfigError, RunConfig, from_dict, override, to_dict
+from ..runs import RunError, check_name
+from ..tasks import (
+    BUILTIN_TASKS, TaskDataError, check_task_name, list_saved, load_custom, load_hub, preview_file, resolve_task,
+    save_task,
+)
+
+PACKAGED_TEACHER = "packaged:smollm2"
+PACKAGED_TEACHER_PARAMS = 134_515_008
+"""Parameters of the packaged SmolLM2-135M-Instruct as loaded (counted once; other teachers are counted on load)."""
+
+TEACHER_SOURCES = {
+    "packaged": "Packaged SmolLM2-135M-Instruct (default)",
+    "hub": "Hugging Face hub id",
+    "local": "Local model folder or .gguf file",
+}
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One config field on the form: its dotted key, the label shown, and its default value (gives the type)."""
+
+    key: str
+    label: str
+
+    @property
+    def default(self) -> Any:
+        node: Any = RunConfig()
+        for part in self.key.split("."):
+            node = getattr(node, part)
+        return node
+
+
+FORM_FIELDS: tuple[FormField, ...] = (
+    FormField("seed", "Seed (k-shot split and every random choice)"),
+    FormField("run_name", "Run name (empty = task-timestamp)"),
+    FormField("prompt_tuning.num_virtual_tokens", "Soft prompt tokens"),
+    FormField("prompt_tuning.steps", "Tuning steps (0 = task default)"),
+    FormField("prompt_tuning.batch_size", "Tuning batch size (0 = task default)"),
+    FormField("prompt_tuning.learning_rate", "Tuning learning rate"),
+    FormField("prompt_tuning.init_from_text", "Initialise the prompt from the task description"),
+    FormField("generation.samples_per_label", "Samples per label (0 = task default)"),
+    FormField("generation.batch_size", "Generation batch size"),
+    FormField("generation.max_new_tokens", "Max new tokens (0 = task default)"),
+    FormField("generation.temperature", "Temperature (0 = greedy)"),
+    FormField("generation.top_p", "Top-p"),
+    FormField("generation.seed", "Sampling seed"),
+    FormField("student.max_params_fraction", "Student size (fraction of the teacher's parameters)"),
+    FormField("student.hidden_size", "Student width"),
+    FormField("student.num_layers", "Student layers"),
+    FormField("student.k", "Neighbours retrieved (k)"),
+)
+"""Fields the setup tab edits; every other field keeps the value of the loaded (or default) config."""
+
+
+def student_note(fraction, teacher_params: int | None = PACKAGED_TEACHER_PARAMS) -> str:
+    """Markdown about the student's parameter budget, shown before anything runs."""
+    try:
+        fraction = float(fraction)
+    except (TypeError, ValueError):
+        return "**Student:** the size must be a number (e.g. 0.01 = 1% of the teacher)."
+    if teacher_params is None:
+        return (f"**Student:** at most {fraction:.2%} of the teacher's parameters (counted when the teacher "
+                "loads); its embedding width shrinks to fit.")
+    return (f"**Student:** at most **{int(fraction * teacher_params):,}** parameters = {fraction:.2%} of the "
+            f"teacher's {teacher_params:,}; its embedding width shrinks to fit the task's vocabulary into that.")
+
+
+# ---------------------------------------------------------------- teacher
+
+def teacher_to_form(model: str, gguf_file: str | None) -> tuple[str, str, str]:
+    """(source key, model text, GGUF file name) for a config's teacher."""
+    if model == PACKAGED_TEACHER:
+        return "packaged", "", ""
+    path = Path(model).expanduser()
+    local = model.startswith((".", "/", "~")) or path.suffix.lower() == ".gguf" or path.exists()
+    return ("local" if local else "hub"), model, gguf_file or ""
+
+
+def teacher_from_form(source: str, model: str, gguf_file: str) -> tuple[str, str | None]:
+    """(teacher.model, teacher.gguf_file) from the form; ConfigError when a needed value is missing."""
+    if source == "packaged":
+        return PACKAGED_TEACHER, None
+    model, gguf_file = (model or "").strip(), (gguf_file or "").strip() or None
+    if source not in TEACHER_SOURCES:
+        raise ConfigError(f"teacher source {source!r} is not one of {', '.join(TEACHER_SOURCES)}")
+    if not model:
+        what = "a hub id such as HuggingFaceTB/SmolLM2-360M-Instruct" if source == "hub" else "a folder or .gguf path"
+        raise ConfigError(f"type {what} for the teacher, or pick the packaged model")
+    return model, gguf_file
+
+
+def teacher_note(source: str, model: str, gguf_file: str) -> str:
+    """Markdown about the chosen teacher: its size when known, or why the given path will not load."""
+    if source == "packaged":
+        return f"**Teacher:** SmolLM2-135M-Instruct, **{PACKAGED_TEACHER_PARAMS / 1e6:.1f}M** parameters."
+    model = (model or "").strip()
+    if not model:
+        return "**Teacher:** type a hub id or a path."
+    note = f"**Teacher:** `{model}` — parameter count: loaded on first run."
+    problem = local_teacher_problem(model, gguf_file) if source == "local" else None
+    return note + (f"\n\n⚠ {problem}" if problem else "")
+
+
+def local_teacher_problem(model: str, gguf_file: str | None) -> str | None:
+    """Why a local teacher path will not load on this machine (cheap checks only), or None."""
+    path = Path(model).expanduser()
+    gguf = path if path.suffix.lower() == ".gguf" else (path / gguf_file if gguf_file else None)
+    if gguf is not None:
+        if not gguf.is_file():
+            return f"no GGUF file at {gguf} on this machine."
+        with gguf.open("rb") as handle:
+            if handle.read(4) != b"GGUF":
+                return f"{gguf.name} is not a GGUF file (it lacks the GGUF header)."
+        return None
+    if not path.is_dir():
+        return f"no folder {path} on this machine."
+    if not (path / "config.json").is_file():
+        return f"{path.name} has no config.json: it is not a transformers model folder."
+    return None
+
+
+# ---------------------------------------------------------------- config <-> form
+
+def form_values(config: RunConfig) -> list[Any]:
+    """Values of ``FORM_FIELDS`` for ``config``, in order (None shown as empty)."""
+    data = to_dict(config)
+    values = []
+    for f in FORM_FIELDS:
+        node: Any = data
+        for part in f.key.split("."):
+            node = node[part]
+        values.append("" if node is None else node)
+    return values
+
+
+def config_from_form(base: dict | None, *, workspace: str, task: str, teacher: tuple[str, str | None],
+                     values: list[Any]) -> RunConfig:
+    """A validated RunConfig: ``base`` (a loaded config's dict, or defaults) with the form's values on top."""
+    config = from_dict(base) if base else RunConfig()
+    dotted: dict[str, Any] = {"workspace": str(workspace), "task": task, "teacher.model": teacher[0],
+                              "teacher.gguf_file": teacher[1]}
+    for f, value in zip(FORM_FIELDS, values, strict=True):
+        dotted[f.key] = _coerce(f, value)
+    config = override(config, dotted)
+    try:
+        # a bad task or seed is caught here, not when a run starts
+        resolve_task(config.task, config.seed, config.workspace)
+    except TaskDataError as exc:
+        raise ConfigError(str(exc)) from exc
+    if config.run_name:
+        try:
+            check_name(config.run_name)
+        except RunError as exc:
+            raise ConfigError(str(exc)) from exc
+    return config
+
+
+def _coerce(f: FormField, value: Any) -> Any:
+    default = f.default
+    if isinstance(default, bool):
+        return bool(value)
+    if default is None or isinstance(default, str):
+        text = "" if value is None else str(value).strip()
+        return text or None
+    if value is None or value == "":
+        raise ConfigError(f"{f.label} is empty: give a number")
+    if isinstance(default, int) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def config_yaml(config: RunConfig) -> str:
+    """The YAML text `save_yaml` writes, for showing on screen."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def base_dict(config: RunConfig) -> dict:
+    """The plain data of ``config`` to keep between form edits (fields the form does not show survive)."""
+    return dataclasses.asdict(config)
+
+
+# ---------------------------------------------------------------- uploaded task files
+
+def task_choices(workspace: str | Path) -> list[str]:
+    """Built-in tasks, then the tasks saved from uploads and hub datasets in this workspace."""
+    return [*BUILTIN_TASKS, *list_saved(workspace)]
+
+
+def describe_task(task) -> str:
+    labels = ", ".join(f"`{label}`" for label in task.labels)
+    return (f"{len(task.labels)} labels ({labels}); train {len(task.train)}, dev {len(task.dev)}, "
+            f"test {len(task.test)}, unlabeled {len(task.unlabeled)} examples.")
+
+
+def _mapped(text_columns: list[str], label_column: str) -> list[str]:
+    text_columns = [c for c in text_columns if c]
+    if not text_columns:
+        raise TaskDataError("choose the text column")
+    if not label_column:
+        raise TaskDataError("choose the label column")
+    return text_columns
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """Bounds on an uploaded task file (tighter in Space mode)."""
+
+    max_bytes: int = 20_000_000
+    """Largest file accepted."""
+    max_rows: int = 50_000
+    """Most data rows accepted."""
+
+
+def uploaded_task(path: str, text_columns: list[str], label_column: str, name: str = "custom", seed: int = 13,
+                  limits: UploadLimits = UploadLimits()):
+    """The task an uploaded file makes with this column mapping (TaskDataError if it makes none)."""
+    text_columns = _mapped(text_columns, label_column)
+    return load_custom(path, text_columns, label_column, name=name, seed=seed, filename=Path(path).name,
+                       max_bytes=limits.max_bytes, max_rows=limits.max_rows)
+
+
+def check_mapping(path: str, text_columns: list[str], label_column: str, seed: int = 13,
+                  limits: UploadLimits = UploadLimits()) -> str:
+    """Build the task from an uploaded file with this column mapping and describe it (TaskDataError if not)."""
+    return "The mapping works: " + describe_task(uploaded_task(path, text_columns, label_column, seed=seed,
+                                                               limits=limits))
+
+
+def save_uploaded_task(workspace: str | Path, name: str, path: str, text_columns: list[str], label_column: str,
+                       seed: int = 13, limits: UploadLimits = UploadLimits()) -> str:
+    """Build and save a task from an upload so runs can name it; returns its name."""
+    name = check_task_name(name)
+    if name in list_saved(workspace):
+        raise TaskDataError(f"a saved task named {name!r} exists already; pick another name")
+    text_columns = _mapped(text_columns, label_column)
+    task = uploaded_task(path, text_columns, label_column, name=name, seed=seed, limits=limits)
+    # Only the file's name is kept: an upload's temp path means nothing later and names a machine folder.
+    save_task(task, workspace, origin={"kind": "upload", "file": Path(path).name, "text_columns": text_columns,
+                                       "label_column": label_column, "seed": seed})
+    return name
+
+
+def save_hub_task(workspace: str | Path, name: str, dataset_id: str, config: str | None, text_columns: list[str],
+                  label_column: str, seed: int = 13) -> str:
+    """Build a task from a Hugging Face dataset and save it so runs can name it; returns its name."""
+    name = check_task_name(name)
+    dataset_id, config = (dataset_id or "").strip(), (config or "").strip() or None
+    if not dataset_id:
+        raise TaskDataError("type a dataset id, e.g. glue with config sst2")
+    if name in list_saved(workspace):
+        raise TaskDataError(f"a saved task named {name!r} exists already; pick another name")
+    text_columns = _mapped([c.strip() for c in text_columns if c], (label_column or "").strip())
+    task = load_hub(dataset_id, config, text_columns, label_column.strip(), name=name, seed=seed)
+    save_task(task, workspace, origin={"kind": "hub", "dataset": dataset_id, "config": config,
+                                       "text_columns": text_columns, "label_column": label_column.strip(),
+                                       "seed": seed})
+    return name
+
+
+def file_preview(path: str, n: int = 8, limits: UploadLimits = UploadLimits()) -> tuple[list[str], list[list[str]]]:
+    """Columns and the first ``n`` rows of an uploaded table (TaskDataError for unreadable files)."""
+    return preview_file(path, n, filename=Path(path).name, max_bytes=limits.max_bytes)

@@ -1,0 +1,374 @@
+"""What the knowledge-store tab shows: a run's store opened read-safely, filtered table rows, entry details,
+hand-written entries and a 2-D embedding map. Plain Python (no UI library), so it is testable on its own.
+"""
+from __future__ import annotations
+
+import functools
+import html
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+
+from ..context import run_store
+from ..runs import Run, list_runs, open_run, runs_newest_first, visitor_store_dir  # noqa: F401 - the store tab lists runs through this view
+from ..store.knowledge_store import Entry, KnowledgeStore, StoreError, collection_name, list_collections
+from ..tasks import MAX_INPUT_CHARS, Task, TaskDataError, is_builtin, load_builtin, normalize_text, task_of_run
+
+ANY = "any"
+AGREEMENT_CHOICES = (ANY, "agrees", "disagrees", "not scored")
+TABLE_COLUMNS = ("id", "label", "source", "teacher label", "agreement", "teacher confidence", "reward total",
+                 "curated", "text")
+SIMILARITY_COLUMN = "similarity"
+MAX_ROWS = 200
+"""Rows sent to the table at most; a browser table of thousands of rows is slow and nobody reads it."""
+
+_SYMBOLS = {"train": "circle", "generated:step1": "diamond", "generated:ppo": "square", "manual": "star"}
+_PALETTE = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff",
+            "#fecb52")
+
+
+@dataclass
+class RunStore:
+    """A run with its task and its opened knowledge store."""
+
+    run: Run
+    task: Task
+    store: KnowledgeStore
+    copy: bool = False
+    """True when ``store`` is a visitor's own copy of the run's store (hosted mode)."""
+
+
+@functools.lru_cache(maxsize=16)
+def _builtin_task(name: str, seed: int) -> Task:
+    return load_builtin(name, seed=seed)
+
+
+def _task(run: Run) -> Task:
+    # Built-in tasks are cached (a page action must not re-read the packaged splits); a run's own task copy is small.
+    if is_builtin(run.config.task) and not run.task_dir.is_dir():
+        return _builtin_task(run.config.task, run.config.seed)
+    return task_of_run(run)
+
+
+def open_run_store(workspace: str | Path, run_name: str | None) -> RunStore:
+    """Open the store of an existing run without ever creating one (StoreError when there is none)."""
+    if not run_name:
+        raise StoreError("Pick a run first (no runs yet? run step 1 in the Generate tab).")
+    # Only names listed in the workspace: a free-form path would reach folders outside it.
+    if run_name not in list_runs(workspace):
+        raise StoreError(f"There is no run {run_name!r} in this workspace (any more): refresh the run list.")
+    run = open_run(workspace, run_name)
+    try:
+        task = _task(run)
+    except TaskDataError as exc:
+        raise StoreError(f"Run {run_name} uses task {run.config.task!r}, which cannot be loaded: {exc}") from exc
+    url = run.config.store.url
+    if not url and not run.store_dir.is_dir():
+        raise StoreError(f"Run {run_name} has no knowledge store (its store folder is missing): run step 1 for it.")
+    name = collection_name(task.name, run.name)
+    if name not in list_collections(path=None if url else run.store_dir, url=url):
+        raise StoreError(f"Run {run_name} has no knowledge store yet: run step 1 for it, or import a JSONL file "
+                         "into a run that has one.")
+    return RunStore(run, task, run_store(run, task))
+
+
+_COPY_DONE = "copied.ok"
+_copy_lock = threading.Lock()
+
+
+def open_visitor_store(workspace: str | Path, run_name: str | None, visitor: str | None,
+                       write: bool = False) -> RunStore:
+    """A run's store as one visitor sees it (hosted mode): their own copy once they have changed anything.
+
+    Reads use the shared store until the visitor's first write, which copies the shared entries (with their
+    vectors) into `<workspace>/visitors/<visitor>/<run>/store`; the shared store itself is never written.
+    `visitor=None` is the local single user: the run's own store.
+    """
+    rs = open_run_store(workspace, run_name)
+    if visitor is None:
+        return rs
+    folder = visitor_store_dir(workspace, visitor, rs.run.name)
+    done = folder.parent / _COPY_DONE
+    if not done.is_file():
+        if not write:
+            return rs
+        with _copy_lock:
+            if not done.is_file():
+                _copy_store(rs.store, folder, list(rs.task.labels))
+                done.write_text("ok\n", encoding="utf-8")
+    store = KnowledgeStore(path=folder, collection=rs.store.name, embedder=rs.store.embedder,
+                           task_labels=list(rs.task.labels))
+    return RunStore(rs.run, rs.task, store, copy=True)
+
+
+def _copy_store(shared: KnowledgeStore, folder: Path, labels: list[str]) -> None:
+    import shutil
+    import tempfile
+
+    # A copy that died part-way has no done-mark: start it again from nothing.
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        exported = Path(tmp) / "store.jsonl"
+        shared.export_jsonl(exported, include_embeddings=True)
+        KnowledgeStore(path=folder, collection=shared.name, embedder=shared.embedder,
+                       task_labels=labels).import_jsonl(exported)
+
+
+def run_overview(rs: RunStore) -> str:
+    """One Markdown paragraph about the run: task, labels, teacher, status and store size."""
+    summary = rs.run.summary()
+    teacher = summary.get("teacher") or rs.run.config.teacher.model
+    status = summary.get("status", "unknown")
+    return (f"**{rs.run.name}** · task {rs.task.name} (labels {', '.join(rs.task.labels)}) · teacher {teacher} · "
+            f"status {status} · **{rs.store.count()}** entries in the store"
+            + (" · *your own copy (the shared store is unchanged)*" if rs.copy else ""))
+
+
+# ---------------------------------------------------------------- filters and rows
+
+@dataclass
+class Filters:
+    """What the table shows; ``ANY`` (or None / empty) means no filter on that column."""
+
+    label: str | None = ANY
+    source: str | None = ANY
+    agreement: str | None = ANY
+    min_reward: float | None = None
+    contains: str = ""
+
+    def __post_init__(self):
+        self.agreement = self.agreement or ANY
+        if self.agreement not in AGREEMENT_CHOICES:
+            raise StoreError(f"Agreement filter {self.agreement!r} is not one of {list(AGREEMENT_CHOICES)}.")
+        if self.min_reward is not None and not np.isfinite(float(self.min_reward)):
+            raise StoreError("The minimum reward must be a finite number (or empty for no minimum).")
+
+    def matches(self, entry: Entry) -> bool:
+        """True when ``entry`` passes every filter (the same test `select` applies)."""
+        if self.label not in (None, ANY) and entry.label != self.label:
+            return False
+        if self.source not in (None, ANY) and entry.source != self.source:
+            return False
+        wanted = {"agrees": True, "disagrees": False, "not scored": None}
+        if self.agreement != ANY and entry.agreement is not wanted[self.agreement]:
+            return False
+        if self.min_reward is not None:
+            total = _reward_total(entry)
+            if total is None or total < float(self.min_reward):
+                return False
+        return not self.contains or self.contains.lower() in entry.text.lower()
+
+
+@dataclass
+class StoreSnapshot:
+    """Every entry of a store with its 2-D PCA map, read once per store version (see `snapshot`)."""
+
+    entries: list[Entry]
+    by_id: dict[str, Entry]
+    ids: list[str]  # order of the rows of ``xy``
+    xy: np.ndarray
+    explained: tuple[float, float]
+
+
+_SNAPSHOTS: OrderedDict[tuple, StoreSnapshot] = OrderedDict()
+_SNAPSHOT_LOCK = threading.Lock()
+_BUILDING: dict[tuple, threading.Lock] = {}
+_SNAPSHOT_LIMIT = 8
+
+
+def snapshot(store: KnowledgeStore) -> StoreSnapshot:
+    """The store's entries and map, recomputed only when the store changed.
+
+    Filtering, opening an entry or searching must not re-read every entry and redo the PCA (that made the store
+    tab slow while a job ran). The key is (entries, writes made by this process): every write through this process
+    bumps it; another process's write is seen as soon as it changes the count.
+    """
+    key = (store.location, store.name, *store.version)
+    with _SNAPSHOT_LOCK:
+        if key in _SNAPSHOTS:
+            _SNAPSHOTS.move_to_end(key)
+            return _SNAPSHOTS[key]
+        building = _BUILDING.setdefault(key, threading.Lock())
+    # Many visitors opening the same store at once wait for one read instead of each reading it all.
+    with building:
+        with _SNAPSHOT_LOCK:
+            if key in _SNAPSHOTS:
+                return _SNAPSHOTS[key]
+        snap = _read_snapshot(store)
+        with _SNAPSHOT_LOCK:
+            _SNAPSHOTS[key] = snap
+            _BUILDING.pop(key, None)
+            while len(_SNAPSHOTS) > _SNAPSHOT_LIMIT:
+                _SNAPSHOTS.popitem(last=False)
+    return snap
+
+
+def _read_snapshot(store: KnowledgeStore) -> StoreSnapshot:
+    entries = store.list()
+    ids, vectors = store.all_embeddings()
+    by_id = {e.id: e for e in entries}
+    # An entry deleted between the two reads is left out of the map.
+    rows = [n for n, i in enumerate(ids) if i in by_id]
+    coords, explained = pca_2d(vectors[rows] if len(rows) else vectors[:0])
+    return StoreSnapshot(entries, by_id, [ids[n] for n in rows], coords.reshape(-1, 2), explained)
+
+
+def select(store: KnowledgeStore, filters: Filters) -> list[Entry]:
+    """Entries passing ``filters`` in insertion order; the text filter is a case-insensitive substring."""
+    return [e for e in snapshot(store).entries if filters.matches(e)]
+
+
+def search(store: KnowledgeStore, query: str, k: int, filters: Filters) -> list[tuple[Entry, float]]:
+    """The ``k`` entries semantically closest to ``query``, then narrowed by ``filters``, best first."""
+    if not isinstance(k, int) or k < 1:
+        raise StoreError(f"The number of search results must be a positive whole number, got {k!r}.")
+    return [(e, sim) for e, sim in store.search_text(query, k) if filters.matches(e)]
+
+
+def _reward_total(entry: Entry) -> float | None:
+    if not entry.rewards:
+        return None
+    return float(entry.rewards["total"]) if "total" in entry.rewards else float(sum(entry.rewards.values()))
+
+
+def entry_row(entry: Entry) -> list:
+    """One table row in ``TABLE_COLUMNS`` order (blank cells for what the entry does not have)."""
+    confidence = max(entry.soft_labels.values()) if entry.soft_labels else None
+    reward = _reward_total(entry)
+    agreement = "" if entry.agreement is None else ("yes" if entry.agreement else "no")
+    return [entry.id, entry.label, entry.source, entry.teacher_label or "", agreement,
+            "" if confidence is None else round(confidence, 3), "" if reward is None else round(reward, 3),
+            "yes" if entry.curated else "", entry.text]
+
+
+def table(entries: list[Entry], similarities: list[float] | None = None) -> tuple[list[str], list[list]]:
+    """Headers and rows (at most ``MAX_ROWS``); search results get a similarity column at the end."""
+    rows = [entry_row(e) for e in entries[:MAX_ROWS]]
+    if similarities is None:
+        return list(TABLE_COLUMNS), rows
+    return [*TABLE_COLUMNS, SIMILARITY_COLUMN], [r + [round(s, 3)] for r, s in zip(rows, similarities)]
+
+
+def describe(entry: Entry, task: Task | None = None) -> str:
+    """Markdown detail of one entry: its fields, labels, the teacher's soft labels and how it was made."""
+    names = task.field_names if task else {}
+    lines = [f"**Entry `{entry.id}`** · source `{entry.source}` · label **{entry.label}**"
+             + (" · curated" if entry.curated else "")]
+    lines += [f"- *{names.get(k, k)}*: {html.escape(v)}" for k, v in entry.fields.items()]
+    if entry.soft_labels:
+        probs = ", ".join(f"{k} {v:.3f}" for k, v in sorted(entry.soft_labels.items(), key=lambda kv: -kv[1]))
+        verdict = "agrees" if entry.agreement else "disagrees"
+        lines.append(f"- teacher: **{entry.teacher_label}** ({verdict}); soft labels {probs}")
+    else:
+        lines.append("- teacher: not scored (no soft labels)")
+    if entry.rewards:
+        lines.append("- rewards: " + ", ".join(f"{k} {v:.3f}" for k, v in entry.rewards.items()))
+    if entry.gen_settings:
+        lines.append(f"- generated with: `{json.dumps(entry.gen_settings, sort_keys=True)}`")
+    return "\n".join(lines)
+
+
+def manual_entry(task: Task, values: dict[str, str], label: str) -> Entry:
+    """An entry written by hand: the task's text fields and a label; no teacher soft labels."""
+    fields = {f: normalize_text(values.get(f) or "") for f in task.text_fields}
+    empty = [task.field_names[f] for f, v in fields.items() if not v]
+    if empty:
+        raise StoreError(f"Fill in {', '.join(empty)}: every field of {task.name} needs text.")
+    long = [task.field_names[f] for f, v in fields.items() if len(v) > MAX_INPUT_CHARS]
+    if long:
+        raise StoreError(f"{', '.join(long)} is over {MAX_INPUT_CHARS:,} characters: keep an entry to one example.")
+    for f, choices in task.field_choices.items():
+        if fields[f] not in choices:
+            raise StoreError(f"{task.field_names[f]} must be one of {', '.join(choices)}, not {fields[f]!r}.")
+    if label not in task.labels:
+        raise StoreError(f"Unknown label {label!r}: choose one of {list(task.labels)}.")
+    return Entry(fields=fields, label=label, source="manual", text=task.serialize(fields))
+
+
+# ---------------------------------------------------------------- 2-D map
+
+@dataclass
+class EmbeddingMap:
+    """2-D PCA coordinates of store entries with what the plot colours and labels them by."""
+
+    entries: list[Entry]
+    xy: np.ndarray  # (n, 2)
+    explained: tuple[float, float]  # share of the variance each axis carries
+
+
+def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    """Project rows onto their first two principal components; (coords (n, 2), explained variance ratios).
+
+    Signs are fixed (largest loading positive) so the map does not mirror itself between refreshes.
+    """
+    vectors = np.asarray(vectors, dtype=np.float64)
+    n = vectors.shape[0]
+    coords = np.zeros((n, 2))
+    if n < 2:
+        return coords, (0.0, 0.0)
+    centered = vectors - vectors.mean(axis=0)
+    u, s, vt = np.linalg.svd(centered, full_matrices=False)
+    m = min(2, len(s))
+    flip = np.sign(vt[np.arange(m), np.abs(vt[:m]).argmax(axis=1)])
+    coords[:, :m] = u[:, :m] * s[:m] * flip
+    total = float((s ** 2).sum())
+    ratios = [(float(s[i] ** 2) / total) if total > 0 and i < m else 0.0 for i in range(2)]
+    return coords, (ratios[0], ratios[1])
+
+
+def embedding_map(store: KnowledgeStore, keep_ids: set[str] | None = None) -> EmbeddingMap:
+    """PCA of the whole store (so positions do not move when filters change), keeping ``keep_ids`` only."""
+    snap = snapshot(store)
+    keep = [n for n, i in enumerate(snap.ids) if keep_ids is None or i in keep_ids]
+    return EmbeddingMap([snap.by_id[snap.ids[n]] for n in keep], snap.xy[keep].reshape(-1, 2), snap.explained)
+
+
+def map_figure(emap: EmbeddingMap, labels: list[str] | tuple[str, ...] = (), selected: str | None = None,
+               height: int = 460) -> go.Figure:
+    """Plotly scatter: colour = label, marker symbol = source; hovering a point shows its id and text."""
+    fig = go.Figure()
+    order = list(labels) + sorted({e.label for e in emap.entries} - set(labels))
+    colours = {label: _PALETTE[n % len(_PALETTE)] for n, label in enumerate(order)}
+    groups: dict[tuple[str, str], list[int]] = {}
+    for n, e in enumerate(emap.entries):
+        groups.setdefault((e.label, e.source), []).append(n)
+    for (label, source), rows in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])):
+        picked = [emap.entries[n] for n in rows]
+        fig.add_trace(go.Scatter(
+            x=emap.xy[rows, 0], y=emap.xy[rows, 1], mode="markers", name=f"{label} · {source}",
+            marker=dict(color=colours[label], symbol=_SYMBOLS.get(source, "circle-open"), size=8, opacity=0.8,
+                        line=dict(width=0.5, color="#333")),
+            customdata=[e.id for e in picked],
+            hovertext=[_hover(e) for e in picked], hoverinfo="text"))
+    if selected:
+        at = [n for n, e in enumerate(emap.entries) if e.id == selected]
+        if at:
+            fig.add_trace(go.Scatter(x=emap.xy[at, 0], y=emap.xy[at, 1], mode="markers", name="selected",
+                                     marker=dict(size=18, symbol="circle-open", color="black", line=dict(width=2)),
+                                     hoverinfo="skip"))
+    ex, ey = emap.explained
+    title = f"{len(emap.entries)} entries, PCA of the store embeddings" if emap.entries else "No entries to map"
+    fig.update_layout(title=title, height=height, margin=dict(l=40, r=10, t=40, b=40),
+                      legend_title_text="label · source",
+                      xaxis_title=f"PC1 ({100 * ex:.0f}% of variance)", yaxis_title=f"PC2 ({100 * ey:.0f}%)")
+    return fig
+
+
+def _hover(entry: Entry) -> str:
+    text = entry.text if len(entry.text) <= 140 else entry.text[:137] + "..."
+    teacher = f"<br>teacher: {entry.teacher_label}" if entry.teacher_label else ""
+    return (f"id {entry.id}<br>{html.escape(entry.label)} · {entry.source}{teacher}<br>"
+            f"{html.escape(text).replace(chr(10), '<br>')}")
+
+
+def empty_map(message: str) -> go.Figure:
+    """The map's place when there is nothing to draw, titled with why."""
+    fig = go.Figure()
+    fig.update_layout(title=message, height=460, xaxis_visible=False, yaxis_visible=False)
+    return fig
