@@ -12,7 +12,6 @@ from retrikt.studio.compare import (
     outcome_counts, records, systems_table, view_record,
 )
 from retrikt.studio.demo import DEMO_ASSET, DEMO_RUN, install_demo
-from retrikt.student.retrieval import predict
 from retrikt.runs import RunError
 from retrikt.runs import runs_newest_first
 from test_store_view import seed_run
@@ -90,13 +89,19 @@ def test_live_student_reproduces_the_recorded_predictions(demo_workspace):
     recs = records(demo_workspace, DEMO_RUN)
     cfg = live.run.config.student
     sample = [recs[i] for i in range(0, len(recs), 97)]
-    pred = predict(live.student, live.index, [r["text"] for r in sample], cfg.k, cfg.temperature, live.beta)
+    by_uid = {e.uid: e.fields for e in live.task.test}
+    items = [by_uid[r["uid"]] for r in sample]
+    alone, mixed = live.trained.predict(items, retrieval=False), live.trained.predict(items)
     for row, record in enumerate(sample):
         labels = list(record["student"]["probs"])
-        np.testing.assert_allclose(pred.student[row], [record["student"]["probs"][l] for l in labels], atol=2e-4)
-        np.testing.assert_allclose(pred.mixed[row], [record["student_retrieval"]["probs"][l] for l in labels],
-                                   atol=2e-4)
-        assert pred.neighbours.ids[row] == [n["id"] for n in record["neighbours"]]
+        assert live.trained.serialize(items[row]) == record["text"]
+        np.testing.assert_allclose([alone.probs[row][l] for l in labels],
+                                   [record["student"]["probs"][l] for l in labels], atol=2e-4)
+        np.testing.assert_allclose([mixed.probs[row][l] for l in labels],
+                                   [record["student_retrieval"]["probs"][l] for l in labels], atol=2e-4)
+        assert mixed.labels[row] == record["student_retrieval"]["pred"]
+        assert [n["id"] for n in mixed.neighbours[row]] == [n["id"] for n in record["neighbours"]]
+        assert alone.neighbours[row] == []
     view = live.view(["a gorgeous , witty , seductive movie ."])
     assert view.gold is None and len(view.neighbours) == cfg.k and abs(sum(view.mixed.values()) - 1) < 1e-6
     with pytest.raises(RunError, match="Type the sentence"):

@@ -109,7 +109,7 @@ def test_two_conversions_at_once_both_succeed(tmp_path, monkeypatch):
     import transformers
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from retrikt import teacher as teacher_module
+    import retrikt.teacher.load as teacher_module
 
     target = tmp_path / "cache" / "teachers" / "tiny"
     tiny = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
