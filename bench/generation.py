@@ -54,7 +54,8 @@ def measure_speed(workspace: str, run_name: str, baseline_samples: int) -> tuple
     ctx = load_context(config, run=run)
     ctx.soft_prompt = load_soft_prompt(run.adapter_dir)
     label = ctx.task.labels[0]
-    max_new = config.generation.max_new_tokens or default_max_new_tokens(ctx.task)
+    max_new = config.generation.max_new_tokens or default_max_new_tokens(ctx.task, ctx.teacher.tokenizer,
+                                                                         config.generation)
     batch = config.generation.batch_size
     batched = sampling_speed(ctx, label, 2 * batch, batch, max_new, 7)
     single = sampling_speed(ctx, label, baseline_samples, 1, max_new, 7)

@@ -1,10 +1,12 @@
 """Generating labelled samples with the (soft-prompted) teacher, batched per label, cancellable between batches."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 
 from ..config import GenerationConfig
@@ -29,6 +31,8 @@ class GenerationResult:
     seconds: float = 0.0
     tokens: int = 0
     cancelled: bool = False
+    max_new_tokens: int = 0
+    """The token budget each sample had."""
 
     @property
     def parsed(self) -> list[GeneratedSample]:
@@ -59,9 +63,24 @@ def default_tuning_batch(task) -> int:
     return 8 if len(task.text_fields) == 1 else 4
 
 
-def default_max_new_tokens(task) -> int:
-    # design choice: pair tasks need 96-128 new tokens (measured), one sentence fits in 48
-    return 48 if len(task.text_fields) == 1 else 128
+def sample_token_lengths(task, tokenizer) -> list[int]:
+    """Tokens each train example takes when the teacher writes it as a sample (the text after the generation prompt,
+    through the line end at which sampling stops)."""
+    lengths = []
+    for example in task.train:
+        body = task.generation_demo(example.fields, example.label)[len(task.generation_prompt(example.label)):]
+        lengths.append(len(tokenizer(body + "\n", add_special_tokens=False)["input_ids"]))
+    return lengths
+
+
+def default_max_new_tokens(task, tokenizer, config: GenerationConfig) -> int:
+    """The token budget of a sample when `max_new_tokens` is 0: `budget_percentile` of the train examples' lengths
+    plus `budget_margin`, at most `budget_max` (and at least 16)."""
+    lengths = sample_token_lengths(task, tokenizer)
+    if not lengths:
+        return config.budget_max
+    derived = math.ceil(float(np.percentile(lengths, config.budget_percentile))) + config.budget_margin
+    return int(min(config.budget_max, max(16, derived)))
 
 
 def generate_samples(
@@ -81,10 +100,10 @@ def generate_samples(
     """
     labels = list(labels or task.labels)
     per_label = config.samples_per_label or default_samples_per_label(task)
-    max_new = config.max_new_tokens or default_max_new_tokens(task)
+    max_new = config.max_new_tokens or default_max_new_tokens(task, teacher.tokenizer, config)
     total = per_label * len(labels)
     generator = torch.Generator(device=teacher.device).manual_seed(config.seed)
-    result = GenerationResult()
+    result = GenerationResult(max_new_tokens=max_new)
     start = time.perf_counter()
     done = 0
     # Only a multi-field template has headers to write; forcing a one-field task would only mask its eos and make

@@ -86,7 +86,7 @@ def stage_generate(ctx: Context, progress: Progress = noop_progress, should_stop
     progress("store", 0, len(kept), {"message": "teacher soft labels"})
     labels = ctx.task.labels
     settings = {"temperature": gen_cfg.temperature, "top_p": gen_cfg.top_p, "seed": gen_cfg.seed,
-                "max_new_tokens": gen_cfg.max_new_tokens, "run": ctx.run.name}
+                "max_new_tokens": result.max_new_tokens, "run": ctx.run.name}
     entries = teacher_entries(ctx.task, ctx.scorer, [(s.fields, s.label) for s in kept], source,
                               gen_settings=settings)
     store = open_store(ctx)
@@ -98,7 +98,7 @@ def stage_generate(ctx: Context, progress: Progress = noop_progress, should_stop
     per_label = {l: sum(1 for e in entries if e.label == l) for l in labels}
     return {
         "generated": len(result.samples), "parsed": len(result.parsed), "parse_rate": round(result.parse_rate, 4),
-        "truncated_dropped": sum(s.truncated for s in result.samples),
+        "truncated_dropped": sum(s.truncated for s in result.samples), "max_new_tokens": result.max_new_tokens,
         "duplicates_dropped": dupes, "train_copies_dropped": copies, "stored": len(entries),
         "stored_per_label": per_label,
         "teacher_agreement": round(sum(e.agreement for e in entries) / len(entries), 4) if entries else None,

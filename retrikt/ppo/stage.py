@@ -95,8 +95,9 @@ def stage_ppo(ctx: Context, progress: Progress = noop_progress, should_stop=None
     reward = CompositeReward.from_config(cfg, ctx.task, scorer, store.embedder, store)
     teacher, task = ctx.teacher, ctx.task
     prompts = [PromptSpec(label, teacher.encode(task.generation_prompt(label))) for label in task.labels]
+    budget = cfg.max_new_tokens or default_max_new_tokens(task, teacher.tokenizer, config.generation)
     trainer = PPOTrainer(teacher.model, teacher.tokenizer, step1, prompts, task_reward_fn(task, reward), cfg,
-                         max_new_tokens=cfg.max_new_tokens or default_max_new_tokens(task), seed=config.seed)
+                         max_new_tokens=budget, seed=config.seed)
     ppo_dir = ctx.run.ppo_dir
     ppo_dir.mkdir(exist_ok=True)
     save_yaml(config, ctx.run.ppo_config_path)
@@ -156,7 +157,7 @@ def generate_and_store(ctx: Context, soft_prompt, reward: CompositeReward, progr
     progress("store", 0, len(kept), {"message": "rewards and teacher soft labels"})
     labels = task.labels
     settings = {"temperature": config.generation.temperature, "top_p": config.generation.top_p,
-                "seed": config.generation.seed, "max_new_tokens": config.generation.max_new_tokens,
+                "seed": config.generation.seed, "max_new_tokens": result.max_new_tokens,
                 "run": ctx.run.name, "ppo_updates": config.ppo.updates}
     entries, term_sums = [], {}
     for label in labels:
