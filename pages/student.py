@@ -6,7 +6,9 @@ import gradio as gr
 import pandas as pd
 
 from pages.common import cancel_followed, followed_job, run_choices, user_errors
-from retrikt.studio.compare import SYSTEM_COLUMNS, accuracy_figure, confusion_figure, eval_summary, records, systems_table
+from retrikt.studio.compare import (
+    SYSTEM_COLUMNS, accuracy_figure, confusion_figure, eval_summary, records, systems_table, weak_teacher_warning,
+)
 from retrikt.config import RunConfig, override
 from retrikt.studio.jobs_view import check_step1_run, finished_marker, job_status
 from retrikt.runs import RunError, list_runs, open_run
@@ -99,6 +101,8 @@ def build(studio) -> None:
         text = (f"**{run_name}**: {summary['test_examples']} of {summary['test_total']} test examples · "
                 f"beta {summary['systems']['student_retrieval'].get('beta')}"
                 + (f" ({beta_reason(block)})" if block else ""))
+        if weak_teacher_warning(summary):
+            text += "\n\n" + weak_teacher_warning(summary)
         return text, pd.DataFrame(rows, columns=headers), accuracy_figure(summary), confusion_figure(recs, labels)
 
     def poll(current, _shown_run):

@@ -9,7 +9,7 @@ import pytest
 
 from retrikt.studio.compare import (
     LiveStudent, eval_summary, evaluated_runs, example_choices, find_record, headline, outcome,
-    outcome_counts, records, systems_table, view_record,
+    outcome_counts, records, systems_table, view_record, weak_teacher_warning,
 )
 from retrikt.studio.demo import DEMO_ASSET, DEMO_RUN, install_demo
 from retrikt.runs import RunError
@@ -125,3 +125,17 @@ def test_a_half_installed_demo_is_rebuilt(tmp_path):
     assert summary["student"]["items"]["indexed"] == len((asset / "keys.jsonl").read_text().splitlines())
     assert evaluated_runs(tmp_path / "ws") == [DEMO_RUN]
     assert install_demo(tmp_path / "nothing", tmp_path / "no-asset") is None
+
+
+@pytest.mark.parametrize("teacher,majority,warned", [(0.80, 0.51, False), (0.50, 0.50, True), (0.30, 0.50, True),
+                                                     (None, 0.50, False)])
+def test_a_teacher_at_or_below_the_majority_class_is_called_out(teacher, majority, warned):
+    systems = {"majority": {"accuracy": majority}, "student": {"accuracy": 0.6}, "student_retrieval": {"accuracy": 0.6}}
+    if teacher is not None:
+        systems["teacher"] = {"accuracy": teacher}
+    summary = {"task": "CB", "test_examples": 56, "systems": systems}
+    warning = weak_teacher_warning(summary)
+    assert bool(warning) is warned
+    assert (warning in headline(summary)) if warned else "majority class here" not in headline(summary)
+    if warned:
+        assert f"{100 * teacher:.1f}% vs {100 * majority:.1f}%" in warning

@@ -98,7 +98,23 @@ def headline(summary: dict) -> str:
     if "accuracy" in teacher:
         parts.append(f"The teacher scores {_pct(teacher['accuracy'])}%"
                      + (f" and is {mixed['speedup_vs_teacher']}x slower." if mixed.get("speedup_vs_teacher") else "."))
+    warning = weak_teacher_warning(summary)
+    if warning:
+        parts.append(warning)
     return " ".join(parts)
+
+
+def weak_teacher_warning(summary: dict) -> str:
+    """A plain sentence when the teacher does not beat the majority class on the test split (else ""): then its
+    labels carry no knowledge of the task, and whatever the student gets right comes from its own pretraining and
+    the gold examples, not from the teacher."""
+    systems = summary.get("systems", {})
+    teacher, majority = systems.get("teacher", {}), systems.get("majority", {})
+    if "accuracy" not in teacher or "accuracy" not in majority or teacher["accuracy"] > majority["accuracy"]:
+        return ""
+    return (f"**The teacher does not beat the majority class here** ({_pct(teacher['accuracy'])}% vs "
+            f"{_pct(majority['accuracy'])}%): it has no knowledge of this task to pass on, so the student's accuracy "
+            "comes from its pretraining and the labelled examples, not from the teacher.")
 
 
 def outcome(record: dict) -> str:
