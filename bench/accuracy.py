@@ -78,6 +78,8 @@ def one_job(workspace: Path, task: str, seed: int, overrides: dict, teacher, ret
     summary = json.loads(Run(run_path(workspace, name)).eval_summary_path.read_text())
     run_summary = open_run(workspace, name).summary()
     summary["store"] = run_summary.get("generate", {}).get("stored")
+    summary["parse_rate"] = run_summary.get("generate", {}).get("parse_rate")
+    summary["max_new_tokens"] = run_summary.get("generate", {}).get("max_new_tokens")
     summary["student_block"] = {k: run_summary.get("student", {}).get(k) for k in ("beta_dev_accuracy", "items")}
     return summary
 
@@ -122,6 +124,7 @@ def aggregate(results: dict[str, list[dict]]) -> dict:
         row["retrieval_overhead"] = [r["systems"]["student_retrieval"]["retrieval_overhead"] for r in runs]
         row["beta"] = [r["systems"]["student_retrieval"]["beta"] for r in runs]
         row["compression_ratio"] = [r["student_params"] / r["teacher_params"] for r in runs]
+        row["parse_rate"] = [r["parse_rate"] for r in runs if r.get("parse_rate") is not None]
         row["test_examples"] = runs[0]["test_examples"]
         row["test_total"] = runs[0]["test_total"]
         table[task] = row
@@ -133,13 +136,13 @@ def write_report(table: dict, runs: dict, out: Path, notes: list[str]) -> None:
              "student_retrieval": "student + retrieval", "plain_kd": "plain KD"}
     lines = ["# Accuracy benchmark (embedded teacher SmolLM2-135M, CPU)", "",
              "Mean ± std over seeds of test accuracy (%), produced by `bench/accuracy.py`.", ""]
-    lines += ["| task | seeds | test n | " + " | ".join(names[s] for s in SYSTEMS) + " | beta (per seed) | student size |",
-              "|---|---|---|" + "---|" * len(SYSTEMS) + "---|---|"]
+    lines += ["| task | seeds | test n | " + " | ".join(names[s] for s in SYSTEMS) + " | beta (per seed) | student size | "
+              "step-1 parse rate |", "|---|---|---|" + "---|" * len(SYSTEMS) + "---|---|---|"]
     for task, row in table.items():
         cells = [fmt(row[s]["accuracy"]) for s in SYSTEMS]
         lines.append(f"| {task} | {','.join(map(str, row['seeds']))} | {row['test_examples']}/{row['test_total']} | "
                      + " | ".join(cells) + f" | {','.join(str(b) for b in row['beta'])} | "
-                     f"{statistics.mean(row['compression_ratio']):.2%} |")
+                     f"{statistics.mean(row['compression_ratio']):.2%} | {fmt(row.get('parse_rate', []))} |")
     extra = [(t, r) for t, r in table.items() if t in EXTRA_METRIC]
     if extra:
         lines += ["", "Secondary metric (%): " + ", ".join(f"{t} {EXTRA_METRIC[t]}" for t, _ in extra), "",
