@@ -59,6 +59,19 @@ def test_use_demos_restores_the_same_scores(tiny_teacher, sst2):
     assert np.allclose(first.probs(queries), second.probs(queries), atol=1e-6)
 
 
+def test_length_sorted_batches_match_one_at_a_time(tiny_teacher, sst2):
+    queries = [e.fields for e in sst2.test[:10]]
+    batched = TeacherScorer(tiny_teacher, sst2, ScorerConfig(batch_size=4))
+    single = TeacherScorer(tiny_teacher, sst2, ScorerConfig(batch_size=1))
+    demos = [e.uid for e in sst2.train[:2]]
+    batched.use_demos(demos, [0.5, 0.5])
+    single.use_demos(demos, [0.5, 0.5])
+    probs, hidden = batched.features(queries)
+    assert np.allclose(batched.raw_probs(queries), single.raw_probs(queries), atol=1e-5)
+    assert np.allclose(probs, single.probs(queries), atol=1e-5)
+    assert hidden is None or hidden.shape == (len(queries), tiny_teacher.hidden_size)
+
+
 def test_packaged_teacher_beats_chance_on_sst2(teacher, sst2):
     scorer = TeacherScorer(teacher, sst2, ScorerConfig(demo_candidates=2, calibration_inputs=32))
     scorer.fit()
@@ -73,8 +86,8 @@ def test_demo_search_stops_within_one_batch(tiny_teacher, sst2):
 
     scorer = TeacherScorer(tiny_teacher, sst2, ScorerConfig(demo_candidates=8, batch_size=4))
     batches = []
-    original = scorer._raw_batch
-    scorer._raw_batch = lambda fields: batches.append(len(fields)) or original(fields)
+    original = scorer._score_ids
+    scorer._score_ids = lambda queries: batches.append(len(queries)) or original(queries)
     with pytest.raises(Cancelled):
         scorer.fit(should_stop=lambda: len(batches) >= 2)
     assert len(batches) == 2

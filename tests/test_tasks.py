@@ -463,3 +463,27 @@ print(task.labels, len(task.train), len(task.dev), len(task.test), len(task.unla
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[-2] == "('neg', 'pos') 16 16 20 68 {'neg': 'neg', 'pos': 'pos'}"
+
+
+def test_the_teacher_labels_whole_sst2_sentences_that_no_split_holds():
+    from retrikt.tasks.builtin import teacher_pool
+
+    pool = teacher_pool(load_builtin("SST-2", seed=13))
+    texts = [f["sentence"] for f in pool]
+    assert len(texts) == len(set(texts)) > 6000
+    held = set()
+    for seed in KSHOT_SEEDS:
+        task = load_builtin("SST-2", seed=seed)
+        held |= {e.fields["sentence"] for e in task.train + task.dev + task.test}
+    assert not held & set(texts)
+    # whole sentences, not the treebank's phrases: no pool text is a whole-token span of another
+    sample = texts[:300]
+    padded = {f" {t} " for t in texts}
+    assert not any(f" {s} " in other and f" {s} " != other for s in sample for other in padded)
+
+
+def test_other_tasks_label_their_own_unlabeled_inputs():
+    from retrikt.tasks.builtin import teacher_pool
+
+    task = load_builtin("RTE")
+    assert teacher_pool(task) == list(task.unlabeled)

@@ -200,19 +200,22 @@ def evaluate_run(run, task, store, teacher=None, progress=noop_progress, limit: 
     return evaluate(run, task, store, teacher, student, kd_student, index, beta, limit=limit, progress=progress)
 
 
-def label_unlabeled(run, task, store, teacher, n: int, progress=noop_progress, chunk: int = 64) -> dict:
+def label_unlabeled(run, task, store, teacher, n: int, progress=noop_progress, chunk: int = 512) -> dict:
     """Top the store up to `n` teacher-labelled unlabeled inputs (source `unlabeled`, label = the teacher's argmax).
 
+    The inputs come from `teacher_pool` (SST-2: whole GLUE train sentences; else the task's unlabeled inputs).
     Inputs that equal a train, dev or test input are never used (dev picks beta; test is the benchmark). Already
-    labelled inputs are kept, so a rerun only scores what is missing.
+    labelled inputs are kept, so a rerun only scores what is missing. The scorer sorts each chunk by length into
+    batches, so a larger chunk pads less.
     """
-    from ..teacher.scorer import run_scorer
     from ..store.knowledge_store import Entry
+    from ..tasks.builtin import teacher_pool
+    from ..teacher.scorer import run_scorer
 
     have = {e.text for e in store.list(source="unlabeled")}
     banned = {task.serialize(e.fields) for e in task.train + task.dev + task.test} | have
     pool, seen = [], set()
-    for fields in task.unlabeled:
+    for fields in teacher_pool(task):
         text = task.serialize(fields)
         if text not in banned and text not in seen:
             seen.add(text)

@@ -9,6 +9,9 @@ Packaged files live in `retrikt/data/<TASK>/` as JSONL, one `{"uid", "fields", "
 - `unlabeled.jsonl`: in-domain inputs without labels. GLUE tasks: up to 5000 GLUE train inputs that are
   in no k-shot split of any seed nor in test. FewGLUE tasks: only the 64 train+dev inputs (labels
   dropped) - a small pool, because FewGLUE ships no unlabeled data beyond them.
+- `unlabeled-sentences.jsonl` (SST-2): every whole GLUE train sentence (a parse-tree root, the kind of input the
+  test split holds) in no k-shot split nor in test; the teacher labels inputs from it for the student
+  (`teacher_pool`). `bench/prepare_unlabeled_sentences.py` rebuilds it.
 """
 from __future__ import annotations
 
@@ -146,6 +149,18 @@ def _read_jsonl(task: str, filename: str) -> list[dict]:
     path = resources.files("retrikt").joinpath("data", task, filename)
     with path.open("r", encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
+
+
+def teacher_pool(task: Task) -> list[dict[str, str]]:
+    """Inputs the teacher may label for the student: the built-in task's pool of whole sentences when it ships one
+    (SST-2), else `task.unlabeled`."""
+    try:
+        name = canonical_name(task.name)
+    except TaskDataError:
+        return list(task.unlabeled)
+    if not resources.files("retrikt").joinpath("data", name, "unlabeled-sentences.jsonl").is_file():
+        return list(task.unlabeled)
+    return [r["fields"] for r in _read_jsonl(name, "unlabeled-sentences.jsonl")]
 
 
 def _examples(task: str, filename: str) -> list[Example]:

@@ -105,10 +105,20 @@ class TeacherScorer:
         except OSError:  # a read-only or full disk: the in-memory cache still serves this process
             partial.unlink(missing_ok=True)
 
+    def _split_head(self):
+        """(decoder body, output head) of the teacher, or (None, None) when the model does not expose them; the
+        head is applied to the answer position's hidden state only, and only for the verbalizer rows."""
+        model = self.teacher.model
+        base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        if base is None or base is model or not isinstance(head, torch.nn.Linear):
+            return None, None
+        return base, head
+
     @torch.no_grad()
-    def _raw_batch(self, fields_list) -> np.ndarray:
-        """Uncalibrated verbalizer probabilities for queries that share the current prefix."""
-        queries = [self.teacher.encode(self.task.classification_prompt(f)) for f in fields_list]
+    def _score_ids(self, queries: list[list[int]]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Uncalibrated verbalizer probabilities (and the final hidden state at the answer position) for tokenized
+        queries that share the current prefix; queries are right-padded to the longest one."""
         width = max(len(q) for q in queries)
         pad = self.teacher.tokenizer.pad_token_id
         ids = torch.full((len(queries), width), pad, dtype=torch.long)
@@ -120,12 +130,33 @@ class TeacherScorer:
         cache = copy.deepcopy(self._prefix_cache)
         cache.batch_repeat_interleave(len(queries))
         device = self.teacher.device
-        out = self.teacher.model(
-            input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache, use_cache=True
-        )
+        rows = torch.arange(len(queries), device=device)
         last = torch.tensor([len(q) - 1 for q in queries], device=device)
-        logits = out.logits[torch.arange(len(queries), device=device), last][:, self.verbalizer_ids]
-        return logits.float().softmax(-1).cpu().numpy()
+        inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "past_key_values": cache,
+                  "use_cache": True}
+        base, head = self._split_head()
+        if base is None:
+            logits = self.teacher.model(**inputs).logits[rows, last][:, self.verbalizer_ids]
+            return logits.float().softmax(-1).cpu().numpy(), None
+        # design choice: the full-vocabulary head on every position is ~1/5 of a small teacher's compute; only the
+        # answer position's verbalizer rows are needed.
+        hidden = base(**inputs).last_hidden_state[rows, last]
+        verbalizers = torch.tensor(self.verbalizer_ids, device=device)
+        logits = hidden @ head.weight[verbalizers].T
+        if head.bias is not None:
+            logits = logits + head.bias[verbalizers]
+        return logits.float().softmax(-1).cpu().numpy(), hidden.float().cpu().numpy()
+
+    def _raw_batch(self, fields_list) -> np.ndarray:
+        """Uncalibrated verbalizer probabilities for queries that share the current prefix (one forward pass)."""
+        return self._score_ids([self.teacher.encode(self.task.classification_prompt(f)) for f in fields_list])[0]
+
+    def _batches(self, queries: list[list[int]]) -> list[list[int]]:
+        """Positions of `queries` grouped into forward passes of `batch_size`, shortest first (so a batch is
+        padded to a length close to all of its members')."""
+        order = sorted(range(len(queries)), key=lambda i: len(queries[i]))
+        size = self.config.batch_size
+        return [order[start : start + size] for start in range(0, len(order), size)]
 
     def raw_probs(self, fields_list, should_stop=None) -> np.ndarray:
         """Uncalibrated probabilities, cached per serialized input (same demos).
@@ -133,21 +164,44 @@ class TeacherScorer:
         Raises Cancelled between batches when `should_stop()` turns true (one batch is the longest wait).
         """
         keys = [hashlib.sha1(self.task.serialize(f).encode()).hexdigest() for f in fields_list]
-        missing = [i for i, k in enumerate(keys) if k not in self._raw_cache]
-        size = self.config.batch_size
+        first: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            if k not in self._raw_cache:
+                first.setdefault(k, i)
+        missing = list(first.values())
+        queries = [self.teacher.encode(self.task.classification_prompt(fields_list[i])) for i in missing]
         try:
-            for start in range(0, len(missing), size):
+            for batch in self._batches(queries):
                 if should_stop is not None and should_stop():
                     raise Cancelled("teacher scoring cancelled")
-                chunk = missing[start : start + size]
-                for i, row in zip(chunk, self._raw_batch([fields_list[i] for i in chunk])):
-                    self._raw_cache[keys[i]] = row
+                probs, _ = self._score_ids([queries[j] for j in batch])
+                for j, row in zip(batch, probs):
+                    self._raw_cache[keys[missing[j]]] = row
         finally:
             if missing:
                 self._write_disk()
         if not keys:
             return np.zeros((0, len(self.task.labels)))
         return np.stack([self._raw_cache[k] for k in keys])
+
+    def features(self, fields_list, should_stop=None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Calibrated class probabilities and the teacher's final hidden state at the answer position (None when
+        the model does not expose its head), scored afresh in length-sorted batches (the cache holds no hidden
+        states)."""
+        queries = [self.teacher.encode(self.task.classification_prompt(f)) for f in fields_list]
+        raw = np.zeros((len(queries), len(self.task.labels)))
+        hidden = None
+        for batch in self._batches(queries):
+            if should_stop is not None and should_stop():
+                raise Cancelled("teacher scoring cancelled")
+            probs, h = self._score_ids([queries[j] for j in batch])
+            raw[batch] = probs
+            if h is not None:
+                if hidden is None:
+                    hidden = np.zeros((len(queries), h.shape[1]), dtype=np.float32)
+                hidden[batch] = h
+        calibrated = raw / self.prior
+        return calibrated / calibrated.sum(-1, keepdims=True), hidden
 
     def probs(self, fields_list) -> np.ndarray:
         """Calibrated class probabilities: p(y|x) / prior(y), renormalised."""
