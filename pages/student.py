@@ -7,7 +7,8 @@ import pandas as pd
 
 from pages.common import cancel_followed, followed_job, run_choices, user_errors
 from retrikt.studio.compare import (
-    SYSTEM_COLUMNS, accuracy_figure, confusion_figure, eval_summary, records, systems_table, weak_teacher_warning,
+    SYSTEM_COLUMNS, accuracy_figure, confusion_figure, eval_summary, export_student_zip, records, systems_table,
+    weak_teacher_warning,
 )
 from retrikt.config import RunConfig, override
 from retrikt.studio.jobs_view import check_step1_run, finished_marker, job_status
@@ -66,6 +67,9 @@ def build(studio) -> None:
                                interactive=False, wrap=True)
         bars = gr.Plot(label="Accuracy")
         matrices = gr.Plot(label="Confusion matrices")
+        with gr.Row():
+            export = gr.Button("Export the student (.zip)", scale=1)
+            bundle = gr.File(label="Student bundle: weights, key index, store entries, metrics, model card", scale=3)
 
     def runs_update(current):
         return run_choices(step1_runs(workspace), current)
@@ -109,6 +113,11 @@ def build(studio) -> None:
         current, job, position = followed_job(studio.jobs, current, KIND)
         return current, job_status(job, position), finished_marker(job)
 
+    @user_errors
+    def on_export(run_name):
+        return str(export_student_zip(workspace, run_name))
+
+    export.click(on_export, run, bundle, api_name="student_export")
     refresh.click(runs_update, run, run, api_name="student_runs")
     studio.demo.load(runs_update, run, run, api_visibility="private").then(
         show_results, run, [results_md, systems, bars, matrices], api_visibility="private")

@@ -9,7 +9,8 @@ The public API, for notebooks and scripts (names load on first use, so `import r
     student.predict(["a gripping , funny film ."], retrieval=True).labels
 
 Step by step: `run_generate` (step 1), `run_ppo` (step 2), `run_student` (step 3); `open_run` / `list_runs` reopen
-runs; `install_demo` puts the shipped demo run into a workspace. Every error a user can fix is a `RetriktError`.
+runs; `install_demo` puts the shipped demo run into a workspace; `export_bundle(run, DIR)` writes a trained student
+with its key index and store as one folder, and `load_bundle(DIR)` predicts from it with no teacher or workspace. Every error a user can fix is a `RetriktError`.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ _EXPORTS = {
     "run_generate": "generate.stage", "run_ppo": "ppo.stage", "run_student": "student.stage", "run_all": "workflow",
     "Run": "runs", "open_run": "runs", "list_runs": "runs",
     "TrainedStudent": "student.predictor", "load_student": "student.predictor",
+    "export_bundle": "student.bundle", "load_bundle": "student.bundle",
     "install_demo": "studio.demo", "DEMO_RUN": "studio.demo",
 }
 __all__ = sorted(_EXPORTS)

@@ -311,3 +311,20 @@ def test_ppo_tab_lists_finished_runs_and_refuses_others(studio):
         client.predict("demo", 2, 4, 1.0, 0.5, 0.5, 0.05, api_name="/ppo_start")
     with pytest.raises(AppError, match="ppo.rollout_batch_size"):
         client.predict("demo-SST-2", 2, 0, 1.0, 0.5, 0.5, 0.05, api_name="/ppo_start")
+
+
+def test_student_tab_exports_a_bundle_that_loads(studio, tmp_path):
+    import zipfile
+
+    from retrikt.student.bundle import load_bundle
+
+    _, client = studio
+    downloaded = client.predict("demo-SST-2", api_name="/student_export")
+    path = Path(downloaded if isinstance(downloaded, str) else downloaded["path"])
+    assert path.name == "demo-SST-2-student.zip"
+    with zipfile.ZipFile(path) as archive:
+        archive.extractall(tmp_path / "bundle")
+    found = load_bundle(tmp_path / "bundle").predict(["a gorgeous , witty , seductive movie ."])
+    assert found.labels == ["positive"] and len(found.neighbours[0]) == 8
+    with pytest.raises(Exception, match="has not been evaluated"):
+        client.predict("edit", api_name="/student_export")

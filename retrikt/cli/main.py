@@ -78,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     pack.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="evaluated run name or folder")
     pack.add_argument("--workspace", default="workspace")
     pack.add_argument("--dest", help="asset folder to write (default: the studio's assets/demo-run)")
+    export = sub.add_parser("export", help="write a run's trained student, key index and store as one folder + .zip")
+    export.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="run name or folder")
+    export.add_argument("--out", required=True, metavar="DIR", help="bundle folder to write (DIR.zip too)")
+    export.add_argument("--workspace", default="workspace")
+    export.add_argument("--push-to-hub", dest="push_to_hub", metavar="REPO",
+                        help="also upload the folder to this Hugging Face model repo (needs HF_TOKEN)")
     from .tasks import add_parser as add_task_parser
 
     add_task_parser(sub)
@@ -101,6 +107,17 @@ def _dispatch(args) -> int:
         from ..studio.demo import DEMO_ASSET, pack_demo
 
         print(json.dumps(pack_demo(open_run(args.workspace, args.from_run), Path(args.dest or DEMO_ASSET))))
+        return 0
+    if args.command == "export":
+        import os
+
+        from ..runs import open_run
+        from ..student.bundle import export_bundle, push_bundle
+
+        report = export_bundle(open_run(args.workspace, args.from_run), Path(args.out))
+        if args.push_to_hub:
+            report["pushed"] = push_bundle(args.out, args.push_to_hub, os.environ.get("HF_TOKEN"))
+        print(json.dumps(report, indent=2))
         return 0
     if args.command == "task":
         from .tasks import main_task

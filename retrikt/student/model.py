@@ -29,6 +29,10 @@ MIN_EMBED_DIM = 16
 
 
 
+TOKENIZER_DIR = "tokenizer"
+"""A saved student's own copy of its word-piece tokenizer (written for exported bundles)."""
+
+
 def base_tokenizer(source: str | None = None):
     """The word-piece tokenizer the tiny student trims (the packaged MiniLM's), or an HF encoder's own."""
     from transformers import AutoTokenizer
@@ -231,9 +235,13 @@ class Student:
         return probs, keys
 
     # ---- files ---------------------------------------------------------------------------------------------
-    def save(self, folder: str | Path) -> None:
+    def save(self, folder: str | Path, with_tokenizer: bool = False) -> None:
+        """Weights and config; `with_tokenizer` also writes the tokenizer, so the folder loads with no MiniLM
+        package installed (an exported bundle)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        if with_tokenizer:
+            self.tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))
         meta = {"labels": self.labels, "config": asdict(self.config), "n_params": self.n_params,
                 "vocab": self.vocab.base_ids if self.vocab else None,
                 "embed_dim": self.model.encoder.tokens.embedding_dim if self.vocab else None}
@@ -249,7 +257,9 @@ class Student:
         cfg = StudentConfig(**meta["config"])
         if meta["vocab"] is not None:
             vocab = Vocab(meta["vocab"])
-            encoder, tokenizer = TinyEncoder(len(vocab), meta["embed_dim"], cfg), base_tokenizer()
+            own = folder / TOKENIZER_DIR
+            encoder = TinyEncoder(len(vocab), meta["embed_dim"], cfg)
+            tokenizer = base_tokenizer(str(own) if own.is_dir() else None)
         else:
             vocab, encoder, tokenizer = None, HFEncoder(cfg.encoder), base_tokenizer(cfg.encoder)
         model = StudentModel(encoder, len(meta["labels"]), cfg.key_dim)

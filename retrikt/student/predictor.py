@@ -3,7 +3,7 @@ of the store entries it retrieves. No teacher is loaded."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -26,8 +26,11 @@ class Predictions:
 class TrainedStudent:
     """A run's student, key index and beta. `predict(texts, retrieval=False)` is the student alone."""
 
-    def __init__(self, task, store, student: Student, index: KeyIndex | None, beta: float, k: int, temperature: float):
-        self.task, self.store, self.student, self.index = task, store, student, index
+    def __init__(self, task, student: Student, index, beta: float, k: int, temperature: float,
+                 entries: Callable[[list[str]], list] = lambda ids: []):
+        """`index`: a KeyIndex or MemoryIndex (None: no retrieval); `entries(ids)`: the store entries of those ids,
+        for showing the neighbours."""
+        self.task, self.student, self.index, self.entries = task, student, index, entries
         self.beta, self.k, self.temperature = beta, k, temperature
 
     @classmethod
@@ -43,8 +46,8 @@ class TrainedStudent:
         store = run_store(run, task)
         index = KeyIndex.open(store) if block.get("items", {}).get("indexed") else None
         cfg = run.config.student
-        return cls(task, store, Student.load(run.student_dir), index, float(block.get("beta", 0.0)), cfg.k,
-                   cfg.temperature)
+        return cls(task, Student.load(run.student_dir), index, float(block.get("beta", 0.0)), cfg.k, cfg.temperature,
+                   store.get)
 
     def serialize(self, item: str | Mapping[str, str]) -> str:
         """An input as the student reads it: a string for a one-field task, else a mapping of the task's fields."""
@@ -69,7 +72,7 @@ class TrainedStudent:
                            [{l: float(p) for l, p in zip(labels, row)} for row in probs], neighbours)
 
     def _neighbours(self, ids: list[str], sims: np.ndarray) -> list[dict]:
-        entries = {e.id: e for e in self.store.get(ids)} if ids else {}
+        entries = {e.id: e for e in self.entries(ids)} if ids else {}
         rows = []
         for rank, entry_id in enumerate(ids):
             entry = entries.get(entry_id)

@@ -137,6 +137,42 @@ class KeyIndex:
         return Neighbours(ids, sims, soft, weights, time.perf_counter() - start)
 
 
+@dataclass
+class MemoryIndex:
+    """The same student keys, soft labels and weights as a KeyIndex, searched exactly in memory (no Chroma): what an
+    exported bundle retrieves from."""
+
+    ids: list[str]
+    keys: np.ndarray
+    labels: list[str]
+    table: dict[str, tuple[np.ndarray, float, str]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        keys = np.asarray(self.keys, dtype=np.float32)
+        self._unit = keys / np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-12)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def query(self, keys: np.ndarray, k: int, exclude_ids: list[set[str]] | None = None) -> Neighbours:
+        """The k entries of highest cosine similarity per key (as `KeyIndex.query`, but exact)."""
+        start = time.perf_counter()
+        queries = np.asarray(keys, dtype=np.float32)
+        queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+        all_sims = queries @ self._unit.T
+        ids, sims = [], np.zeros((len(queries), k))
+        soft = np.zeros((len(queries), k, len(self.labels)))
+        weights = np.zeros((len(queries), k))
+        for row in range(len(queries)):
+            skip = exclude_ids[row] if exclude_ids else ()
+            order = [j for j in np.argsort(-all_sims[row], kind="stable") if self.ids[j] not in skip][:k]
+            ids.append([self.ids[j] for j in order])
+            for col, j in enumerate(order):
+                sims[row, col] = all_sims[row, j]
+                soft[row, col], weights[row, col], _ = self.table[self.ids[j]]
+        return Neighbours(ids, sims, soft, weights, time.perf_counter() - start)
+
+
 # ---- training losses (in torch) ----------------------------------------------------------------------------------
 def relational_loss(student_keys: torch.Tensor, teacher_sim: torch.Tensor, tau: float) -> torch.Tensor:
     """KL(teacher-space neighbour distribution || student key-space one) over the other items of the batch.

@@ -270,3 +270,14 @@ def live_student(workspace, run_name: str | None) -> LiveStudent:
         if key not in _live:
             _live[key] = LiveStudent(workspace, run_name)
         return _live[key]
+
+
+def export_student_zip(workspace, run_name: str | None) -> Path:
+    """Export an evaluated run's student bundle into a fresh temporary folder; returns the .zip to download."""
+    import tempfile
+
+    from ..student.bundle import export_bundle
+
+    run = _evaluated_run(workspace, run_name)
+    folder = Path(tempfile.mkdtemp(prefix="retrikt-bundle-")) / f"{run_name}-student"
+    return Path(export_bundle(open_run(workspace, run.path.name), folder)["zip"])

@@ -75,24 +75,30 @@ def save_task(task: Task, workspace: str | Path, origin: dict[str, Any] | None =
     tmp = target.parent / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
     tmp.mkdir()
     try:
-        definition = {
-            "name": name, "text_fields": list(task.text_fields), "labels": list(task.labels),
-            "verbalizers": task.verbalizers, "field_names": task.field_names, "description": task.description,
-            "query": task.query, "seed": task.seed,
-            "field_choices": {k: list(v) for k, v in task.field_choices.items()}, "origin": origin or {},
-        }
-        for split in _SPLITS:
-            _write_jsonl(tmp / f"{split}.jsonl",
-                         [{"uid": e.uid, "fields": e.fields, "label": e.label} for e in getattr(task, split)])
-        _write_jsonl(tmp / "unlabeled.jsonl", [{"fields": f} for f in task.unlabeled])
-        # task.json last: a folder without it is an unfinished save and is never listed.
-        (tmp / TASK_FILE).write_text(json.dumps(definition, indent=2, ensure_ascii=False), encoding="utf-8")
+        write_task_folder(task, tmp, origin)
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def write_task_folder(task: Task, folder: str | Path, origin: dict[str, Any] | None = None) -> None:
+    """Write ``task`` (definition and splits) into an existing ``folder`` in the format `load_saved` reads."""
+    folder = Path(folder)
+    definition = {
+        "name": task.name, "text_fields": list(task.text_fields), "labels": list(task.labels),
+        "verbalizers": task.verbalizers, "field_names": task.field_names, "description": task.description,
+        "query": task.query, "seed": task.seed,
+        "field_choices": {k: list(v) for k, v in task.field_choices.items()}, "origin": origin or {},
+    }
+    for split in _SPLITS:
+        _write_jsonl(folder / f"{split}.jsonl",
+                     [{"uid": e.uid, "fields": e.fields, "label": e.label} for e in getattr(task, split)])
+    _write_jsonl(folder / "unlabeled.jsonl", [{"fields": f} for f in task.unlabeled])
+    # task.json last: a folder without it is an unfinished save and is never listed.
+    (folder / TASK_FILE).write_text(json.dumps(definition, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 def load_saved(folder: str | Path) -> Task:
