@@ -12,6 +12,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import ConfigError
+
 
 @dataclass
 class Samples:
@@ -147,7 +149,7 @@ class CompositeReward:
     def __init__(self, terms: dict[str, tuple[float, Callable[[Samples], np.ndarray]]]):
         self.terms = {name: (float(w), fn) for name, (w, fn) in terms.items() if w != 0}
         if not self.terms:
-            raise ValueError("every reward weight is 0: give at least one term a weight")
+            raise ConfigError("every reward weight is 0: give at least one term a weight")
 
     @classmethod
     def from_config(cls, config, task, scorer, embedder, store=None) -> "CompositeReward":

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..config import PPOConfig
+from ..errors import RunError
 from .core import (
     ValueHead,
     clipped_policy_loss,
@@ -297,14 +298,14 @@ class PPOTrainer:
     def load_checkpoint(self, directory: str | os.PathLike) -> bool:
         """Resume from `directory` if it holds a checkpoint; False when there is none.
 
-        Raises ValueError when the checkpoint was trained from another reference prompt (a re-run step 1).
+        Raises RunError when the checkpoint was trained from another reference prompt (a re-run step 1).
         """
         path = Path(directory) / CHECKPOINT_FILE
         if not path.is_file():
             return False
         state = torch.load(path, map_location=self.device, weights_only=True)
         if state["ref_prompt"].shape != self.ref_prompt.shape or not torch.equal(state["ref_prompt"], self.ref_prompt):
-            raise ValueError(
+            raise RunError(
                 f"the PPO checkpoint in {Path(directory).name} started from a different step-1 prompt; "
                 "delete it or turn resume off to start over"
             )

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..errors import StudentError
 from ..store.backend import WRITE_LOCK, get_client
 
 KEY_SUFFIX = "-student-keys"
@@ -105,7 +106,7 @@ class KeyIndex:
         try:
             col = cls._client(store).get_collection(store.name + KEY_SUFFIX, embedding_function=None)
         except NotFoundError:
-            raise RuntimeError(f"no student keys for store {store.name!r}: train the student first") from None
+            raise StudentError(f"no student keys for store {store.name!r}: train the student first") from None
         res = col.get(include=["metadatas"])
         index = cls(col, json.loads(col.metadata["labels"]))
         index.table = {i: (np.asarray(json.loads(m["soft_labels_json"])), float(m["weight"]), m["label"])
