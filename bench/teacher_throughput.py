@@ -43,15 +43,7 @@ def legacy_batch(scorer: TeacherScorer, fields_list) -> np.ndarray:
     position, then the answer position's verbalizer columns."""
     teacher, task = scorer.teacher, scorer.task
     queries = [teacher.encode(task.classification_prompt(f)) for f in fields_list]
-    width = max(len(q) for q in queries)
-    ids = torch.full((len(queries), width), teacher.tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(queries), scorer._prefix_len + width), dtype=torch.long)
-    mask[:, : scorer._prefix_len] = 1
-    for i, q in enumerate(queries):
-        ids[i, : len(q)] = torch.tensor(q)
-        mask[i, scorer._prefix_len : scorer._prefix_len + len(q)] = 1
-    cache = copy.deepcopy(scorer._prefix_cache)
-    cache.batch_repeat_interleave(len(queries))
+    ids, mask, cache = scorer._batch_inputs(queries)
     out = teacher.model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True)
     last = torch.tensor([len(q) - 1 for q in queries])
     logits = out.logits[torch.arange(len(queries)), last][:, scorer.verbalizer_ids]

@@ -47,28 +47,14 @@ from retrikt.runs import open_run  # noqa: E402
 from retrikt.teacher.scorer import run_scorer  # noqa: E402
 from retrikt.student.model import build_student, task_texts  # noqa: E402
 from retrikt.context import run_store, run_teacher  # noqa: E402
-from retrikt.student.stage import BETA_GRID, choose_beta, teacher_trust  # noqa: E402
+from retrikt.student.stage import BETA_GRID, choose_beta, teacher_inputs, teacher_trust  # noqa: E402
 from retrikt.student.train import (Items, _epoch_order, clone, finetune, minilm_targets, pretrain,  # noqa: E402
                                    pretraining_corpus, select_items)
 from retrikt.tasks import task_of_run  # noqa: E402
-from retrikt.tasks.builtin import teacher_pool  # noqa: E402
 
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def unlabeled_pool(task, sentences_only: bool = True) -> list[dict]:
-    """The teacher's pool (SST-2: whole train sentences) minus this seed's splits, in a fixed shuffle."""
-    banned = {task.serialize(e.fields) for e in task.train + task.dev + task.test}
-    pool, seen = [], set()
-    for fields in teacher_pool(task):
-        text = task.serialize(fields)
-        if text not in banned and text not in seen:
-            seen.add(text)
-            pool.append(fields)
-    random.Random(0).shuffle(pool)
-    return pool
 
 
 def scored_pool(run, task, teacher, pool, n: int, cache: Path) -> dict:
@@ -209,7 +195,7 @@ def run_seed(args, seed: int, cfg: StudentConfig, teacher) -> list[dict]:
     store = run_store(run, task)
     teacher_params = int(run.summary()["teacher_params"])
     base = select_items(store, task, cfg)
-    pool = unlabeled_pool(task, args.pool == "sentences")
+    pool = teacher_inputs(task)  # what label_unlabeled draws from, in its order
     n_max = max(args.ns)
     cache = workspace / "ablation" / f"scores-s{seed}-{args.pool}.npz"
     scored = scored_pool(run, task, teacher, pool, n_max, cache)

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 sys.path.insert(0, str(ROOT))
 
-from unlabeled_ablation import pca_keys, unlabeled_pool  # noqa: E402
+from unlabeled_ablation import pca_keys  # noqa: E402
 
 from retrikt.config import StudentConfig  # noqa: E402
 from retrikt.store.embed import default_embedder  # noqa: E402
@@ -35,6 +35,7 @@ from retrikt.student.retrieval import mix  # noqa: E402
 from retrikt.runs import open_run  # noqa: E402
 from retrikt.teacher.scorer import run_scorer  # noqa: E402
 from retrikt.context import run_store, run_teacher  # noqa: E402
+from retrikt.student.stage import teacher_inputs  # noqa: E402
 from retrikt.student.train import minilm_targets, select_items  # noqa: E402
 from retrikt.tasks import task_of_run  # noqa: E402
 
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
         rows = np.flatnonzero(base.indexed)
         scored = dict(np.load(ws / "ablation" / f"scores-s{seed}-sentences.npz"))
         item_hidden = np.load(ws / "ablation" / f"items-s{seed}.npy")
-        pool = unlabeled_pool(task, True)
+        pool = teacher_inputs(task)
         n_max = max(args.ns)
         texts = [task.serialize(f) for f in pool[:n_max]]
         scorer = run_scorer(run, task, teacher)

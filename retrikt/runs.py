@@ -147,14 +147,6 @@ def run_path(workspace: str | Path, name: str) -> Path:
     return runs_root(workspace) / check_name(name)
 
 
-def has_student(workspace: str | Path, name: str | None) -> bool:
-    """A trained student is saved in run `name` (False for no name or a name that is not a run)."""
-    try:
-        return bool(name) and Run(run_path(workspace, name)).student_weights.is_file()
-    except RunError:
-        return False
-
-
 def read_summary(workspace: str | Path, name: str) -> dict:
     """A run's summary.json without opening the run ({} when it is missing or unreadable)."""
     try:

@@ -62,12 +62,20 @@ class TrainedStudent:
         return self.task.serialize({f: str(item[f]) for f in fields})
 
     def predict(self, items: list[str | Mapping[str, str]], retrieval: bool = True) -> Predictions:
+        alone, mixed = self.predict_both(items, retrieval)
+        return mixed if retrieval else alone
+
+    def predict_both(self, items: list[str | Mapping[str, str]],
+                     retrieval: bool = True) -> tuple[Predictions, Predictions]:
+        """(student alone, student + retrieval) from one pass: the student encodes each input once."""
         texts = [self.serialize(item) for item in items]
         beta = self.beta if retrieval else 0.0
         pred = predict(self.student, self.index if retrieval else None, texts, self.k, self.temperature, beta)
-        probs = pred.mixed if retrieval else pred.student
-        labels = list(self.task.labels)
         neighbours = [self._neighbours(ids, pred.neighbours.sims[row]) for row, ids in enumerate(pred.neighbours.ids)]
+        return self._predictions(pred.student, [[] for _ in texts]), self._predictions(pred.mixed, neighbours)
+
+    def _predictions(self, probs: np.ndarray, neighbours: list[list[dict]]) -> Predictions:
+        labels = list(self.task.labels)
         return Predictions([labels[int(i)] for i in np.asarray(probs).argmax(-1)],
                            [{l: float(p) for l, p in zip(labels, row)} for row in probs], neighbours)
 

@@ -200,20 +200,13 @@ def evaluate_run(run, task, store, teacher=None, progress=noop_progress, limit: 
     return evaluate(run, task, store, teacher, student, kd_student, index, beta, limit=limit, progress=progress)
 
 
-def label_unlabeled(run, task, store, teacher, n: int, progress=noop_progress, chunk: int = 512) -> dict:
-    """Top the store up to `n` teacher-labelled unlabeled inputs (source `unlabeled`, label = the teacher's argmax).
-
-    The inputs come from `teacher_pool` (SST-2: whole GLUE train sentences; else the task's unlabeled inputs).
-    Inputs that equal a train, dev or test input are never used (dev picks beta; test is the benchmark). Already
-    labelled inputs are kept, so a rerun only scores what is missing. The scorer sorts each chunk by length into
-    batches, so a larger chunk pads less.
-    """
-    from ..store.knowledge_store import Entry
+def teacher_inputs(task, exclude: set[str] = frozenset()) -> list[dict]:
+    """The inputs the teacher may label for the student, in a fixed order: `teacher_pool` (SST-2: whole GLUE train
+    sentences; else the task's unlabeled inputs) without repeats, without any train, dev or test input (dev picks
+    beta; test is the benchmark) and without the serialized texts in `exclude`."""
     from ..tasks.builtin import teacher_pool
-    from ..teacher.scorer import run_scorer
 
-    have = {e.text for e in store.list(source="unlabeled")}
-    banned = {task.serialize(e.fields) for e in task.train + task.dev + task.test} | have
+    banned = {task.serialize(e.fields) for e in task.train + task.dev + task.test} | set(exclude)
     pool, seen = [], set()
     for fields in teacher_pool(task):
         text = task.serialize(fields)
@@ -222,7 +215,21 @@ def label_unlabeled(run, task, store, teacher, n: int, progress=noop_progress, c
             pool.append(fields)
     # design choice: a fixed shuffle (seed 0) so every seed's student sees the same unlabeled inputs
     random.Random(0).shuffle(pool)
-    todo = pool[: max(0, n - len(have))]
+    return pool
+
+
+def label_unlabeled(run, task, store, teacher, n: int, progress=noop_progress, chunk: int = 512) -> dict:
+    """Top the store up to `n` teacher-labelled unlabeled inputs (source `unlabeled`, label = the teacher's argmax).
+
+    The inputs are `teacher_inputs`, in order. Already labelled inputs are kept, so a rerun only scores what is
+    missing. The scorer sorts each chunk by length into
+    batches, so a larger chunk pads less.
+    """
+    from ..store.knowledge_store import Entry
+    from ..teacher.scorer import run_scorer
+
+    have = {e.text for e in store.list(source="unlabeled")}
+    todo = teacher_inputs(task, exclude=have)[: max(0, n - len(have))]
     if not todo:
         return {"unlabeled_entries": len(have), "scored": 0}
     started = time.perf_counter()

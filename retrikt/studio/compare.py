@@ -195,8 +195,6 @@ class LiveStudent:
 
         _evaluated_run(workspace, run_name)  # only a listed, evaluated run: a free-form path would leave the workspace
         self.run = open_run(workspace, run_name)
-        if not self.run.student_weights.is_file():
-            raise RunError(f"Run {run_name} has no trained student saved.")
         self.trained = TrainedStudent.from_run(self.run)
         self.task, self.beta = self.trained.task, self.trained.beta
 
@@ -210,9 +208,9 @@ class LiveStudent:
             raise RunError(f"Keep each text under {MAX_INPUT_CHARS:,} characters (the student reads its first 128 "
                            "tokens only).")
         item = dict(zip(fields, values))
-        alone = self.trained.predict([item], retrieval=False).probs[0]
-        mixed = self.trained.predict([item], retrieval=True)
-        a, m = max(alone, key=alone.get), mixed.labels[0]
+        only, mixed = self.trained.predict_both([item])
+        alone = only.probs[0]
+        a, m = only.labels[0], mixed.labels[0]
         verdict = (f"Student alone **{a}** · with retrieval **{m}** (beta {self.beta})"
                    + (" → retrieval changed the answer." if a != m else "."))
         return ExampleView(self.task.serialize(item), None, alone, mixed.probs[0], neighbour_rows(mixed.neighbours[0]),

@@ -115,10 +115,9 @@ class TeacherScorer:
             return None, None
         return base, head
 
-    @torch.no_grad()
-    def _score_ids(self, queries: list[list[int]]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Uncalibrated verbalizer probabilities (and the final hidden state at the answer position) for tokenized
-        queries that share the current prefix; queries are right-padded to the longest one."""
+    def _batch_inputs(self, queries: list[list[int]]):
+        """(ids, attention mask, KV cache) of tokenized queries after the shared demo prefix: queries right-padded to
+        the longest one, the prefix's cache repeated once per query."""
         width = max(len(q) for q in queries)
         pad = self.teacher.tokenizer.pad_token_id
         ids = torch.full((len(queries), width), pad, dtype=torch.long)
@@ -129,6 +128,13 @@ class TeacherScorer:
             mask[i, self._prefix_len : self._prefix_len + len(q)] = 1
         cache = copy.deepcopy(self._prefix_cache)
         cache.batch_repeat_interleave(len(queries))
+        return ids, mask, cache
+
+    @torch.no_grad()
+    def _score_ids(self, queries: list[list[int]]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Uncalibrated verbalizer probabilities (and the final hidden state at the answer position) for tokenized
+        queries that share the current prefix."""
+        ids, mask, cache = self._batch_inputs(queries)
         device = self.teacher.device
         rows = torch.arange(len(queries), device=device)
         last = torch.tensor([len(q) - 1 for q in queries], device=device)
