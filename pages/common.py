@@ -64,3 +64,11 @@ def cancel_followed(jobs, current: str | None, kind: str, message: str, owner: s
 def sample_rows(job) -> list[list[str]]:
     """The job's latest generations as (label, parsed, text) table rows."""
     return [[s["label"], "yes" if s["parsed"] else "no", s["text"]] for s in (job.samples if job else [])]
+
+
+def editor_name(studio, request) -> str:
+    """Who an edit is recorded under: the hosted visitor's id, else the login name, else the one local user."""
+    visitor = studio.visitor(request)
+    if visitor:
+        return f"visitor {visitor[:12]}"
+    return getattr(request, "username", None) or "local user"

@@ -2,15 +2,18 @@
 and with retrieval side by side with the neighbours it retrieved."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import gradio as gr
 import pandas as pd
 
-from pages.common import run_choices, user_errors
+from pages.common import editor_name, run_choices, user_errors
 from retrikt.studio.compare import (
     NEIGHBOUR_COLUMNS, OUTCOMES, SYSTEM_COLUMNS, accuracy_figure, eval_summary, evaluated_runs, example_choices,
-    find_record, headline, live_student, outcome_counts, records, systems_table, view_record,
+    edit_count, find_record, headline, live_student, outcome_counts, records, systems_table, view_record,
 )
 from retrikt.studio.demo import DEMO_RUN
+from retrikt.studio.store_view import open_visitor_store
 from retrikt.runs import RunError
 
 def _outcome_choices(recs) -> list[tuple[str, str]]:
@@ -52,62 +55,121 @@ def build(studio) -> None:
         with gr.Row():
             neighbour_id = gr.Textbox(label="Picked neighbour id", scale=3)
             open_in_store = gr.Button("Open it in the Knowledge store tab", scale=1)
+        with gr.Row():
+            fix_label = gr.Dropdown([], label="Its label should be", scale=2)
+            fix = gr.Button("Fix its label (curated)", scale=1)
+            remove = gr.Button("Remove it from the store", variant="stop", scale=1)
+        edit_result = gr.Markdown()
+        with gr.Row():
+            reevaluate = gr.Button("Re-evaluate with the edited store", scale=1)
+            reevaluated = gr.Markdown()
+        gr.Markdown("Fixes go into the run's knowledge store (your own copy of it on a shared server) and reach "
+                    "retrieval at once, with no retraining; the Knowledge store tab lists them and can undo them.",
+                    elem_classes="hint")
+        # The input on screen, as the student reads it, and its gold label (None for a typed input).
+        shown = gr.State(None)
 
     def runs_update(current):
         return run_choices(evaluated_runs(workspace), current)
 
     def show(view):
         return (f"> {view.text}", view.verdict, view.alone, view.mixed,
-                pd.DataFrame(view.neighbours, columns=list(NEIGHBOUR_COLUMNS)))
+                pd.DataFrame(view.neighbours, columns=list(NEIGHBOUR_COLUMNS)), [view.text, view.gold])
 
-    blank = ("", "", None, None, pd.DataFrame([], columns=list(NEIGHBOUR_COLUMNS)))
+    blank = ("", "", None, None, pd.DataFrame([], columns=list(NEIGHBOUR_COLUMNS)), None)
+
+    def _store(request, run_name, write: bool = False):
+        # Hosted mode: a visitor's fixes go to their own copy of the run's store (see open_visitor_store).
+        visitor = None if studio.owns(request, run_name) else studio.visitor(request)
+        return open_visitor_store(workspace, run_name, visitor, write)
+
+    def _record_view(request, run_name, record):
+        rs = _store(request, run_name)
+        # Without edits the evaluation's record is what retrieval gives: no need to load the student.
+        return live_student(workspace, run_name).record_view(record, rs) if edit_count(rs) else view_record(record)
 
     @user_errors
-    def on_run(run_name, outcome_filter):
+    def on_run(request: gr.Request, run_name, outcome_filter):
+        return opened(request, run_name, outcome_filter)
+
+    @user_errors
+    def open_example(request: gr.Request, run_name, outcome_filter, uid):
+        """The run opened on test example `uid` (the Classroom tab links here)."""
+        return opened(request, run_name, outcome_filter, uid)
+
+    def opened(request, run_name, outcome_filter, uid=None):
         if not run_name:
             return ("No evaluated run yet: train and evaluate a student first.", pd.DataFrame([]), None,
                     gr.update(choices=[(o, o) for o in OUTCOMES], value="all"), gr.update(choices=[], value=None),
-                    *blank)
+                    *blank, gr.update(choices=[], value=None))
         summary = eval_summary(workspace, run_name)
         recs = records(workspace, run_name)
         headers, rows = systems_table(summary)
         outcome_filter = outcome_filter if outcome_filter in OUTCOMES else "all"
         choices = example_choices(recs, outcome_filter)
-        first = choices[0][1] if choices else None
+        first = uid if uid in {c[1] for c in choices} else (choices[0][1] if choices else None)
         note = " This is the precomputed demo run shipped with the studio." if run_name == DEMO_RUN else ""
-        view = show(view_record(find_record(recs, first))) if first else blank
+        view = show(_record_view(request, run_name, find_record(recs, first))) if first else blank
+        labels = list(recs[0]["student"]["probs"]) if recs else []
         return (headline(summary) + note, pd.DataFrame(rows, columns=headers), accuracy_figure(summary),
                 gr.update(choices=_outcome_choices(recs), value=outcome_filter), gr.update(choices=choices,
-                                                                                          value=first), *view)
+                                                                                          value=first), *view,
+                gr.update(choices=labels, value=None))
 
     @user_errors
-    def on_filter(run_name, outcome_filter):
+    def on_filter(request: gr.Request, run_name, outcome_filter):
         recs = records(workspace, run_name)
         choices = example_choices(recs, outcome_filter)
         if not choices:
             gr.Info(f"No test example where {outcome_filter}.")
         first = choices[0][1] if choices else None
         return (gr.update(choices=choices, value=first),
-                *(show(view_record(find_record(recs, first))) if first else blank))
+                *(show(_record_view(request, run_name, find_record(recs, first))) if first else blank))
 
     @user_errors
-    def on_example(run_name, uid):
+    def on_example(request: gr.Request, run_name, uid):
         if not uid:
             return blank
-        return show(view_record(find_record(records(workspace, run_name), uid)))
+        return show(_record_view(request, run_name, find_record(records(workspace, run_name), uid)))
 
     @user_errors
-    def on_own(run_name, first, second):
+    def on_own(request: gr.Request, run_name, first, second):
         if not run_name:
             raise RunError("Pick an evaluated run first.")
-        return show(live_student(workspace, run_name).view([first, second]))
+        return show(live_student(workspace, run_name).view([first, second], _store(request, run_name)))
+
+    def edit_neighbour(request, run_name, entry_id, label, current):
+        if not run_name:
+            raise RunError("Pick an evaluated run first.")
+        text, gold = current or (None, None)
+        view, line = live_student(workspace, run_name).edit_neighbour(
+            _store(request, run_name, write=True), editor_name(studio, request), entry_id, label, text, gold)
+        return (*show(view), line)
+
+    @user_errors
+    def on_fix(request: gr.Request, run_name, entry_id, label, current):
+        if not label:
+            raise RunError("Choose the label the picked neighbour should have.")
+        return edit_neighbour(request, run_name, entry_id, label, current)
+
+    @user_errors
+    def on_remove(request: gr.Request, run_name, entry_id, current):
+        return edit_neighbour(request, run_name, entry_id, None, current)
+
+    @user_errors
+    def on_reevaluate(request: gr.Request, run_name):
+        if not run_name:
+            raise RunError("Pick an evaluated run first.")
+        result = live_student(workspace, run_name).reevaluate(records(workspace, run_name), _store(request, run_name))
+        return result.markdown()
 
     def on_neighbour(evt: gr.SelectData):
         row = evt.row_value or []
         return row[-1] if row else ""
 
-    run_outputs = [summary_md, systems, accuracy_plot, wanted, example, text, verdict, alone, mixed, neighbours]
-    view_outputs = [text, verdict, alone, mixed, neighbours]
+    run_outputs = [summary_md, systems, accuracy_plot, wanted, example, text, verdict, alone, mixed, neighbours,
+                   shown, fix_label]
+    view_outputs = [text, verdict, alone, mixed, neighbours, shown]
     refresh.click(runs_update, run, run, api_name="compare_runs").then(on_run, [run, wanted], run_outputs,
                                                                      api_visibility="private")
     studio.demo.load(runs_update, run, run, api_visibility="private").then(on_run, [run, wanted], run_outputs,
@@ -118,6 +180,9 @@ def build(studio) -> None:
     own_go.click(on_own, [run, own_first, own_second], view_outputs, api_name="compare_predict")
     own_first.submit(on_own, [run, own_first, own_second], view_outputs, api_visibility="private")
     neighbours.select(on_neighbour, None, neighbour_id, api_visibility="private")
+    fix.click(on_fix, [run, neighbour_id, fix_label, shown], [*view_outputs, edit_result], api_name="compare_fix")
+    remove.click(on_remove, [run, neighbour_id, shown], [*view_outputs, edit_result], api_name="compare_remove")
+    reevaluate.click(on_reevaluate, run, reevaluated, api_name="compare_reevaluate")
 
     def link_to_store(store) -> None:
         @user_errors
@@ -136,3 +201,5 @@ def build(studio) -> None:
             open_picked, [run, neighbour_id, *store.view_in[2:]], store.entry_out, api_visibility="private")
 
     studio.links.append(("store", link_to_store))
+    studio.pages["compare"] = SimpleNamespace(run=run, wanted=wanted, run_outputs=run_outputs,
+                                              open_example=open_example)

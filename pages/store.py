@@ -10,13 +10,13 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from pages.common import run_choices, user_errors
+from pages.common import editor_name, run_choices, user_errors
 from retrikt.errors import RetriktError
 from retrikt.store.embed import EmbedderError, default_embedder
 from retrikt.store.knowledge_store import SOURCES, StoreError
 from retrikt.studio.store_view import (
-    AGREEMENT_CHOICES, ANY, MAX_ROWS, TABLE_COLUMNS, Filters, describe, embedding_map, empty_map, manual_entry, map_figure,
-    open_visitor_store, run_overview, runs_newest_first, search, select, table,
+    AGREEMENT_CHOICES, ANY, HISTORY_COLUMNS, MAX_ROWS, TABLE_COLUMNS, Filters, describe, embedding_map, empty_map,
+    history_rows, manual_entry, map_figure, open_visitor_store, run_overview, runs_newest_first, search, select, table,
 )
 
 MAX_FIELDS = 4
@@ -151,6 +151,15 @@ def build(studio) -> None:
             with gr.Row():
                 import_file = gr.File(label="JSONL file to import", file_types=[".jsonl"], type="filepath")
                 import_btn = gr.Button("Import")
+        with gr.Accordion("Edit history and undo", open=False):
+            gr.Markdown("Every change made here or from the Compare tab, newest first. Edits reach the student's "
+                        "retrieval at once; undo puts an edit's entries back as they were.")
+            history = gr.Dataframe(pd.DataFrame([], columns=list(HISTORY_COLUMNS)), label="Edits",
+                                   interactive=False, wrap=True, max_height=300)
+            with gr.Row():
+                undo_seq = gr.Number(None, precision=0, label="Edit # to undo", scale=2)
+                undo = gr.Button("Undo this edit", scale=1)
+                refresh_history = gr.Button("Refresh history", scale=1)
 
     filters = [label_f, source_f, agree_f, min_reward, contains, query, k]
     view_in = [run, entry_id, *filters]
@@ -220,17 +229,16 @@ def build(studio) -> None:
         entry_id_value = _require_id(entry_id_value)
         rs = _open(request, run_name, write=True)
         expected = seen_value[1] if seen_value and seen_value[0] == entry_id_value else None
-        entry = rs.store.update_label(entry_id_value, label, expected=expected)
+        entry = rs.editor(editor_name(studio, request)).set_label(entry_id_value, label, expected=expected)
         message, table_value, figure = _render(rs, entry_id_value, *values)
-        return f"Entry {entry.id} now has label **{entry.label}**. {message}", table_value, figure, \
+        return f"Entry {entry.id} now has the curated label **{entry.label}**. {message}", table_value, figure, \
             describe(entry, rs.task), [entry.id, entry.label]
 
     @user_errors
     def on_curated(request: gr.Request, run_name, entry_id_value, flag, *values):
         entry_id_value = _require_id(entry_id_value)
         rs = _open(request, run_name, write=True)
-        rs.store.set_curated([entry_id_value], bool(flag))
-        entry = rs.store.get([entry_id_value])[0]
+        entry = rs.editor(editor_name(studio, request)).set_curated(entry_id_value, bool(flag))
         message, table_value, figure = _render(rs, entry_id_value, *values)
         state = "marked curated" if flag else "no longer curated"
         return f"Entry {entry.id} is {state}. {message}", table_value, figure, describe(entry, rs.task)
@@ -239,7 +247,7 @@ def build(studio) -> None:
     def on_delete(request: gr.Request, run_name, entry_id_value, *values):
         entry_id_value = _require_id(entry_id_value)
         rs = _open(request, run_name, write=True)
-        if rs.store.delete([entry_id_value]) == 0:
+        if rs.editor(editor_name(studio, request)).delete([entry_id_value]) == 0:
             raise StoreError(f"No entry {entry_id_value!r} in this store: it may already be deleted; refresh.")
         message, table_value, figure = _render(rs, None, *values)
         return f"Deleted entry {entry_id_value}. {message}", table_value, figure, "", ""
@@ -250,7 +258,7 @@ def build(studio) -> None:
         rs = _open(request, run_name)
         entry = manual_entry(rs.task, dict(zip(rs.task.text_fields, texts)), label)
         rs = _open(request, run_name, write=True)  # only a valid entry makes a hosted visitor's store copy
-        rs.store.add([entry])
+        rs.editor(editor_name(studio, request)).add([entry])
         message, table_value, figure = _render(rs, entry.id, *view_values)
         return f"Added entry {entry.id}. {message}", table_value, figure, entry.id, describe(entry, rs.task)
 
@@ -262,13 +270,12 @@ def build(studio) -> None:
             gr.Warning("No entry has a teacher label that differs from its label: nothing to delete.")
             return gr.update(visible=False), ""
         return gr.update(visible=True), (f"**Delete {n} of {store.count()} entries** whose teacher label differs "
-                                         "from their label? This cannot be undone (export the store first to keep "
-                                         "a copy).")
+                                         "from their label? You can undo it from the edit history.")
 
     @user_errors
     def on_confirm(request: gr.Request, run_name, selected, *values):
         rs = _open(request, run_name, write=True)
-        n = rs.store.delete_where_teacher_disagrees()
+        n = rs.editor(editor_name(studio, request)).delete_where_teacher_disagrees()
         message, table_value, figure = _render(rs, selected, *values)
         return gr.update(visible=False), f"Deleted {n} entries where the teacher disagreed. {message}", \
             table_value, figure
@@ -288,15 +295,36 @@ def build(studio) -> None:
         if not path:
             raise StoreError("Choose a .jsonl file to import first.")
         rs = _open(request, run_name, write=True)
-        n = rs.store.import_jsonl(path)
+        n = rs.editor(editor_name(studio, request)).import_jsonl(path)
         if n == 0:
             gr.Warning("The file holds no entries: nothing was imported.")
         message, table_value, figure = _render(rs, selected, *values)
         return f"Imported {n} entries from {Path(path).name}. {message}", table_value, figure
 
+    @user_errors
+    def on_history(request: gr.Request, run_name):
+        if not run_name:
+            return pd.DataFrame([], columns=list(HISTORY_COLUMNS))
+        try:
+            rs = _open(request, run_name)
+        except RetriktError:
+            return pd.DataFrame([], columns=list(HISTORY_COLUMNS))
+        return pd.DataFrame(history_rows(rs), columns=list(HISTORY_COLUMNS))
+
+    @user_errors
+    def on_undo(request: gr.Request, run_name, seq, selected, *values):
+        if seq is None:
+            raise StoreError("Type the number (#) of the edit to undo.")
+        rs = _open(request, run_name, write=True)
+        edit = rs.editor(editor_name(studio, request)).undo(int(seq))
+        message, table_value, figure = _render(rs, selected, *values)
+        return (f"Undid edit #{edit.undoes} ({len(edit.ids)} entr{'y' if len(edit.ids) == 1 else 'ies'}). {message}",
+                table_value, figure, pd.DataFrame(history_rows(rs), columns=list(HISTORY_COLUMNS)))
+
     refresh_runs.click(runs_update, run, run, api_name="store_runs").then(
         on_run, [run, *filters], run_out, api_visibility="private")
-    run.input(on_run, [run, *filters], run_out, api_name="store_open_run")
+    run.input(on_run, [run, *filters], run_out, api_name="store_open_run").then(
+        on_history, run, history, api_visibility="private")
     studio.demo.load(runs_update, run, run, api_visibility="private").then(
         on_run, [run, *filters], run_out, api_visibility="private")
     apply.click(on_list, view_in, view_out, api_name="store_list")
@@ -306,16 +334,20 @@ def build(studio) -> None:
     open_btn.click(on_open, view_in, entry_out, api_name="store_open")
     entry_id.submit(on_open, view_in, entry_out, api_visibility="private")
     entries.select(on_row, [run, *filters], entry_out, api_visibility="private")
-    set_label.click(on_set_label, [run, entry_id, new_label, seen, *filters], [*view_out, details, seen],
+    label_set = set_label.click(on_set_label, [run, entry_id, new_label, seen, *filters], [*view_out, details, seen],
                     api_name="store_set_label")
-    curated.input(on_curated, [run, entry_id, curated, *filters], [*view_out, details], api_name="store_set_curated")
-    delete.click(on_delete, view_in, [*view_out, entry_id, details], api_name="store_delete")
-    add.click(on_add, [run, *field_boxes, add_label, *filters], [*view_out, entry_id, details], api_name="store_add")
+    curated_set = curated.input(on_curated, [run, entry_id, curated, *filters], [*view_out, details], api_name="store_set_curated")
+    deleted = delete.click(on_delete, view_in, [*view_out, entry_id, details], api_name="store_delete")
+    added = add.click(on_add, [run, *field_boxes, add_label, *filters], [*view_out, entry_id, details], api_name="store_add")
     disagree.click(on_disagree, run, [confirm_box, confirm_text], api_name="store_disagree_preview")
-    confirm.click(on_confirm, view_in, [confirm_box, *view_out], api_name="store_disagree_confirm")
+    confirmed = confirm.click(on_confirm, view_in, [confirm_box, *view_out], api_name="store_disagree_confirm")
     keep.click(lambda: gr.update(visible=False), None, confirm_box, api_visibility="private")
     export.click(on_export, run, export_file, api_name="store_export")
-    import_btn.click(on_import, [run, import_file, entry_id, *filters], view_out, api_name="store_import")
+    imported = import_btn.click(on_import, [run, import_file, entry_id, *filters], view_out, api_name="store_import")
+    undo.click(on_undo, [run, undo_seq, entry_id, *filters], [*view_out, history], api_name="store_undo")
+    refresh_history.click(on_history, run, history, api_name="store_history")
+    for edit in (label_set, curated_set, deleted, added, confirmed, imported):
+        edit.success(on_history, run, history, api_visibility="private")
     # Other tabs (Compare) open an entry here: pick the run, load it, then open the entry.
     studio.pages["store"] = SimpleNamespace(run=run, entry_id=entry_id, on_run=on_run, run_in=[run, *filters],
                                             run_out=run_out, on_open=on_open, view_in=view_in, entry_out=entry_out)

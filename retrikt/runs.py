@@ -3,8 +3,9 @@
 `<workspace>/runs/<name>/`: config.yaml, log.jsonl, summary.json, adapter/ (step 1's soft prompt), store/ (the
 Chroma knowledge store), ppo/ (step 2's checkpoint and prompt), student/ and student_kd/ (step 3), eval/ (the
 evaluation's summary and per-example records), task/ (a saved task's own copy). The shipped demo asset
-(`assets/demo-run/`) uses the same names. A hosted visitor's edited copy of a store lives in
-`<workspace>/visitors/<visitor>/<run>/store/`.
+(`assets/demo-run/`) uses the same names. store-edits.jsonl is the history of hand edits to the store. A hosted
+visitor's edited copy of a store lives in `<workspace>/visitors/<visitor>/<run>/store/`, with that visitor's edit
+history next to it.
 """
 from __future__ import annotations
 
@@ -99,6 +100,17 @@ class Run:
         return self.eval_dir / "records.jsonl"
 
     @property
+    def unindexed_ids_path(self) -> Path:
+        """The store entries the trained key index left out (filtered at training time): an entry outside the index
+        is retrievable only when it is not listed here (added later) or a person has curated it."""
+        return self.student_dir / "unindexed-ids.json"
+
+    @property
+    def store_edits_path(self) -> Path:
+        """The history of hand edits to the run's own store (who, when, before, after)."""
+        return self.path / "store-edits.jsonl"
+
+    @property
     def student_weights(self) -> Path:
         return self.student_dir / STUDENT_WEIGHTS
 
@@ -161,6 +173,11 @@ VISITORS_DIR = "visitors"
 def visitor_store_dir(workspace: str | Path, visitor: str, run_name: str) -> Path:
     """Where a hosted visitor's own copy of run `run_name`'s store lives."""
     return Path(workspace) / VISITORS_DIR / visitor / check_name(run_name) / "store"
+
+
+def visitor_edits_path(workspace: str | Path, visitor: str, run_name: str) -> Path:
+    """The history of a hosted visitor's edits to their copy of run `run_name`'s store."""
+    return visitor_store_dir(workspace, visitor, run_name).parent / "store-edits.jsonl"
 
 
 def check_new_run(config: RunConfig) -> str:

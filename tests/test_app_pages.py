@@ -84,7 +84,7 @@ def test_store_lists_filters_and_searches(studio):
 def test_edit_label_curate_delete_and_add(studio):
     _, client = studio
     status, _, _, details = client.predict("edit", "g3", "positive", *FILTERS, api_name="/store_set_label")
-    assert "now has label **positive**" in status and "(agrees)" in details
+    assert "now has the curated label **positive**" in status and "(agrees)" in details
     assert ids(listed(client, "edit", agreement="disagrees")[2]) == ["g2"]
     with pytest.raises(AppError, match="Unknown label 'great'"):
         client.predict("edit", "g3", "great", *FILTERS, api_name="/store_set_label")
@@ -105,7 +105,16 @@ def test_edit_label_curate_delete_and_add(studio):
     with pytest.raises(AppError, match="Fill in Review"):
         client.predict("edit", "  ", "", "", "", "positive", *FILTERS, api_name="/store_add")
     opened = client.predict("edit", "g3", *FILTERS, api_name="/store_open")
-    assert opened[0] == "g3" and "label **positive**" in opened[1] and opened[3] is False
+    # a label set by a person marks the entry curated: it then votes with that label (see student/live.py)
+    assert opened[0] == "g3" and "label **positive**" in opened[1] and opened[3] is True
+    history = client.predict("edit", api_name="/store_history")
+    actions = [row[3] for row in history["data"]]
+    assert actions == ["add", "delete", "curated", "label"] and history["data"][-1][5] == "negative → positive · curated"
+    status, _, _, history = client.predict("edit", 3, "", *FILTERS, api_name="/store_undo")
+    assert status.startswith("Undid edit #3") and "p2" in ids(listed(client, "edit")[2])
+    assert history["data"][0][3] == "undo of #3"
+    with pytest.raises(AppError, match="already undone"):
+        client.predict("edit", 3, "", *FILTERS, api_name="/store_undo")
 
 
 def test_bulk_delete_where_teacher_disagrees_asks_first(studio):
@@ -258,8 +267,9 @@ def test_compare_opens_on_the_shipped_demo_run(studio):
     runs = client.predict(None, api_name="/compare_runs")
     # the only evaluated run (the seeded runs have no evaluation): the first screen is never empty
     assert runs["value"] == "demo-SST-2" and runs["choices"] == [["demo-SST-2", "demo-SST-2"]]
-    headline, systems, _, _, first, text, verdict, alone, mixed, neighbours = client.predict(
+    headline, systems, _, _, first, text, verdict, alone, mixed, neighbours, fix_label = client.predict(
         "demo-SST-2", "all", api_name="/compare_open_run")
+    assert fix_label["choices"] == [["negative", "negative"], ["positive", "positive"]]
     assert "SST-2" in headline and "precomputed demo run" in headline
     assert [row[0] for row in systems["data"]][2:4] == ["student alone", "student + retrieval"]
     assert first["value"].startswith("sst2-") and text.startswith("> Review: ") and verdict.startswith("Gold **")
@@ -328,3 +338,26 @@ def test_student_tab_exports_a_bundle_that_loads(studio, tmp_path):
     assert found.labels == ["positive"] and len(found.neighbours[0]) == 8
     with pytest.raises(Exception, match="has not been evaluated"):
         client.predict("edit", api_name="/student_export")
+
+
+def test_compare_fixes_a_neighbour_shows_before_and_after_reevaluates_and_undoes(studio):
+    _, client = studio
+    first = client.predict("demo-SST-2", "all", api_name="/compare_open_run")
+    neighbour = first[9]["data"][0]
+    entry_id, label = neighbour[-1], neighbour[2]
+    other = "negative" if label == "positive" else "positive"
+    text, verdict, _, mixed, neighbours, line = client.predict("demo-SST-2", entry_id, other,
+                                                               api_name="/compare_fix")
+    assert f"Entry {entry_id} now has the curated label **{other}**" in line and "before → after" in line
+    assert float(line.rsplit("took ", 1)[1].split(" ms")[0]) < 1000
+    fixed = next(row for row in neighbours["data"] if row[-1] == entry_id)
+    assert fixed[2] == other  # the neighbour now shows (and votes with) the fixed label
+    result = client.predict("demo-SST-2", api_name="/compare_reevaluate")
+    assert "with the edited store" in result and "1 edit(s)" in result
+    # reopening the example redoes retrieval through the edited store and says so
+    again = client.predict("demo-SST-2", first[4]["value"], api_name="/compare_example")
+    assert "redone through the store's 1 edit" in again[1]
+    status = client.predict("demo-SST-2", 1, "", *FILTERS, api_name="/store_undo")[0]
+    assert status.startswith("Undid edit #1")
+    result = client.predict("demo-SST-2", api_name="/compare_reevaluate")
+    assert "+0.0 points" in result and "fixed 0 and broke 0" in result

@@ -68,13 +68,18 @@ def test_curation_edits_a_visitors_own_copy(space):
     entry_id, row = next(iter(shared.items()))
     new_label = "positive" if row[1] == "negative" else "negative"
     status, _, _, _ = ann.predict(DEMO, entry_id, new_label, *FILTERS, api_name="/store_set_label")
-    assert f"now has label **{new_label}**" in status
+    assert f"now has the curated label **{new_label}**" in status
     assert _rows(ann)[entry_id][1] == new_label  # Ann sees her edit ...
     assert _rows(bob)[entry_id][1] == row[1]  # ... Bob and the shared store do not
     ann.predict(DEMO, entry_id, *FILTERS, api_name="/store_delete")
     assert entry_id not in _rows(ann) and entry_id in _rows(bob)
     copies = list((served / "visitors").glob(f"*/{DEMO}/store"))
     assert len(copies) == 1
+    # Each visitor has their own edit history, and retrieval in Compare goes through their own store.
+    assert [row[3] for row in ann.predict(DEMO, api_name="/store_history")["data"]] == ["delete", "label"]
+    assert bob.predict(DEMO, api_name="/store_history")["data"] == []
+    assert "2 edit(s)" in ann.predict(DEMO, api_name="/compare_reevaluate")
+    assert "0 edit(s)" in bob.predict(DEMO, api_name="/compare_reevaluate")
 
 
 def test_jobs_are_shared_fairly_and_owned(space):

@@ -289,6 +289,19 @@ class KnowledgeStore:
             raise StoreError(f"No entries with ids {missing[:5]} in {self.name!r}: they may have been deleted; refresh the list.")
         return [found[i] for i in ids]
 
+    def lookup(self, ids: str | Iterable[str], vectors: bool = False) -> dict[str, tuple[Entry, np.ndarray | None]]:
+        """The entries of those ids that exist (missing ids are simply absent), with their vectors when asked."""
+        ids = _as_list(ids)
+        include = ["documents", "metadatas"] + (["embeddings"] if vectors else [])
+        found: dict[str, tuple[Entry, np.ndarray | None]] = {}
+        with self._guard():
+            for start in range(0, len(ids), self._batch):
+                res = self._col.get(ids=ids[start : start + self._batch], include=include)
+                embs = res.get("embeddings") if vectors else None
+                for n, (i, d, m) in enumerate(zip(res["ids"], res["documents"], res["metadatas"])):
+                    found[i] = (from_record(i, d, m), None if embs is None else np.asarray(embs[n], dtype=np.float32))
+        return found
+
     def list(
         self,
         *,
@@ -383,9 +396,13 @@ class KnowledgeStore:
         Stored vectors are reused when they came from this store's embedder; other
         lines are re-embedded. Returns the number of entries added.
         """
+        return len(self.import_entries(path))
+
+    def import_entries(self, path: str | Path) -> list[str]:
+        """`import_jsonl`, returning the ids of the added entries."""
         lines = read_jsonl(path, self.labels, self.embedder.name, self.dim)
         if not lines:
-            return 0
+            return []
         ids = [line.entry.id for line in lines if line.entry.id]
         with self._guard():
             taken = self._existing(ids)
@@ -395,4 +412,4 @@ class KnowledgeStore:
                 f"{Path(path).name} line {first.lineno}: id {first.entry.id!r} is already in {self.name!r}; "
                 "import into a new collection or delete those entries first. Nothing was imported."
             )
-        return len(self.add([line.entry for line in lines], line_vectors(lines, self.dim, self.embedder.encode)))
+        return self.add([line.entry for line in lines], line_vectors(lines, self.dim, self.embedder.encode))

@@ -2,8 +2,9 @@
 
 Layout (every file listed with its SHA-256 in `bundle.json`, so a missing or changed file is refused on load):
 - `student/`: the student's weights (`model.pt`), config and vocabulary (`student.json`) and its tokenizer;
-- `index.jsonl`: one line per retrievable entry: `id`, `key` (the student's retrieval key), `soft` (the teacher's
-  soft labels, in `labels` order), `weight`, `label`;
+- `index.jsonl`: one line per retrievable entry: `id`, `key` (the student's retrieval key), `soft` (what it votes
+  with, in `labels` order: the teacher's soft labels, or one-hot for a curated entry), `weight`, `label`; hand edits
+  made to the store since training are included;
 - `store.jsonl`: the knowledge store's entries (text, label, source, teacher soft labels, ...), without vectors;
 - `task/`: the task's definition and splits (the format of a saved task);
 - `metrics.json`: the run's evaluation; `README.md`: a model card with the run's numbers.
@@ -40,6 +41,7 @@ def export_bundle(run, out: str | Path, make_zip: bool = True) -> dict:
     from ..tasks import task_of_run
     from ..tasks.saved import write_task_folder
     from .model import Student
+    from .live import live_index
     from .retrieval import KeyIndex
 
     block = run.summary().get("student") or {}
@@ -57,12 +59,14 @@ def export_bundle(run, out: str | Path, make_zip: bool = True) -> dict:
     task = task_of_run(run)
     store = run_store(run, task)
     student.save(out / _STUDENT, with_tokenizer=True)
-    index = KeyIndex.open(store) if block.get("items", {}).get("indexed") else None
     rows = []
-    if index is not None:
-        got = index.collection.get(include=["embeddings"])
-        for entry_id, key in zip(got["ids"], got["embeddings"]):
-            soft, weight, label = index.table[entry_id]
+    if block.get("items", {}).get("indexed"):
+        # The store as it is now: hand edits made since training are part of what is shipped.
+        index = live_index(run, store, student, KeyIndex.open(store))
+        table = index.table
+        ids = list(table)
+        for entry_id, key in zip(ids, index.keys_of(ids)):
+            soft, weight, label = table[entry_id]
             rows.append({"id": entry_id, "key": [float(x) for x in key], "soft": [float(x) for x in soft],
                          "weight": float(weight), "label": label})
     write_jsonl(out / _INDEX, rows)

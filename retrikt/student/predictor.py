@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import StudentError
 from .model import Student
+from .live import live_index
 from .retrieval import KeyIndex, predict
 
 
@@ -32,6 +33,8 @@ class TrainedStudent:
         for showing the neighbours."""
         self.task, self.student, self.index, self.entries = task, student, index, entries
         self.beta, self.k, self.temperature = beta, k, temperature
+        self.run = None
+        """The run it was trained in (None for a loaded bundle)."""
 
     @classmethod
     def from_run(cls, run) -> "TrainedStudent":
@@ -44,10 +47,27 @@ class TrainedStudent:
             raise StudentError(f"run {run.name} has no trained student: run `student --from {run.name}` first")
         task = task_of_run(run)
         store = run_store(run, task)
-        index = KeyIndex.open(store) if block.get("items", {}).get("indexed") else None
+        student = Student.load(run.student_dir)
+        index = None
+        if block.get("items", {}).get("indexed"):
+            # Retrieval reads the store as it is now: hand edits made since training count at once.
+            index = live_index(run, store, student, KeyIndex.open(store))
         cfg = run.config.student
-        return cls(task, Student.load(run.student_dir), index, float(block.get("beta", 0.0)), cfg.k, cfg.temperature,
-                   store.get)
+        trained = cls(task, student, index, float(block.get("beta", 0.0)), cfg.k, cfg.temperature, _entries_of(store))
+        trained.run = run
+        return trained
+
+    def on_store(self, store, history_path) -> "TrainedStudent":
+        """The same student retrieving through another copy of its run's store (a hosted visitor's own copy, with
+        that visitor's edit history); the trained key index is shared."""
+        index = None
+        if self.index is not None:
+            base = getattr(self.index, "base", self.index)
+            index = live_index(self.run, store, self.student, base, history_path)
+        other = TrainedStudent(self.task, self.student, index, self.beta, self.k, self.temperature,
+                               _entries_of(store))
+        other.run = self.run
+        return other
 
     def serialize(self, item: str | Mapping[str, str]) -> str:
         """An input as the student reads it: a string for a one-field task, else a mapping of the task's fields."""
@@ -68,7 +88,10 @@ class TrainedStudent:
     def predict_both(self, items: list[str | Mapping[str, str]],
                      retrieval: bool = True) -> tuple[Predictions, Predictions]:
         """(student alone, student + retrieval) from one pass: the student encodes each input once."""
-        texts = [self.serialize(item) for item in items]
+        return self.predict_texts([self.serialize(item) for item in items], retrieval)
+
+    def predict_texts(self, texts: list[str], retrieval: bool = True) -> tuple[Predictions, Predictions]:
+        """`predict_both` for inputs already in the task's serialized form (as the store and the records hold them)."""
         beta = self.beta if retrieval else 0.0
         pred = predict(self.student, self.index if retrieval else None, texts, self.k, self.temperature, beta)
         neighbours = [self._neighbours(ids, pred.neighbours.sims[row]) for row, ids in enumerate(pred.neighbours.ids)]
@@ -88,6 +111,11 @@ class TrainedStudent:
                          "label": entry.label if entry else "", "source": entry.source if entry else "",
                          "teacher_soft_labels": entry.soft_labels if entry else {}, "similarity": float(sims[rank])})
         return rows
+
+
+def _entries_of(store) -> Callable[[list[str]], list]:
+    # Tolerant of ids deleted meanwhile: a neighbour list must not fail on them.
+    return lambda ids: [entry for entry, _ in store.lookup(ids).values()]
 
 
 def load_student(run, workspace: str = "workspace") -> TrainedStudent:

@@ -116,6 +116,12 @@ class KeyIndex:
     def __len__(self) -> int:
         return len(self.table)
 
+    def keys_of(self, ids: list[str]) -> np.ndarray:
+        """The stored student keys of `ids`, in that order."""
+        got = self.collection.get(ids=list(ids), include=["embeddings"])
+        position = {i: n for n, i in enumerate(got["ids"])}
+        return np.asarray([got["embeddings"][position[i]] for i in ids], dtype=np.float32)
+
     def query(self, keys: np.ndarray, k: int, exclude_ids: list[set[str]] | None = None) -> Neighbours:
         """The k nearest entries for each key; `exclude_ids[i]` are never returned for query i (its own id)."""
         start = time.perf_counter()
@@ -154,6 +160,10 @@ class MemoryIndex:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def keys_of(self, ids: list[str]) -> np.ndarray:
+        position = {i: n for n, i in enumerate(self.ids)}
+        return np.asarray(self.keys, dtype=np.float32)[[position[i] for i in ids]]
 
     def query(self, keys: np.ndarray, k: int, exclude_ids: list[set[str]] | None = None) -> Neighbours:
         """The k entries of highest cosine similarity per key (as `KeyIndex.query`, but exact)."""

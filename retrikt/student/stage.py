@@ -2,6 +2,7 @@
 student keys in Chroma, pick beta on the dev split, save everything in the run folder, then evaluate."""
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -13,6 +14,7 @@ import numpy as np
 from ..config import RunConfig
 from ..context import noop_progress, run_store, run_teacher
 from ..runs import read_summary, runs_newest_first
+from .live import live_index
 from .retrieval import KeyIndex, predict
 from .model import Student, StudentError, build_student, compression_ratio, task_texts
 from .train import clone, finetune, pretrain, pretraining_corpus, select_items
@@ -132,6 +134,10 @@ def train_students(run, task, store, teacher_params: int, progress=noop_progress
         _, keys = student.encode([items.texts[i] for i in rows])
         index = KeyIndex.build(store, [items.ids[i] for i in rows], keys, items.soft[rows], list(task.labels),
                                [task.labels[int(items.soft[i].argmax())] for i in rows], items.weight[rows])
+    indexed = {items.ids[i] for i in rows}
+    # Entries filtered out now stay out of retrieval later unless a person curates them (see student/live.py).
+    run.unindexed_ids_path.write_text(json.dumps(sorted(i for i in store.all_embeddings()[0] if i not in indexed)),
+                                      encoding="utf-8")
     trust, beta, dev_scores = {}, (cfg.beta if index is not None else 0.0), {}
     if cfg.tune_beta:
         trust = teacher_trust(store, task, run.summary().get("score", {}).get("demo_uids"), cfg.teacher_trust_alpha)
@@ -158,7 +164,7 @@ def load_students(run, store) -> tuple[Student, Student, KeyIndex | None, float]
     if not block:
         raise StudentError(f"run {run.name} has no trained student: run `student --from {run.name}` first")
     student, kd_student = Student.load(run.student_dir), Student.load(run.kd_student_dir)
-    index = KeyIndex.open(store) if block["items"]["indexed"] else None
+    index = live_index(run, store, student, KeyIndex.open(store)) if block["items"]["indexed"] else None
     return student, kd_student, index, float(block["beta"])
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,7 +189,8 @@ def view_record(record: dict) -> ExampleView:
 
 
 class LiveStudent:
-    """A run's trained student and key index, loaded once, to predict typed inputs."""
+    """A run's trained student and key index, loaded once, to predict typed inputs and test examples through the
+    store as it is now (a visitor's own copy in hosted mode), and to re-evaluate after store edits."""
 
     def __init__(self, workspace, run_name: str):
         from ..student.predictor import TrainedStudent
@@ -197,8 +199,21 @@ class LiveStudent:
         self.run = open_run(workspace, run_name)
         self.trained = TrainedStudent.from_run(self.run)
         self.task, self.beta = self.trained.task, self.trained.beta
+        self._lock = threading.Lock()
+        self._views: dict[tuple, object] = {}
+        self._test: tuple[str, np.ndarray, np.ndarray] | None = None
 
-    def view(self, values: list[str]) -> ExampleView:
+    def through(self, rs=None):
+        """The student retrieving through `rs` (a RunStore of this run; None: the run's own store)."""
+        if rs is None or not rs.copy:
+            return self.trained
+        key = (rs.store.location, rs.store.name, str(rs.history_path))
+        with self._lock:
+            if key not in self._views:
+                self._views[key] = self.trained.on_store(rs.store, rs.history_path)
+            return self._views[key]
+
+    def view(self, values: list[str], rs=None) -> ExampleView:
         fields = self.task.text_fields
         values = [(v or "").strip() for v in values][: len(fields)]
         if len(values) < len(fields) or not all(values):
@@ -207,14 +222,115 @@ class LiveStudent:
         if any(len(v) > MAX_INPUT_CHARS for v in values):
             raise RunError(f"Keep each text under {MAX_INPUT_CHARS:,} characters (the student reads its first 128 "
                            "tokens only).")
-        item = dict(zip(fields, values))
-        only, mixed = self.trained.predict_both([item])
-        alone = only.probs[0]
+        return self.text_view(self.task.serialize(dict(zip(fields, values))), rs=rs)
+
+    def text_view(self, text: str, gold: str | None = None, rs=None, note: str = "") -> ExampleView:
+        """An input in the task's serialized form, predicted now (neighbours from the store as it is)."""
+        only, mixed = self.through(rs).predict_texts([text])
         a, m = only.labels[0], mixed.labels[0]
-        verdict = (f"Student alone **{a}** · with retrieval **{m}** (beta {self.beta})"
-                   + (" → retrieval changed the answer." if a != m else "."))
-        return ExampleView(self.task.serialize(item), None, alone, mixed.probs[0], neighbour_rows(mixed.neighbours[0]),
-                           verdict)
+        verdict = ((f"Gold **{gold}** · " if gold else "") + f"Student alone **{a}** · with retrieval **{m}** "
+                   f"(beta {self.beta})" + (" → retrieval changed the answer." if a != m else ".") + note)
+        return ExampleView(text, gold, only.probs[0], mixed.probs[0], neighbour_rows(mixed.neighbours[0]), verdict)
+
+    def record_view(self, record: dict, rs=None) -> ExampleView:
+        """A test record as evaluated, or with retrieval redone now when this store has hand edits (they may
+        change it); the student alone and the teacher are as evaluated."""
+        edits = edit_count(rs)
+        if not edits:
+            return view_record(record)
+        mixed = self.through(rs).predict_texts([record["text"]])[1]
+        now = dict(record, student_retrieval={"pred": mixed.labels[0], "probs": mixed.probs[0]},
+                   neighbours=mixed.neighbours[0])
+        view = view_record(now)
+        view.verdict += (f" *(With retrieval redone through the store's {edits} edit{'s' if edits != 1 else ''}; at "
+                         f"evaluation it said **{record['student_retrieval']['pred']}**.)*")
+        return view
+
+    def edit_neighbour(self, rs, who: str, entry_id: str, label: str | None, text: str,
+                       gold: str | None = None) -> tuple[ExampleView, str]:
+        """Relabel (curated) or, with `label` None, delete store entry `entry_id`, then predict `text` again; returns
+        the new view and a before → after line with the time the edit and the new prediction took."""
+        entry_id = (entry_id or "").strip()
+        if not entry_id:
+            raise RunError("Click a neighbour row first (or paste an entry id).")
+        if not text:
+            raise RunError("Pick a test example or type an input first.")
+        before = self.through(rs).predict_texts([text])[1]
+        started = time.perf_counter()
+        editor = rs.editor(who)
+        if label is None:
+            if editor.delete([entry_id]) == 0:
+                raise RunError(f"No entry {entry_id!r} in this store: it may already be deleted.")
+            did = f"Deleted entry {entry_id}"
+        else:
+            editor.set_label(entry_id, label)
+            did = f"Entry {entry_id} now has the curated label **{label}**"
+        after_view = self.text_view(text, gold, rs)
+        seconds = time.perf_counter() - started
+        b, a = before.labels[0], after_view.mixed
+        new = max(a, key=a.get)
+        line = (f"{did}. With retrieval, before → after: **{b}** ({before.probs[0][b]:.2f}) → **{new}** "
+                f"({a[new]:.2f})" + (" — the prediction changed." if new != b else " — same answer.")
+                + f" Edit and new prediction took {1000 * seconds:.0f} ms.")
+        return after_view, line
+
+    def test_outputs(self, recs) -> tuple[np.ndarray, np.ndarray]:
+        """The student's probabilities and keys for the evaluated test examples, computed once: after a store edit
+        only the neighbours' vote changes."""
+        texts = "\n".join(r["text"] for r in recs)
+        with self._lock:
+            if self._test is None or self._test[0] != texts:
+                probs, keys = self.trained.student.encode([r["text"] for r in recs])
+                self._test = (texts, probs, keys)
+            return self._test[1], self._test[2]
+
+    def reevaluate(self, recs, rs=None) -> "Reevaluation":
+        """Student + retrieval accuracy on the evaluated test examples, with the store as it is now."""
+        from ..student.retrieval import mix
+
+        started = time.perf_counter()
+        probs, keys = self.test_outputs(recs)
+        trained = self.through(rs)
+        labels = list(self.task.labels)
+        if trained.index is None:
+            raise RunError("This run's student retrieves nothing (no store entries were indexed): there is nothing "
+                           "to re-evaluate.")
+        found = trained.index.query(keys, trained.k)
+        mixed = mix(probs, found.soft, found.sims, trained.beta, trained.temperature, found.weights).argmax(-1)
+        gold = np.array([labels.index(r["gold"]) for r in recs])
+        was = np.array([labels.index(r["student_retrieval"]["pred"]) for r in recs])
+        now_right, was_right = mixed == gold, was == gold
+        return Reevaluation(float(now_right.mean()), float(was_right.mean()), len(recs),
+                            int((now_right & ~was_right).sum()), int((~now_right & was_right).sum()),
+                            edit_count(rs), time.perf_counter() - started)
+
+
+@dataclass
+class Reevaluation:
+    """Student + retrieval on the test split again, through the edited store."""
+
+    accuracy: float
+    recorded: float
+    """The run's own student + retrieval accuracy (at evaluation time)."""
+    examples: int
+    fixed: int
+    broken: int
+    edits: int
+    seconds: float
+
+    def markdown(self) -> str:
+        delta = 100 * (self.accuracy - self.recorded)
+        return (f"**Student + retrieval with the edited store: {_pct(self.accuracy)}%** on {self.examples} test "
+                f"examples (at evaluation: {_pct(self.recorded)}%, {delta:+.1f} points). The edits fixed "
+                f"{self.fixed} and broke {self.broken} predictions. {self.edits} edit(s) in the store's history; "
+                f"re-evaluated in {self.seconds:.2f} s (the student's outputs are cached, only the vote is redone).")
+
+
+def edit_count(rs) -> int:
+    """How many edits the store's history holds (0 without a store or history)."""
+    if rs is None or rs.history_path is None or not Path(rs.history_path).is_file():
+        return 0
+    return sum(1 for line in Path(rs.history_path).read_text(encoding="utf-8").splitlines() if line.strip())
 
 
 def accuracy_figure(summary: dict) -> go.Figure:

@@ -15,7 +15,9 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..context import run_store
-from ..runs import Run, list_runs, open_run, runs_newest_first, visitor_store_dir  # noqa: F401 - the store tab lists runs through this view
+from ..runs import (Run, list_runs, open_run, runs_newest_first,  # noqa: F401 - the store tab lists runs through this view
+                    visitor_edits_path, visitor_store_dir)
+from ..store.history import StoreEditor, summary as state_summary
 from ..store.knowledge_store import Entry, KnowledgeStore, StoreError, collection_name, list_collections
 from ..tasks import MAX_INPUT_CHARS, Task, TaskDataError, is_builtin, load_builtin, normalize_text, task_of_run
 
@@ -41,6 +43,16 @@ class RunStore:
     store: KnowledgeStore
     copy: bool = False
     """True when ``store`` is a visitor's own copy of the run's store (hosted mode)."""
+    history_path: Path | None = None
+    """The edit history of ``store``: the run's own, or the visitor's next to their copy."""
+
+    def __post_init__(self):
+        if self.history_path is None:
+            self.history_path = self.run.store_edits_path
+
+    def editor(self, who: str) -> StoreEditor:
+        """Edits to this store, recorded in its history in the name of `who`."""
+        return StoreEditor(self.store, self.history_path, who)
 
 
 @functools.lru_cache(maxsize=16)
@@ -103,7 +115,8 @@ def open_visitor_store(workspace: str | Path, run_name: str | None, visitor: str
                 done.write_text("ok\n", encoding="utf-8")
     store = KnowledgeStore(path=folder, collection=rs.store.name, embedder=rs.store.embedder,
                            task_labels=list(rs.task.labels))
-    return RunStore(rs.run, rs.task, store, copy=True)
+    return RunStore(rs.run, rs.task, store, copy=True,
+                    history_path=visitor_edits_path(workspace, visitor, rs.run.name))
 
 
 def _copy_store(shared: KnowledgeStore, folder: Path, labels: list[str]) -> None:
@@ -288,7 +301,8 @@ def manual_entry(task: Task, values: dict[str, str], label: str) -> Entry:
             raise StoreError(f"{task.field_names[f]} must be one of {', '.join(choices)}, not {fields[f]!r}.")
     if label not in task.labels:
         raise StoreError(f"Unknown label {label!r}: choose one of {list(task.labels)}.")
-    return Entry(fields=fields, label=label, source="manual", text=task.serialize(fields))
+    # A person wrote it and its label: curated, so it votes with that label (see student/live.py).
+    return Entry(fields=fields, label=label, source="manual", text=task.serialize(fields), curated=True)
 
 
 # ---------------------------------------------------------------- 2-D map
@@ -372,3 +386,24 @@ def empty_map(message: str) -> go.Figure:
     fig = go.Figure()
     fig.update_layout(title=message, height=460, xaxis_visible=False, yaxis_visible=False)
     return fig
+
+
+# ---------------------------------------------------------------- edit history
+
+HISTORY_COLUMNS = ("#", "when", "who", "action", "entries", "before → after", "undone by")
+HISTORY_ROWS = 100
+"""Newest edits shown at most (the history file keeps them all)."""
+
+
+def history_rows(rs: RunStore) -> list[list]:
+    """The store's edits, newest first, as table rows."""
+    import time
+
+    rows = []
+    for edit in reversed(rs.editor("").history()[-HISTORY_ROWS:]):
+        first = f"{edit.ids[0]}" + (f" (+{len(edit.ids) - 1} more)" if len(edit.ids) > 1 else "")
+        change = f"{state_summary(edit.before[0])} → {state_summary(edit.after[0])}"
+        action = f"undo of #{edit.undoes}" if edit.undoes is not None else edit.action
+        rows.append([edit.seq, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(edit.when)), edit.who, action,
+                     first, change, edit.undone_by or ""])
+    return rows
