@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from pages import compare, generate, jobs, ppo, setup, store, student
+from pages import classroom, compare, generate, jobs, ppo, setup, store, student
 from retrikt.config import ConfigError
 from retrikt.studio.demo import install_demo
 from retrikt.jobs import JobManager
@@ -82,7 +82,7 @@ def build_app(workspace: str | Path, space: SpaceSettings | None = None) -> tupl
                         elem_id="space-note")
         with gr.Tabs() as studio.tabs:
             # Compare first: it is what a visitor came to see, and the shipped demo run fills it.
-            for page in (compare, setup, generate, ppo, store, student, jobs):
+            for page in (compare, classroom, setup, generate, ppo, store, student, jobs):
                 page.build(studio)
         for name, wire in studio.links:
             wire(studio.pages[name])

@@ -7,6 +7,7 @@ import gradio as gr
 
 from pages.common import cancel_followed, followed_job, sample_rows, user_errors
 from retrikt.config import RunConfig, override
+from retrikt.studio.timing import job_eta
 from retrikt.studio.jobs_view import job_status, tuning_loss_figure
 from retrikt.generate.stage import generate_job
 from retrikt.studio.setup_form import task_choices
@@ -50,7 +51,7 @@ def build(studio) -> None:
 
         def poll(current):
             current, job, position = followed_job(studio.jobs, current, KIND)
-            return current, job_status(job, position), tuning_loss_figure(job.points if job else []), sample_rows(job)
+            return current, job_status(job, position, job_eta(studio.workspace, job)), tuning_loss_figure(job.points if job else []), sample_rows(job)
 
         outputs = [job_id, status, loss, samples]
         start.click(on_start, [task, per_label, steps, temperature, top_p], job_id, api_name="generate_start")

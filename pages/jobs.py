@@ -6,6 +6,7 @@ import pandas as pd
 
 from pages.common import user_errors
 from retrikt.studio.jobs_view import JOB_COLUMNS, job_header, job_log, job_rows
+from retrikt.studio.timing import job_eta
 
 
 def build(studio) -> None:
@@ -31,7 +32,7 @@ def build(studio) -> None:
         if selected and job is None:
             text = f"No job with id `{selected}`: pick one from the table."
         else:
-            text = job_header(job, jobs.queue_position(job.id) if job else None)
+            text = job_header(job, jobs.queue_position(job.id) if job else None, job_eta(studio.workspace, job))
         return pd.DataFrame(job_rows(snapshot), columns=list(JOB_COLUMNS)), text, job_log(job)
 
     def on_row(evt: gr.SelectData):

@@ -8,6 +8,7 @@ from pages.common import cancel_followed, followed_job, run_choices, sample_rows
 from retrikt.config import RunConfig, override
 from retrikt.ppo.stage import ppo_job
 from retrikt.student.stage import step1_runs
+from retrikt.studio.timing import job_eta
 from retrikt.studio.jobs_view import check_step1_run, job_status, ppo_figure
 
 KIND = "ppo"
@@ -59,7 +60,7 @@ def build(studio) -> None:
 
     def poll(current):
         current, job, position = followed_job(studio.jobs, current, KIND)
-        return current, job_status(job, position), ppo_figure(job.points if job else []), sample_rows(job)
+        return current, job_status(job, position, job_eta(studio.workspace, job)), ppo_figure(job.points if job else []), sample_rows(job)
 
     outputs = [job_id, status, curves, samples]
     refresh.click(runs_update, run, run, api_name="ppo_runs")

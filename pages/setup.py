@@ -18,6 +18,7 @@ from retrikt.studio.setup_form import (
     file_preview, form_values, save_hub_task, save_uploaded_task,
     student_note, task_choices, teacher_from_form, teacher_note, teacher_to_form,
 )
+from retrikt.studio.timing import estimate_text
 from retrikt.tasks import canonical_name, is_builtin, resolve_task
 
 BUILT_IN, UPLOADED, HUB = "Built-in or saved task", "Upload a file (CSV, TSV, JSONL)", "Hugging Face dataset"
@@ -118,6 +119,9 @@ def build(studio) -> None:
             saved_file = gr.File(label="Saved config (download)", interactive=False)
             load_file = gr.File(label="Load a config YAML", file_types=[".yaml", ".yml"], type="filepath")
         with gr.Row():
+            estimate_btn = gr.Button("Estimate the time of each step", scale=1)
+            estimated = gr.Markdown()
+        with gr.Row():
             run_step1 = gr.Button("Start step 1 with these settings (follow it in the Generate tab)")
             started = gr.Markdown()
         yaml_view = gr.Code(language="yaml", label="Config", interactive=False)
@@ -202,6 +206,14 @@ def build(studio) -> None:
         return f"Started job `{job.id}` → run `{config.run_name}`; its progress is in the Generate tab."
 
     @user_errors
+    def on_estimate(base_data, source, model, gguf, mode, task, *values):
+        if mode != BUILT_IN:
+            raise ConfigError("Save the file or dataset as a task first (the Save button above), then estimate.")
+        config = visitor_config(config_from_form(base_data, workspace=str(studio.workspace), task=task,
+                                                 teacher=teacher_from_form(source, model, gguf), values=list(values)))
+        return estimate_text(config, resolve_task(config.task, config.seed, studio.workspace), studio.workspace)
+
+    @user_errors
     def on_load(path):
         if not path:
             raise ConfigError("Choose a .yaml file to load.")
@@ -233,6 +245,8 @@ def build(studio) -> None:
 
     fraction.change(on_size, [teacher_source, fraction], student_info, api_visibility="private")
     teacher_source.change(on_size, [teacher_source, fraction], student_info, api_visibility="private")
+    estimate_btn.click(on_estimate, [base, *teacher_in, task_mode, builtin, *widgets], estimated,
+                       api_name="setup_estimate")
     run_step1.click(on_run_step1, [base, *teacher_in, task_mode, builtin, *widgets], started, api_name="setup_run")
     load_file.upload(on_load, load_file, [*teacher_in, teacher_info, task_mode, builtin, *widgets, base, yaml_view],
                      api_name="setup_load")

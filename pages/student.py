@@ -11,6 +11,7 @@ from retrikt.studio.compare import (
     weak_teacher_warning,
 )
 from retrikt.config import RunConfig, override
+from retrikt.studio.timing import job_eta
 from retrikt.studio.jobs_view import check_step1_run, finished_marker, job_status
 from retrikt.runs import RunError, list_runs, open_run
 from retrikt.student.stage import beta_reason, step1_runs, student_job
@@ -111,7 +112,7 @@ def build(studio) -> None:
 
     def poll(current, _shown_run):
         current, job, position = followed_job(studio.jobs, current, KIND)
-        return current, job_status(job, position), finished_marker(job)
+        return current, job_status(job, position, job_eta(studio.workspace, job)), finished_marker(job)
 
     @user_errors
     def on_export(run_name):

@@ -367,3 +367,34 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         values[key.strip()] = yaml.safe_load(raw)
     return values
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named set of settings for a purpose, as dotted overrides on top of any config (the CLI's `--preset`)."""
+
+    about: str
+    overrides: dict
+    eval_limit: int | None = None
+    """Test examples the evaluation scores (None: the whole test split)."""
+
+
+PRESETS = {
+    # design choice: the classroom preset trades samples and steps for time; what it costs in accuracy is measured
+    # in bench/results/quick_run.md and said in the Classroom tab.
+    "quick": Preset(
+        "Quick classroom run: all three steps live in about 5 minutes on 2 CPU cores, with fewer samples and steps.",
+        {"prompt_tuning.steps": 12, "generation.samples_per_label": 50, "scorer.calibration_inputs": 64,
+         "ppo.updates": 4, "student.pretrain_epochs": 1, "student.pretrain_pool": 1000},
+        eval_limit=200,
+    ),
+}
+
+
+def apply_preset(config: RunConfig, name: str | None) -> RunConfig:
+    """`config` with preset `name`'s overrides (unchanged for None)."""
+    if not name:
+        return config
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return override(config, PRESETS[name].overrides)

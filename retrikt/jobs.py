@@ -45,6 +45,9 @@ class Job:
     """The latest generated samples (label, text, parsed) for the live view."""
     owner: str | None = None
     """Visitor who submitted the job (hosted mode); None = the single local user."""
+    stages: list = field(default_factory=list)
+    """(stage, start time) of each stage entered so far, in order (a stage can come back: PPO generates again after
+    step 1); time estimates read the current stage's pace from it."""
 
     @property
     def seconds(self) -> float | None:
@@ -190,6 +193,8 @@ class JobManager:
     def _progress(self, job: Job):
         def progress(stage: str, done: int, total: int, info: dict) -> None:
             with self._lock:
+                if stage != job.stage:
+                    job.stages.append((stage, time.time()))
                 job.stage, job.done, job.total = stage, done, total
                 if info.get("message"):
                     job.message = info["message"]

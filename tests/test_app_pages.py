@@ -361,3 +361,13 @@ def test_compare_fixes_a_neighbour_shows_before_and_after_reevaluates_and_undoes
     assert status.startswith("Undid edit #1")
     result = client.predict("demo-SST-2", api_name="/compare_reevaluate")
     assert "+0.0 points" in result and "fixed 0 and broke 0" in result
+
+
+def test_classroom_tells_the_demo_runs_story(studio):
+    _, client = studio
+    cards, steps, _, fixed, broke = client.predict("demo-SST-2", api_name="/classroom_open_run")
+    assert "of the teacher&#x27;s accuracy kept" in cards or "of the teacher's accuracy kept" in cards
+    assert "1 · Soft prompt" in steps and "3 · Retrieval student" in steps
+    assert "Retrieval fixed it:" in fixed and "Retrieval broke it:" in broke
+    with pytest.raises(AppError, match="There is no run"):
+        client.predict("nope", api_name="/classroom_open_run")

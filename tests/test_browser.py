@@ -21,7 +21,7 @@ OUTPUT = ROOT / "test-output"
 SHOTS = OUTPUT / "screenshots"
 RUN = "browser-demo"
 STAGES = ("load", "score", "tune", "generate", "store")
-TABS = ("Compare", "Setup", "Generate", "PPO", "Knowledge store", "Student", "Jobs")
+TABS = ("Compare", "Classroom", "Setup", "Generate", "PPO", "Knowledge store", "Student", "Jobs")
 DEMO = "demo-SST-2"
 # Debian's Chromium as a root user in a container: no sandbox, no GPU, and no calls home that could stall a page.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -103,6 +103,7 @@ def test_every_tab_renders(page):
     ready = {
         # The run summary (a server answer), not the intro above it, which names the demo run too.
         "Compare": lambda p: expect(p.get_by_text(re.compile(r"demo run shipped with the studio"))).to_be_visible(),
+        "Classroom": lambda p: expect(p.get_by_text("of the teacher's accuracy kept")).to_be_visible(),
         "Setup": lambda p: (expect(p.get_by_text(re.compile(r"Teacher: .*parameters"))).to_be_visible(),
                             expect(p.get_by_text(re.compile(r"^Student: at most 1,345,150 parameters"))).to_be_visible()),
         "Generate": lambda p: expect(p.get_by_text(GENERATE_STATUS)).to_be_visible(),
@@ -139,6 +140,82 @@ def test_compare_opens_on_the_demo_shows_neighbours_and_links_to_the_store(page)
     expect(store.get_by_text(re.compile(rf"^Entry {first[6]} · source"))).to_be_visible()
     expect(page.get_by_role("tab", name="Knowledge store", exact=True)).to_have_attribute("aria-selected", "true")
     screenshot(page, "compare-neighbour-in-store")
+
+
+def test_classroom_shows_the_runs_story_on_one_screen_and_opens_an_example_in_compare(page):
+    from playwright.sync_api import expect
+
+    panel = open_tab(page, "Classroom")
+    expect(panel.get_by_text(re.compile(r"^SST-2: a [\d.]+% student$"))).to_be_visible()
+    for caption in ("the student's size, of the teacher's", "of the teacher's accuracy kept", "from retrieval"):
+        expect(panel.get_by_text(caption, exact=True)).to_be_visible()
+    expect(panel.get_by_text("1 · Soft prompt")).to_be_visible()
+    expect(panel.locator(".js-plotly-plot")).to_have_count(1)  # one figure at most
+    # Projector-readable: nothing wider than the screen, and the big numbers in large type.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    size = page.evaluate("parseFloat(getComputedStyle(document.querySelector('.rk-value')).fontSize)")
+    assert size >= 40
+    screenshot(page, "classroom")
+    quote = panel.locator(".rk-quote").first.inner_text().strip("“”")
+    panel.get_by_role("button", name="Open this example in Compare").first.click()
+    expect(page.get_by_role("tab", name="Compare", exact=True)).to_have_attribute("aria-selected", "true")
+    compare = page.get_by_role("tabpanel")
+    expect(compare.get_by_text(re.compile(r"^Gold .* → retrieval fixed it\."))).to_be_visible()
+    expect(compare.get_by_text(quote[:40])).to_be_visible()
+
+
+def test_setup_estimates_each_steps_time(page):
+    from playwright.sync_api import expect
+
+    panel = open_tab(page, "Setup")
+    panel.get_by_role("button", name="Estimate the time of each step").click()
+    # Either runs finished in this workspace give an estimate, or the page says there is none yet; never a number
+    # that was not measured here.
+    expect(panel.get_by_text(re.compile(r"^Estimated time( on this machine)?"))).to_be_visible()
+    screenshot(page, "setup-estimate")
+
+
+def test_compare_fixes_a_neighbour_reevaluates_and_the_store_tab_undoes_it(page):
+    from playwright.sync_api import expect
+
+    panel = page.get_by_role("tabpanel")
+    expect(panel.get_by_text(re.compile(r"^SST-2, 872 test examples. The student has"))).to_be_visible()
+    grid = panel.get_by_role("grid", name=re.compile("^Retrieved neighbours"))
+    expect(grid.get_by_role("row")).to_have_count(9)
+    first = grid_rows(grid)[0]
+    other = "negative" if first[2] == "positive" else "positive"
+    grid.get_by_role("gridcell", name=first[5], exact=True).click()
+    expect(panel.get_by_role("textbox", name="Picked neighbour id")).to_have_value(first[6])
+    panel.get_by_role("combobox", name="Its label should be").click()
+    page.get_by_role("option", name=other, exact=True).click()
+    panel.get_by_role("button", name="Fix its label (curated)").click()
+    line = panel.get_by_text(re.compile(rf"^Entry {first[6]} now has the curated label {other}\. With retrieval, "
+                                        r"before → after: "))
+    expect(line).to_be_visible()
+    ms = float(re.search(r"took (\d+) ms", line.inner_text()).group(1))
+    assert ms < 1000
+    fixed = next(row for row in grid_rows(grid) if row[6] == first[6])
+    assert fixed[2] == other
+    screenshot(page, "compare-fix-neighbour")
+    panel.get_by_role("button", name="Re-evaluate with the edited store").click()
+    expect(panel.get_by_text(re.compile(r"^Student \+ retrieval with the edited store: [\d.]+% on 872 test "
+                                        r"examples"))).to_be_visible()
+    screenshot(page, "compare-reevaluated")
+
+    store = open_tab(page, "Knowledge store")
+    store.get_by_role("combobox", name="Run", exact=True).click()
+    page.get_by_role("option", name=DEMO, exact=True).click()
+    expect(store.get_by_text(re.compile(rf"^{DEMO} · task SST-2"))).to_be_visible()
+    store.get_by_role("button", name="Edit history and undo").click()
+    history = store.get_by_role("grid", name="Edits")
+    expect(history.get_by_role("gridcell", name=first[6], exact=True).first).to_be_visible()
+    newest = grid_rows(history)[0]
+    assert newest[3] == "label" and newest[4] == first[6] and newest[5].endswith(f"→ {other} · curated")
+    store.get_by_role("spinbutton", name="Edit # to undo").fill(newest[0])
+    store.get_by_role("button", name="Undo this edit").click()
+    expect(store.get_by_text(re.compile(rf"^Undid edit #{newest[0]} \(1 entry\)"))).to_be_visible()
+    expect(history.get_by_role("gridcell", name=f"undo of #{newest[0]}", exact=True)).to_be_visible()
+    screenshot(page, "knowledge-store-history")
 
 
 def test_store_tab_lists_maps_searches_and_opens_an_entry(page):

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import yaml
 
-from ..config import RunConfig, load_yaml, override, parse_sets, to_dict
+from ..config import PRESETS, RunConfig, apply_preset, load_yaml, override, parse_sets, to_dict
 from ..errors import Cancelled, RetriktError, RunError
 
 
 def build_config(args) -> RunConfig:
-    config = load_yaml(args.config) if args.config else RunConfig()
+    config = apply_preset(load_yaml(args.config) if args.config else RunConfig(), getattr(args, "preset", None))
     dotted = parse_sets(args.set or [])
     for key in ("task", "seed", "workspace", "run_name"):
         value = getattr(args, key, None)
@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     full.add_argument("--teacher", help="packaged:smollm2, a HF id, a model folder or a .gguf file")
     full.add_argument("--seed", type=int)
     full.add_argument("--run-name", dest="run_name")
+    full.add_argument("--preset", choices=sorted(PRESETS),
+                      help="named settings under the config and --set: quick = the ~5-minute classroom run")
     ppo = sub.add_parser("ppo", help="step 2: PPO on a run's step-1 soft prompt, then add generated:ppo samples")
     ppo.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="step-1 run name or folder")
     ppo.add_argument("--task", help="expected task of the run (checked)")
@@ -139,7 +141,9 @@ def _dispatch(args) -> int:
         run = run_student(config, args.from_run, ConsoleProgress(), evaluate_after=not args.skip_eval,
                           eval_limit=args.eval_limit, check_task=args.task is not None)
     elif args.command == "run":
-        run = run_all(config, ConsoleProgress(), eval_limit=args.eval_limit)
+        limit = args.eval_limit if args.eval_limit is not None else (
+            PRESETS[args.preset].eval_limit if args.preset else None)
+        run = run_all(config, ConsoleProgress(), eval_limit=limit)
     else:
         run = run_generate(config, ConsoleProgress())
     print(json.dumps(run.summary(), indent=2))

@@ -4,6 +4,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
+
 from ..config import RunConfig
 from ..context import Context, Progress, load_context, noop_progress, open_store, teacher_entries
 from ..errors import Cancelled
@@ -123,7 +125,8 @@ def run_generate(config: RunConfig, progress: Progress = noop_progress, should_s
     ctx = load_context(config, progress)
     run = ctx.run
     run.update_summary(task=ctx.task.name, teacher=ctx.teacher.name, teacher_params=ctx.teacher.n_params,
-                       device=str(ctx.teacher.device), load_seconds=round(ctx.teacher.load_seconds, 2), status="running")
+                       device=str(ctx.teacher.device), load_seconds=round(ctx.teacher.load_seconds, 2), status="running",
+                       torch_threads=torch.get_num_threads())  # time estimates compare runs on as many threads
     try:
         run.update_summary(score=stage_score(ctx, progress, should_stop))
         run.update_summary(train_entries=stage_store_train(ctx))

@@ -41,8 +41,8 @@ def job_rows(jobs: list[Job]) -> list[list[str]]:
              progress_text(j), j.run or ""] for j in jobs]
 
 
-def job_header(job: Job | None, queue_position: int | None = None) -> str:
-    """Markdown summary of one job (state, timing, run folder, error)."""
+def job_header(job: Job | None, queue_position: int | None = None, left: float | None = None) -> str:
+    """Markdown summary of one job (state, timing, time left, run folder, error)."""
     if job is None:
         return "No jobs yet: start one in the Generate tab."
     text = f"**{job.title}** (`{job.id}`) — **{job.state}**"
@@ -52,6 +52,8 @@ def job_header(job: Job | None, queue_position: int | None = None) -> str:
         text += f" · stage `{progress_text(job)}`"
     if job.seconds is not None:
         text += f" · {duration_text(job.seconds)}"
+    if left is not None and job.state == "running":
+        text += f" · about {duration_text(left)} left"
     if job.run:
         text += f"\n\nRun folder: `runs/{job.run}`"
     if job.error:
@@ -64,16 +66,23 @@ def job_log(job: Job | None) -> str:
     return "\n".join(job.log) if job else ""
 
 
-def job_status(job: Job | None, position: int | None) -> str:
-    """Markdown status line of the job a tab follows: state, stage, progress, time, ETA, error, run folder."""
+def job_status(job: Job | None, position: int | None, left: float | None = None) -> str:
+    """Markdown status line of the job a tab follows: state, stage, progress, time, time left, error, run folder.
+
+    `left`: the whole job's estimated seconds left (see `studio.timing.job_eta`); without it, a running stage's own
+    pace so far gives the time left in that stage."""
     if job is None:
         return "No job yet."
     if job.state == "queued":
         return f"**{job.title}** — queued (position {position})"
     pct = f"{100 * job.done / job.total:.0f}%" if job.total else ""
     eta = ""
-    if job.state == "running" and job.stage in ("generate", "unlabeled") and job.done and job.total and job.seconds:
-        eta = f", {job.stage} ETA ~{job.seconds / job.done * (job.total - job.done):.0f}s (rough)"
+    if job.state == "running":
+        if left is not None:
+            eta = f" · **about {duration_text(left)} left**"
+        elif job.stages and job.done and job.total:
+            stage_seconds = time.time() - job.stages[-1][1]
+            eta = f" · this stage: about {duration_text(stage_seconds / job.done * (job.total - job.done))} left"
     text = f"**{job.title}** — {job.state}, stage `{job.stage or '-'}` {job.done}/{job.total} {pct}{eta}"
     if job.seconds is not None:
         text += f" · {job.seconds:.0f}s"

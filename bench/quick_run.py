@@ -1,0 +1,106 @@
+"""The quick classroom preset (`run --preset quick`): wall time of all three steps and what it costs in accuracy.
+
+Usage: python bench/quick_run.py --seeds 13 [--task SST-2] [--workspace DIR] [--previous bench/results/quick_run.json]
+
+Each seed runs the whole pipeline in a fresh run folder, in this process, with the preset's settings and evaluation
+subset; the per-stage times come from the run's summary. The accuracy of the default settings for the same seeds is
+read from `bench/results/accuracy.json` (the accuracy benchmark, whole test split), so the table says what the
+preset costs. Writes `bench/results/quick_run.{md,json}`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+
+from retrikt.config import PRESETS, RunConfig, apply_preset, override  # noqa: E402
+from retrikt.workflow import run_all  # noqa: E402
+
+SYSTEMS = ("teacher", "student", "plain_kd", "student_retrieval")
+
+
+def default_accuracy(task: str, seed: int) -> dict | None:
+    path = ROOT / "results" / "accuracy.json"
+    if not path.is_file():
+        return None
+    for row in json.loads(path.read_text(encoding="utf-8")).get("runs", {}).get(task, []):
+        if row.get("seed") == seed:
+            return {name: s["accuracy"] for name, s in row["systems"].items() if "accuracy" in s}
+    return None
+
+
+def one(task: str, seed: int, workspace: Path) -> dict:
+    preset = PRESETS["quick"]
+    config = apply_preset(override(RunConfig(workspace=str(workspace)), {
+        "task": task, "seed": seed, "run_name": f"quick-{task}-s{seed}-{int(time.time())}"}), "quick")
+    started = time.perf_counter()
+    run = run_all(config, eval_limit=preset.eval_limit)
+    seconds = time.perf_counter() - started
+    summary = run.summary()
+    systems = json.loads(run.eval_summary_path.read_text(encoding="utf-8"))["systems"]
+    return {"task": task, "seed": seed, "seconds": round(seconds, 1),
+            "stages": {"load": summary.get("load_seconds"), "score": (summary.get("score") or {}).get("seconds"),
+                       "tune": (summary.get("tune") or {}).get("seconds"),
+                       "generate": (summary.get("generate") or {}).get("generate_seconds"),
+                       "ppo": (summary.get("ppo") or {}).get("seconds"),
+                       "student": (summary.get("student") or {}).get("seconds")},
+            "stored": (summary.get("generate") or {}).get("stored"), "ppo_stored": (summary.get("ppo") or {}).get("stored"),
+            "eval_examples": preset.eval_limit,
+            "accuracy": {name: systems[name]["accuracy"] for name in SYSTEMS if name in systems},
+            "beta": systems.get("student_retrieval", {}).get("beta")}
+
+
+def write(rows: list[dict], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quick_run.json").write_text(json.dumps({"machine": platform.machine(), "runs": rows}, indent=2),
+                                        encoding="utf-8")
+
+    def ms(values):
+        values = [v for v in values if v is not None]
+        if not values:
+            return "–"
+        return f"{statistics.mean(values):.1f}" + (f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else "")
+
+    lines = ["# Quick classroom run (`run --preset quick`)", "",
+             f"Settings: {json.dumps(PRESETS['quick'].overrides)}; evaluation on the first {PRESETS['quick'].eval_limit} "
+             "test examples. Default-settings accuracy (whole test split, same seed) from `accuracy.json`.", "",
+             "| task | seed | wall min | stages s (load / score / tune / generate / PPO / student + eval) | stored (step 1 + PPO) "
+             "| teacher | student | plain KD | student + retrieval (beta) | default: student + retrieval |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        a, d = r["accuracy"], default_accuracy(r["task"], r["seed"]) or {}
+        stages = " / ".join("–" if v is None else f"{v:.0f}" for v in r["stages"].values())
+        dflt = d.get("student_retrieval")
+        lines.append(f"| {r['task']} | {r['seed']} | {r['seconds'] / 60:.1f} | {stages} | {r['stored']} + "
+                     f"{r['ppo_stored'] or 0} | " + " | ".join(f"{100 * a[s]:.1f}" if s in a else "–" for s in SYSTEMS[:3])
+                     + f" | {100 * a.get('student_retrieval', 0):.1f} ({r['beta']}) | "
+                     + (f"{100 * dflt:.1f}" if isinstance(dflt, (int, float)) else "–") + " |")
+    lines += ["", f"Mean wall time: {ms([r['seconds'] / 60 for r in rows])} min over {len(rows)} run(s)."]
+    (out / "quick_run.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[13])
+    parser.add_argument("--task", default="SST-2")
+    parser.add_argument("--workspace", default=str(ROOT.parent / "workspace"))
+    parser.add_argument("--out", default=str(ROOT / "results"))
+    parser.add_argument("--previous", help="earlier quick_run.json whose runs are kept")
+    args = parser.parse_args()
+    rows = json.loads(Path(args.previous).read_text())["runs"] if args.previous else []
+    for seed in args.seeds:
+        rows.append(one(args.task, seed, Path(args.workspace)))
+        write(rows, Path(args.out))
+        print(json.dumps(rows[-1]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

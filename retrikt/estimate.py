@@ -1,0 +1,221 @@
+"""How long each step of a run will take on this machine, from what the runs finished here measured.
+
+Every finished run in the workspace yields unit costs: a stage's measured seconds divided by the work it did, with
+the work counted from the run's config and task (steps, samples, examples, epochs, and the task's mean text length in
+characters, since the teacher's cost grows with what it reads and writes). A new config's estimate is its own work
+times the median unit cost of the newest runs that ran on as many torch threads (the studio's jobs leave a core free;
+the command line uses all). Unit costs are cached per run in `<workspace>/cache/costs.json`. The shipped demo run's
+timings came from another machine and are not used. Without a finished run here there is no estimate: nothing
+stands in for a measurement.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import RunConfig
+from .runs import Run, open_run, runs_newest_first
+
+STAGES = ("load", "score", "tune", "generate", "ppo", "ppo-generate", "unlabeled", "student", "eval")
+NAMES = {"load": "load the teacher", "score": "choose demonstrations", "tune": "tune the soft prompt",
+         "generate": "generate + label samples", "ppo": "PPO training", "ppo-generate": "PPO's samples",
+         "unlabeled": "label real inputs", "student": "train the students", "eval": "evaluate"}
+NEWEST = 5
+"""Runs whose unit costs are pooled (the newest; older ones may predate a faster version)."""
+LATENCY_SAMPLE = 32
+"""Test inputs the evaluation scores once more one at a time, for latency (see student/evaluate.py)."""
+_DEMO = "demo-SST-2"
+
+
+def _mean_chars(task, examples) -> float:
+    texts = [task.serialize(e.fields) for e in examples]
+    return sum(map(len, texts)) / max(1, len(texts))
+
+
+@dataclass
+class Work:
+    """A config's work per unit of cost (the counts each stage's seconds are divided by)."""
+
+    units: dict[str, float]
+    samples: int
+
+
+def work(config: RunConfig, task, eval_limit: int | None = None, store_entries: int | None = None) -> Work:
+    """How much each stage has to do for `config` on `task`."""
+    from .generate.generation import default_samples_per_label, default_tuning_batch, default_tuning_steps
+
+    chars = _mean_chars(task, task.train)
+    test_n = min(len(task.test), eval_limit) if eval_limit else len(task.test)
+    samples = (config.generation.samples_per_label or default_samples_per_label(task)) * len(task.labels)
+    ppo = config.ppo.updates > 0
+    # A finished run's store holds them all: generated, train copies and teacher-labelled real inputs.
+    items = store_entries if store_entries is not None else \
+        samples * (2 if ppo else 1) + len(task.train) + config.student.teacher_unlabeled
+    s = config.student
+    units = {
+        "load": 1.0,
+        "score": config.scorer.calibration_inputs * chars,
+        "tune": (config.prompt_tuning.steps or default_tuning_steps(task))
+        * (config.prompt_tuning.batch_size or default_tuning_batch(task)) * chars,
+        "generate": samples * chars,
+        "ppo": config.ppo.updates * config.ppo.rollout_batch_size * chars if ppo else 0.0,
+        "ppo-generate": samples * chars if ppo else 0.0,
+        "unlabeled": config.student.teacher_unlabeled * chars,
+        "student": s.pretrain_epochs * s.pretrain_pool + 2 * s.epochs * items,
+        "eval": (test_n + LATENCY_SAMPLE) * _mean_chars(task, task.test[:test_n] or task.train),
+    }
+    return Work(units, samples)
+
+
+def unit_costs(run: Run) -> dict[str, float]:
+    """Seconds per unit of work of each stage a finished run measured ({} when it did not finish)."""
+    from .tasks import task_of_run
+
+    summary = run.summary()
+    if summary.get("status") != "done" or run.config is None:
+        return {}
+    task = task_of_run(run)
+    eval_limit = None
+    if run.eval_summary_path.is_file():
+        eval_limit = json.loads(run.eval_summary_path.read_text(encoding="utf-8")).get("test_examples")
+    ppo = summary.get("ppo") or {}
+    stored = (summary.get("student") or {}).get("items", {}).get("store_entries")
+    units = work(run.config, task, eval_limit, stored).units
+    costs: dict[str, float] = {}
+
+    def put(stage: str, seconds, amount) -> None:
+        if isinstance(seconds, (int, float)) and amount:
+            costs[stage] = float(seconds) / amount
+
+    gen = summary.get("generate") or {}
+    put("load", summary.get("load_seconds"), 1.0)
+    put("score", (summary.get("score") or {}).get("seconds"), units["score"])
+    put("tune", (summary.get("tune") or {}).get("seconds"), units["tune"])
+    if "generate_seconds" in gen:
+        put("generate", gen["generate_seconds"] + gen.get("label_and_store_seconds", 0.0), units["generate"])
+    if ppo.get("ppo_seconds") is not None and run.config.ppo.updates:
+        put("ppo", ppo["ppo_seconds"], units["ppo"])
+    put("unlabeled", (summary.get("unlabeled") or {}).get("seconds"), units["unlabeled"])
+    put("student", (summary.get("student") or {}).get("seconds"), units["student"])
+    if run.eval_summary_path.is_file():
+        teacher = json.loads(run.eval_summary_path.read_text(encoding="utf-8"))["systems"].get("teacher") or {}
+        put("eval", teacher.get("seconds"), units["eval"] * eval_limit / (eval_limit + LATENCY_SAMPLE)
+            if eval_limit else 0)
+    costs["threads"] = float(summary.get("torch_threads") or 0)
+    return costs
+
+
+def _cached_costs(workspace: str | Path, names: list[str]) -> dict[str, dict]:
+    cache = Path(workspace) / "cache" / "costs.json"
+    try:
+        known = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    out, changed = {}, False
+    for name in names:
+        run = Run(Path(workspace) / "runs" / name)
+        stamp = max((p.stat().st_mtime for p in (run.summary_path, run.eval_summary_path) if p.is_file()),
+                    default=0.0)
+        entry = known.get(name)
+        if not entry or entry.get("stamp") != stamp:
+            try:
+                entry = {"stamp": stamp, "costs": unit_costs(open_run(workspace, name))}
+            except Exception:  # noqa: BLE001 - a damaged or foreign run just gives no measurement
+                entry = {"stamp": stamp, "costs": {}}
+            known[name], changed = entry, True
+        out[name] = entry["costs"]
+    if changed:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known), encoding="utf-8")
+        tmp.replace(cache)
+    return out
+
+
+@dataclass
+class Estimate:
+    """Estimated seconds per stage (None: no run here measured that stage yet) and the runs it rests on."""
+
+    seconds: dict[str, float | None]
+    based_on: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float | None:
+        known = [v for v in self.seconds.values() if v is not None]
+        return sum(known) if known and all(v is not None for v in self.seconds.values()) else None
+
+
+def estimate(config: RunConfig, task, workspace: str | Path, threads: int, eval_limit: int | None = None,
+             stages: tuple[str, ...] | None = None) -> Estimate:
+    """Seconds each of `stages` (default: those `config` runs) will take here, on `threads` torch threads."""
+    stages = stages or tuple(s for s in STAGES if (not s.startswith("ppo") or config.ppo.updates > 0)
+                             and (s != "unlabeled" or config.student.teacher_unlabeled > 0))
+    names = [n for n in runs_newest_first(workspace) if n != _DEMO]
+    measured = _cached_costs(workspace, names)
+    units = work(config, task, eval_limit).units
+    seconds, based = {}, {}
+    for stage in stages:
+        # PPO writes its samples exactly as step 1 does: step 1's generation rate prices them.
+        unit = "generate" if stage == "ppo-generate" else stage
+        pool = [(name, costs) for name, costs in measured.items() if unit in costs
+                and int(costs.get("threads", 0)) == threads][:NEWEST]
+        if not pool:
+            seconds[stage] = None
+            continue
+        seconds[stage] = statistics.median(c[unit] for _, c in pool) * units[stage]
+        based[stage] = [name for name, _ in pool]
+    return Estimate(seconds, based)
+
+
+JOB_STAGES = {
+    "generate": ("load", "score", "tune", "generate"),
+    "ppo": ("load", "ppo", "ppo-generate"),
+    "student": ("unlabeled", "student", "eval"),
+    "run": ("load", "score", "tune", "generate", "ppo", "ppo-generate", "unlabeled", "student", "eval"),
+}
+"""The estimated stages a job of each kind goes through, in order."""
+PROGRESS_STAGE = {"load": "load", "score": "score", "tune": "tune", "generate": "generate", "store": "generate",
+                  "ppo": "ppo", "unlabeled": "unlabeled", "pretrain": "student", "student": "student",
+                  "plain-kd": "student", "eval": "eval"}
+"""Which estimated stage a job's progress stage belongs to."""
+
+
+SINGLE = {"score", "tune", "generate", "ppo", "ppo-generate", "unlabeled"}
+"""Estimated stages that are one long progress stage: their own pace so far says best what is left."""
+
+
+def time_left(kind: str, stages: list, done: int, total: int, now: float,
+              remaining: dict[str, float | None]) -> float | None:
+    """Seconds until a running job ends; `stages` are its (progress stage, start time) pairs so far, `remaining` the
+    estimates of the stages it runs. The current stage goes at its own pace so far where it is one long loop (else by
+    its estimate less the time spent in it), then the estimates of the stages after it; None when one is unknown."""
+    order = JOB_STAGES.get(kind, ())
+    if not stages:
+        return None
+    mapped = [PROGRESS_STAGE.get(s) for s, _ in stages]
+    # PPO generates again after its training: those samples are PPO's, not step 1's.
+    mapped = [("ppo-generate" if m == "generate" and "ppo" in mapped[:i] else m) for i, m in enumerate(mapped)]
+    current, started = mapped[-1], stages[-1][1]
+    if current not in order:
+        return None
+    position = order.index(current)
+    stage = current
+    entered = started
+    for (_, at), m in zip(reversed(stages), reversed(mapped)):
+        if m != current:
+            break
+        entered = at
+    if stage in SINGLE and total and done:
+        left = (now - started) / done * (total - done)
+    elif remaining.get(stage) is not None:
+        left = max(0.0, remaining[stage] - (now - entered))
+    else:
+        return None
+    for later in order[position + 1:]:
+        if later in remaining:
+            if remaining[later] is None:
+                return None
+            left += remaining[later]
+    return left

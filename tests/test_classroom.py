@@ -1,0 +1,56 @@
+"""The classroom view tells the three-step story with the selected run's own numbers (the shipped demo run)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from retrikt.runs import RunError, open_run
+from retrikt.studio.classroom import cards_html, classroom, classroom_figure, example_html, steps_html
+from retrikt.studio.demo import DEMO_ASSET, DEMO_RUN, install_demo
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("classroom")
+    install_demo(folder, DEMO_ASSET)
+    return folder
+
+
+def test_the_cards_are_the_runs_numbers(workspace):
+    view = classroom(workspace, DEMO_RUN)
+    summary = json.loads(open_run(workspace, DEMO_RUN).eval_summary_path.read_text())
+    systems = summary["systems"]
+    values = {card.caption: card.value for card in view.cards}
+    assert values["the student's size, of the teacher's"] == \
+        f"{100 * summary['student_params'] / summary['teacher_params']:.1f}%"
+    assert values["of the teacher's accuracy kept"] == \
+        f"{100 * systems['student_retrieval']['accuracy'] / systems['teacher']['accuracy']:.0f}%"
+    assert values["from retrieval"] == \
+        f"{100 * (systems['student_retrieval']['accuracy'] - systems['student']['accuracy']):+.1f} points"
+    assert values["on this machine"].endswith("× faster")
+    assert view.counts["retrieval fixed it"] > 0 and view.counts["retrieval broke it"] > 0
+    fixed = view.examples["retrieval fixed it"]
+    assert fixed["student_retrieval"]["pred"] == fixed["gold"] != fixed["student"]["pred"]
+    broke = view.examples["retrieval broke it"]
+    assert broke["student"]["pred"] == broke["gold"] != broke["student_retrieval"]["pred"]
+    stored = json.loads(open_run(workspace, DEMO_RUN).summary_path.read_text())["generate"]["stored"]
+    assert f"{stored} went into the store" in view.steps[0][1]
+    assert view.steps[1][1].startswith("Skipped")  # the demo run had no PPO
+
+
+def test_the_html_escapes_texts_and_the_view_has_one_figure(workspace):
+    view = classroom(workspace, DEMO_RUN)
+    page = cards_html(view) + steps_html(view)
+    assert page.count("rk-card'") == len(view.cards) and page.count("rk-step'") == 3 and "<table" not in page
+    record = {"text": "<b>loud</b>" * 40, "gold": "positive", "student": {"pred": "negative"},
+              "student_retrieval": {"pred": "positive"}}
+    shown = example_html(record, "retrieval fixed it")
+    assert "<b>loud</b>" not in shown and "&lt;b&gt;" in shown and "…" in shown
+    figure = classroom_figure(workspace, DEMO_RUN)
+    assert [bar for bar in figure.data[0].x] == ["teacher", "student alone", "plain KD", "student + retrieval"]
+
+
+def test_only_evaluated_runs(workspace):
+    with pytest.raises(RunError, match="There is no run"):
+        classroom(workspace, "nope")
