@@ -20,7 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
+import torch  # noqa: E402
+
 from retrikt.config import PRESETS, RunConfig, apply_preset, override  # noqa: E402
+from retrikt.jobs import job_threads  # noqa: E402
 from retrikt.workflow import run_all  # noqa: E402
 
 SYSTEMS = ("teacher", "student", "plain_kd", "student_retrieval")
@@ -45,7 +48,7 @@ def one(task: str, seed: int, workspace: Path) -> dict:
     seconds = time.perf_counter() - started
     summary = run.summary()
     systems = json.loads(run.eval_summary_path.read_text(encoding="utf-8"))["systems"]
-    return {"task": task, "seed": seed, "seconds": round(seconds, 1),
+    return {"task": task, "seed": seed, "seconds": round(seconds, 1), "threads": torch.get_num_threads(),
             "stages": {"load": summary.get("load_seconds"), "score": (summary.get("score") or {}).get("seconds"),
                        "tune": (summary.get("tune") or {}).get("seconds"),
                        "generate": (summary.get("generate") or {}).get("generate_seconds"),
@@ -71,14 +74,14 @@ def write(rows: list[dict], out: Path) -> None:
     lines = ["# Quick classroom run (`run --preset quick`)", "",
              f"Settings: {json.dumps(PRESETS['quick'].overrides)}; evaluation on the first {PRESETS['quick'].eval_limit} "
              "test examples. Default-settings accuracy (whole test split, same seed) from `accuracy.json`.", "",
-             "| task | seed | wall min | stages s (load / score / tune / generate / PPO / student + eval) | stored (step 1 + PPO) "
+             "| task | seed | threads | wall min | stages s (load / score / tune / generate / PPO / student + eval) | stored (step 1 + PPO) "
              "| teacher | student | plain KD | student + retrieval (beta) | default: student + retrieval |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         a, d = r["accuracy"], default_accuracy(r["task"], r["seed"]) or {}
         stages = " / ".join("–" if v is None else f"{v:.0f}" for v in r["stages"].values())
         dflt = d.get("student_retrieval")
-        lines.append(f"| {r['task']} | {r['seed']} | {r['seconds'] / 60:.1f} | {stages} | {r['stored']} + "
+        lines.append(f"| {r['task']} | {r['seed']} | {r.get('threads', '')} | {r['seconds'] / 60:.1f} | {stages} | {r['stored']} + "
                      f"{r['ppo_stored'] or 0} | " + " | ".join(f"{100 * a[s]:.1f}" if s in a else "–" for s in SYSTEMS[:3])
                      + f" | {100 * a.get('student_retrieval', 0):.1f} ({r['beta']}) | "
                      + (f"{100 * dflt:.1f}" if isinstance(dflt, (int, float)) else "–") + " |")
@@ -93,7 +96,10 @@ def main() -> int:
     parser.add_argument("--workspace", default=str(ROOT.parent / "workspace"))
     parser.add_argument("--out", default=str(ROOT / "results"))
     parser.add_argument("--previous", help="earlier quick_run.json whose runs are kept")
+    parser.add_argument("--threads", type=int, default=job_threads(),
+                        help="torch threads (default: what the studio gives its jobs, as the Classroom tab runs it)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     rows = json.loads(Path(args.previous).read_text())["runs"] if args.previous else []
     for seed in args.seeds:
         rows.append(one(args.task, seed, Path(args.workspace)))

@@ -44,6 +44,7 @@ def build(studio) -> None:
                 quick_cancel = gr.Button("Cancel", variant="stop", scale=1)
             quick_job = gr.State(None)
             quick_status = gr.Markdown("No quick run yet.")
+        quick_timer = gr.Timer(2.0)  # inside the tab: a component between tabs would shift the tab bar's labels
 
     def runs_update(current):
         return run_choices(evaluated_runs(workspace), current)
@@ -84,7 +85,7 @@ def build(studio) -> None:
 
     quick_start.click(on_quick, quick_task, quick_job, api_name="classroom_quick_start")
     quick_cancel.click(on_quick_cancel, quick_job, None, api_name="classroom_quick_cancel")
-    gr.Timer(2.0).tick(quick_poll, quick_job, [quick_job, quick_status], api_name="classroom_quick_poll")
+    quick_timer.tick(quick_poll, quick_job, [quick_job, quick_status], api_name="classroom_quick_poll")
 
     def link_to_compare(compare) -> None:
         for button, kind in ((open_fixed, KINDS[0]), (open_broke, KINDS[1])):

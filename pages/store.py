@@ -61,8 +61,9 @@ def _render(rs, selected, label, source, agreement, min_reward, contains, query,
             status += f" The table shows the first {MAX_ROWS}: narrow the filters to see the rest."
     if total == 0:
         status = "The store is empty: add entries by hand, import a JSONL file, or run step 1."
-    emap = embedding_map(rs.store, {e.id for e in entries})
-    figure = map_figure(emap, rs.task.labels, (selected or "").strip() or None)
+    selected = (selected or "").strip() or None
+    emap = embedding_map(rs.store, {e.id for e in entries}, selected)
+    figure = map_figure(emap, rs.task.labels, selected)
     return status, pd.DataFrame(rows, columns=headers), figure
 
 

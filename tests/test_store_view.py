@@ -186,6 +186,14 @@ def test_map_groups_by_label_and_source(run_store):
     assert np.allclose(where(kept, "p1"), where(emap, "p1"))
 
 
+def test_a_large_selection_is_drawn_as_an_even_sample_that_keeps_the_selected_entry(run_store):
+    sampled = embedding_map(run_store.store, None, selected="t2", limit=3)
+    assert sampled.matched == 8 and "t2" in ids(sampled.entries) and len(sampled.entries) in (3, 4)
+    assert map_figure(sampled, run_store.task.labels).layout.title.text.startswith(f"{len(sampled.entries)} of 8 "
+                                                                                 "entries (an even sample)")
+    assert embedding_map(run_store.store, None, limit=8).matched is None
+
+
 def test_job_rows_and_header():
     job = Job(id="abc", kind="generate", title="Step 1 on SST-2", state="failed", started=100.0, finished=225.0,
               stage="generate", done=40, total=520, run="SST-2-x", error="TaskDataError: bad")

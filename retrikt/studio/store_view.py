@@ -307,6 +307,11 @@ def manual_entry(task: Task, values: dict[str, str], label: str) -> Entry:
 
 # ---------------------------------------------------------------- 2-D map
 
+MAP_POINTS = 4000
+"""Points drawn on the map at most: a browser redraws tens of thousands of markers slowly and nobody reads them; a
+larger selection is drawn as an even sample (the selected entry always kept) and the map says so."""
+
+
 @dataclass
 class EmbeddingMap:
     """2-D PCA coordinates of store entries with what the plot colours and labels them by."""
@@ -314,6 +319,8 @@ class EmbeddingMap:
     entries: list[Entry]
     xy: np.ndarray  # (n, 2)
     explained: tuple[float, float]  # share of the variance each axis carries
+    matched: int | None = None
+    """Entries the filters kept, when more than were drawn (None: all are drawn)."""
 
 
 def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
@@ -336,11 +343,19 @@ def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
     return coords, (ratios[0], ratios[1])
 
 
-def embedding_map(store: KnowledgeStore, keep_ids: set[str] | None = None) -> EmbeddingMap:
-    """PCA of the whole store (so positions do not move when filters change), keeping ``keep_ids`` only."""
+def embedding_map(store: KnowledgeStore, keep_ids: set[str] | None = None, selected: str | None = None,
+                  limit: int = MAP_POINTS) -> EmbeddingMap:
+    """PCA of the whole store (so positions do not move when filters change), keeping ``keep_ids`` only; at most
+    ``limit`` points, an evenly spaced sample in insertion order that always holds ``selected``."""
     snap = snapshot(store)
     keep = [n for n, i in enumerate(snap.ids) if keep_ids is None or i in keep_ids]
-    return EmbeddingMap([snap.by_id[snap.ids[n]] for n in keep], snap.xy[keep].reshape(-1, 2), snap.explained)
+    matched = None
+    if len(keep) > limit:
+        matched = len(keep)
+        picked = set(np.linspace(0, len(keep) - 1, limit).round().astype(int).tolist())
+        keep = [n for j, n in enumerate(keep) if j in picked or snap.ids[n] == selected]
+    return EmbeddingMap([snap.by_id[snap.ids[n]] for n in keep], snap.xy[keep].reshape(-1, 2), snap.explained,
+                        matched)
 
 
 def map_figure(emap: EmbeddingMap, labels: list[str] | tuple[str, ...] = (), selected: str | None = None,
@@ -368,6 +383,8 @@ def map_figure(emap: EmbeddingMap, labels: list[str] | tuple[str, ...] = (), sel
                                      hoverinfo="skip"))
     ex, ey = emap.explained
     title = f"{len(emap.entries)} entries, PCA of the store embeddings" if emap.entries else "No entries to map"
+    if emap.matched:
+        title = f"{len(emap.entries):,} of {emap.matched:,} entries (an even sample), PCA of the store embeddings"
     fig.update_layout(title=title, height=height, margin=dict(l=40, r=10, t=40, b=40),
                       legend_title_text="label · source",
                       xaxis_title=f"PC1 ({100 * ex:.0f}% of variance)", yaxis_title=f"PC2 ({100 * ey:.0f}%)")
