@@ -168,6 +168,13 @@ class StudentConfig:
     class and some beta in 0.25, 0.5, ..., 1 beats the student alone (beta 0), each by `beta_min_gain` dev examples;
     among those betas, the ones within one example of the best are kept and the one closest to `beta` wins. A
     store whose votes do not help held-out gold labels gets beta 0."""
+    beta_rule: str = knob("dev", choices=("dev", "teacher"))
+    """How `tune_beta` picks beta. `dev`: on the labelled dev split, as above. `teacher`: the beta in 0, 0.25, ..., 1
+    whose predictions agree most with the teacher's on `beta_heldout` inputs it labels for this (never a train, dev,
+    test or store input; ties: the larger beta), still 0 when the teacher fails the trust check; a task with no
+    unlabeled inputs falls back to `dev`."""
+    beta_heldout: int = knob(256, 16, 100_000)
+    """Teacher-labelled held-out inputs the `teacher` beta rule scores against."""
     beta_min_gain: int = knob(1, 0, 1000)
     """Dev examples by which the vote alone must beat the majority class, and a beta > 0 the student alone, for
     retrieval to be used (with `tune_beta`); 0 lets ties on dev keep retrieval on."""

@@ -452,11 +452,42 @@ def test_teacher_trust_counts_only_gold_entries_it_was_not_shown(store, right_of
      "retrieval off: on the dev split"),
     ({"beta": 0.5, "beta_dev_accuracy": {"0.0": 0.5}, "teacher_trust": {"trusted": True}}, "chosen on the dev split"),
     ({"beta": 0.5, "beta_dev_accuracy": {}}, "as configured"),  # tune_beta off, or a run from before the check
+    ({"beta": 0.75, "beta_dev_accuracy": {}, "beta_heldout": 256, "beta_teacher_agreement": {"0.75": 0.8125},
+      "teacher_trust": {"trusted": True}}, "chosen by agreement with the teacher on 256 held-out inputs it labelled "
+                                          "(81.2% at this beta)"),
 ])
 def test_beta_reason(block, starts):
     from retrikt.student.stage import beta_reason
 
     assert beta_reason(block).startswith(starts)
+
+
+@pytest.mark.parametrize("student_right,vote_right,expected", [
+    # of 4 held-out inputs the teacher labelled: who agrees with it, the student alone or the neighbours' vote
+    ([1, 1, 0, 0], [1, 1, 1, 1], 1.0),
+    ([1, 1, 1, 1], [0, 0, 0, 0], 0.25),  # a confident student outvotes a wrong store at 0.25, not at 0.5
+    ([1, 1, 1, 1], [1, 1, 1, 1], 1.0),  # a tie: the larger beta, the store is how the teacher's knowledge travels
+])
+def test_teacher_beta_rule_picks_the_beta_that_agrees_most_with_the_teacher(monkeypatch, student_right, vote_right,
+                                                                           expected):
+    import retrikt.student.stage as stage
+    from retrikt.student.retrieval import Prediction
+
+    teacher = np.eye(2)[[0, 1, 0, 1]]
+    flip = lambda right: np.array([t if r else 1 - t for t, r in zip(teacher, right)])  # noqa: E731
+    pred = Prediction(0.9 * flip(student_right) + 0.05, 0.9 * flip(vote_right) + 0.05, None, 0.0, 0.0)
+    monkeypatch.setattr(stage, "predict", lambda *a, **k: pred)
+    beta, scores = stage.tune_beta_on_teacher(None, None, None, 8, 0.05, teacher, ["a", "b", "c", "d"])
+    assert beta == expected and scores[str(expected)] == max(scores.values())
+
+
+def test_held_out_inputs_are_the_end_of_the_teacher_pool():
+    from retrikt.student.stage import heldout_inputs, teacher_inputs
+    from retrikt.tasks import load_builtin
+
+    task = load_builtin("SST-2", seed=13)
+    pool = teacher_inputs(task)
+    assert heldout_inputs(task, 256) == pool[-256:] and heldout_inputs(task, 0) == []
 
 
 def test_a_store_without_gold_entries_is_trusted(store):

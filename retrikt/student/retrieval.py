@@ -118,9 +118,11 @@ class KeyIndex:
 
     def keys_of(self, ids: list[str]) -> np.ndarray:
         """The stored student keys of `ids`, in that order."""
-        got = self.collection.get(ids=list(ids), include=["embeddings"])
-        position = {i: n for n, i in enumerate(got["ids"])}
-        return np.asarray([got["embeddings"][position[i]] for i in ids], dtype=np.float32)
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(ids), 5000):  # Chroma caps the ids of one call
+            got = self.collection.get(ids=list(ids[start : start + 5000]), include=["embeddings"])
+            found.update(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32)))
+        return np.stack([found[i] for i in ids]) if ids else np.zeros((0, 0), dtype=np.float32)
 
     def query(self, keys: np.ndarray, k: int, exclude_ids: list[set[str]] | None = None) -> Neighbours:
         """The k nearest entries for each key; `exclude_ids[i]` are never returned for query i (its own id)."""

@@ -39,6 +39,23 @@ def tune_beta(student: Student, index: KeyIndex | None, task, k: int, tau: float
     return beta, {str(b): round(s, 4) for b, s in scores.items()}
 
 
+def heldout_inputs(task, n: int) -> list[dict]:
+    """The inputs the `teacher` beta rule scores: the last `n` of `teacher_inputs` (`label_unlabeled` takes from the
+    front and never these)."""
+    return teacher_inputs(task)[-n:] if n > 0 else []
+
+
+def tune_beta_on_teacher(student: Student, index, task, k: int, tau: float, teacher_probs: np.ndarray,
+                         texts: list[str]) -> tuple[float, dict]:
+    """The beta whose argmax agrees most with the teacher's on held-out inputs (ties: the larger beta)."""
+    target = np.asarray(teacher_probs).argmax(-1)
+    pred = predict(student, index, texts, k, tau, 1.0)
+    scores = {b: float((((1 - b) * pred.student + b * pred.mixed).argmax(-1) == target).mean()) for b in BETA_GRID}
+    # design choice: ties go to the larger beta: the store is how the teacher's knowledge reaches the student.
+    beta = max(scores, key=lambda b: (scores[b], b))
+    return beta, {str(b): round(v, 4) for b, v in scores.items()}
+
+
 def choose_beta(scores: dict[float, float], n_dev: int, preferred: float, min_gain: int = 1,
                 majority: float = 0.0) -> float:
     """0 unless the vote alone (beta = 1) beats `majority` (the dev accuracy of always answering the most frequent
@@ -88,6 +105,9 @@ def beta_reason(block: dict) -> str:
         return (f"retrieval off: the teacher is no better than the majority class on {trust['held_out_gold']} gold "
                 f"examples it was not shown ({trust['teacher_right']} right vs {trust['majority_right']}, "
                 f"p = {trust['p_value']:.2f})")
+    if block.get("beta_teacher_agreement"):
+        return (f"chosen by agreement with the teacher on {block.get('beta_heldout')} held-out inputs it labelled "
+                f"({100 * block['beta_teacher_agreement'][str(block.get('beta', 0.0))]:.1f}% at this beta)")
     if block.get("beta", 0.0) == 0.0 and block.get("beta_dev_accuracy"):
         return "retrieval off: on the dev split it did not beat the student alone (or the majority class)"
     if block.get("beta_dev_accuracy"):
@@ -101,8 +121,9 @@ def check_store_not_empty(run, store) -> None:
                            "in the Knowledge store tab, before training the student")
 
 
-def train_students(run, task, store, teacher_params: int, progress=noop_progress) -> dict:
-    """Train both students on `store`, build the key index, choose beta; returns the summary block."""
+def train_students(run, task, store, teacher_params: int, progress=noop_progress, teacher=None) -> dict:
+    """Train both students on `store`, build the key index, choose beta; returns the summary block. The `teacher`
+    beta rule scores held-out inputs with `teacher` (loaded when not given)."""
     config: RunConfig = run.config
     cfg, seed = config.student, config.seed
     started = time.perf_counter()
@@ -138,10 +159,19 @@ def train_students(run, task, store, teacher_params: int, progress=noop_progress
     # Entries filtered out now stay out of retrieval later unless a person curates them (see student/live.py).
     run.unindexed_ids_path.write_text(json.dumps(sorted(i for i in store.all_embeddings()[0] if i not in indexed)),
                                       encoding="utf-8")
-    trust, beta, dev_scores = {}, (cfg.beta if index is not None else 0.0), {}
+    trust, beta, dev_scores, agreement = {}, (cfg.beta if index is not None else 0.0), {}, {}
+    held = heldout_inputs(task, cfg.beta_heldout) if cfg.tune_beta and cfg.beta_rule == "teacher" else []
     if cfg.tune_beta:
         trust = teacher_trust(store, task, run.summary().get("score", {}).get("demo_uids"), cfg.teacher_trust_alpha)
-        beta, dev_scores = tune_beta(student, index, task, cfg.k, cfg.temperature, cfg.beta, cfg.beta_min_gain)
+        if held and index is not None and len(index):
+            from ..teacher.scorer import run_scorer
+
+            progress("student", 0, 1, {"message": f"teacher labels for {len(held)} held-out inputs (beta)"})
+            probs = run_scorer(run, task, teacher or run_teacher(run, progress)).probs(held)
+            beta, agreement = tune_beta_on_teacher(student, index, task, cfg.k, cfg.temperature, probs,
+                                                   [task.serialize(f) for f in held])
+        else:
+            beta, dev_scores = tune_beta(student, index, task, cfg.k, cfg.temperature, cfg.beta, cfg.beta_min_gain)
         # design choice: significance, not a margin: 28 held-out gold examples are too few for a point estimate.
         if not trust["trusted"]:
             beta = 0.0  # the teacher is no better than the majority class on held-out gold: its votes cannot help
@@ -150,7 +180,8 @@ def train_students(run, task, store, teacher_params: int, progress=noop_progress
         "embed_dim": student.model.encoder.tokens.embedding_dim if student.vocab else None,
         "vocab": len(student.vocab) if student.vocab else None, "items": items.report,
         "pretrain_losses": [round(x, 4) for x in pretrain_losses], "losses_last": report.losses[-1],
-        "kd_losses_last": kd_report.losses[-1], "beta": beta, "beta_dev_accuracy": dev_scores, "teacher_trust": trust,
+        "kd_losses_last": kd_report.losses[-1], "beta": beta, "beta_dev_accuracy": dev_scores,
+        "beta_teacher_agreement": agreement, "beta_heldout": len(held) if agreement else 0, "teacher_trust": trust,
         "k": cfg.k, "temperature": cfg.temperature, "seconds": round(time.perf_counter() - started, 2),
     }
     run.update_summary(student=block)
@@ -191,7 +222,7 @@ def run_student(config: RunConfig, from_run: str, progress=noop_progress, evalua
         teacher = teacher or run_teacher(run, progress)
         run.update_summary(unlabeled=label_unlabeled(run, task, store, teacher, config.student.teacher_unlabeled,
                                                      progress))
-    train_students(run, task, store, int(summary["teacher_params"]), progress)
+    train_students(run, task, store, int(summary["teacher_params"]), progress, teacher)
     if evaluate_after:
         evaluate_run(run, task, store, teacher, progress, eval_limit)
     return run
@@ -235,7 +266,9 @@ def label_unlabeled(run, task, store, teacher, n: int, progress=noop_progress, c
     from ..teacher.scorer import run_scorer
 
     have = {e.text for e in store.list(source="unlabeled")}
-    todo = teacher_inputs(task, exclude=have)[: max(0, n - len(have))]
+    cfg = run.config.student
+    held = {task.serialize(f) for f in heldout_inputs(task, cfg.beta_heldout if cfg.beta_rule == "teacher" else 0)}
+    todo = [f for f in teacher_inputs(task, exclude=have) if task.serialize(f) not in held][: max(0, n - len(have))]
     if not todo:
         return {"unlabeled_entries": len(have), "scored": 0}
     started = time.perf_counter()
