@@ -14,6 +14,7 @@ from retrikt.studio.compare import (
 )
 from retrikt.studio.demo import DEMO_RUN
 from retrikt.studio.store_view import open_visitor_store
+from retrikt.errors import RetriktError
 from retrikt.runs import RunError
 
 def _outcome_choices(recs) -> list[tuple[str, str]]:
@@ -84,7 +85,10 @@ def build(studio) -> None:
         return open_visitor_store(workspace, run_name, visitor, write)
 
     def _record_view(request, run_name, record):
-        rs = _store(request, run_name)
+        try:
+            rs = _store(request, run_name)
+        except RetriktError:  # a run whose store is gone still shows its evaluation
+            return view_record(record)
         # Without edits the evaluation's record is what retrieval gives: no need to load the student.
         return live_student(workspace, run_name).record_view(record, rs) if edit_count(rs) else view_record(record)
 

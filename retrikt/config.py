@@ -391,9 +391,10 @@ PRESETS = {
     # in bench/results/quick_run.md and said in the Classroom tab.
     "quick": Preset(
         "Quick classroom run: all three steps live in about 5 minutes on 2 CPU cores, with fewer samples and steps.",
-        {"prompt_tuning.steps": 12, "generation.samples_per_label": 50, "scorer.calibration_inputs": 64,
-         "ppo.updates": 4, "student.pretrain_epochs": 1, "student.pretrain_pool": 1000},
-        eval_limit=200,
+        {"scorer.demo_candidates": 2, "scorer.calibration_inputs": 32, "prompt_tuning.steps": 4,
+         "generation.samples_per_label": 30, "ppo.updates": 1, "student.pretrain_epochs": 2,
+         "student.pretrain_pool": 1500},
+        eval_limit=100,
     ),
 }
 

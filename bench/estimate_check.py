@@ -1,0 +1,96 @@
+"""How close the studio's time estimate comes to the real wall time: estimate a run from the runs already finished in
+the workspace, then run it (as a studio job would: the job's torch threads) and compare, step by step.
+
+Usage: python bench/estimate_check.py --task SST-2 [--preset quick] [--set KEY=VALUE ...] [--workspace DIR]
+       [--previous bench/results/estimate.json]
+
+The estimate is what Setup shows (`retrikt.estimate`): unit costs measured by the workspace's finished runs on the
+same number of threads, times this config's work. Writes `bench/results/estimate.{md,json}` (appending to
+`--previous`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+
+import torch  # noqa: E402
+
+from retrikt.config import PRESETS, RunConfig, apply_preset, override, parse_sets  # noqa: E402
+from retrikt.estimate import estimate, unit_costs  # noqa: E402
+from retrikt.jobs import job_threads  # noqa: E402
+from retrikt.runs import open_run  # noqa: E402
+from retrikt.tasks import resolve_task  # noqa: E402
+from retrikt.workflow import run_all  # noqa: E402
+
+
+def actual_seconds(run) -> dict[str, float]:
+    """A finished run's measured seconds per estimated stage (what `unit_costs` divides)."""
+    summary = run.summary()
+    gen, ppo = summary.get("generate") or {}, summary.get("ppo") or {}
+    out = {"load": summary.get("load_seconds"), "score": (summary.get("score") or {}).get("seconds"),
+           "tune": (summary.get("tune") or {}).get("seconds"),
+           "generate": gen.get("generate_seconds", 0) + gen.get("label_and_store_seconds", 0),
+           "ppo": ppo.get("ppo_seconds"), "ppo-generate": ppo.get("generate_seconds"),
+           "unlabeled": (summary.get("unlabeled") or {}).get("seconds"),
+           "student": (summary.get("student") or {}).get("seconds")}
+    systems = json.loads(run.eval_summary_path.read_text(encoding="utf-8"))["systems"]
+    out["eval"] = (systems.get("teacher") or {}).get("seconds")
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="SST-2")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--preset", choices=sorted(PRESETS))
+    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--workspace", default=str(ROOT.parent / "workspace"))
+    parser.add_argument("--out", default=str(ROOT / "results"))
+    parser.add_argument("--previous")
+    args = parser.parse_args()
+    threads = job_threads()
+    torch.set_num_threads(threads)
+    config = apply_preset(RunConfig(workspace=args.workspace), args.preset)
+    config = override(config, {**parse_sets(args.set), "task": args.task, "seed": args.seed,
+                               "run_name": f"estimate-{args.task}-s{args.seed}-{int(time.time())}"})
+    task = resolve_task(config.task, config.seed, args.workspace)
+    limit = PRESETS[args.preset].eval_limit if args.preset else None
+    found = estimate(config, task, args.workspace, threads, limit)
+    started = time.perf_counter()
+    run = run_all(config, eval_limit=limit)
+    wall = time.perf_counter() - started
+    actual = actual_seconds(open_run(args.workspace, run.name))
+    row = {"task": args.task, "seed": args.seed, "preset": args.preset, "set": args.set, "threads": threads,
+           "estimate": found.seconds, "based_on": sorted({n for names in found.based_on.values() for n in names}),
+           "actual": actual, "wall_seconds": round(wall, 1), "estimate_total": found.total,
+           "unit_costs": unit_costs(open_run(args.workspace, run.name))}
+    rows = json.loads(Path(args.previous).read_text())["runs"] if args.previous else []
+    rows.append(row)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "estimate.json").write_text(json.dumps({"runs": rows}, indent=2), encoding="utf-8")
+    lines = ["# Time estimate vs actual wall time", "",
+             "Each row: the estimate Setup would show before the run (from the runs already finished in the workspace, "
+             "same torch threads as a studio job), then the run's measured time. Error = estimate / actual − 1.", "",
+             "| task | settings | estimated from | estimate min | actual min (whole run) | error | per stage: estimate / actual s |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        stages = ", ".join(f"{k} {r['estimate'].get(k) or 0:.0f}/{v:.0f}" for k, v in r["actual"].items())
+        total = r["estimate_total"]
+        error = f"{100 * (total / r['wall_seconds'] - 1):+.0f}%" if total else "–"
+        lines.append(f"| {r['task']} s{r['seed']} | {r['preset'] or 'default'} {' '.join(r['set'])} | "
+                     f"{', '.join(r['based_on']) or 'nothing'} | {total / 60 if total else 0:.1f} | "
+                     f"{r['wall_seconds'] / 60:.1f} | {error} | {stages} |")
+    (out / "estimate.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(json.dumps(row, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
