@@ -76,3 +76,16 @@ def test_every_numeric_field_has_a_range_that_holds_its_default():
 def test_a_value_outside_a_fields_choices_is_refused(key, bad):
     with pytest.raises(ConfigError, match="choose one of"):
         override(RunConfig(), {key: bad})
+
+
+def test_presets_are_valid_overrides_and_unknown_ones_are_refused():
+    from retrikt.config import PRESETS, RunConfig, apply_preset
+
+    quick = apply_preset(RunConfig(task="RTE", seed=21), "quick")
+    assert (quick.task, quick.seed) == ("RTE", 21)  # a preset sets only its own fields
+    for key, value in PRESETS["quick"].overrides.items():
+        section, field = key.split(".")
+        assert getattr(getattr(quick, section), field) == value
+    assert apply_preset(RunConfig(), None) == RunConfig()
+    with pytest.raises(ConfigError, match="unknown preset 'fast'"):
+        apply_preset(RunConfig(), "fast")
