@@ -50,7 +50,8 @@ def build(studio) -> None:
 
         def poll(current):
             current, job, position = followed_job(studio.jobs, current, KIND)
-            return current, job_status(job, position), tuning_loss_figure(job.points if job else []), sample_rows(job)
+            status = job_status(job, position, studio.space.enabled)
+            return current, status, tuning_loss_figure(job.points if job else []), sample_rows(job)
 
         outputs = [job_id, status, loss, samples]
         start.click(on_start, [task, per_label, steps, temperature, top_p], job_id, api_name="generate_start")

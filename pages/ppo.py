@@ -59,7 +59,8 @@ def build(studio) -> None:
 
     def poll(current):
         current, job, position = followed_job(studio.jobs, current, KIND)
-        return current, job_status(job, position), ppo_figure(job.points if job else []), sample_rows(job)
+        status = job_status(job, position, studio.space.enabled)
+        return current, status, ppo_figure(job.points if job else []), sample_rows(job)
 
     outputs = [job_id, status, curves, samples]
     refresh.click(runs_update, run, run, api_name="ppo_runs")

@@ -111,7 +111,7 @@ def build(studio) -> None:
 
     def poll(current, _shown_run):
         current, job, position = followed_job(studio.jobs, current, KIND)
-        return current, job_status(job, position), finished_marker(job)
+        return current, job_status(job, position, studio.space.enabled), finished_marker(job)
 
     @user_errors
     def on_export(run_name):

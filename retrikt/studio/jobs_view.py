@@ -41,7 +41,12 @@ def job_rows(jobs: list[Job]) -> list[list[str]]:
              progress_text(j), j.run or ""] for j in jobs]
 
 
-def job_header(job: Job | None, queue_position: int | None = None) -> str:
+def run_line(run: str, hosted: bool = False) -> str:
+    """Where a job's run is: its folder for the local user; a hosted visitor has no disk to look in, so the name."""
+    return f"\n\nRun: `{run}`" if hosted else f"\n\nRun folder: `runs/{run}`"
+
+
+def job_header(job: Job | None, queue_position: int | None = None, hosted: bool = False) -> str:
     """Markdown summary of one job (state, timing, run folder, error)."""
     if job is None:
         return "No jobs yet: start one in the Generate tab."
@@ -53,7 +58,7 @@ def job_header(job: Job | None, queue_position: int | None = None) -> str:
     if job.seconds is not None:
         text += f" · {duration_text(job.seconds)}"
     if job.run:
-        text += f"\n\nRun folder: `runs/{job.run}`"
+        text += run_line(job.run, hosted)
     if job.error:
         text += f"\n\n**Error:** {job.error}"
     return text
@@ -64,7 +69,7 @@ def job_log(job: Job | None) -> str:
     return "\n".join(job.log) if job else ""
 
 
-def job_status(job: Job | None, position: int | None) -> str:
+def job_status(job: Job | None, position: int | None, hosted: bool = False) -> str:
     """Markdown status line of the job a tab follows: state, stage, progress, time, ETA, error, run folder."""
     if job is None:
         return "No job yet."
@@ -80,7 +85,7 @@ def job_status(job: Job | None, position: int | None) -> str:
     if job.error:
         text += f"\n\n**Error:** {job.error}"
     if job.state == "done" and job.run:
-        text += f"\n\nRun folder: `runs/{job.run}`"
+        text += run_line(job.run, hosted)
     return text
 
 
