@@ -55,7 +55,8 @@ def build(studio) -> None:
 
         outputs = [job_id, status, loss, samples]
         start.click(on_start, [task, per_label, steps, temperature, top_p], job_id, api_name="generate_start")
-        cancel.click(on_cancel, job_id, None, api_name="generate_cancel")
+        cancel.click(on_cancel, job_id, None, api_name="generate_cancel").then(
+            poll, job_id, outputs, api_visibility="private")
         gr.Timer(2.0).tick(poll, job_id, outputs, api_name="generate_poll")
         studio.demo.load(poll, job_id, outputs, api_name="generate_poll_on_load")
         # Tasks saved in the Setup tab join the list on the next page load (and on focus, without one).

@@ -66,6 +66,6 @@ def build(studio) -> None:
     refresh.click(runs_update, run, run, api_name="ppo_runs")
     studio.demo.load(runs_update, run, run, api_visibility="private")
     start.click(on_start, [run, updates, batch, w_label, w_div, w_valid, kl], job_id, api_name="ppo_start")
-    cancel.click(on_cancel, job_id, None, api_name="ppo_cancel")
+    cancel.click(on_cancel, job_id, None, api_name="ppo_cancel").then(poll, job_id, outputs, api_visibility="private")
     timer.tick(poll, job_id, outputs, api_name="ppo_poll")
     studio.demo.load(poll, job_id, outputs, api_visibility="private")
