@@ -81,7 +81,8 @@ def build(studio) -> None:
 
     def quick_poll(current):
         current, job, position = followed_job(studio.jobs, current, KIND)
-        return current, job_status(job, position, job_eta(studio.workspace, job, PRESETS[QUICK].eval_limit)) if job else "No quick run yet."
+        return current, job_status(job, position, studio.space.enabled, job_eta(studio.workspace, job, PRESETS[QUICK].eval_limit)) \
+            if job else "No quick run yet."
 
     quick_start.click(on_quick, quick_task, quick_job, api_name="classroom_quick_start")
     quick_cancel.click(on_quick_cancel, quick_job, None, api_name="classroom_quick_cancel")

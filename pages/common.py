@@ -50,8 +50,14 @@ def followed_job(jobs, current: str | None, kind: str):
     return current, jobs.get(current), jobs.queue_position(current)
 
 
+CANCEL_WAIT_S = 1.5
+"""How long a Cancel click waits for its job to stop, so the status poll chained after it already shows
+"cancelled" (a job stops within a batch, ~0.1-0.5 s; the tabs' timers poll only every 2 s)."""
+
+
 def cancel_followed(jobs, current: str | None, kind: str, message: str, owner: str | None = None) -> None:
-    """Ask the followed job to stop and say `message` when it was still queued or running."""
+    """Ask the followed job to stop, say `message` when it was still queued or running, and wait up to
+    `CANCEL_WAIT_S` for it to stop."""
     job_id, _, _ = followed_job(jobs, current, kind)
     try:
         cancelled = bool(job_id) and jobs.cancel(job_id, owner)
@@ -59,6 +65,7 @@ def cancel_followed(jobs, current: str | None, kind: str, message: str, owner: s
         raise gr.Error(str(exc), print_exception=False) from None
     if cancelled:
         gr.Info(message)
+        jobs.wait_ended(job_id, CANCEL_WAIT_S)
 
 
 def sample_rows(job) -> list[list[str]]:

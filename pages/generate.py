@@ -51,11 +51,13 @@ def build(studio) -> None:
 
         def poll(current):
             current, job, position = followed_job(studio.jobs, current, KIND)
-            return current, job_status(job, position, job_eta(studio.workspace, job)), tuning_loss_figure(job.points if job else []), sample_rows(job)
+            status = job_status(job, position, studio.space.enabled, job_eta(studio.workspace, job))
+            return current, status, tuning_loss_figure(job.points if job else []), sample_rows(job)
 
         outputs = [job_id, status, loss, samples]
         start.click(on_start, [task, per_label, steps, temperature, top_p], job_id, api_name="generate_start")
-        cancel.click(on_cancel, job_id, None, api_name="generate_cancel")
+        cancel.click(on_cancel, job_id, None, api_name="generate_cancel").then(
+            poll, job_id, outputs, api_visibility="private")
         gr.Timer(2.0).tick(poll, job_id, outputs, api_name="generate_poll")
         studio.demo.load(poll, job_id, outputs, api_name="generate_poll_on_load")
         # Tasks saved in the Setup tab join the list on the next page load (and on focus, without one).

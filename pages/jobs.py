@@ -32,7 +32,8 @@ def build(studio) -> None:
         if selected and job is None:
             text = f"No job with id `{selected}`: pick one from the table."
         else:
-            text = job_header(job, jobs.queue_position(job.id) if job else None, job_eta(studio.workspace, job))
+            text = job_header(job, jobs.queue_position(job.id) if job else None, studio.space.enabled,
+                              job_eta(studio.workspace, job))
         return pd.DataFrame(job_rows(snapshot), columns=list(JOB_COLUMNS)), text, job_log(job)
 
     def on_row(evt: gr.SelectData):

@@ -60,12 +60,13 @@ def build(studio) -> None:
 
     def poll(current):
         current, job, position = followed_job(studio.jobs, current, KIND)
-        return current, job_status(job, position, job_eta(studio.workspace, job)), ppo_figure(job.points if job else []), sample_rows(job)
+        status = job_status(job, position, studio.space.enabled, job_eta(studio.workspace, job))
+        return current, status, ppo_figure(job.points if job else []), sample_rows(job)
 
     outputs = [job_id, status, curves, samples]
     refresh.click(runs_update, run, run, api_name="ppo_runs")
     studio.demo.load(runs_update, run, run, api_visibility="private")
     start.click(on_start, [run, updates, batch, w_label, w_div, w_valid, kl], job_id, api_name="ppo_start")
-    cancel.click(on_cancel, job_id, None, api_name="ppo_cancel")
+    cancel.click(on_cancel, job_id, None, api_name="ppo_cancel").then(poll, job_id, outputs, api_visibility="private")
     timer.tick(poll, job_id, outputs, api_name="ppo_poll")
     studio.demo.load(poll, job_id, outputs, api_visibility="private")

@@ -14,9 +14,9 @@ from retrikt.generate.stage import generate_job
 from retrikt.runs import list_runs
 from retrikt.space import check_visitor_config
 from retrikt.studio.setup_form import (
-    FORM_FIELDS, PACKAGED_TEACHER_PARAMS, TEACHER_SOURCES, UploadLimits, base_dict, check_mapping, config_from_form, config_yaml,
-    file_preview, form_values, save_hub_task, save_uploaded_task,
-    student_note, task_choices, teacher_from_form, teacher_note, teacher_to_form,
+    FORM_FIELDS, PACKAGED_TEACHER, PACKAGED_TEACHER_PARAMS, TEACHER_SOURCES, UploadLimits, base_dict, check_mapping,
+    chosen_teacher_note, config_from_form, config_yaml, file_preview, form_values, save_hub_task, save_uploaded_task,
+    student_note, task_choices, teacher_choices, teacher_from_choice, teacher_from_form, teacher_note, teacher_to_form,
 )
 from retrikt.studio.timing import estimate_text
 from retrikt.tasks import canonical_name, is_builtin, resolve_task
@@ -56,8 +56,7 @@ def build(studio) -> None:
     default = RunConfig(workspace=str(studio.workspace))
     defaults = form_values(default)
     space = studio.space
-    # Hosted: no free-text path anywhere (no local teacher, no hub dataset, which may name a folder).
-    sources = {k: v for k, v in TEACHER_SOURCES.items() if not space.enabled or k != "local"}
+    # Hosted: no free-text path anywhere (the teacher from a list, no hub dataset, which may name a folder).
     modes = [BUILT_IN, UPLOADED] if space.enabled else [BUILT_IN, UPLOADED, HUB]
     limits = UploadLimits(space.max_upload_bytes, space.max_upload_rows) if space.enabled else UploadLimits()
 
@@ -66,17 +65,31 @@ def build(studio) -> None:
     with gr.Tab("Setup", id="setup"):
         gr.Markdown("Pick the teacher, the task and the step-1 settings, then save them as a YAML file. "
                     "The command line replays it: `python -m retrikt generate --config FILE.yaml`.")
-        with gr.Row():
-            teacher_source = gr.Radio([(v, k) for k, v in sources.items()], value="packaged", label="Teacher")
-            teacher_model = gr.Textbox(label="Hub id, model folder or .gguf path", interactive=False)
-            gguf_file = gr.Textbox(label="GGUF file inside that folder or repo (optional)", interactive=False)
-        teacher_info = gr.Markdown(teacher_note("packaged", "", ""))
+        if space.enabled:
+            # One list of the allowed teachers by name: a visitor has no disk to point at, and the server refuses
+            # any other teacher (check_visitor_config), so the page offers nothing else.
+            allowed = list(space.allowed_teachers)
+            chosen = default.teacher.model if default.teacher.model in allowed else allowed[0]
+            teacher_pick = gr.Dropdown(teacher_choices(allowed), value=chosen, label="Teacher")
+            teacher_in = [teacher_pick]
+            read_teacher = teacher_from_choice
+            teacher_info = gr.Markdown(chosen_teacher_note(chosen))
+        else:
+            with gr.Row():
+                teacher_source = gr.Radio([(v, k) for k, v in TEACHER_SOURCES.items()], value="packaged",
+                                          label="Teacher")
+                teacher_model = gr.Textbox(label="Hub id, model folder or .gguf path", interactive=False)
+                gguf_file = gr.Textbox(label="GGUF file inside that folder or repo (optional)", interactive=False)
+            teacher_in = [teacher_source, teacher_model, gguf_file]
+            read_teacher = teacher_from_form
+            teacher_info = gr.Markdown(teacher_note("packaged", "", ""))
         task_mode = gr.Radio(modes, value=BUILT_IN, label="Task")
         if space.enabled:
-            gr.Markdown(f"Hosted studio: teachers {', '.join(f'`{t}`' for t in space.allowed_teachers)}; "
-                        f"uploads up to {space.max_upload_bytes / 1e6:.0f} MB and {space.max_upload_rows:,} rows.")
+            gr.Markdown(f"Hosted studio: {len(space.allowed_teachers)} teacher(s) to pick from; task data by upload, "
+                        f"up to {space.max_upload_bytes / 1e6:.0f} MB and {space.max_upload_rows:,} rows.")
         builtin = gr.Dropdown(task_choices(studio.workspace), value=default.task,
-                              label="Task (built-in, or saved from an upload or a hub dataset)")
+                              label="Task (built-in, or saved from an upload)" if space.enabled else
+                              "Task (built-in, or saved from an upload or a hub dataset)")
         with gr.Group(visible=False) as upload_box:
             gr.Markdown("Map the file's columns, check the mapping, then save it as a task: it joins the task list "
                         "and runs like a built-in one (k = 16 per label for train and dev, the rest split into "
@@ -113,7 +126,8 @@ def build(studio) -> None:
                     widgets += [_field_widget(f, v) for f, v in
                                 zip(FORM_FIELDS[start:start + 4], defaults[start:start + 4])]
         fraction = widgets[[f.key for f in FORM_FIELDS].index("student.max_params_fraction")]
-        student_info = gr.Markdown(student_note(default.student.max_params_fraction))
+        known = PACKAGED_TEACHER_PARAMS if not space.enabled or chosen == PACKAGED_TEACHER else None
+        student_info = gr.Markdown(student_note(default.student.max_params_fraction, known))
         with gr.Row():
             save = gr.Button("Save config as YAML", variant="primary")
             saved_file = gr.File(label="Saved config (download)", interactive=False)
@@ -127,16 +141,19 @@ def build(studio) -> None:
         yaml_view = gr.Code(language="yaml", label="Config", interactive=False)
         base = gr.State(None)  # the loaded config's data: fields the form does not show are kept on save
 
-    def on_teacher(source, model, gguf):
-        editable = source != "packaged"
-        return (gr.update(interactive=editable), gr.update(interactive=editable),
-                teacher_note(source, model, gguf))
+    if space.enabled:
+        teacher_pick.change(chosen_teacher_note, teacher_pick, teacher_info, api_visibility="private")
+    else:
+        def on_teacher(source, model, gguf):
+            editable = source != "packaged"
+            return (gr.update(interactive=editable), gr.update(interactive=editable),
+                    teacher_note(source, model, gguf))
 
-    teacher_in = [teacher_source, teacher_model, gguf_file]
-    teacher_source.change(on_teacher, teacher_in, [teacher_model, gguf_file, teacher_info], api_visibility="private")
-    for box in (teacher_model, gguf_file):
-        box.blur(on_teacher, teacher_in, [teacher_model, gguf_file, teacher_info], api_visibility="private")
-        box.submit(on_teacher, teacher_in, [teacher_model, gguf_file, teacher_info], api_visibility="private")
+        teacher_source.change(on_teacher, teacher_in, [teacher_model, gguf_file, teacher_info],
+                              api_visibility="private")
+        for box in (teacher_model, gguf_file):
+            box.blur(on_teacher, teacher_in, [teacher_model, gguf_file, teacher_info], api_visibility="private")
+            box.submit(on_teacher, teacher_in, [teacher_model, gguf_file, teacher_info], api_visibility="private")
     task_mode.change(lambda mode: (gr.update(visible=mode == BUILT_IN), gr.update(visible=mode == UPLOADED),
                                    gr.update(visible=mode == HUB)),
                      task_mode, [builtin, upload_box, hub_box], api_visibility="private")
@@ -182,22 +199,25 @@ def build(studio) -> None:
         return check_mapping(path, [first, "" if second == NO_COLUMN else second], label, seed=int(seed or 13),
                              limits=limits)
 
-    @user_errors
-    def on_save(base_data, source, model, gguf, mode, task, *values):
+    def form_config(base_data, inputs, then: str) -> RunConfig:
+        """The config the form's inputs (teacher widgets, task mode, task, FORM_FIELDS) describe, as the server
+        allows it; saving and starting step 1 both build it here, so the saved YAML is what a run would use."""
+        teacher, (mode, task, *values) = read_teacher(*inputs[:len(teacher_in)]), inputs[len(teacher_in):]
         if mode != BUILT_IN:
-            raise ConfigError("Save the file or dataset as a task first (the Save button above), then save the config.")
-        config = visitor_config(config_from_form(base_data, workspace=str(studio.workspace), task=task,
-                                                 teacher=teacher_from_form(source, model, gguf), values=list(values)))
+            raise ConfigError(f"Save the file or dataset as a task first (the Save button above), then {then}.")
+        return visitor_config(config_from_form(base_data, workspace=str(studio.workspace), task=task,
+                                               teacher=teacher, values=list(values)))
+
+    @user_errors
+    def on_save(base_data, *inputs):
+        config = form_config(base_data, inputs, "save the config")
         path = _saved_path(config.run_name or config.task)
         save_yaml(config, path)
         return str(path), config_yaml(config), base_dict(config)
 
     @user_errors
-    def on_run_step1(request: gr.Request, base_data, source, model, gguf, mode, task, *values):
-        if mode != BUILT_IN:
-            raise ConfigError("Save the file or dataset as a task first (the Save button above), then start step 1.")
-        config = visitor_config(config_from_form(base_data, workspace=str(studio.workspace), task=task,
-                                                 teacher=teacher_from_form(source, model, gguf), values=list(values)))
+    def on_run_step1(request: gr.Request, base_data, *inputs):
+        config = form_config(base_data, inputs, "start step 1")
         config.run_name = config.run_name or f"{config.task}-{time.strftime('%Y%m%d-%H%M%S')}"
         if config.run_name in list_runs(studio.workspace):
             raise ConfigError(f"A run named {config.run_name!r} exists already: pick another run name.")
@@ -206,11 +226,8 @@ def build(studio) -> None:
         return f"Started job `{job.id}` → run `{config.run_name}`; its progress is in the Generate tab."
 
     @user_errors
-    def on_estimate(base_data, source, model, gguf, mode, task, *values):
-        if mode != BUILT_IN:
-            raise ConfigError("Save the file or dataset as a task first (the Save button above), then estimate.")
-        config = visitor_config(config_from_form(base_data, workspace=str(studio.workspace), task=task,
-                                                 teacher=teacher_from_form(source, model, gguf), values=list(values)))
+    def on_estimate(base_data, *inputs):
+        config = form_config(base_data, inputs, "estimate its time")
         return estimate_text(config, resolve_task(config.task, config.seed, studio.workspace), studio.workspace)
 
     @user_errors
@@ -220,12 +237,15 @@ def build(studio) -> None:
         config = visitor_config(load_yaml(path))
         resolve_task(config.task, config.seed, studio.workspace)  # a task this workspace lacks is refused here
         config.task = canonical_name(config.task) if is_builtin(config.task) else config.task
-        source, model, gguf = teacher_to_form(config.teacher.model, config.teacher.gguf_file)
         gr.Info(f"Loaded {Path(path).name}.")
-        return [source, gr.update(value=model, interactive=source != "packaged"),
-                gr.update(value=gguf, interactive=source != "packaged"), teacher_note(source, model, gguf),
-                BUILT_IN, gr.update(choices=task_choices(studio.workspace), value=config.task), *form_values(config),
-                base_dict(config), config_yaml(config)]
+        if space.enabled:  # visitor_config let only an allowed teacher through
+            teacher = [config.teacher.model, chosen_teacher_note(config.teacher.model)]
+        else:
+            source, model, gguf = teacher_to_form(config.teacher.model, config.teacher.gguf_file)
+            teacher = [source, gr.update(value=model, interactive=source != "packaged"),
+                       gr.update(value=gguf, interactive=source != "packaged"), teacher_note(source, model, gguf)]
+        return [*teacher, BUILT_IN, gr.update(choices=task_choices(studio.workspace), value=config.task),
+                *form_values(config), base_dict(config), config_yaml(config)]
 
     task_file.upload(on_file, task_file, [text_col1, text_col2, label_col, preview, mapping_result],
                      api_name="setup_preview")
@@ -240,11 +260,13 @@ def build(studio) -> None:
                      builtin, api_visibility="private")
     save.click(on_save, [base, *teacher_in, task_mode, builtin, *widgets], [saved_file, yaml_view, base],
                api_name="setup_save")
-    def on_size(source, value):
-        return student_note(value, PACKAGED_TEACHER_PARAMS if source == "packaged" else None)
+    packaged = PACKAGED_TEACHER if space.enabled else "packaged"  # the hosted list holds models, the radio sources
 
-    fraction.change(on_size, [teacher_source, fraction], student_info, api_visibility="private")
-    teacher_source.change(on_size, [teacher_source, fraction], student_info, api_visibility="private")
+    def on_size(teacher, value):
+        return student_note(value, PACKAGED_TEACHER_PARAMS if teacher == packaged else None)
+
+    fraction.change(on_size, [teacher_in[0], fraction], student_info, api_visibility="private")
+    teacher_in[0].change(on_size, [teacher_in[0], fraction], student_info, api_visibility="private")
     estimate_btn.click(on_estimate, [base, *teacher_in, task_mode, builtin, *widgets], estimated,
                        api_name="setup_estimate")
     run_step1.click(on_run_step1, [base, *teacher_in, task_mode, builtin, *widgets], started, api_name="setup_run")

@@ -87,8 +87,8 @@ def build(studio) -> None:
         return job.id
 
     def on_cancel(current, request: gr.Request):
-        cancel_followed(studio.jobs, current, KIND, "Cancel requested: the job stops at its next epoch or "
-                                                    "evaluation stage.", studio.visitor(request))
+        cancel_followed(studio.jobs, current, KIND, "Cancel requested: the job stops within a training or "
+                                                    "scoring batch.", studio.visitor(request))
 
     @user_errors
     def show_results(run_name):
@@ -112,7 +112,8 @@ def build(studio) -> None:
 
     def poll(current, _shown_run):
         current, job, position = followed_job(studio.jobs, current, KIND)
-        return current, job_status(job, position, job_eta(studio.workspace, job)), finished_marker(job)
+        return current, job_status(job, position, studio.space.enabled, job_eta(studio.workspace, job)), \
+            finished_marker(job)
 
     @user_errors
     def on_export(run_name):
@@ -124,7 +125,8 @@ def build(studio) -> None:
         show_results, run, [results_md, systems, bars, matrices], api_visibility="private")
     run.change(show_results, run, [results_md, systems, bars, matrices], api_name="student_results")
     start.click(on_start, [run, epochs, k, beta, tune_beta, store_filter, init, limit], job_id, api_name="student_start")
-    cancel.click(on_cancel, job_id, None, api_name="student_cancel")
+    cancel.click(on_cancel, job_id, None, api_name="student_cancel").then(
+        poll, [job_id, run], [job_id, status, finished], api_visibility="private")
     timer.tick(poll, [job_id, run], [job_id, status, finished], api_name="student_poll")
     # A finished job's results replace the table without a click.
     finished.change(lambda marker, r: show_results(r) if marker else (gr.skip(),) * 4, [finished, run],

@@ -43,3 +43,9 @@ class StudentError(RetriktError, RuntimeError):
 
 class JobRefused(RetriktError, ValueError):
     """A job the manager will not take or cancel (queue full, visitor limit, someone else's job)."""
+
+
+def check_stop(should_stop, what: str) -> None:
+    """Raise Cancelled(what) when the caller's stop flag is set; `should_stop` None means nobody can stop this."""
+    if should_stop is not None and should_stop():
+        raise Cancelled(what)

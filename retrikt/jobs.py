@@ -147,6 +147,15 @@ class JobManager:
         self._save(force=True)
         return True
 
+    def wait_ended(self, job_id: str, timeout: float) -> Job | None:
+        """A copy of the job once it is no longer queued or running, or None after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while (job := self.get(job_id)) is not None and job.state in ("queued", "running"):
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+        return job
+
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             job = self._jobs.get(job_id)

@@ -104,8 +104,8 @@ def test_time_left(kind, stages, done, total, now, remaining, expected):
 def test_status_lines_show_the_time_left_of_a_running_job():
     job = Job(id="j1", kind="generate", title="Step 1 on SST-2", state="running", started=0.0, stage="generate",
               done=50, total=200, stages=[("generate", 1e18)])
-    assert "**about 5m 00s left**" in job_status(job, None, 300.0)
-    assert "about 5m 00s left" in job_header(job, None, 300.0)
-    assert "this stage: about" in job_status(job, None, None)  # its own pace when nothing was measured here
+    assert "**about 5m 00s left**" in job_status(job, None, left=300.0)
+    assert "about 5m 00s left" in job_header(job, None, left=300.0)
+    assert "this stage: about" in job_status(job, None)  # its own pace when nothing was measured here
     job.state = "done"
-    assert "left" not in job_status(job, None, 300.0)
+    assert "left" not in job_status(job, None, left=300.0)

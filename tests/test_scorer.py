@@ -46,7 +46,7 @@ def test_fit_picks_best_candidate_and_calibrates(tiny_teacher, sst2):
 def test_calibration_formula(tiny_teacher, sst2, raw, prior, expected, monkeypatch):
     scorer = TeacherScorer(tiny_teacher, sst2)
     scorer.prior = np.array(prior)
-    monkeypatch.setattr(scorer, "raw_probs", lambda fields: np.array([raw]))
+    monkeypatch.setattr(scorer, "raw_probs", lambda fields, should_stop=None: np.array([raw]))
     assert np.allclose(scorer.probs([{}])[0], expected)
 
 

@@ -9,10 +9,10 @@ import pytest
 
 from retrikt.config import ConfigError, RunConfig, load_yaml, save_yaml
 from retrikt.jobs import Job
-from retrikt.studio.jobs_view import duration_text, job_header, job_rows
+from retrikt.studio.jobs_view import duration_text, job_header, job_rows, job_status
 from retrikt.studio.setup_form import (
-    FORM_FIELDS, PACKAGED_TEACHER, base_dict, check_mapping, config_from_form, form_values, teacher_from_form,
-    teacher_note, teacher_to_form,
+    FORM_FIELDS, PACKAGED_TEACHER, base_dict, check_mapping, chosen_teacher_note, config_from_form, form_values,
+    teacher_choices, teacher_from_choice, teacher_from_form, teacher_note, teacher_to_form,
 )
 from retrikt.store.knowledge_store import Entry, KnowledgeStore, StoreError, collection_name
 from retrikt.studio.store_view import (
@@ -203,6 +203,11 @@ def test_job_rows_and_header():
     assert "**failed**" in job_header(job) and "TaskDataError: bad" in job_header(job)
     assert duration_text(None) == "" and duration_text(7.4) == "7s" and duration_text(3725) == "1h 02m"
     assert "No jobs yet" in job_header(None)
+    done = Job(id="abc", kind="generate", title="Step 1 on SST-2", state="done", run="SST-2-x")
+    for text in (job_header(done), job_status(done, None)):
+        assert "Run folder: `runs/SST-2-x`" in text
+    for text in (job_header(done, hosted=True), job_status(done, None, hosted=True)):  # a visitor has no folders
+        assert "Run: `SST-2-x`" in text and "folder" not in text and "runs/" not in text
 
 
 def test_setup_form_round_trip(tmp_path):
@@ -240,6 +245,23 @@ def test_teacher_choices(tmp_path):
     assert teacher_to_form(PACKAGED_TEACHER, None) == ("packaged", "", "")
     assert teacher_to_form("HuggingFaceTB/SmolLM2-360M-Instruct", None)[0] == "hub"
     assert teacher_to_form(str(tmp_path / "x.gguf"), None)[0] == "local"
+
+
+def test_hosted_teacher_list_names_models_not_paths(tmp_path):
+    allowed = [PACKAGED_TEACHER, "HuggingFaceTB/SmolLM2-360M-Instruct", str(tmp_path / "models" / "mine.gguf"),
+               "gpt2"]
+    assert teacher_choices(allowed) == [
+        ("SmolLM2-135M-Instruct (default)", PACKAGED_TEACHER),
+        ("SmolLM2-360M-Instruct by HuggingFaceTB", "HuggingFaceTB/SmolLM2-360M-Instruct"),
+        ("mine (installed on this server)", str(tmp_path / "models" / "mine.gguf")),  # a host's own model
+        ("gpt2", "gpt2"),
+    ]
+    assert teacher_from_choice(" HuggingFaceTB/SmolLM2-360M-Instruct ") == ("HuggingFaceTB/SmolLM2-360M-Instruct", None)
+    with pytest.raises(ConfigError, match="pick a teacher"):
+        teacher_from_choice(None)
+    assert "134.5M" in chosen_teacher_note(PACKAGED_TEACHER)
+    note = chosen_teacher_note("HuggingFaceTB/SmolLM2-360M-Instruct")
+    assert "SmolLM2-360M-Instruct by HuggingFaceTB" in note and "/" not in note
 
 
 def test_uploaded_task_mapping(tmp_path):

@@ -536,7 +536,7 @@ def test_label_unlabeled_tops_up_the_store_without_eval_inputs(store, tmp_path, 
         def use_demos(self, *args):
             pass
 
-        def probs(self, fields_list):
+        def probs(self, fields_list, should_stop=None):
             return np.array([[0.1, 0.9] if set(f["sentence"].split()) & set(GOOD) else [0.9, 0.1]
                              for f in fields_list])
 

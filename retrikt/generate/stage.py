@@ -10,6 +10,7 @@ from ..config import RunConfig
 from ..context import Context, Progress, load_context, noop_progress, open_store, teacher_entries
 from ..errors import Cancelled
 from ..runs import Run
+from ..teacher.interrupt import interruptible
 from ..teacher.scorer import TeacherScorer
 from .generation import GeneratedSample, generate_samples
 from .metrics import duplicate_rate, self_bleu
@@ -128,10 +129,11 @@ def run_generate(config: RunConfig, progress: Progress = noop_progress, should_s
                        device=str(ctx.teacher.device), load_seconds=round(ctx.teacher.load_seconds, 2), status="running",
                        torch_threads=torch.get_num_threads())  # time estimates compare runs on as many threads
     try:
-        run.update_summary(score=stage_score(ctx, progress, should_stop))
-        run.update_summary(train_entries=stage_store_train(ctx))
-        run.update_summary(tune=stage_tune(ctx, progress, should_stop))
-        run.update_summary(generate=stage_generate(ctx, progress, should_stop))
+        with interruptible(ctx.teacher.model, should_stop):
+            run.update_summary(score=stage_score(ctx, progress, should_stop))
+            run.update_summary(train_entries=stage_store_train(ctx))
+            run.update_summary(tune=stage_tune(ctx, progress, should_stop))
+            run.update_summary(generate=stage_generate(ctx, progress, should_stop))
     except Cancelled as exc:
         run.log("cancelled", message=str(exc))
         run.update_summary(status="cancelled", total_seconds=round(time.perf_counter() - started, 2))

@@ -14,6 +14,7 @@ import numpy as np
 from ..config import RunConfig
 from ..context import noop_progress, run_store, run_teacher
 from ..runs import read_summary, runs_newest_first
+from ..teacher.interrupt import interruptible
 from .live import live_index
 from .retrieval import KeyIndex, predict
 from .model import Student, StudentError, build_student, compression_ratio, task_texts
@@ -121,9 +122,11 @@ def check_store_not_empty(run, store) -> None:
                            "in the Knowledge store tab, before training the student")
 
 
-def train_students(run, task, store, teacher_params: int, progress=noop_progress, teacher=None) -> dict:
-    """Train both students on `store`, build the key index, choose beta; returns the summary block. The `teacher`
-    beta rule scores held-out inputs with `teacher` (loaded when not given)."""
+def train_students(run, task, store, teacher_params: int, progress=noop_progress, should_stop=None,
+                   teacher=None) -> dict:
+    """Train both students on `store`, build the key index, choose beta; returns the summary block. Raises
+    Cancelled within a training batch of `should_stop()` turning true. The `teacher` beta rule scores held-out
+    inputs with `teacher` (loaded when not given)."""
     config: RunConfig = run.config
     cfg, seed = config.student, config.seed
     started = time.perf_counter()
@@ -137,16 +140,19 @@ def train_students(run, task, store, teacher_params: int, progress=noop_progress
     progress("student", 0, 1, {"message": f"student {student.n_params/1e6:.3f}M params = {ratio:.3%} of the teacher"})
     pretrain_losses = []
     if cfg.encoder == "tiny" and cfg.init == "minilm" and cfg.pretrain_epochs:
-        texts, targets = pretraining_corpus(task, items, store.embedder.name, cfg, seed, Path(config.workspace) / "cache")
+        texts, targets = pretraining_corpus(task, items, store.embedder.name, cfg, seed,
+                                            Path(config.workspace) / "cache", should_stop)
         pretrain_losses = pretrain(student, texts, targets, cfg, seed,
-                                   on_epoch=lambda e, n, l: progress("pretrain", e, n, {"loss": l}))
+                                   on_epoch=lambda e, n, l: progress("pretrain", e, n, {"loss": l}),
+                                   should_stop=should_stop)
     kd_student = clone(student)
 
     def epochs(stage):
         return lambda e, n, losses: progress(stage, e, n, {"loss": sum(losses.values()), "message": str(losses)})
 
-    report = finetune(student, items, cfg, seed, retrieval=True, on_epoch=epochs("student"))
-    kd_report = finetune(kd_student, items, cfg, seed, retrieval=False, on_epoch=epochs("plain-kd"))
+    report = finetune(student, items, cfg, seed, retrieval=True, on_epoch=epochs("student"), should_stop=should_stop)
+    kd_report = finetune(kd_student, items, cfg, seed, retrieval=False, on_epoch=epochs("plain-kd"),
+                         should_stop=should_stop)
     student.save(run.student_dir)
     kd_student.save(run.kd_student_dir)
     index = None
@@ -200,9 +206,10 @@ def load_students(run, store) -> tuple[Student, Student, KeyIndex | None, float]
 
 
 def run_student(config: RunConfig, from_run: str, progress=noop_progress, evaluate_after: bool = True,
-                eval_limit: int | None = None, teacher=None, check_task: bool = True):
+                eval_limit: int | None = None, teacher=None, check_task: bool = True, should_stop=None):
     """Step 3 on an existing step-1 run: train, index, pick beta, then (by default) evaluate. The run's saved
-    config keeps its own task and seed; only its `student` section is replaced by `config.student`."""
+    config keeps its own task and seed; only its `student` section is replaced by `config.student`.
+    `should_stop()` true raises Cancelled within a batch (of training, or of the teacher's scoring)."""
     from ..config import save_yaml
     from ..runs import RunError, open_run
     from ..tasks import same_task, task_of_run
@@ -220,21 +227,24 @@ def run_student(config: RunConfig, from_run: str, progress=noop_progress, evalua
     save_yaml(run.config, run.config_path)
     if config.student.teacher_unlabeled:
         teacher = teacher or run_teacher(run, progress)
-        run.update_summary(unlabeled=label_unlabeled(run, task, store, teacher, config.student.teacher_unlabeled,
-                                                     progress))
-    train_students(run, task, store, int(summary["teacher_params"]), progress, teacher)
+        with interruptible(teacher.model, should_stop):
+            run.update_summary(unlabeled=label_unlabeled(run, task, store, teacher,
+                                                         config.student.teacher_unlabeled, progress, should_stop))
+    train_students(run, task, store, int(summary["teacher_params"]), progress, should_stop, teacher)
     if evaluate_after:
-        evaluate_run(run, task, store, teacher, progress, eval_limit)
+        evaluate_run(run, task, store, teacher, progress, eval_limit, should_stop)
     return run
 
 
-def evaluate_run(run, task, store, teacher=None, progress=noop_progress, limit: int | None = None) -> dict:
+def evaluate_run(run, task, store, teacher=None, progress=noop_progress, limit: int | None = None,
+                 should_stop=None) -> dict:
     """Evaluate a run whose students are trained (loads the teacher when not given)."""
     from .evaluate import evaluate
 
     student, kd_student, index, beta = load_students(run, store)
     teacher = teacher or run_teacher(run, progress)
-    return evaluate(run, task, store, teacher, student, kd_student, index, beta, limit=limit, progress=progress)
+    with interruptible(teacher.model, should_stop):
+        return evaluate(run, task, store, teacher, student, kd_student, index, beta, limit=limit, progress=progress)
 
 
 def teacher_inputs(task, exclude: set[str] = frozenset()) -> list[dict]:
@@ -255,12 +265,14 @@ def teacher_inputs(task, exclude: set[str] = frozenset()) -> list[dict]:
     return pool
 
 
-def label_unlabeled(run, task, store, teacher, n: int, progress=noop_progress, chunk: int = 512) -> dict:
+def label_unlabeled(run, task, store, teacher, n: int, progress=noop_progress, chunk: int = 512,
+                    should_stop=None) -> dict:
     """Top the store up to `n` teacher-labelled unlabeled inputs (source `unlabeled`, label = the teacher's argmax).
 
     The inputs are `teacher_inputs`, in order. Already labelled inputs are kept, so a rerun only scores what is
     missing. The scorer sorts each chunk by length into
-    batches, so a larger chunk pads less.
+    batches, so a larger chunk pads less. A cancel (`should_stop()`) keeps the chunks already stored and drops the
+    one in flight.
     """
     from ..store.knowledge_store import Entry
     from ..teacher.scorer import run_scorer
@@ -277,7 +289,7 @@ def label_unlabeled(run, task, store, teacher, n: int, progress=noop_progress, c
     for start in range(0, len(todo), chunk):
         part = todo[start : start + chunk]
         entries = []
-        for fields, p in zip(part, scorer.probs(part)):
+        for fields, p in zip(part, scorer.probs(part, should_stop)):
             label = labels[int(p.argmax())]
             entries.append(Entry(fields=fields, label=label, source="unlabeled", teacher_label=label, agreement=True,
                                  soft_labels={l: float(x) for l, x in zip(labels, p)}, text=task.serialize(fields)))
@@ -309,6 +321,7 @@ def student_job(config: RunConfig, from_run: str, eval_limit: int | None):
                 raise Cancelled(f"stopped during {stage}")
             progress(stage, done, total, info)
 
-        return run_student(config, from_run, guarded, eval_limit=eval_limit, check_task=False).name
+        return run_student(config, from_run, guarded, eval_limit=eval_limit, check_task=False,
+                           should_stop=should_stop).name
 
     return fn

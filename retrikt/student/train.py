@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import StudentConfig
+from ..errors import check_stop
 from .retrieval import bank_neighbours, mixed_log_probs, relational_loss, teacher_similarity
 from .model import Student
 
@@ -102,8 +103,15 @@ def select_items(store, task, cfg: StudentConfig) -> Items:
 
 
 # ---- stage A: distil MiniLM sentence embeddings into the student encoder -----------------------------------------
-def minilm_targets(texts: list[str], cache_dir: str | Path | None = None) -> np.ndarray:
-    """Packaged-MiniLM sentence embeddings of `texts`, cached on disk by content (the unlabeled pool repeats)."""
+MINILM_CHUNK = 32
+"""Texts MiniLM embeds between two looks at the stop flag (it embeds 64 at a time anyway); a cancel waits for
+at most that many."""
+
+
+def minilm_targets(texts: list[str], cache_dir: str | Path | None = None, should_stop=None) -> np.ndarray:
+    """Packaged-MiniLM sentence embeddings of `texts`, cached on disk by content (the unlabeled pool repeats).
+
+    The embedder is shared with page actions, so a cancel waits for the chunk in flight (no hooks in its model)."""
     from ..store.embed import default_embedder
 
     path = None
@@ -112,7 +120,11 @@ def minilm_targets(texts: list[str], cache_dir: str | Path | None = None) -> np.
         path = Path(cache_dir) / "minilm" / f"{digest}.npy"
         if path.is_file():
             return np.load(path)
-    vectors = default_embedder().encode(texts)
+    embedder, parts = default_embedder(), []
+    for start in range(0, len(texts), MINILM_CHUNK):
+        check_stop(should_stop, "cancelled while embedding the pretraining texts")
+        parts.append(embedder.encode(texts[start : start + MINILM_CHUNK]))
+    vectors = np.concatenate(parts)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, vectors)
@@ -120,8 +132,9 @@ def minilm_targets(texts: list[str], cache_dir: str | Path | None = None) -> np.
 
 
 def pretrain(student: Student, texts: list[str], targets: np.ndarray, cfg: StudentConfig, seed: int,
-             on_epoch=None) -> list[float]:
-    """Cosine + in-batch relational distillation of sentence embeddings through a throw-away projection."""
+             on_epoch=None, should_stop=None) -> list[float]:
+    """Cosine + in-batch relational distillation of sentence embeddings through a throw-away projection; raises
+    Cancelled between batches once `should_stop()` is true."""
     torch.manual_seed(seed)
     model = student.model
     probe = nn.Linear(model.encoder.width, targets.shape[1])
@@ -138,6 +151,7 @@ def pretrain(student: Student, texts: list[str], targets: np.ndarray, cfg: Stude
         rng.shuffle(order)
         total = 0.0
         for start in range(0, len(order), batch):
+            check_stop(should_stop, "student pretraining cancelled")
             chunk = order[start : start + batch]
             ids, mask = student.batch([texts[i] for i in chunk])
             out = F.normalize(probe(model.encoder(ids, mask)), dim=-1)
@@ -174,8 +188,9 @@ def _epoch_order(items: Items, rng: random.Random) -> list[int]:
 
 
 def finetune(student: Student, items: Items, cfg: StudentConfig, seed: int, retrieval: bool,
-             on_epoch=None) -> TrainReport:
-    """Train head, encoder and key projection. `retrieval=False` is plain KD (CE + KD only)."""
+             on_epoch=None, should_stop=None) -> TrainReport:
+    """Train head, encoder and key projection. `retrieval=False` is plain KD (CE + KD only). Raises Cancelled
+    between batches once `should_stop()` is true."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = student.model
@@ -199,6 +214,7 @@ def finetune(student: Student, items: Items, cfg: StudentConfig, seed: int, retr
         sums: dict[str, float] = {}
         order = _epoch_order(items, rng)
         for start in range(0, len(order), cfg.batch_size):
+            check_stop(should_stop, "student training cancelled")
             chunk = order[start : start + cfg.batch_size]
             logits, keys, _ = student.forward_texts([items.texts[i] for i in chunk])
             terms = {}
@@ -235,14 +251,15 @@ def finetune(student: Student, items: Items, cfg: StudentConfig, seed: int, retr
 
 
 def pretraining_corpus(task, items: Items, store_embedder_name: str, cfg: StudentConfig, seed: int,
-                       cache_dir=None) -> tuple[list[str], np.ndarray]:
+                       cache_dir=None, should_stop=None) -> tuple[list[str], np.ndarray]:
     """Unlabeled pool (capped) + store/train texts with their MiniLM sentence embeddings as targets."""
     pool = [task.serialize(f) for f in task.unlabeled]
     random.Random(seed).shuffle(pool)
     pool = sorted(set(pool[: cfg.pretrain_pool]) - set(items.texts))
-    targets = minilm_targets(pool, cache_dir) if pool else np.zeros((0, 384), dtype=np.float32)
+    targets = minilm_targets(pool, cache_dir, should_stop) if pool else np.zeros((0, 384), dtype=np.float32)
     # Store vectors are MiniLM's already when the store uses the default embedder; otherwise embed again.
-    item_targets = items.embeddings if store_embedder_name == _MINILM else minilm_targets(items.texts, cache_dir)
+    item_targets = (items.embeddings if store_embedder_name == _MINILM
+                    else minilm_targets(items.texts, cache_dir, should_stop))
     return pool + items.texts, np.concatenate([targets, item_targets]).astype(np.float32)
 
 

@@ -41,7 +41,13 @@ def job_rows(jobs: list[Job]) -> list[list[str]]:
              progress_text(j), j.run or ""] for j in jobs]
 
 
-def job_header(job: Job | None, queue_position: int | None = None, left: float | None = None) -> str:
+def run_line(run: str, hosted: bool = False) -> str:
+    """Where a job's run is: its folder for the local user; a hosted visitor has no disk to look in, so the name."""
+    return f"\n\nRun: `{run}`" if hosted else f"\n\nRun folder: `runs/{run}`"
+
+
+def job_header(job: Job | None, queue_position: int | None = None, hosted: bool = False,
+               left: float | None = None) -> str:
     """Markdown summary of one job (state, timing, time left, run folder, error)."""
     if job is None:
         return "No jobs yet: start one in the Generate tab."
@@ -55,7 +61,7 @@ def job_header(job: Job | None, queue_position: int | None = None, left: float |
     if left is not None and job.state == "running":
         text += f" · about {duration_text(left)} left"
     if job.run:
-        text += f"\n\nRun folder: `runs/{job.run}`"
+        text += run_line(job.run, hosted)
     if job.error:
         text += f"\n\n**Error:** {job.error}"
     return text
@@ -66,7 +72,7 @@ def job_log(job: Job | None) -> str:
     return "\n".join(job.log) if job else ""
 
 
-def job_status(job: Job | None, position: int | None, left: float | None = None) -> str:
+def job_status(job: Job | None, position: int | None, hosted: bool = False, left: float | None = None) -> str:
     """Markdown status line of the job a tab follows: state, stage, progress, time, time left, error, run folder.
 
     `left`: the whole job's estimated seconds left (see `studio.timing.job_eta`); without it, a running stage's own
@@ -89,7 +95,7 @@ def job_status(job: Job | None, position: int | None, left: float | None = None)
     if job.error:
         text += f"\n\n**Error:** {job.error}"
     if job.state == "done" and job.run:
-        text += f"\n\nRun folder: `runs/{job.run}`"
+        text += run_line(job.run, hosted)
     return text
 
 

@@ -18,6 +18,7 @@ from ..tasks import (
 )
 
 PACKAGED_TEACHER = "packaged:smollm2"
+PACKAGED_TEACHER_NAME = "SmolLM2-135M-Instruct"
 PACKAGED_TEACHER_PARAMS = 134_515_008
 """Parameters of the packaged SmolLM2-135M-Instruct as loaded (counted once; other teachers are counted on load)."""
 
@@ -105,13 +106,46 @@ def teacher_from_form(source: str, model: str, gguf_file: str) -> tuple[str, str
 def teacher_note(source: str, model: str, gguf_file: str) -> str:
     """Markdown about the chosen teacher: its size when known, or why the given path will not load."""
     if source == "packaged":
-        return f"**Teacher:** SmolLM2-135M-Instruct, **{PACKAGED_TEACHER_PARAMS / 1e6:.1f}M** parameters."
+        return f"**Teacher:** {PACKAGED_TEACHER_NAME}, **{PACKAGED_TEACHER_PARAMS / 1e6:.1f}M** parameters."
     model = (model or "").strip()
     if not model:
         return "**Teacher:** type a hub id or a path."
     note = f"**Teacher:** `{model}` — parameter count: loaded on first run."
     problem = local_teacher_problem(model, gguf_file) if source == "local" else None
     return note + (f"\n\n⚠ {problem}" if problem else "")
+
+
+def teacher_label(model: str) -> str:
+    """A readable name for a teacher of the hosted allow-list: a visitor picks a model, not a path or a hub id."""
+    if model == PACKAGED_TEACHER:
+        return f"{PACKAGED_TEACHER_NAME} (default)"
+    if model.startswith("packaged:"):
+        return f"{model.split(':', 1)[1]} (packaged)"
+    if teacher_to_form(model, None)[0] == "local":  # the host may allow a model of its own disk
+        return f"{Path(model).expanduser().stem} (installed on this server)"
+    owner, _, name = model.rpartition("/")
+    return f"{name} by {owner}" if owner else name
+
+
+def teacher_choices(allowed: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
+    """(readable name, teacher.model) pairs for hosted mode's one teacher dropdown."""
+    return [(teacher_label(model), model) for model in allowed]
+
+
+def teacher_from_choice(model: str | None) -> tuple[str, None]:
+    """(teacher.model, teacher.gguf_file) from hosted mode's teacher dropdown. Whether the teacher is allowed is
+    `check_visitor_config`'s decision, made on every config a visitor sends whatever the page offered."""
+    model = (model or "").strip()
+    if not model:
+        raise ConfigError("pick a teacher from the list")
+    return model, None
+
+
+def chosen_teacher_note(model: str) -> str:
+    """`teacher_note` for a teacher picked from the hosted list, by its readable name."""
+    if model == PACKAGED_TEACHER:
+        return teacher_note("packaged", "", "")
+    return f"**Teacher:** {teacher_label(model)} — parameter count: loaded on first run."
 
 
 def local_teacher_problem(model: str, gguf_file: str | None) -> str | None:

@@ -209,9 +209,10 @@ class TeacherScorer:
         calibrated = raw / self.prior
         return calibrated / calibrated.sum(-1, keepdims=True), hidden
 
-    def probs(self, fields_list) -> np.ndarray:
-        """Calibrated class probabilities: p(y|x) / prior(y), renormalised."""
-        raw = self.raw_probs(fields_list)
+    def probs(self, fields_list, should_stop=None) -> np.ndarray:
+        """Calibrated class probabilities: p(y|x) / prior(y), renormalised (Cancelled between batches once
+        `should_stop()` is true)."""
+        raw = self.raw_probs(fields_list, should_stop)
         calibrated = raw / self.prior
         return calibrated / calibrated.sum(-1, keepdims=True)
 
