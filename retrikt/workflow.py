@@ -25,7 +25,8 @@ def run_all(config: RunConfig, progress: Progress = noop_progress, eval_limit: i
         _check_stop(should_stop, f"during {stage}")
         progress(stage, done, total, info)
 
-    return run_student(run.config, str(run.path), guarded, eval_limit=eval_limit, teacher=ctx.teacher)
+    return run_student(run.config, str(run.path), guarded, eval_limit=eval_limit, teacher=ctx.teacher,
+                       should_stop=should_stop)
 
 
 def _check_stop(should_stop, where: str) -> None:
