@@ -44,35 +44,21 @@ def actual_seconds(run) -> dict[str, float]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default="SST-2")
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--preset", choices=sorted(PRESETS))
-    parser.add_argument("--set", action="append", default=[])
-    parser.add_argument("--workspace", default=str(ROOT.parent / "workspace"))
-    parser.add_argument("--out", default=str(ROOT / "results"))
-    parser.add_argument("--previous")
-    args = parser.parse_args()
+def replay(args) -> int:
+    """Recompute each recorded row's estimate with today's estimator from the runs it had then (`based_on`)."""
+    data = json.loads(Path(args.replay).read_text(encoding="utf-8"))
     threads = job_threads()
-    torch.set_num_threads(threads)
-    config = apply_preset(RunConfig(workspace=args.workspace), args.preset)
-    config = override(config, {**parse_sets(args.set), "task": args.task, "seed": args.seed,
-                               "run_name": f"estimate-{args.task}-s{args.seed}-{int(time.time())}"})
-    task = resolve_task(config.task, config.seed, args.workspace)
-    limit = PRESETS[args.preset].eval_limit if args.preset else None
-    found = estimate(config, task, args.workspace, threads, limit)
-    started = time.perf_counter()
-    run = run_all(config, eval_limit=limit)
-    wall = time.perf_counter() - started
-    actual = actual_seconds(open_run(args.workspace, run.name))
-    row = {"task": args.task, "seed": args.seed, "preset": args.preset, "set": args.set, "threads": threads,
-           "estimate": found.seconds, "based_on": sorted({n for names in found.based_on.values() for n in names}),
-           "actual": actual, "wall_seconds": round(wall, 1), "estimate_total": found.total,
-           "unit_costs": unit_costs(open_run(args.workspace, run.name))}
-    rows = json.loads(Path(args.previous).read_text())["runs"] if args.previous else []
-    rows.append(row)
-    out = Path(args.out)
+    for row in data["runs"]:
+        config = open_run(args.workspace, row["run"]).config
+        task = resolve_task(config.task, config.seed, args.workspace)
+        limit = PRESETS[row["preset"]].eval_limit if row.get("preset") else None
+        found = estimate(config, task, args.workspace, threads, limit, only=row["based_on"])
+        row["estimate"], row["estimate_total"] = found.seconds, found.total
+    write(data["runs"], Path(args.out))
+    return 0
+
+
+def write(rows: list[dict], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "estimate.json").write_text(json.dumps({"runs": rows}, indent=2), encoding="utf-8")
     lines = ["# Time estimate vs actual wall time", "",
@@ -88,6 +74,40 @@ def main() -> int:
                      f"{', '.join(r['based_on']) or 'nothing'} | {total / 60 if total else 0:.1f} | "
                      f"{r['wall_seconds'] / 60:.1f} | {error} | {stages} |")
     (out / "estimate.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="SST-2")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--preset", choices=sorted(PRESETS))
+    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--workspace", default=str(ROOT.parent / "workspace"))
+    parser.add_argument("--out", default=str(ROOT / "results"))
+    parser.add_argument("--previous")
+    parser.add_argument("--replay", help="an estimate.json: recompute its estimates with this estimator, run nothing")
+    args = parser.parse_args()
+    if args.replay:
+        return replay(args)
+    threads = job_threads()
+    torch.set_num_threads(threads)
+    config = apply_preset(RunConfig(workspace=args.workspace), args.preset)
+    config = override(config, {**parse_sets(args.set), "task": args.task, "seed": args.seed,
+                               "run_name": f"estimate-{args.task}-s{args.seed}-{int(time.time())}"})
+    task = resolve_task(config.task, config.seed, args.workspace)
+    limit = PRESETS[args.preset].eval_limit if args.preset else None
+    found = estimate(config, task, args.workspace, threads, limit)
+    started = time.perf_counter()
+    run = run_all(config, eval_limit=limit)
+    wall = time.perf_counter() - started
+    actual = actual_seconds(open_run(args.workspace, run.name))
+    row = {"run": run.name, "task": args.task, "seed": args.seed, "preset": args.preset, "set": args.set, "threads": threads,
+           "estimate": found.seconds, "based_on": sorted({n for names in found.based_on.values() for n in names}),
+           "actual": actual, "wall_seconds": round(wall, 1), "estimate_total": found.total,
+           "unit_costs": unit_costs(open_run(args.workspace, run.name))}
+    rows = json.loads(Path(args.previous).read_text())["runs"] if args.previous else []
+    rows.append(row)
+    write(rows, Path(args.out))
     print(json.dumps(row, indent=2))
     return 0
 

@@ -45,8 +45,10 @@ class Work:
 def work(config: RunConfig, task, eval_limit: int | None = None, store_entries: int | None = None) -> Work:
     """How much each stage has to do for `config` on `task`."""
     from .generate.generation import default_samples_per_label, default_tuning_batch, default_tuning_steps
+    from .teacher.scorer import default_demo_candidates
 
     chars = _mean_chars(task, task.train)
+    candidates = config.scorer.demo_candidates or default_demo_candidates(task)
     test_n = min(len(task.test), eval_limit) if eval_limit else len(task.test)
     samples = (config.generation.samples_per_label or default_samples_per_label(task)) * len(task.labels)
     ppo = config.ppo.updates > 0
@@ -56,7 +58,9 @@ def work(config: RunConfig, task, eval_limit: int | None = None, store_entries: 
     s = config.student
     units = {
         "load": 1.0,
-        "score": config.scorer.calibration_inputs * chars,
+        # each candidate demo set is scored on the rest of the train split, then the calibration inputs
+        "score": (candidates * max(0, len(task.train) - config.scorer.demos_total) + config.scorer.calibration_inputs)
+        * chars,
         "tune": (config.prompt_tuning.steps or default_tuning_steps(task))
         * (config.prompt_tuning.batch_size or default_tuning_batch(task)) * chars,
         "generate": samples * chars,
@@ -148,11 +152,12 @@ class Estimate:
 
 
 def estimate(config: RunConfig, task, workspace: str | Path, threads: int, eval_limit: int | None = None,
-             stages: tuple[str, ...] | None = None) -> Estimate:
-    """Seconds each of `stages` (default: those `config` runs) will take here, on `threads` torch threads."""
+             stages: tuple[str, ...] | None = None, only: list[str] | None = None) -> Estimate:
+    """Seconds each of `stages` (default: those `config` runs) will take here, on `threads` torch threads; `only`
+    limits the measured runs to those names (to replay what an estimate would have said earlier)."""
     stages = stages or tuple(s for s in STAGES if (not s.startswith("ppo") or config.ppo.updates > 0)
                              and (s != "unlabeled" or config.student.teacher_unlabeled > 0))
-    names = [n for n in runs_newest_first(workspace) if n != _DEMO]
+    names = [n for n in runs_newest_first(workspace) if n != _DEMO and (only is None or n in only)]
     measured = _cached_costs(workspace, names)
     units = work(config, task, eval_limit).units
     seconds, based = {}, {}
@@ -164,7 +169,10 @@ def estimate(config: RunConfig, task, workspace: str | Path, threads: int, eval_
         if not pool:
             seconds[stage] = None
             continue
-        seconds[stage] = statistics.median(c[unit] for _, c in pool) * units[stage]
+        # design choice: loading takes the fastest run's time: the first load in a workspace also converts the
+        # packaged teacher (~40 s once), which later loads never repeat.
+        pick = min if stage == "load" else statistics.median
+        seconds[stage] = pick(c[unit] for _, c in pool) * units[stage]
         based[stage] = [name for name, _ in pool]
     return Estimate(seconds, based)
 
