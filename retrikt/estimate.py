@@ -1,8 +1,9 @@
 """How long each step of a run will take on this machine, from what the runs finished here measured.
 
 Every finished run in the workspace yields unit costs: a stage's measured seconds divided by the work it did, with
-the work counted from the run's config and task (steps, samples, examples, epochs, and the task's mean text length in
-characters, since the teacher's cost grows with what it reads and writes). A new config's estimate is its own work
+the work counted from the run's config and task: inputs the teacher scores; tuning steps x batch and generated samples
+times the task's mean text length in characters (the teacher reads and writes that many tokens); student examples x
+epochs. A new config's estimate is its own work
 times the median unit cost of the newest runs that ran on as many torch threads (the studio's jobs leave a core free;
 the command line uses all). Unit costs are cached per run in `<workspace>/cache/costs.json`. The shipped demo run's
 timings came from another machine and are not used. Without a finished run here there is no estimate: nothing
@@ -27,6 +28,8 @@ NEWEST = 5
 LATENCY_SAMPLE = 32
 """Test inputs the evaluation scores once more one at a time, for latency (see student/evaluate.py)."""
 _DEMO = "demo-SST-2"
+UNITS_VERSION = 2
+"""Bumped whenever a stage's unit of work changes, so cached unit costs are computed again."""
 
 
 def _mean_chars(task, examples) -> float:
@@ -58,17 +61,17 @@ def work(config: RunConfig, task, eval_limit: int | None = None, store_entries: 
     s = config.student
     units = {
         "load": 1.0,
-        # each candidate demo set is scored on the rest of the train split, then the calibration inputs
-        "score": (candidates * max(0, len(task.train) - config.scorer.demos_total) + config.scorer.calibration_inputs)
-        * chars,
+        # each candidate demo set is scored on the rest of the train split, then the calibration inputs; a scored
+        # input costs about the same whatever its length (the demonstrations' cache dominates), so no length factor
+        "score": candidates * max(0, len(task.train) - config.scorer.demos_total) + config.scorer.calibration_inputs,
         "tune": (config.prompt_tuning.steps or default_tuning_steps(task))
         * (config.prompt_tuning.batch_size or default_tuning_batch(task)) * chars,
         "generate": samples * chars,
         "ppo": config.ppo.updates * config.ppo.rollout_batch_size * chars if ppo else 0.0,
         "ppo-generate": samples * chars if ppo else 0.0,
-        "unlabeled": config.student.teacher_unlabeled * chars,
+        "unlabeled": float(config.student.teacher_unlabeled),
         "student": s.pretrain_epochs * s.pretrain_pool + 2 * s.epochs * items,
-        "eval": (test_n + LATENCY_SAMPLE) * _mean_chars(task, task.test[:test_n] or task.train),
+        "eval": float(test_n + LATENCY_SAMPLE),
     }
     return Work(units, samples)
 
@@ -123,11 +126,11 @@ def _cached_costs(workspace: str | Path, names: list[str]) -> dict[str, dict]:
         stamp = max((p.stat().st_mtime for p in (run.summary_path, run.eval_summary_path) if p.is_file()),
                     default=0.0)
         entry = known.get(name)
-        if not entry or entry.get("stamp") != stamp:
+        if not entry or entry.get("stamp") != stamp or entry.get("units") != UNITS_VERSION:
             try:
-                entry = {"stamp": stamp, "costs": unit_costs(open_run(workspace, name))}
+                entry = {"stamp": stamp, "units": UNITS_VERSION, "costs": unit_costs(open_run(workspace, name))}
             except Exception:  # noqa: BLE001 - a damaged or foreign run just gives no measurement
-                entry = {"stamp": stamp, "costs": {}}
+                entry = {"stamp": stamp, "units": UNITS_VERSION, "costs": {}}
             known[name], changed = entry, True
         out[name] = entry["costs"]
     if changed:
