@@ -54,3 +54,15 @@ def test_the_html_escapes_texts_and_the_view_has_one_figure(workspace):
 def test_only_evaluated_runs(workspace):
     with pytest.raises(RunError, match="There is no run"):
         classroom(workspace, "nope")
+
+
+def test_a_teacher_below_the_majority_class_is_said_first(workspace):
+    from retrikt.studio.classroom import Card, Classroom
+
+    summary = {"systems": {"teacher": {"accuracy": 0.26}, "majority": {"accuracy": 0.27}}}
+    from retrikt.studio.compare import weak_teacher_warning
+
+    view = Classroom("SST-5", [Card("121%", "of the teacher's accuracy kept")], [], warning=weak_teacher_warning(summary))
+    page = cards_html(view)
+    assert page.index("does not beat the majority class") < page.index("121%") and "**" not in page
+    assert classroom(workspace, DEMO_RUN).warning == ""  # the demo's teacher (80%) is well above its 51% majority

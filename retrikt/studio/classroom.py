@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import plotly.graph_objects as go
 
 from ..runs import Run, open_run, read_summary
-from .compare import _evaluated_run, eval_summary, outcome, records
+from .compare import _evaluated_run, eval_summary, outcome, records, weak_teacher_warning
 
 SHORT_TEXT = 160
 """Characters at most of the example texts shown (a projector line or two)."""
@@ -34,6 +34,8 @@ class Classroom:
     examples: dict[str, dict] = field(default_factory=dict)
     """One test record per outcome ("retrieval fixed it", "retrieval broke it") when there is one."""
     counts: dict[str, int] = field(default_factory=dict)
+    warning: str = ""
+    """Said first when the teacher does not beat the majority class (then there is no knowledge to keep)."""
 
 
 def _millions(n: int) -> str:
@@ -93,7 +95,7 @@ def classroom(workspace, run_name: str | None) -> Classroom:
     ]
     examples = {kind: ex for kind in counts if (ex := _example(recs, kind)) is not None}
     title = f"{summary['task']}: a {100 * s_params / t_params:.1f}% student" if t_params and s_params else summary["task"]
-    return Classroom(title, cards, steps, examples, counts)
+    return Classroom(title, cards, steps, examples, counts, weak_teacher_warning(summary))
 
 
 def cards_html(view: Classroom) -> str:
@@ -101,7 +103,10 @@ def cards_html(view: Classroom) -> str:
     cards = "".join(f"<div class='rk-card'><div class='rk-value'>{html.escape(c.value)}</div>"
                     f"<div class='rk-caption'>{html.escape(c.caption)}</div>"
                     f"<div class='rk-detail'>{html.escape(c.detail)}</div></div>" for c in view.cards)
-    return f"<h2 class='rk-title'>{html.escape(view.title)}</h2><div class='rk-cards'>{cards}</div>"
+    warning = ""
+    if view.warning:  # Markdown bold in the shared sentence; plain text here
+        warning = f"<div class='rk-warning'>{html.escape(view.warning.replace('**', ''))}</div>"
+    return f"<h2 class='rk-title'>{html.escape(view.title)}</h2>{warning}<div class='rk-cards'>{cards}</div>"
 
 
 def steps_html(view: Classroom) -> str:
