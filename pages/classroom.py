@@ -18,8 +18,8 @@ KINDS = ("retrieval fixed it", "retrieval broke it")
 KIND, QUICK = "run", "quick"
 QUICK_COST = ("Measured on 2 CPU cores as a studio job (one thread): 3.8–4.5 minutes on SST-2. It costs accuracy: on "
               "the whole test split its student + retrieval scored 63.5% and 57.8% (seeds 13 and 21) against 68.1% "
-              "and 72.1% with the default settings, because it writes about 40 samples instead of 500 "
-              "(bench/results/quick_run.md). Use it to show the steps; the demo run shows the accuracy.")
+              "and 72.1% with the default settings, because it writes about 40 samples instead of 500. "
+              "Use it to show the steps; the demo run shows the accuracy.")
 
 
 def build(studio) -> None:
