@@ -25,8 +25,8 @@ Two beta rules per row: the shipped dev rule, and the beta whose prediction agre
 examples move in steps of 3 points. Per seed, a "gold only" student (CE on the labelled train examples alone, from
 the same pretrained start) says what the teacher's labels and the store add at all.
 
-`--previous` merges the runs of earlier reports (e.g. one invocation per seed run side by side); `--seeds` with no
-value only rewrites the report from them.
+`--previous` merges the runs of earlier reports (e.g. one invocation per seed, or per seed and N with the same
+`--pool-n`); `--seeds` with no value only rewrites the report from them.
 
 Writes `bench/results/unlabeled_ablation[-TAG].{md,json}`.
 """
@@ -257,7 +257,9 @@ def run_seed(args, seed: int, cfg: StudentConfig, teacher) -> list[dict]:
     teacher_params = int(run.summary()["teacher_params"])
     base = select_items(store, task, cfg)
     pool = teacher_inputs(task)  # what label_unlabeled draws from, in its order
-    n_max = max(args.ns)
+    n_max = args.pool_n or max(args.ns)
+    if n_max < max(args.ns):
+        raise SystemExit(f"--pool-n {n_max} is below the largest N")
     cache = workspace / "ablation" / f"scores-s{seed}-{args.pool}.npz"
     # the held-out inputs come after every N's inputs: never trained on, never indexed
     scored = scored_pool(run, task, teacher, pool, n_max + args.heldout, cache)
@@ -318,7 +320,7 @@ def run_seed(args, seed: int, cfg: StudentConfig, teacher) -> list[dict]:
             result = evaluate(student, kd_student, items, task, cfg, trust, index_keys, heldout_texts,
                               heldout_teacher)
             result.update(gold)
-            result.update({"seed": seed, "n": n, "pool": args.pool, "keys": keys, "key_weight": key_weight,
+            result.update({"seed": seed, "n": n, "pool": args.pool, "pool_n": n_max, "keys": keys, "key_weight": key_weight,
                            "finetune_seconds_retrieval": round(seconds_r, 1), "finetune_seconds_kd": round(seconds_kd, 1),
                            "pretrain_seconds": round(pretrain_seconds, 1),
                            "teacher_seconds_per_input": teacher_rate, "teacher_scored": n_scored,
@@ -434,6 +436,10 @@ def main(argv=None) -> int:
                         help="multiplier on the cosine key loss of the extra teacher-key rows of --key-weight-ns")
     parser.add_argument("--key-weight-ns", type=int, nargs="*", default=[],
                         help="also train a teacher-key student with --key-weight at these N")
+    parser.add_argument("--pool-n", type=int, default=0,
+                        help="pool inputs scored and put in the vocabulary (default: the largest N); invocations "
+                             "with the same value build the same pretrained student and held-out split, so one "
+                             "seed's N can be split over several invocations")
     parser.add_argument("--heldout", type=int, default=256,
                         help="teacher-labelled pool inputs after the first max(N), for the held-out beta rule")
     parser.add_argument("--previous", nargs="*", default=[],
