@@ -319,22 +319,28 @@ def test_student_config_is_validated():
 
 
 # ---- stage + evaluation -------------------------------------------------------------------------------------------
-def test_student_stage_and_evaluation_write_the_run_folder(tmp_path):
+@pytest.mark.parametrize("rule", ["dev", "teacher"])
+def test_student_stage_and_evaluation_write_the_run_folder(tmp_path, rule):
     from retrikt.student.evaluate import evaluate
     from retrikt.runs import create_run
     from retrikt.store.knowledge_store import collection_name
     from retrikt.student.stage import load_students, train_students
 
     task = make_task(n_test=12)
-    tiny = {k: v for k, v in vars(tiny_config(epochs=4)).items()}
+    tiny = {k: v for k, v in vars(tiny_config(epochs=4)).items()} | {"beta_rule": rule, "beta_heldout": 16}
     run = create_run(from_dict({"workspace": str(tmp_path), "run_name": "toy-run", "student": tiny}))
     store = KnowledgeStore(path=run.store_dir, collection=collection_name("toy", run.name), embedder=WordEmbedder(),
                            task_labels=list(LABELS))
     store.add(store_entries(task, n=40, wrong_every=5))
     block = train_students(run, task, store, EMBEDDED_TEACHER_PARAMS)
     assert block["items"]["dropped_by_filter"] == 8 and block["compression_ratio"] <= 0.01
-    assert block["beta"] in (0.0, 0.25, 0.5, 0.75, 1.0) and set(block["beta_dev_accuracy"]) == {"0.0", "0.25", "0.5",
-                                                                                                 "0.75", "1.0"}
+    grid = {"0.0", "0.25", "0.5", "0.75", "1.0"}
+    assert block["beta"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    if rule == "dev":
+        assert set(block["beta_dev_accuracy"]) == grid and not block["beta_teacher_agreement"]
+    else:  # the packaged teacher labelled held-out inputs of the toy task's unlabeled pool
+        assert set(block["beta_teacher_agreement"]) == grid and 0 < block["beta_heldout"] <= 16  # the pool is small
+        assert block["beta_dev_accuracy"] == {}
     student, kd_student, index, beta = load_students(run, store)
     assert len(index) == block["items"]["indexed"]
     summary = evaluate(run, task, store, None, student, kd_student, index, beta)
@@ -481,6 +487,32 @@ def test_teacher_beta_rule_picks_the_beta_that_agrees_most_with_the_teacher(monk
     assert beta == expected and scores[str(expected)] == max(scores.values())
 
 
+def test_the_teacher_rules_held_out_inputs_are_never_labelled_into_the_store(store, tmp_path, monkeypatch):
+    import retrikt.teacher.scorer
+    from retrikt.runs import create_run
+    from retrikt.student.stage import heldout_inputs, label_unlabeled
+
+    class Scorer:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def use_demos(self, *args):
+            pass
+
+        def probs(self, fields_list, should_stop=None):
+            return np.full((len(fields_list), 2), 0.5)
+
+    monkeypatch.setattr(retrikt.teacher.scorer, "TeacherScorer", Scorer)
+    task = make_task()
+    run = create_run(from_dict({"workspace": str(tmp_path), "run_name": "held",
+                                "student": {"beta_rule": "teacher", "beta_heldout": 16}}))
+    run.update_summary(score={"demo_uids": ["x"], "label_prior": [0.5, 0.5]})
+    label_unlabeled(run, task, store, None, 100)
+    held = {task.serialize(f) for f in heldout_inputs(task, 16)}  # half of this small pool
+    labelled = {e.text for e in store.list(source="unlabeled")}
+    assert held and labelled and not held & labelled
+
+
 def test_held_out_inputs_are_the_end_of_the_teacher_pool():
     from retrikt.student.stage import heldout_inputs, teacher_inputs
     from retrikt.tasks import load_builtin
@@ -543,7 +575,8 @@ def test_label_unlabeled_tops_up_the_store_without_eval_inputs(store, tmp_path, 
     monkeypatch.setattr(retrikt.teacher.scorer, "TeacherScorer", WordScorer)
     task = make_task()
     task.unlabeled = [e.fields for e in task.test[:3]] + task.unlabeled  # test inputs must never be labelled
-    run = create_run(from_dict({"workspace": str(tmp_path), "run_name": "unl"}))
+    # the dev beta rule: no held-out inputs are set aside from this small pool (see the test below)
+    run = create_run(from_dict({"workspace": str(tmp_path), "run_name": "unl", "student": {"beta_rule": "dev"}}))
     run.update_summary(score={"demo_uids": ["x"], "label_prior": [0.5, 0.5]})
     assert label_unlabeled(run, task, store, None, 4)["scored"] == 4
     assert label_unlabeled(run, task, store, None, 7)["scored"] == 3

@@ -42,8 +42,11 @@ def tune_beta(student: Student, index: KeyIndex | None, task, k: int, tau: float
 
 def heldout_inputs(task, n: int) -> list[dict]:
     """The inputs the `teacher` beta rule scores: the last `n` of `teacher_inputs` (`label_unlabeled` takes from the
-    front and never these)."""
-    return teacher_inputs(task)[-n:] if n > 0 else []
+    front and never these), at most half of them."""
+    pool = teacher_inputs(task)
+    # design choice: a small pool keeps half for the student: the held-out set only picks a weight.
+    n = min(n, len(pool) // 2)
+    return pool[-n:] if n > 0 else []
 
 
 def tune_beta_on_teacher(student: Student, index, task, k: int, tau: float, teacher_probs: np.ndarray,
@@ -225,6 +228,8 @@ def run_student(config: RunConfig, from_run: str, progress=noop_progress, evalua
     check_store_not_empty(run, store)  # before the run's config is touched: a refused run stays as it was
     run.config.student = config.student
     save_yaml(run.config, run.config_path)
+    if config.student.tune_beta and config.student.beta_rule == "teacher" or evaluate_after:
+        teacher = teacher or run_teacher(run, progress)  # loaded once for the beta rule and the evaluation
     if config.student.teacher_unlabeled:
         teacher = teacher or run_teacher(run, progress)
         with interruptible(teacher.model, should_stop):
