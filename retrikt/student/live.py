@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -47,6 +48,18 @@ def entry_vote(entry, labels: list[str]) -> np.ndarray:
     return one_hot(entry.label, labels)
 
 
+@dataclass(frozen=True)
+class Overlay:
+    """What the store's current state changes in the trained index; replaced whole, so a query running while the
+    store changes reads one consistent overlay."""
+
+    deleted: frozenset = frozenset()
+    override: dict = field(default_factory=dict)
+    extra_ids: tuple = ()
+    extra_keys: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), dtype=np.float32))
+    extra_table: dict = field(default_factory=dict)
+
+
 class LiveIndex:
     """A KeyIndex or MemoryIndex (`base`) with the store's current edits laid over it; same `query` interface."""
 
@@ -61,25 +74,23 @@ class LiveIndex:
         self._lock = threading.Lock()
         self._version = None
         self._key_cache: dict[tuple[str, str], np.ndarray] = {}
-        self.deleted: set[str] = set()
-        self.override: dict[str, tuple[np.ndarray, float, str]] = {}
-        self.extra_ids: list[str] = []
-        self.extra_keys = np.zeros((0, 1), dtype=np.float32)
-        self.extra_table: dict[str, tuple[np.ndarray, float, str]] = {}
+        self.overlay = Overlay()
         self.refresh_seconds = 0.0
 
     @property
     def table(self) -> dict[str, tuple[np.ndarray, float, str]]:
         """Every retrievable entry's (soft label it votes with, weight, label)."""
         self._sync()
-        table = {i: row for i, row in self.base.table.items() if i not in self.deleted}
-        table.update(self.override)
-        table.update(self.extra_table)
+        o = self.overlay
+        table = {i: row for i, row in self.base.table.items() if i not in o.deleted}
+        table.update(o.override)
+        table.update(o.extra_table)
         return table
 
     def __len__(self) -> int:
         self._sync()
-        return len(self.base.table) - len(self.deleted) + len(self.extra_ids)
+        o = self.overlay
+        return len(self.base.table) - len(o.deleted) + len(o.extra_ids)
 
     def _current_version(self):
         history = None
@@ -114,11 +125,10 @@ class LiveIndex:
             keys = np.asarray(self.encode_keys([e.text for e in missing]), dtype=np.float32)
             for e, key in zip(missing, keys):
                 self._key_cache[(e.id, e.text)] = key / max(float(np.linalg.norm(key)), 1e-12)
-        self.deleted, self.override = deleted, override
-        self.extra_ids = [e.id for e in extra]
-        self.extra_keys = (np.stack([self._key_cache[(e.id, e.text)] for e in extra]) if extra
-                           else np.zeros((0, 1), dtype=np.float32))
-        self.extra_table = {e.id: (entry_vote(e, self.labels), 1.0, e.label) for e in extra}
+        self.overlay = Overlay(
+            frozenset(deleted), override, tuple(e.id for e in extra),
+            np.stack([self._key_cache[(e.id, e.text)] for e in extra]) if extra else np.zeros((0, 1), np.float32),
+            {e.id: (entry_vote(e, self.labels), 1.0, e.label) for e in extra})
         self.refresh_seconds = time.perf_counter() - started
 
     def query(self, keys: np.ndarray, k: int, exclude_ids: list[set[str]] | None = None) -> Neighbours:
@@ -127,23 +137,24 @@ class LiveIndex:
         started = time.perf_counter()
         keys = np.asarray(keys, dtype=np.float32)
         n = len(keys)
-        skip = [set(self.deleted) | (exclude_ids[row] if exclude_ids else set()) for row in range(n)]
-        base_k = min(k, max(0, len(self.base.table) - len(self.deleted)))
+        o = self.overlay
+        skip = [set(o.deleted) | (exclude_ids[row] if exclude_ids else set()) for row in range(n)]
+        base_k = min(k, max(0, len(self.base.table) - len(o.deleted)))
         found = self.base.query(keys, base_k, skip) if base_k else None
         candidates: list[list[tuple[float, str, np.ndarray, float]]] = [[] for _ in range(n)]
         if found is not None:
             for row in range(n):
                 for col, entry_id in enumerate(found.ids[row]):
-                    soft, weight, _ = self.override.get(entry_id, (found.soft[row, col], found.weights[row, col], ""))
+                    soft, weight, _ = o.override.get(entry_id, (found.soft[row, col], found.weights[row, col], ""))
                     candidates[row].append((float(found.sims[row, col]), entry_id, soft, float(weight)))
-        if self.extra_ids:
+        if o.extra_ids:
             unit = keys / np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-12)
-            sims = unit @ self.extra_keys.T
+            sims = unit @ o.extra_keys.T
             for row in range(n):
                 for j in np.argsort(-sims[row], kind="stable")[: k + len(skip[row])]:
-                    entry_id = self.extra_ids[j]
+                    entry_id = o.extra_ids[j]
                     if entry_id not in skip[row]:
-                        soft, weight, _ = self.extra_table[entry_id]
+                        soft, weight, _ = o.extra_table[entry_id]
                         candidates[row].append((float(sims[row, j]), entry_id, soft, weight))
         out_sims, out_soft = np.zeros((n, k)), np.zeros((n, k, len(self.labels)))
         out_weights, out_ids = np.zeros((n, k)), []
@@ -158,7 +169,8 @@ class LiveIndex:
     def keys_of(self, ids: list[str]) -> np.ndarray:
         """The retrieval keys of retrievable entries (from the trained index, or computed for added ones)."""
         self._sync()
-        extra = dict(zip(self.extra_ids, self.extra_keys))
+        o = self.overlay
+        extra = dict(zip(o.extra_ids, o.extra_keys))
         base_ids = [i for i in ids if i not in extra]
         base_keys = dict(zip(base_ids, self.base.keys_of(base_ids))) if base_ids else {}
         return np.stack([extra[i] if i in extra else base_keys[i] for i in ids]) if ids else np.zeros((0, 0))
