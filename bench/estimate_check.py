@@ -22,26 +22,11 @@ sys.path.insert(0, str(ROOT.parent))
 import torch  # noqa: E402
 
 from retrikt.config import PRESETS, RunConfig, apply_preset, override, parse_sets  # noqa: E402
-from retrikt.estimate import estimate, unit_costs  # noqa: E402
+from retrikt.estimate import estimate, measured_seconds, unit_costs  # noqa: E402
 from retrikt.jobs import job_threads  # noqa: E402
 from retrikt.runs import open_run  # noqa: E402
 from retrikt.tasks import resolve_task  # noqa: E402
 from retrikt.workflow import run_all  # noqa: E402
-
-
-def actual_seconds(run) -> dict[str, float]:
-    """A finished run's measured seconds per estimated stage (what `unit_costs` divides)."""
-    summary = run.summary()
-    gen, ppo = summary.get("generate") or {}, summary.get("ppo") or {}
-    out = {"load": summary.get("load_seconds"), "score": (summary.get("score") or {}).get("seconds"),
-           "tune": (summary.get("tune") or {}).get("seconds"),
-           "generate": gen.get("generate_seconds", 0) + gen.get("label_and_store_seconds", 0),
-           "ppo": ppo.get("ppo_seconds"), "ppo-generate": ppo.get("generate_seconds"),
-           "unlabeled": (summary.get("unlabeled") or {}).get("seconds"),
-           "student": (summary.get("student") or {}).get("seconds")}
-    systems = json.loads(run.eval_summary_path.read_text(encoding="utf-8"))["systems"]
-    out["eval"] = (systems.get("teacher") or {}).get("seconds")
-    return {k: v for k, v in out.items() if v is not None}
 
 
 def replay(args) -> int:
@@ -100,7 +85,7 @@ def main() -> int:
     started = time.perf_counter()
     run = run_all(config, eval_limit=limit)
     wall = time.perf_counter() - started
-    actual = actual_seconds(open_run(args.workspace, run.name))
+    actual = measured_seconds(open_run(args.workspace, run.name))
     row = {"run": run.name, "task": args.task, "seed": args.seed, "preset": args.preset, "set": args.set, "threads": threads,
            "estimate": found.seconds, "based_on": sorted({n for names in found.based_on.values() for n in names}),
            "actual": actual, "wall_seconds": round(wall, 1), "estimate_total": found.total,

@@ -76,6 +76,24 @@ def work(config: RunConfig, task, eval_limit: int | None = None, store_entries: 
     return Work(units, samples)
 
 
+def measured_seconds(run: Run) -> dict[str, float]:
+    """The seconds a run's summaries record per estimated stage (evaluation: the teacher's scoring of the test
+    split); stages it did not run are absent."""
+    summary = run.summary()
+    gen, ppo = summary.get("generate") or {}, summary.get("ppo") or {}
+    seconds = {"load": summary.get("load_seconds"), "score": (summary.get("score") or {}).get("seconds"),
+               "tune": (summary.get("tune") or {}).get("seconds"),
+               "generate": gen["generate_seconds"] + gen.get("label_and_store_seconds", 0.0)
+               if "generate_seconds" in gen else None,
+               "ppo": ppo.get("ppo_seconds"), "ppo-generate": ppo.get("generate_seconds"),
+               "unlabeled": (summary.get("unlabeled") or {}).get("seconds"),
+               "student": (summary.get("student") or {}).get("seconds")}
+    if run.eval_summary_path.is_file():
+        systems = json.loads(run.eval_summary_path.read_text(encoding="utf-8"))["systems"]
+        seconds["eval"] = (systems.get("teacher") or {}).get("seconds")
+    return {stage: float(s) for stage, s in seconds.items() if isinstance(s, (int, float))}
+
+
 def unit_costs(run: Run) -> dict[str, float]:
     """Seconds per unit of work of each stage a finished run measured ({} when it did not finish)."""
     from .tasks import task_of_run
@@ -83,33 +101,18 @@ def unit_costs(run: Run) -> dict[str, float]:
     summary = run.summary()
     if summary.get("status") != "done" or run.config is None:
         return {}
-    task = task_of_run(run)
     eval_limit = None
     if run.eval_summary_path.is_file():
         eval_limit = json.loads(run.eval_summary_path.read_text(encoding="utf-8")).get("test_examples")
-    ppo = summary.get("ppo") or {}
     stored = (summary.get("student") or {}).get("items", {}).get("store_entries")
-    units = work(run.config, task, eval_limit, stored).units
-    costs: dict[str, float] = {}
-
-    def put(stage: str, seconds, amount) -> None:
-        if isinstance(seconds, (int, float)) and amount:
-            costs[stage] = float(seconds) / amount
-
-    gen = summary.get("generate") or {}
-    put("load", summary.get("load_seconds"), 1.0)
-    put("score", (summary.get("score") or {}).get("seconds"), units["score"])
-    put("tune", (summary.get("tune") or {}).get("seconds"), units["tune"])
-    if "generate_seconds" in gen:
-        put("generate", gen["generate_seconds"] + gen.get("label_and_store_seconds", 0.0), units["generate"])
-    if ppo.get("ppo_seconds") is not None and run.config.ppo.updates:
-        put("ppo", ppo["ppo_seconds"], units["ppo"])
-    put("unlabeled", (summary.get("unlabeled") or {}).get("seconds"), units["unlabeled"])
-    put("student", (summary.get("student") or {}).get("seconds"), units["student"])
-    if run.eval_summary_path.is_file():
-        teacher = json.loads(run.eval_summary_path.read_text(encoding="utf-8"))["systems"].get("teacher") or {}
-        put("eval", teacher.get("seconds"), units["eval"] * eval_limit / (eval_limit + LATENCY_SAMPLE)
-            if eval_limit else 0)
+    units = dict(work(run.config, task_of_run(run), eval_limit, stored).units)
+    # The evaluation's recorded seconds are the teacher's scoring only, without the latency sample.
+    units["eval"] = units["eval"] * eval_limit / (eval_limit + LATENCY_SAMPLE) if eval_limit else 0
+    if not run.config.ppo.updates:
+        units["ppo"] = 0
+    # PPO's own samples are priced at step 1's generation rate, so they yield no unit cost of their own.
+    costs = {stage: seconds / units[stage] for stage, seconds in measured_seconds(run).items()
+             if stage != "ppo-generate" and units.get(stage)}
     costs["threads"] = float(summary.get("torch_threads") or 0)
     return costs
 
