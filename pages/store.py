@@ -15,8 +15,9 @@ from retrikt.errors import RetriktError
 from retrikt.store.embed import EmbedderError, default_embedder
 from retrikt.store.knowledge_store import SOURCES, StoreError
 from retrikt.studio.store_view import (
-    AGREEMENT_CHOICES, ANY, HISTORY_COLUMNS, MAX_ROWS, TABLE_COLUMNS, Filters, describe, embedding_map, empty_map,
-    history_rows, manual_entry, map_figure, open_visitor_store, run_overview, runs_newest_first, search, select, table,
+    AGREEMENT_CHOICES, ANY, HISTORY_COLUMNS, TABLE_COLUMNS, Filters, cached_map, describe, embedding_map,
+    empty_map, history_rows, manual_entry, map_figure, matching_ids, open_visitor_store, run_overview,
+    runs_newest_first, search, select_page, table, with_selected,
 )
 
 MAX_FIELDS = 4
@@ -43,28 +44,42 @@ def _filters(label, source, agreement, min_reward, contains) -> Filters:
     return Filters(label or ANY, source or ANY, agreement or ANY, _min_reward(min_reward), (contains or "").strip())
 
 
-def _render(rs, selected, label, source, agreement, min_reward, contains, query, k):
+def _render(rs, selected, *values):
     """(status, table, map) for the run's store under the current filters or semantic query."""
+    return _view(rs, selected, *values)[:3]
+
+
+def _view(rs, selected, label, source, agreement, min_reward, contains, query, k, page=1):
+    """(status, table, map, page shown): the table shows one page of MAX_ROWS rows."""
     filters = _filters(label, source, agreement, min_reward, contains)
     total = rs.store.count()
+    selected = (selected or "").strip() or None
     if query and query.strip():
         k = int(k or 0)
         hits = search(rs.store, query.strip(), k, filters)
         entries = [e for e, _ in hits]
         headers, rows = table(entries, [s for _, s in hits])
         status = f"{len(entries)} entries closest in meaning to “{query.strip()}” (the {k} nearest, then filtered)."
+        keep = [e.id for e in entries]
+        emap = embedding_map(rs.store, keep)
+        page = 1
     else:
-        entries = select(rs.store, filters)
-        headers, rows = table(entries)
-        status = f"{len(entries)} of {total} entries match the filters."
-        if len(entries) > MAX_ROWS:
-            status += f" The table shows the first {MAX_ROWS}: narrow the filters to see the rest."
+        shown = select_page(rs.store, filters, int(page or 1))
+        headers, rows = table(shown.entries)
+        status = f"{shown.matched:,} of {total:,} entries match the filters."
+        if shown.pages > 1:
+            last = shown.first_row + len(shown.entries) - 1
+            status += (f" Page {shown.page:,} of {shown.pages:,} (rows {shown.first_row:,}–{last:,}): change the "
+                       "page to see the others.")
+        keep = matching_ids(rs.store, filters)
+        emap = cached_map(rs.store, filters, keep)
+        page = shown.page
     if total == 0:
         status = "The store is empty: add entries by hand, import a JSONL file, or run step 1."
-    selected = (selected or "").strip() or None
-    emap = embedding_map(rs.store, {e.id for e in entries}, selected)
+    if selected and selected in set(keep):
+        emap = with_selected(rs.store, emap, selected)
     figure = map_figure(emap, rs.task.labels, selected)
-    return status, pd.DataFrame(rows, columns=headers), figure
+    return status, pd.DataFrame(rows, columns=headers), figure, page
 
 
 def _export_path(run_name: str) -> Path:
@@ -114,7 +129,12 @@ def build(studio) -> None:
                                scale=4)
             k = gr.Number(20, precision=0, label="Results", scale=1)
             apply = gr.Button("Apply filters / search", variant="primary", scale=1)
-        status = gr.Markdown()
+        with gr.Row():
+            status = gr.Markdown()
+            # Large stores are read a page at a time (MAX_ROWS rows): the table never holds the whole store.
+            page = gr.Number(1, precision=0, minimum=1, label="Page", scale=0, min_width=90)
+            previous_page = gr.Button("◀ Previous", scale=0, min_width=100)
+            next_page = gr.Button("Next ▶", scale=0, min_width=100)
         entries = gr.Dataframe(_empty_table(), label="Entries (click a row to open it)", interactive=False,
                                wrap=True, max_height=420)
         with gr.Row():
@@ -162,7 +182,7 @@ def build(studio) -> None:
                 undo = gr.Button("Undo this edit", scale=1)
                 refresh_history = gr.Button("Refresh history", scale=1)
 
-    filters = [label_f, source_f, agree_f, min_reward, contains, query, k]
+    filters = [label_f, source_f, agree_f, min_reward, contains, query, k, page]
     view_in = [run, entry_id, *filters]
     view_out = [status, entries, emap]
 
@@ -175,7 +195,8 @@ def build(studio) -> None:
         return open_visitor_store(workspace, run_name, visitor, write)
 
     @user_errors
-    def on_run(request: gr.Request, run_name, label, source, agreement, reward, text, search_text, top_k):
+    def on_run(request: gr.Request, run_name, label, source, agreement, reward, text, search_text, top_k,
+               page_number=1):
         # Picking a run that has no store is not an error: say so and show an empty view.
         try:
             rs = _open(request, run_name)
@@ -185,21 +206,21 @@ def build(studio) -> None:
             empty = [gr.update(choices=[], value=None)] * 2
             return [str(exc), gr.update(choices=[ANY], value=ANY), *empty,
                     *[gr.update(visible=n == 0, label=f"Field {n + 1}", value="") for n in range(MAX_FIELDS)],
-                    "", _empty_table(), empty_map("No store"), "", ""]
+                    "", _empty_table(), empty_map("No store"), "", "", 1]
         labels, fields = list(rs.task.labels), rs.task.text_fields
         boxes = [gr.update(visible=n < len(fields), value="",
                            label=rs.task.field_names[fields[n]] if n < len(fields) else "") for n in range(MAX_FIELDS)]
         label = label if label in labels else ANY
         try:
-            view = _render(rs, None, label, source, agreement, reward, text, search_text, top_k)
+            view = _render(rs, None, label, source, agreement, reward, text, search_text, top_k, 1)
         except RetriktError as exc:
             gr.Warning(str(exc))
             view = (str(exc), _empty_table(), empty_map("No entries to map"))
         return [run_overview(rs), gr.update(choices=[ANY, *labels], value=label),
                 gr.update(choices=labels, value=None), gr.update(choices=labels, value=labels[0]), *boxes,
-                *view, "", ""]
+                *view, "", "", 1]
 
-    run_out = [run_info, label_f, new_label, add_label, *field_boxes, *view_out, entry_id, details]
+    run_out = [run_info, label_f, new_label, add_label, *field_boxes, *view_out, entry_id, details, page]
 
     @user_errors
     def on_list(request: gr.Request, run_name, selected, *values):
@@ -219,11 +240,12 @@ def build(studio) -> None:
 
     @user_errors
     def on_row(request: gr.Request, run_name, label, source, agreement, reward, text, search_text, top_k,
-               evt: gr.SelectData):
+               page_number, evt: gr.SelectData):
         row = evt.row_value or []
         if not row:
             raise StoreError("That row has no entry: refresh the table.")
-        return opened(request, run_name, str(row[0]), (label, source, agreement, reward, text, search_text, top_k))
+        return opened(request, run_name, str(row[0]),
+                      (label, source, agreement, reward, text, search_text, top_k, page_number))
 
     @user_errors
     def on_set_label(request: gr.Request, run_name, entry_id_value, label, seen_value, *values):
@@ -331,6 +353,25 @@ def build(studio) -> None:
     apply.click(on_list, view_in, view_out, api_name="store_list")
     query.submit(on_list, view_in, view_out, api_visibility="private")
     contains.submit(on_list, view_in, view_out, api_visibility="private")
+    page.submit(on_list, view_in, view_out, api_visibility="private")
+
+    def turn(request, step, run_name, selected, values):
+        *rest, current = values
+        return _view(_open(request, run_name), selected, *rest, max(1, int(current or 1) + step))
+
+    @user_errors
+    def on_previous(request: gr.Request, run_name, selected, *values):
+        return turn(request, -1, run_name, selected, values)
+
+    @user_errors
+    def on_next(request: gr.Request, run_name, selected, *values):
+        return turn(request, 1, run_name, selected, values)
+
+    previous_page.click(on_previous, view_in, [*view_out, page], api_name="store_previous_page")
+    next_page.click(on_next, view_in, [*view_out, page], api_name="store_next_page")
+    # A new filter starts on the first page; done in the browser, so typing costs no server round trip.
+    for box in (label_f, source_f, agree_f, min_reward, contains, query):
+        box.input(None, None, page, js="() => 1", api_visibility="private")
     entry_out = [entry_id, details, new_label, curated, emap, seen]
     open_btn.click(on_open, view_in, entry_out, api_name="store_open")
     entry_id.submit(on_open, view_in, entry_out, api_visibility="private")

@@ -382,4 +382,7 @@ def test_generate_job_runs_survives_a_reload_cancels_and_is_listed(page):
     for action in latency["actions"]:
         print(f"\n{action['action']}: median {action['median_s']}s, max {action['max_s']}s while a job runs "
               f"(idle: {', '.join(f'{x:.2f}s' for x in action['idle_samples_s'])})")
-    print(f"cancel took {cancel_seconds:.0f}s")
+    print(f"cancel took {cancel_seconds:.1f}s")
+    # The goals: a page action answers in under a second while a job holds the CPU; cancel ends a job within 2 s.
+    assert latency["actions"][0]["median_s"] < 1.0, latency["actions"][0]
+    assert cancel_seconds <= 2.0, f"Cancel took {cancel_seconds:.1f} s to reach 'cancelled'"

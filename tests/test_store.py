@@ -78,11 +78,12 @@ def _chroma_cli() -> str:
 
 
 @contextlib.contextmanager
-def run_chroma_server(root: Path):
-    """Start ``chroma run`` on a free loopback port, wait for its heartbeat, stop it on exit."""
-    port = _free_port()
+def run_chroma_server(root: Path, port: int | None = None):
+    """Start ``chroma run`` on ``port`` (default: a free loopback port) with its data in ``root/data``, wait for its
+    heartbeat, stop it on exit. Started again on the same root and port, it serves the same data at the same URL."""
+    port = port or _free_port()
     log_path = root / "server.log"
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
         proc = subprocess.Popen(
             [_chroma_cli(), "run", "--path", str(root / "data"), "--host", "127.0.0.1", "--port", str(port)],
             stdout=log,

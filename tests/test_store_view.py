@@ -289,21 +289,51 @@ def test_student_budget_is_shown_before_anything_runs(fraction, teacher_params, 
     assert expected in student_note(fraction, teacher_params)
 
 
-def test_snapshot_is_reused_until_the_store_changes(tmp_path):
-    """The store tab filters a cached read of the store: every kind of write must show on the next read."""
-    from retrikt.studio.store_view import snapshot
+def test_filtered_ids_are_reused_until_the_store_changes(tmp_path):
+    """The store tab keeps the ids each filter matched per store version: every kind of write must show next time."""
+    from retrikt.studio.store_view import matching_ids
 
     store = seed_run(tmp_path, "cached")
-    first = snapshot(store)
-    assert snapshot(store) is first and len(first.entries) == 8 and first.xy.shape == (8, 2)
+    first = matching_ids(store, Filters())
+    assert matching_ids(store, Filters()) is first and len(first) == 8
     other = KnowledgeStore(path=store.location, collection=store.name)  # a second handle, as a job would have
     other.update_label("g2", "positive")  # same count: only the write counter tells
     assert "g2" not in ids(select(store, Filters(label="negative")))
     other.set_curated(["g3"])
-    assert snapshot(store).by_id["g3"].curated
+    assert {e.id: e for e in select(store, Filters())}["g3"].curated
     other.delete(["p1"])
     assert "p1" not in ids(select(store, Filters())) and embedding_map(store).xy.shape == (7, 2)
     other.add([Entry(fields={"sentence": "a fresh one"}, label="negative", source="manual", text="a fresh one")])
     assert len(select(store, Filters(source="manual"))) == 2
     assert other.delete_where_teacher_disagrees() > 0
     assert not [e for e in select(store, Filters()) if e.agreement is False]
+
+
+def test_pages_of_the_table_and_whole_store_reads_go_page_by_page(run_store, monkeypatch):
+    """A page past the end shows the last one; reads longer than one Chroma page are stitched in order."""
+    from retrikt.store import knowledge_store
+    from retrikt.studio.store_view import select_page
+
+    monkeypatch.setattr(knowledge_store, "READ_PAGE", 3)  # 8 entries: three pages of reads
+    store = run_store.store
+    everything = [e.id for e in store.list()]
+    assert len(everything) == 8 and store.ids() == everything
+    assert [e.id for e in store.list(limit=5, offset=2)] == everything[2:7]
+    assert len(store.all_embeddings()[0]) == 8 and store.count({"source": "generated:step1"}) == 3
+    assert store.ids(text_contains="boring", ignore_case=True) == ["g2"] and not store.ids(text_contains="boring")
+    second = select_page(store, Filters(), page=2, per_page=3)
+    assert (second.matched, second.page, second.pages, second.first_row) == (8, 2, 3, 4)
+    assert [e.id for e in second.entries] == everything[3:6]
+    last = select_page(store, Filters(), page=99, per_page=3)
+    assert last.page == 3 and [e.id for e in last.entries] == everything[6:]
+
+
+@pytest.mark.parametrize("text", ["(copy", "a+b", "[x]", "50%", "\\d", "it 's", "C$", "#1 ~ & -"])
+def test_text_filter_matches_regex_characters_literally(tmp_path, text):
+    store = seed_run(tmp_path, "literal", [
+        Entry(fields={"sentence": f"Before {text} after"}, label="positive", source="manual",
+              text=f"Before {text} after", id="hit"),
+        Entry(fields={"sentence": "nothing here"}, label="negative", source="manual", text="nothing here", id="miss"),
+    ])
+    assert store.ids(text_contains=text.upper(), ignore_case=True) == ["hit"]
+    assert store.ids(text_contains=text) == ["hit"]

@@ -44,6 +44,49 @@ def _as_list(ids: str | Iterable[str]) -> list[str]:
     return [ids] if isinstance(ids, str) else list(ids)
 
 
+READ_PAGE = 5000
+"""Rows per Chroma read: one read of a whole large collection overflows SQLite's limit on query variables (a
+100k-entry store failed with "too many SQL variables"), so whole-store reads go page by page."""
+
+_RUST_REGEX_META = set("\\.+*?()|[]{}^$#&-~")
+
+
+def text_filter(text: str | None, ignore_case: bool = False) -> dict | None:
+    """A Chroma ``where_document`` for "the text contains ``text``" (None: no filter)."""
+    if not text:
+        return None
+    if not ignore_case:
+        return {"$contains": text}
+    # Chroma matches $regex with Rust's regex engine: escape its meta characters, nothing else.
+    literal = "".join("\\" + c if c in _RUST_REGEX_META else c for c in text)
+    return {"$regex": "(?i)" + literal}
+
+
+def read_pages(collection, include: list[str], limit: int | None = None, start: int = 0, **filters) -> dict[str, list]:
+    """``collection.get(include=..., **filters)`` read in pages of READ_PAGE rows from row ``start``, at most
+    ``limit`` rows.
+
+    A write between two pages may shift later rows by a page boundary; whole-store reads happen for views and
+    exports, which are redone on the next change anyway.
+    """
+    if not include and limit is None and not start:
+        # Ids alone take no per-row variables, and paging would make Chroma re-run the filter for every page.
+        return {"ids": list(collection.get(include=[], **filters)["ids"])}
+    out: dict[str, list] = {"ids": [], **{part: [] for part in include}}
+    offset = 0
+    while limit is None or offset < limit:
+        size = READ_PAGE if limit is None else min(READ_PAGE, limit - offset)
+        got = collection.get(include=include, limit=size, offset=start + offset, **filters)
+        out["ids"] += got["ids"]
+        for part in include:
+            values = got.get(part)
+            out[part] += list(values) if values is not None else []
+        if len(got["ids"]) < size:
+            break
+        offset += size
+    return out
+
+
 class KnowledgeStore:
     """Teacher-labelled samples of one task run, kept in one Chroma collection.
 
@@ -274,7 +317,7 @@ class KnowledgeStore:
         with self._guard():
             if where is None:
                 return self._col.count()
-            return len(self._col.get(where=where, include=[])["ids"])
+            return len(read_pages(self._col, [], where=where)["ids"])
 
     def get(self, ids: str | Iterable[str]) -> list[Entry]:
         """Entries by id, in the order asked; StoreError if any is missing."""
@@ -302,6 +345,16 @@ class KnowledgeStore:
                     found[i] = (from_record(i, d, m), None if embs is None else np.asarray(embs[n], dtype=np.float32))
         return found
 
+    def vectors(self, ids: str | Iterable[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of those ids that exist (without reading their entries)."""
+        ids = _as_list(ids)
+        found: dict[str, np.ndarray] = {}
+        with self._guard():
+            for start in range(0, len(ids), self._batch):
+                res = self._col.get(ids=ids[start : start + self._batch], include=["embeddings"])
+                found.update(zip(res["ids"], np.asarray(res["embeddings"], dtype=np.float32).reshape(-1, self.dim)))
+        return found
+
     def list(
         self,
         *,
@@ -311,28 +364,47 @@ class KnowledgeStore:
         curated: bool | None = None,
         min_reward: float | None = None,
         text_contains: str | None = None,
+        ignore_case: bool = False,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[Entry]:
-        """Entries in insertion order, filtered; None means "any". ``text_contains`` is case-sensitive."""
+        """Entries in insertion order, filtered; None means "any". ``text_contains`` is case-sensitive unless
+        ``ignore_case``."""
         if any(isinstance(v, (list, tuple, set)) and not v for v in (label, source)):
             return []  # "one of nothing" matches nothing; Chroma rejects an empty $in
         where = chroma_where(label=label, source=source, agreement=agreement, curated=curated, reward_total=min_reward)
-        kwargs: dict = {"where": where, "include": ["documents", "metadatas"]}
-        if text_contains:
-            kwargs["where_document"] = {"$contains": text_contains}
-        if limit is not None:
-            kwargs["limit"] = int(limit)
-        if offset:
-            kwargs["offset"] = int(offset)
+        filters = {"where": where, "where_document": text_filter(text_contains, ignore_case)}
         with self._guard():
-            res = self._col.get(**kwargs)
+            if limit is not None and int(limit) <= READ_PAGE:
+                res = self._col.get(include=["documents", "metadatas"], limit=int(limit), offset=int(offset),
+                                    **filters)
+            else:
+                res = read_pages(self._col, ["documents", "metadatas"], limit=limit, start=int(offset), **filters)
         return [from_record(i, d, m) for i, d, m in zip(res["ids"], res["documents"], res["metadatas"])]
+
+    def ids(
+        self,
+        *,
+        label: str | list[str] | None = None,
+        source: str | list[str] | None = None,
+        agreement: bool | None = None,
+        curated: bool | None = None,
+        min_reward: float | None = None,
+        text_contains: str | None = None,
+        ignore_case: bool = False,
+    ) -> list[str]:
+        """The ids `list` would return with the same filters, in insertion order, without reading the entries."""
+        if any(isinstance(v, (list, tuple, set)) and not v for v in (label, source)):
+            return []
+        where = chroma_where(label=label, source=source, agreement=agreement, curated=curated, reward_total=min_reward)
+        with self._guard():
+            return read_pages(self._col, [], where=where,
+                              where_document=text_filter(text_contains, ignore_case))["ids"]
 
     def all_embeddings(self) -> tuple[list[str], np.ndarray]:
         """All ids and their vectors, shape (n, dim), float32."""
         with self._guard():
-            res = self._col.get(include=["embeddings"])
+            res = read_pages(self._col, ["embeddings"])
         if not res["ids"]:
             return [], np.zeros((0, self.dim), dtype=np.float32)
         return list(res["ids"]), np.asarray(res["embeddings"], dtype=np.float32).reshape(len(res["ids"]), self.dim)
@@ -382,7 +454,7 @@ class KnowledgeStore:
         """Write every entry (and its vector) as one JSON line; returns the number written."""
         include = ["documents", "metadatas"] + (["embeddings"] if include_embeddings else [])
         with self._guard():
-            res = self._col.get(include=include)
+            res = read_pages(self._col, include)
         vectors = res.get("embeddings") if include_embeddings else None
         lines = [
             to_json(from_record(i, d, m), None if vectors is None else vectors[n], self.embedder.name)

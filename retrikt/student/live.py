@@ -113,13 +113,18 @@ class LiveIndex:
         started = time.perf_counter()
         if callable(self._unindexed):
             self._unindexed = set(self._unindexed())
-        entries = {e.id: e for e in self.store.list()}
+        # Read ids, the curated entries and the entries outside the index only: at 100k entries reading every
+        # entry took seconds, and this runs after every edit.
+        present = self.store.ids()
         base = self.base.table
-        deleted = {i for i in base if i not in entries}
-        override = {i: (one_hot(e.label, self.labels), 1.0, e.label) for i, e in entries.items()
-                    if i in base and e.curated and e.label in self.labels}
-        extra = [e for i, e in entries.items() if i not in base and e.label in self.labels
-                 and (e.curated or i not in self._unindexed)]
+        deleted = set(base).difference(present)
+        curated = {e.id: e for e in self.store.list(curated=True)}
+        override = {i: (one_hot(e.label, self.labels), 1.0, e.label) for i, e in curated.items()
+                    if i in base and e.label in self.labels}
+        outside = [i for i in present if i not in base and (i in curated or i not in self._unindexed)]
+        found = self.store.lookup([i for i in outside if i not in curated])
+        entries = {**{i: found[i][0] for i in found}, **curated}
+        extra = [entries[i] for i in outside if i in entries and entries[i].label in self.labels]
         missing = [e for e in extra if (e.id, e.text) not in self._key_cache]
         if missing:
             keys = np.asarray(self.encode_keys([e.text for e in missing]), dtype=np.float32)

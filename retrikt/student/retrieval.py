@@ -8,7 +8,9 @@ entries) vote with their teacher soft labels, weighted by softmax(similarity / t
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +18,8 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import StudentError
-from ..store.backend import WRITE_LOCK, get_client
+from ..store.backend import WRITE_LOCK, get_client, guard
+from ..store.knowledge_store import READ_PAGE, read_pages
 
 KEY_SUFFIX = "-student-keys"
 
@@ -58,17 +61,68 @@ class Neighbours:
     seconds: float = 0.0
 
 
+class KeyTable(Mapping):
+    """id -> (soft label, weight, label) of a key collection, read from Chroma on demand.
+
+    Opening a 100k-entry index by reading every record's metadata took 5 s; the ids alone take a tenth of that, and a
+    query only needs the rows of the entries it returns.
+    """
+
+    def __init__(self, collection, ids: list[str]):
+        self.collection, self._ids, self._known = collection, list(ids), set(ids)
+        self._rows: dict[str, tuple[np.ndarray, float, str]] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, entry_id) -> bool:
+        return entry_id in self._known
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __iter__(self):
+        return iter(self._ids)
+
+    def __getitem__(self, entry_id: str) -> tuple[np.ndarray, float, str]:
+        if entry_id not in self._known:
+            raise KeyError(entry_id)
+        if entry_id not in self._rows:
+            self.fetch([entry_id])
+        return self._rows[entry_id]
+
+    def items(self):
+        self.fetch(self._ids)
+        return ((i, self._rows[i]) for i in self._ids)
+
+    def values(self):
+        return (row for _, row in self.items())
+
+    def fetch(self, ids) -> None:
+        """Read the rows of `ids` not read yet, in as few Chroma calls as the id limit allows."""
+        missing = list(dict.fromkeys(i for i in ids if i in self._known and i not in self._rows))
+        for start in range(0, len(missing), READ_PAGE):
+            got = self.collection.get(ids=missing[start : start + READ_PAGE], include=["metadatas"])
+            rows = {i: (np.asarray(json.loads(m["soft_labels_json"])), float(m["weight"]), m["label"])
+                    for i, m in zip(got["ids"], got["metadatas"])}
+            with self._lock:
+                self._rows.update(rows)
+
+
 @dataclass
 class KeyIndex:
     """Student keys of the store entries in their own Chroma collection (next to the store's collection).
 
-    The soft labels, labels and entry weights are Chroma metadata too, so the index is self-contained; they are
-    read once into memory on open, and queries then only ask Chroma for ids and distances.
+    The soft labels, labels and entry weights are Chroma metadata too, so the index is self-contained; an opened
+    index reads its ids, then each entry's row the first time a query returns it (see `KeyTable`).
     """
 
     collection: object
     labels: list[str]
-    table: dict[str, tuple[np.ndarray, float, str]] = field(default_factory=dict)
+    table: Mapping[str, tuple[np.ndarray, float, str]] = field(default_factory=dict)
+    where: str = ""
+    """The store's folder or server URL, named in the error when the server is lost."""
+
+    def _guard(self):
+        return guard(self.where, self.collection.name)
 
     @staticmethod
     def _client(store):
@@ -93,7 +147,7 @@ class KeyIndex:
                 part = slice(start, start + step)
                 col.add(ids=list(ids[part]), embeddings=np.asarray(keys[part], dtype=np.float32),
                         metadatas=metadatas[part])
-        index = cls(col, list(labels))
+        index = cls(col, list(labels), where=store.location)
         index.table = {i: (np.asarray(s, dtype=np.float64), float(w), l)
                        for i, s, w, l in zip(ids, soft, weights, entry_labels)}
         return index
@@ -104,13 +158,13 @@ class KeyIndex:
         from chromadb.errors import NotFoundError
 
         try:
-            col = cls._client(store).get_collection(store.name + KEY_SUFFIX, embedding_function=None)
+            with guard(store.location):
+                col = cls._client(store).get_collection(store.name + KEY_SUFFIX, embedding_function=None)
         except NotFoundError:
             raise StudentError(f"no student keys for store {store.name!r}: train the student first") from None
-        res = col.get(include=["metadatas"])
-        index = cls(col, json.loads(col.metadata["labels"]))
-        index.table = {i: (np.asarray(json.loads(m["soft_labels_json"])), float(m["weight"]), m["label"])
-                       for i, m in zip(res["ids"], res["metadatas"])}
+        index = cls(col, json.loads(col.metadata["labels"]), where=store.location)
+        with index._guard():
+            index.table = KeyTable(col, read_pages(col, [])["ids"])
         return index
 
     def __len__(self) -> int:
@@ -119,9 +173,10 @@ class KeyIndex:
     def keys_of(self, ids: list[str]) -> np.ndarray:
         """The stored student keys of `ids`, in that order."""
         found: dict[str, np.ndarray] = {}
-        for start in range(0, len(ids), 5000):  # Chroma caps the ids of one call
-            got = self.collection.get(ids=list(ids[start : start + 5000]), include=["embeddings"])
-            found.update(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32)))
+        with self._guard():
+            for start in range(0, len(ids), READ_PAGE):  # Chroma caps the ids of one call
+                got = self.collection.get(ids=list(ids[start : start + READ_PAGE]), include=["embeddings"])
+                found.update(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32)))
         return np.stack([found[i] for i in ids]) if ids else np.zeros((0, 0), dtype=np.float32)
 
     def query(self, keys: np.ndarray, k: int, exclude_ids: list[set[str]] | None = None) -> Neighbours:
@@ -129,8 +184,11 @@ class KeyIndex:
         start = time.perf_counter()
         extra = max((len(x) for x in exclude_ids), default=0) if exclude_ids else 0
         n = min(len(self.table), k + extra)
-        res = self.collection.query(query_embeddings=np.asarray(keys, dtype=np.float32), n_results=n,
-                                    include=["distances"])
+        with self._guard():
+            res = self.collection.query(query_embeddings=np.asarray(keys, dtype=np.float32), n_results=n,
+                                        include=["distances"])
+            if isinstance(self.table, KeyTable):
+                self.table.fetch([i for hit_ids in res["ids"] for i in hit_ids])
         ids, sims = [], np.zeros((len(keys), k))
         soft = np.zeros((len(keys), k, len(self.labels)))
         weights = np.ones((len(keys), k))

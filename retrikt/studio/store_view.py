@@ -178,63 +178,86 @@ class Filters:
         return not self.contains or self.contains.lower() in entry.text.lower()
 
 
-@dataclass
-class StoreSnapshot:
-    """Every entry of a store with its 2-D PCA map, read once per store version (see `snapshot`)."""
-
-    entries: list[Entry]
-    by_id: dict[str, Entry]
-    ids: list[str]  # order of the rows of ``xy``
-    xy: np.ndarray
-    explained: tuple[float, float]
+_CACHE_LIMIT = 32
+_MATCHES: OrderedDict[tuple, list[str]] = OrderedDict()
+_MAPS: OrderedDict[tuple, "EmbeddingMap"] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
 
 
-_SNAPSHOTS: OrderedDict[tuple, StoreSnapshot] = OrderedDict()
-_SNAPSHOT_LOCK = threading.Lock()
-_BUILDING: dict[tuple, threading.Lock] = {}
-_SNAPSHOT_LIMIT = 8
+def _cached(cache: OrderedDict, key: tuple, compute):
+    with _CACHE_LOCK:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    value = compute()
+    with _CACHE_LOCK:
+        cache[key] = value
+        while len(cache) > _CACHE_LIMIT:
+            cache.popitem(last=False)
+    return value
 
 
-def snapshot(store: KnowledgeStore) -> StoreSnapshot:
-    """The store's entries and map, recomputed only when the store changed.
+def _store_key(store: KnowledgeStore) -> tuple:
+    # (entries, writes made by this process): every write through this process changes it, and another process's
+    # write is seen as soon as it changes the count.
+    return (store.location, store.name, *store.version)
 
-    Filtering, opening an entry or searching must not re-read every entry and redo the PCA (that made the store
-    tab slow while a job ran). The key is (entries, writes made by this process): every write through this process
-    bumps it; another process's write is seen as soon as it changes the count.
+
+def _filter_key(filters: Filters) -> tuple:
+    return (filters.label, filters.source, filters.agreement, filters.min_reward, filters.contains)
+
+
+def matching_ids(store: KnowledgeStore, filters: Filters) -> list[str]:
+    """Ids of the entries passing ``filters``, in insertion order, filtered by Chroma without reading an entry.
+
+    Kept per store version, so paging, opening an entry or redrawing the map under the same filters reads nothing
+    again; the text filter is a case-insensitive substring, as `Filters.matches`.
     """
-    key = (store.location, store.name, *store.version)
-    with _SNAPSHOT_LOCK:
-        if key in _SNAPSHOTS:
-            _SNAPSHOTS.move_to_end(key)
-            return _SNAPSHOTS[key]
-        building = _BUILDING.setdefault(key, threading.Lock())
-    # Many visitors opening the same store at once wait for one read instead of each reading it all.
-    with building:
-        with _SNAPSHOT_LOCK:
-            if key in _SNAPSHOTS:
-                return _SNAPSHOTS[key]
-        snap = _read_snapshot(store)
-        with _SNAPSHOT_LOCK:
-            _SNAPSHOTS[key] = snap
-            _BUILDING.pop(key, None)
-            while len(_SNAPSHOTS) > _SNAPSHOT_LIMIT:
-                _SNAPSHOTS.popitem(last=False)
-    return snap
+    def compute() -> list[str]:
+        wanted = {"agrees": True, "disagrees": False}
+        conditions = dict(label=None if filters.label in (None, ANY) else filters.label,
+                          source=None if filters.source in (None, ANY) else filters.source,
+                          min_reward=filters.min_reward, text_contains=filters.contains or None, ignore_case=True)
+        if filters.agreement in wanted:
+            return store.ids(agreement=wanted[filters.agreement], **conditions)
+        found = store.ids(**conditions)
+        if filters.agreement == "not scored":  # Chroma cannot filter on a missing key: drop the scored ones
+            scored = set(store.ids(agreement=True, **conditions)) | set(store.ids(agreement=False, **conditions))
+            found = [i for i in found if i not in scored]
+        return found
+
+    return _cached(_MATCHES, (*_store_key(store), _filter_key(filters)), compute)
 
 
-def _read_snapshot(store: KnowledgeStore) -> StoreSnapshot:
-    entries = store.list()
-    ids, vectors = store.all_embeddings()
-    by_id = {e.id: e for e in entries}
-    # An entry deleted between the two reads is left out of the map.
-    rows = [n for n, i in enumerate(ids) if i in by_id]
-    coords, explained = pca_2d(vectors[rows] if len(rows) else vectors[:0])
-    return StoreSnapshot(entries, by_id, [ids[n] for n in rows], coords.reshape(-1, 2), explained)
+@dataclass
+class Selection:
+    """One page of the entries that pass the filters."""
+
+    matched: int
+    page: int
+    """1-based, within 1..pages."""
+    pages: int
+    entries: list[Entry]
+    first_row: int
+    """1-based row number of ``entries[0]`` among the matches."""
+
+
+def select_page(store: KnowledgeStore, filters: Filters, page: int = 1, per_page: int = MAX_ROWS) -> Selection:
+    """Page ``page`` of the entries passing ``filters`` (a page past the end shows the last one)."""
+    found = matching_ids(store, filters)
+    pages = max(1, -(-len(found) // per_page))
+    page = min(max(1, int(page or 1)), pages)
+    start = (page - 1) * per_page
+    wanted = found[start : start + per_page]
+    got = store.lookup(wanted)  # an entry deleted since the ids were read is simply absent
+    return Selection(len(found), page, pages, [got[i][0] for i in wanted if i in got], start + 1)
 
 
 def select(store: KnowledgeStore, filters: Filters) -> list[Entry]:
-    """Entries passing ``filters`` in insertion order; the text filter is a case-insensitive substring."""
-    return [e for e in snapshot(store).entries if filters.matches(e)]
+    """Every entry passing ``filters`` in insertion order (reads them all: the tab shows pages, see `select_page`)."""
+    found = matching_ids(store, filters)
+    got = store.lookup(found)
+    return [got[i][0] for i in found if i in got]
 
 
 def search(store: KnowledgeStore, query: str, k: int, filters: Filters) -> list[tuple[Entry, float]]:
@@ -307,9 +330,13 @@ def manual_entry(task: Task, values: dict[str, str], label: str) -> Entry:
 
 # ---------------------------------------------------------------- 2-D map
 
-MAP_POINTS = 4000
-"""Points drawn on the map at most: a browser redraws tens of thousands of markers slowly and nobody reads them; a
-larger selection is drawn as an even sample (the selected entry always kept) and the map says so."""
+MAP_POINTS = 2000
+"""Points drawn on the map at most: a browser redraws tens of thousands of markers slowly and nobody reads them,
+and each point is read from the store (about 0.15 ms per point at 100k entries); a larger selection is drawn as an
+even sample (the selected entry always kept) and the map says so."""
+BASIS_REFIT = 0.1
+"""The map's axes are refitted once the store's size has moved this far (as a fraction) from when they were fitted:
+small edits must not move every point."""
 
 
 @dataclass
@@ -328,34 +355,105 @@ def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
 
     Signs are fixed (largest loading positive) so the map does not mirror itself between refreshes.
     """
-    vectors = np.asarray(vectors, dtype=np.float64)
-    n = vectors.shape[0]
-    coords = np.zeros((n, 2))
-    if n < 2:
-        return coords, (0.0, 0.0)
-    centered = vectors - vectors.mean(axis=0)
-    u, s, vt = np.linalg.svd(centered, full_matrices=False)
-    m = min(2, len(s))
-    flip = np.sign(vt[np.arange(m), np.abs(vt[:m]).argmax(axis=1)])
-    coords[:, :m] = u[:, :m] * s[:m] * flip
-    total = float((s ** 2).sum())
-    ratios = [(float(s[i] ** 2) / total) if total > 0 and i < m else 0.0 for i in range(2)]
-    return coords, (ratios[0], ratios[1])
+    basis = MapBasis.fit(vectors)
+    return basis.project(vectors), basis.explained
 
 
-def embedding_map(store: KnowledgeStore, keep_ids: set[str] | None = None, selected: str | None = None,
+@dataclass
+class MapBasis:
+    """The map's two axes: the first principal components of (an even sample of) the store's vectors."""
+
+    mean: np.ndarray
+    axes: np.ndarray  # (2, dim); a zero row when there is no second component
+    explained: tuple[float, float]
+    size: int = 0
+    """Entries in the store when fitted."""
+
+    @classmethod
+    def fit(cls, vectors: np.ndarray, size: int = 0) -> "MapBasis":
+        vectors = np.asarray(vectors, dtype=np.float64)
+        dim = vectors.shape[1] if vectors.ndim == 2 else 0
+        axes = np.zeros((2, dim))
+        if vectors.shape[0] < 2:
+            return cls(vectors.mean(axis=0) if len(vectors) else np.zeros(dim), axes, (0.0, 0.0), size)
+        mean = vectors.mean(axis=0)
+        _, s, vt = np.linalg.svd(vectors - mean, full_matrices=False)
+        m = min(2, len(s))
+        flip = np.sign(vt[np.arange(m), np.abs(vt[:m]).argmax(axis=1)])
+        axes[:m] = vt[:m] * flip[:, None]
+        total = float((s ** 2).sum())
+        ratios = [(float(s[i] ** 2) / total) if total > 0 and i < m else 0.0 for i in range(2)]
+        return cls(mean, axes, (ratios[0], ratios[1]), size)
+
+    def project(self, vectors: np.ndarray) -> np.ndarray:
+        vectors = np.asarray(vectors, dtype=np.float64)
+        if not len(vectors):
+            return np.zeros((0, 2))
+        return (vectors - self.mean) @ self.axes.T
+
+
+_BASES: dict[tuple[str, str], MapBasis] = {}
+
+
+def _even_sample(ids: list[str], limit: int, keep: str | None = None) -> list[str]:
+    if len(ids) <= limit:
+        return list(ids)
+    picked = set(np.linspace(0, len(ids) - 1, limit).round().astype(int).tolist())
+    return [i for n, i in enumerate(ids) if n in picked or i == keep]
+
+
+def map_basis(store: KnowledgeStore) -> MapBasis:
+    """The store's map axes, fitted on an even sample of at most MAP_POINTS entries and kept until the store's size
+    has moved by BASIS_REFIT, so filters and small edits never move the points."""
+    key, size = (store.location, store.name), store.count()
+    basis = _BASES.get(key)
+    if basis is None or abs(size - basis.size) > BASIS_REFIT * max(basis.size, 1) or (basis.size < 2 <= size):
+        sample = _even_sample(store.ids(), MAP_POINTS)
+        found = store.vectors(sample)
+        vectors = [found[i] for i in sample if i in found]
+        basis = MapBasis.fit(np.stack(vectors) if vectors else np.zeros((0, store.dim)), size)
+        _BASES[key] = basis
+    return basis
+
+
+def embedding_map(store: KnowledgeStore, keep_ids: list[str] | set[str] | None = None, selected: str | None = None,
                   limit: int = MAP_POINTS) -> EmbeddingMap:
-    """PCA of the whole store (so positions do not move when filters change), keeping ``keep_ids`` only; at most
-    ``limit`` points, an evenly spaced sample in insertion order that always holds ``selected``."""
-    snap = snapshot(store)
-    keep = [n for n, i in enumerate(snap.ids) if keep_ids is None or i in keep_ids]
-    matched = None
-    if len(keep) > limit:
-        matched = len(keep)
-        picked = set(np.linspace(0, len(keep) - 1, limit).round().astype(int).tolist())
-        keep = [n for j, n in enumerate(keep) if j in picked or snap.ids[n] == selected]
-    return EmbeddingMap([snap.by_id[snap.ids[n]] for n in keep], snap.xy[keep].reshape(-1, 2), snap.explained,
-                        matched)
+    """The entries ``keep_ids`` (default: all) on the store's map; at most ``limit`` points, an evenly spaced sample
+    in insertion order that always holds ``selected``. Only the drawn points are read from the store."""
+    if keep_ids is None:
+        order = store.ids()
+    elif isinstance(keep_ids, (set, frozenset)):
+        order = [i for i in store.ids() if i in keep_ids]
+    else:
+        order = list(keep_ids)
+    sample = _even_sample(order, limit, selected)
+    if selected and selected not in sample and selected in set(order):
+        sample.append(selected)
+    basis = map_basis(store)
+    found = store.lookup(sample, vectors=True)
+    drawn = [i for i in sample if i in found]
+    vectors = np.stack([found[i][1] for i in drawn]) if drawn else np.zeros((0, store.dim))
+    return EmbeddingMap([found[i][0] for i in drawn], basis.project(vectors).reshape(-1, 2), basis.explained,
+                        len(order) if len(order) > limit else None)
+
+
+def cached_map(store: KnowledgeStore, filters: Filters, keep_ids: list[str]) -> EmbeddingMap:
+    """`embedding_map` of a filtered selection, kept per store version and filters (opening an entry redraws the
+    map with a ring around it: that must not read the points again)."""
+    key = (*_store_key(store), _filter_key(filters), len(keep_ids), tuple(keep_ids[:50]))
+    return _cached(_MAPS, key, lambda: embedding_map(store, keep_ids))
+
+
+def with_selected(store: KnowledgeStore, emap: EmbeddingMap, selected: str | None) -> EmbeddingMap:
+    """``emap`` plus the entry ``selected`` when it is not drawn yet (projected on the same axes)."""
+    if not selected or any(e.id == selected for e in emap.entries):
+        return emap
+    found = store.lookup([selected], vectors=True)
+    if selected not in found:
+        return emap
+    entry, vector = found[selected]
+    xy = np.concatenate([emap.xy, map_basis(store).project(vector[None, :])])
+    return EmbeddingMap([*emap.entries, entry], xy, emap.explained, emap.matched)
 
 
 def map_figure(emap: EmbeddingMap, labels: list[str] | tuple[str, ...] = (), selected: str | None = None,
