@@ -82,7 +82,12 @@ def _demo_on_server(url: str, tmp_path: Path) -> Path:
     config = yaml.safe_load((asset / "config.yaml").read_text(encoding="utf-8"))
     config["store"]["url"] = url
     (asset / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    return install_demo(tmp_path / "ws", asset)
+    run_dir = install_demo(tmp_path / "ws", asset)
+    # The asset ships no plain-KD student; an evaluation needs one, and its accuracy is not what this test is about:
+    # the run's own student stands in for it.
+    run = open_run(tmp_path / "ws", DEMO_RUN)
+    shutil.copytree(run.student_dir, run.kd_student_dir)
+    return run_dir
 
 
 def test_server_killed_during_a_student_evaluation(workspace, teacher, tmp_path):

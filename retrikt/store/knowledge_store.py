@@ -324,9 +324,7 @@ class KnowledgeStore:
         ids = _as_list(ids)
         if not ids:
             return []
-        with self._guard():
-            res = self._col.get(ids=ids, include=["documents", "metadatas"])
-        found = {i: from_record(i, d, m) for i, d, m in zip(res["ids"], res["documents"], res["metadatas"])}
+        found = {i: entry for i, (entry, _) in self.lookup(ids).items()}
         missing = [i for i in ids if i not in found]
         if missing:
             raise StoreError(f"No entries with ids {missing[:5]} in {self.name!r}: they may have been deleted; refresh the list.")

@@ -330,10 +330,10 @@ def manual_entry(task: Task, values: dict[str, str], label: str) -> Entry:
 
 # ---------------------------------------------------------------- 2-D map
 
-MAP_POINTS = 2000
+MAP_POINTS = 1000
 """Points drawn on the map at most: a browser redraws tens of thousands of markers slowly and nobody reads them,
-and each point is read from the store (about 0.15 ms per point at 100k entries); a larger selection is drawn as an
-even sample (the selected entry always kept) and the map says so."""
+and each point is read from the store (0.35 ms a point at 100k entries on 2 busy cores); a larger selection is
+drawn as an even sample (the selected entry always kept) and the map says so."""
 BASIS_REFIT = 0.1
 """The map's axes are refitted once the store's size has moved this far (as a fraction) from when they were fitted:
 small edits must not move every point."""
