@@ -130,7 +130,7 @@ def main() -> None:
             todo = actions(client)
             if grown:
                 # One hand edit: Compare then redoes each example's retrieval through the edited store.
-                client.predict(DEMO, opened_entry(client), "negative", None, *STORE_FILTERS,
+                client.predict(DEMO, opened_entry(client), "negative", *STORE_FILTERS,
                                api_name="/store_set_label")
             # The first call of each action: cold caches (the student, the key index, the map's axes).
             first_call = {tab: timed(call, 1)[0] for tab, (_, call) in todo.items()}

@@ -8,7 +8,7 @@ import pandas as pd
 from pages.common import cancel_followed, followed_job, run_choices, user_errors
 from retrikt.studio.compare import (
     SYSTEM_COLUMNS, accuracy_figure, confusion_figure, eval_summary, export_student_zip, records, systems_table,
-    weak_teacher_warning,
+    teacher_contribution, weak_teacher_warning,
 )
 from retrikt.config import RunConfig, override
 from retrikt.studio.timing import job_eta
@@ -106,6 +106,8 @@ def build(studio) -> None:
         text = (f"**{run_name}**: {summary['test_examples']} of {summary['test_total']} test examples · "
                 f"beta {summary['systems']['student_retrieval'].get('beta')}"
                 + (f" ({beta_reason(block)})" if block else ""))
+        if teacher_contribution(summary):
+            text += "\n\n" + teacher_contribution(summary)
         if weak_teacher_warning(summary):
             text += "\n\n" + weak_teacher_warning(summary)
         return text, pd.DataFrame(rows, columns=headers), accuracy_figure(summary), confusion_figure(recs, labels)

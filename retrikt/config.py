@@ -189,6 +189,10 @@ class StudentConfig:
     of the intended label; `none` keeps all unweighted."""
     min_confidence: float = knob(0.0, 0.0, 1.0)
     """With `agree`: drop entries whose top teacher probability is below this."""
+    gold_only_epochs: int = knob(0, 0, 100_000)
+    """Epochs of the "student, gold only" baseline (the same pretrained student, trained on the train split's gold
+    labels alone: no generated sample, no teacher label, no store); 0 = as many optimizer steps as the student got."""
+    # design choice: matched optimizer steps, so the baseline is not under-trained next to the student.
     teacher_unlabeled: int = knob(0, 0, 1_000_000)
     """Unlabeled in-domain inputs (never a train/dev/test input) the teacher labels into the store (source
     `unlabeled`, label = the teacher's) before the student trains; 0 = the store holds only step-1/PPO samples."""

@@ -192,7 +192,7 @@ JOB_STAGES = {
 """The estimated stages a job of each kind goes through, in order."""
 PROGRESS_STAGE = {"load": "load", "score": "score", "tune": "tune", "generate": "generate", "store": "generate",
                   "ppo": "ppo", "unlabeled": "unlabeled", "pretrain": "student", "student": "student",
-                  "plain-kd": "student", "eval": "eval"}
+                  "plain-kd": "student", "gold-only": "student", "eval": "eval"}
 """Which estimated stage a job's progress stage belongs to."""
 
 

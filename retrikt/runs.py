@@ -88,6 +88,11 @@ class Run:
         return self.path / "student_kd"
 
     @property
+    def gold_student_dir(self) -> Path:
+        """The "student, gold only" baseline: the same pretrained student trained on the labelled examples alone."""
+        return self.path / "student_gold"
+
+    @property
     def eval_dir(self) -> Path:
         return self.path / "eval"
 

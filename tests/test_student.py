@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -318,13 +319,36 @@ def test_student_config_is_validated():
         from_dict({"student": {"hidden_size": 30, "num_heads": 4}})
 
 
+def test_gold_only_baseline_learns_from_gold_labels_alone(store):
+    """The "student, gold only" rows: train-split examples only, one-hot gold targets (no teacher soft label), and
+    training moves every parameter but the key projection (no retrieval loss)."""
+    from retrikt.student.train import gold_only, gold_only_epochs
+
+    task = make_task()
+    store.add(store_entries(task))
+    cfg = tiny_config(epochs=2)
+    items = select_items(store, task, cfg)
+    gold = gold_only(items, len(LABELS))
+    assert len(gold.texts) == len(task.train) and all(g is not None for g in gold.gold)
+    assert np.array_equal(gold.soft, np.eye(len(LABELS))[gold.gold]) and not gold.indexed.any()
+    assert set(gold.texts) == {task.serialize(e.fields) for e in task.train}
+    epochs = gold_only_epochs(items, gold, cfg)
+    assert epochs >= cfg.epochs and gold_only_epochs(items, gold, replace(cfg, gold_only_epochs=3)) == 3
+    student = build_student(cfg, list(LABELS), task_texts(task, items.texts), EMBEDDED_TEACHER_PARAMS)
+    before = {n: p.detach().clone() for n, p in student.model.named_parameters()}
+    finetune(student, gold, replace(cfg, kd_weight=0.0, epochs=epochs), seed=0, retrieval=False)
+    after = dict(student.model.named_parameters())
+    moved = {n for n in before if not torch.equal(before[n], after[n])}
+    assert moved == set(before) - {"key.weight", "key.bias"}
+
+
 # ---- stage + evaluation -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("rule", ["dev", "teacher"])
 def test_student_stage_and_evaluation_write_the_run_folder(tmp_path, rule):
     from retrikt.student.evaluate import evaluate
     from retrikt.runs import create_run
     from retrikt.store.knowledge_store import collection_name
-    from retrikt.student.stage import load_students, train_students
+    from retrikt.student.stage import load_gold_student, load_students, train_students
 
     task = make_task(n_test=12)
     tiny = {k: v for k, v in vars(tiny_config(epochs=4)).items()} | {"beta_rule": rule, "beta_heldout": 16}
@@ -343,9 +367,13 @@ def test_student_stage_and_evaluation_write_the_run_folder(tmp_path, rule):
         assert block["beta_dev_accuracy"] == {}
     student, kd_student, index, beta = load_students(run, store)
     assert len(index) == block["items"]["indexed"]
-    summary = evaluate(run, task, store, None, student, kd_student, index, beta)
+    gold_student = load_gold_student(run)
+    gold_examples = sum(1 for e in task.train)
+    assert block["gold_only"]["examples"] == gold_examples and block["gold_only"]["epochs"] >= 4
+    summary = evaluate(run, task, store, None, student, kd_student, index, beta, gold_student=gold_student)
     systems = summary["systems"]
-    assert set(systems) == {"majority", "student", "student_retrieval", "plain_kd"}  # no teacher given
+    assert set(systems) == {"majority", "student", "student_retrieval", "plain_kd", "student_gold"}  # no teacher
+    assert 0 <= systems["student_gold"]["accuracy"] <= 1 and systems["student_gold"]["examples_per_s"] > 0
     assert systems["majority"]["accuracy"] == 0.5
     assert systems["student_retrieval"]["retrieval_seconds"] > 0 and systems["student"]["examples_per_s"] > 0
     saved = json.loads((run.path / "eval" / "summary.json").read_text())

@@ -16,7 +16,7 @@ import numpy as np
 from .retrieval import predict
 from ..teacher.scorer import TeacherScorer, run_scorer
 
-SYSTEMS = ("majority", "teacher", "student", "student_retrieval", "plain_kd")
+SYSTEMS = ("majority", "teacher", "student", "student_retrieval", "plain_kd", "student_gold")
 LATENCY_SAMPLE = 16
 """Examples timed one at a time (batch size 1) for the per-example latency."""
 
@@ -63,7 +63,7 @@ def _latency(fn, items) -> float:
 
 
 def evaluate(run, task, store, teacher, student, kd_student, index, beta: float, limit: int | None = None,
-             progress=None) -> dict:
+             progress=None, gold_student=None) -> dict:
     """Evaluate every system on the test split (or `limit` of it) and write the eval folder of `run`."""
     cfg = run.config.student
     progress = progress or (lambda *a: None)
@@ -98,6 +98,11 @@ def evaluate(run, task, store, teacher, student, kd_student, index, beta: float,
     lat_kd = _latency(lambda t: kd_student.encode(t), sample)
     results["plain_kd"] = {**metrics(gold, probs["plain_kd"].argmax(-1), labels, task.name),
                            **_speed(n, seconds, lat_kd)}
+
+    if gold_student is not None:  # what the student gets from its pretraining and the gold examples alone
+        (probs["student_gold"], _), seconds = _timed(lambda: gold_student.encode(texts))
+        results["student_gold"] = {**metrics(gold, probs["student_gold"].argmax(-1), labels, task.name),
+                                   **_speed(n, seconds, None)}
 
     if teacher is not None:
         progress("eval", 2, 4, {"message": f"teacher on {n} test examples"})

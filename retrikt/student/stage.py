@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from ..teacher.interrupt import interruptible
 from .live import live_index
 from .retrieval import KeyIndex, predict
 from .model import Student, StudentError, build_student, compression_ratio, task_texts
-from .train import clone, finetune, pretrain, pretraining_corpus, select_items
+from .train import clone, finetune, gold_only, gold_only_epochs, pretrain, pretraining_corpus, select_items
 
 BETA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -148,7 +150,7 @@ def train_students(run, task, store, teacher_params: int, progress=noop_progress
         pretrain_losses = pretrain(student, texts, targets, cfg, seed,
                                    on_epoch=lambda e, n, l: progress("pretrain", e, n, {"loss": l}),
                                    should_stop=should_stop)
-    kd_student = clone(student)
+    kd_student, gold_student = clone(student), clone(student)
 
     def epochs(stage):
         return lambda e, n, losses: progress(stage, e, n, {"loss": sum(losses.values()), "message": str(losses)})
@@ -156,8 +158,17 @@ def train_students(run, task, store, teacher_params: int, progress=noop_progress
     report = finetune(student, items, cfg, seed, retrieval=True, on_epoch=epochs("student"), should_stop=should_stop)
     kd_report = finetune(kd_student, items, cfg, seed, retrieval=False, on_epoch=epochs("plain-kd"),
                          should_stop=should_stop)
+    gold_items = gold_only(items, len(task.labels))
+    gold_report = None
+    if gold_items.texts:
+        gold_cfg = replace(cfg, kd_weight=0.0, epochs=gold_only_epochs(items, gold_items, cfg))
+        gold_report = finetune(gold_student, gold_items, gold_cfg, seed, retrieval=False,
+                               on_epoch=epochs("gold-only"), should_stop=should_stop)
     student.save(run.student_dir)
     kd_student.save(run.kd_student_dir)
+    shutil.rmtree(run.gold_student_dir, ignore_errors=True)  # a retrained run must not keep an old baseline
+    if gold_report is not None:
+        gold_student.save(run.gold_student_dir)
     index = None
     rows = np.flatnonzero(items.indexed)
     if len(rows):
@@ -189,7 +200,10 @@ def train_students(run, task, store, teacher_params: int, progress=noop_progress
         "embed_dim": student.model.encoder.tokens.embedding_dim if student.vocab else None,
         "vocab": len(student.vocab) if student.vocab else None, "items": items.report,
         "pretrain_losses": [round(x, 4) for x in pretrain_losses], "losses_last": report.losses[-1],
-        "kd_losses_last": kd_report.losses[-1], "beta": beta, "beta_dev_accuracy": dev_scores,
+        "kd_losses_last": kd_report.losses[-1],
+        "gold_only": {"examples": len(gold_items.texts), "epochs": len(gold_report.losses),
+                      "losses_last": gold_report.losses[-1]} if gold_report else None,
+        "beta": beta, "beta_dev_accuracy": dev_scores,
         "beta_teacher_agreement": agreement, "beta_heldout": len(held) if agreement else 0, "teacher_trust": trust,
         "k": cfg.k, "temperature": cfg.temperature, "seconds": round(time.perf_counter() - started, 2),
     }
@@ -241,6 +255,11 @@ def run_student(config: RunConfig, from_run: str, progress=noop_progress, evalua
     return run
 
 
+def load_gold_student(run) -> Student | None:
+    """The run's "student, gold only" baseline (None: trained before it existed, or no gold examples)."""
+    return Student.load(run.gold_student_dir) if run.gold_student_dir.is_dir() else None
+
+
 def evaluate_run(run, task, store, teacher=None, progress=noop_progress, limit: int | None = None,
                  should_stop=None) -> dict:
     """Evaluate a run whose students are trained (loads the teacher when not given)."""
@@ -249,7 +268,8 @@ def evaluate_run(run, task, store, teacher=None, progress=noop_progress, limit: 
     student, kd_student, index, beta = load_students(run, store)
     teacher = teacher or run_teacher(run, progress)
     with interruptible(teacher.model, should_stop):
-        return evaluate(run, task, store, teacher, student, kd_student, index, beta, limit=limit, progress=progress)
+        return evaluate(run, task, store, teacher, student, kd_student, index, beta, limit=limit, progress=progress,
+                        gold_student=load_gold_student(run))
 
 
 def teacher_inputs(task, exclude: set[str] = frozenset()) -> list[dict]:

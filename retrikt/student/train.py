@@ -187,6 +187,25 @@ def _epoch_order(items: Items, rng: random.Random) -> list[int]:
     return order
 
 
+def gold_only(items: Items, n_labels: int) -> Items:
+    """The train split's gold examples of `items` alone, with one-hot targets: no generated sample, no teacher
+    label, nothing indexed."""
+    rows = [i for i, g in enumerate(items.gold) if g is not None]
+    targets = np.eye(n_labels)[[items.gold[i] for i in rows]] if rows else np.zeros((0, n_labels))
+    return Items([items.ids[i] for i in rows], [items.texts[i] for i in rows], [items.gold[i] for i in rows],
+                 targets, np.ones(len(rows)), np.zeros(len(rows), dtype=bool), items.embeddings[rows],
+                 {"gold_examples": len(rows)})
+
+
+def gold_only_epochs(items: Items, gold_items: Items, cfg: StudentConfig) -> int:
+    """`cfg.gold_only_epochs`, or (0) the epochs that give the gold-only baseline as many optimizer steps as
+    `finetune` gives the student on `items`."""
+    if cfg.gold_only_epochs:
+        return cfg.gold_only_epochs
+    steps = cfg.epochs * math.ceil(len(_epoch_order(items, random.Random(0))) / cfg.batch_size)
+    return max(cfg.epochs, math.ceil(steps / max(1, math.ceil(len(gold_items.texts) / cfg.batch_size))))
+
+
 def finetune(student: Student, items: Items, cfg: StudentConfig, seed: int, retrieval: bool,
              on_epoch=None, should_stop=None) -> TrainReport:
     """Train head, encoder and key projection. `retrieval=False` is plain KD (CE + KD only). Raises Cancelled

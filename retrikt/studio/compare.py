@@ -19,7 +19,8 @@ from ..runs import Run, RunError, list_runs, open_run, run_path, runs_newest_fir
 from ..tasks import MAX_INPUT_CHARS
 
 SYSTEM_NAMES = {"majority": "majority class", "teacher": "teacher (few-shot, calibrated)", "student": "student alone",
-                "student_retrieval": "student + retrieval", "plain_kd": "plain KD (no retrieval)"}
+                "student_retrieval": "student + retrieval", "plain_kd": "plain KD (no retrieval)",
+                "student_gold": "student, gold only (no teacher)"}
 OUTCOMES = ("all", "retrieval fixed it", "retrieval broke it", "both wrong", "both right")
 SYSTEM_COLUMNS = ("system", "accuracy %", "macro-F1 %", "parameters", "size vs teacher", "examples/s",
                   "latency ms (batch 1)", "speed-up vs teacher")
@@ -99,10 +100,26 @@ def headline(summary: dict) -> str:
     if "accuracy" in teacher:
         parts.append(f"The teacher scores {_pct(teacher['accuracy'])}%"
                      + (f" and is {mixed['speedup_vs_teacher']}x slower." if mixed.get("speedup_vs_teacher") else "."))
+    added = teacher_contribution(summary)
+    if added:
+        parts.append(added)
     warning = weak_teacher_warning(summary)
     if warning:
         parts.append(warning)
     return " ".join(parts)
+
+
+def teacher_contribution(summary: dict) -> str:
+    """What the teacher's knowledge adds, as a sentence (else ""): student + retrieval against the same pretrained
+    student trained on the labelled examples alone, so the teacher is not credited with what pretraining did."""
+    systems = summary.get("systems", {})
+    mixed, gold = systems.get("student_retrieval", {}), systems.get("student_gold", {})
+    if "accuracy" not in mixed or "accuracy" not in gold:
+        return ""
+    delta = 100 * (mixed["accuracy"] - gold["accuracy"])
+    return (f"**What the teacher adds: {delta:+.1f} points** — the same student, with the same pretraining, trained "
+            f"on the labelled examples alone scores {_pct(gold['accuracy'])}%; with the teacher's store and "
+            f"retrieval, {_pct(mixed['accuracy'])}%.")
 
 
 def weak_teacher_warning(summary: dict) -> str:
@@ -338,7 +355,8 @@ def accuracy_figure(summary: dict) -> go.Figure:
     _, rows = systems_table(summary)
     fig = go.Figure(go.Bar(x=[r[0] for r in rows], y=[float(r[1] or 0) for r in rows],
                            text=[f"{r[1]}%" for r in rows], textposition="outside",
-                           marker_color=["#9aa5b1", "#7f8c8d", "#5dade2", "#2e86de", "#f5b041"][: len(rows)]))
+                           marker_color=["#9aa5b1", "#7f8c8d", "#5dade2", "#2e86de", "#f5b041",
+                                         "#c39bd3"][: len(rows)]))
     fig.update_layout(height=300, margin=dict(l=30, r=10, t=30, b=30), title=f"{summary['task']}: accuracy per system",
                       yaxis=dict(title="test accuracy %", range=[0, 100]))
     return fig
@@ -356,7 +374,7 @@ def confusion(recs, system: str, labels: list[str]) -> np.ndarray:
 def confusion_figure(recs, labels: list[str]) -> go.Figure:
     """One confusion matrix per system that has per-example predictions (rows gold, columns predicted)."""
     short = {"teacher": "teacher", "student": "student alone", "student_retrieval": "student + retrieval",
-             "plain_kd": "plain KD"}
+             "plain_kd": "plain KD", "student_gold": "gold only"}
     systems = [s for s in short if recs and s in recs[0]]
     fig = make_subplots(rows=1, cols=max(1, len(systems)), subplot_titles=[short[s] for s in systems],
                         horizontal_spacing=0.04, shared_yaxes=True)

@@ -44,6 +44,8 @@ def pack_demo(run: Run, dest: Path) -> dict:
     shutil.copy2(run.eval_summary_path, asset.eval_summary_path)
     shutil.copy2(run.eval_records_path, asset.eval_records_path)
     shutil.copytree(run.student_dir, asset.student_dir)
+    if run.gold_student_dir.is_dir():  # the "student, gold only" baseline of the Compare table
+        shutil.copytree(run.gold_student_dir, asset.gold_student_dir)
     # 37 KB: lets PPO (step 2) start from the demo run
     shutil.copytree(run.adapter_dir, asset.adapter_dir, ignore=shutil.ignore_patterns("README.md"))
     task = task_of_run(run)
@@ -89,6 +91,8 @@ def install_demo(workspace: str | Path, asset: Path = DEMO_ASSET) -> Path | None
     os.utime(run.config_path, (0, 0))
     shutil.copytree(packed.eval_dir, run.eval_dir)
     shutil.copytree(packed.student_dir, run.student_dir)
+    if packed.gold_student_dir.is_dir():
+        shutil.copytree(packed.gold_student_dir, run.gold_student_dir)
     if packed.adapter_dir.is_dir():
         shutil.copytree(packed.adapter_dir, run.adapter_dir)
     summary = packed.summary()
