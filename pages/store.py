@@ -133,8 +133,8 @@ def build(studio) -> None:
             status = gr.Markdown()
             # Large stores are read a page at a time (MAX_ROWS rows): the table never holds the whole store.
             page = gr.Number(1, precision=0, minimum=1, label="Page", scale=0, min_width=90)
-            previous_page = gr.Button("◀ Previous", scale=0, min_width=100)
-            next_page = gr.Button("Next ▶", scale=0, min_width=100)
+            previous_page = gr.Button("◀ Previous", scale=0, min_width=150)
+            next_page = gr.Button("Next ▶", scale=0, min_width=120)
         entries = gr.Dataframe(_empty_table(), label="Entries (click a row to open it)", interactive=False,
                                wrap=True, max_height=420)
         with gr.Row():
