@@ -139,3 +139,18 @@ def test_a_teacher_at_or_below_the_majority_class_is_called_out(teacher, majorit
     assert (warning in headline(summary)) if warned else "majority class here" not in headline(summary)
     if warned:
         assert f"{100 * teacher:.1f}% vs {100 * majority:.1f}%" in warning
+
+
+@pytest.mark.parametrize("mixed,gold,said", [(0.72, 0.61, "+11.0 points"), (0.60, 0.64, "-4.0 points"),
+                                             (0.70, None, None)])
+def test_what_the_teacher_adds_is_measured_against_the_gold_only_student(mixed, gold, said):
+    from retrikt.studio.compare import teacher_contribution
+
+    systems = {"majority": {"accuracy": 0.5}, "student": {"accuracy": 0.6}, "student_retrieval": {"accuracy": mixed}}
+    if gold is not None:
+        systems["student_gold"] = {"accuracy": gold, "examples_per_s": 900.0}
+    summary = {"task": "SST-2", "test_examples": 872, "systems": systems}
+    sentence = teacher_contribution(summary)
+    assert (said in sentence and sentence in headline(summary)) if said else sentence == ""
+    names = [row[0] for row in systems_table(summary)[1]]
+    assert ("student, gold only (no teacher)" in names) is (gold is not None)
