@@ -177,7 +177,7 @@ def train_students(run, task, store, teacher_params: int, progress=noop_progress
                                [task.labels[int(items.soft[i].argmax())] for i in rows], items.weight[rows])
     indexed = {items.ids[i] for i in rows}
     # Entries filtered out now stay out of retrieval later unless a person curates them (see student/live.py).
-    run.unindexed_ids_path.write_text(json.dumps(sorted(i for i in store.all_embeddings()[0] if i not in indexed)),
+    run.unindexed_ids_path.write_text(json.dumps(sorted(i for i in store.ids() if i not in indexed)),
                                       encoding="utf-8")
     trust, beta, dev_scores, agreement = {}, (cfg.beta if index is not None else 0.0), {}, {}
     held = heldout_inputs(task, cfg.beta_heldout) if cfg.tune_beta and cfg.beta_rule == "teacher" else []
