@@ -108,3 +108,17 @@ def test_bad_hnsw_settings_are_refused(tmp_path):
         KnowledgeStore(path=tmp_path / "s", collection="SST-2__bad", hnsw={"M": 16})
     with pytest.raises(StoreError, match="positive whole numbers"):
         KnowledgeStore(path=tmp_path / "s", collection="SST-2__bad", hnsw={"ef_search": 0})
+
+
+def test_a_key_index_larger_than_sqlites_variable_cap_reopens(tmp_path):
+    """KeyIndex.open reads the soft labels page by page: one get() of 40k records fails in Chroma's SQLite."""
+    n = 40_000
+    store = KnowledgeStore(path=tmp_path / "store", collection="SST-2__big", task_labels=LABELS,
+                           hnsw={"max_neighbors": 4, "ef_construction": 8, "ef_search": 8})
+    keys = _unit(np.random.default_rng(2).standard_normal((n, 4)))
+    ids = [f"e{i}" for i in range(n)]
+    soft = np.tile([[0.25, 0.75]], (n, 1))
+    KeyIndex.build(store, ids, keys, soft, LABELS, ["positive"] * n, np.ones(n))
+    index = KeyIndex.open(KnowledgeStore(path=tmp_path / "store", collection="SST-2__big", create=False))
+    assert len(index) == n and index.table["e39999"][2] == "positive"
+    assert np.allclose(index.table["e123"][0], [0.25, 0.75])

@@ -112,10 +112,13 @@ class KeyIndex:
             raise StudentError(f"no student keys for store {store.name!r}: train the student first") from None
         with WRITE_LOCK:
             use_ef_search(col, hnsw_settings(getattr(store, "hnsw", None)))
-        res = col.get(include=["metadatas"])
         index = cls(col, json.loads(col.metadata["labels"]))
-        index.table = {i: (np.asarray(json.loads(m["soft_labels_json"])), float(m["weight"]), m["label"])
-                       for i, m in zip(res["ids"], res["metadatas"])}
+        # Paged: one get() of every record fails past ~32k entries (SQLite's cap on variables per statement).
+        step = max(1, int(cls._client(store).get_max_batch_size()))
+        for offset in range(0, col.count(), step):
+            res = col.get(include=["metadatas"], limit=step, offset=offset)
+            index.table.update((i, (np.asarray(json.loads(m["soft_labels_json"])), float(m["weight"]), m["label"]))
+                               for i, m in zip(res["ids"], res["metadatas"]))
         return index
 
     def __len__(self) -> int:
