@@ -119,8 +119,9 @@ class StoreConfig:
     """Candidates kept while inserting into the HNSW graph; more build a better graph, slower. Fixed when a
     collection is created: an existing one keeps its own."""
     hnsw_ef_search: int = knob(100, 1, 10_000)
-    """Candidates kept while searching (at least the k asked for); more raise recall and latency. Applied to
-    existing collections too when a store or key index is opened (Chroma changes it in place)."""
+    """Candidates kept while searching (at least the k asked for); more raise recall and latency. Also written to
+    existing collections when a store or key index is opened; Chroma uses it from its next load of the index (a new
+    process, or a restarted server), not in a process or server that already holds it."""
 
     def hnsw(self) -> dict[str, int]:
         """These HNSW settings under Chroma's configuration names."""

@@ -186,14 +186,15 @@ def hnsw_settings(hnsw: dict | None) -> dict[str, int]:
 
 def hnsw_configuration(hnsw: dict[str, int]) -> dict:
     """The ``configuration`` of a new cosine collection with these HNSW settings."""
-    # Settings go in the configuration, not the legacy "hnsw:*" metadata keys: Chroma can change ef_search of a
-    # configured collection later (use_ef_search), and metadata then stays free for our own keys.
+    # Settings go in the configuration, not the legacy "hnsw:*" metadata keys, which Chroma keeps only for old
+    # collections; metadata then holds only our own keys.
     return {"hnsw": {"space": "cosine", **hnsw}}
 
 
 def use_ef_search(col, hnsw: dict[str, int]) -> None:
-    """Give an existing collection this ef_search (the one HNSW setting Chroma changes in place; collections made
-    with "hnsw:*" metadata take it too). Call under WRITE_LOCK."""
+    """Give an existing collection this ef_search (the one HNSW setting Chroma lets change; collections made with
+    "hnsw:*" metadata take it too). Chroma searches with it from its next load of the index: at once in a process
+    that has not searched the collection yet, after a restart in a server that has. Call under WRITE_LOCK."""
     wanted = hnsw.get("ef_search")
     current = ((col.configuration or {}).get("hnsw") or {}).get("ef_search")
     if wanted is not None and current is not None and current != wanted:

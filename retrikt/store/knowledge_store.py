@@ -66,8 +66,8 @@ class KnowledgeStore:
         """Open (or with ``create`` make) ``collection`` in the folder ``path`` or on the server ``url``.
 
         ``hnsw`` holds HNSW settings under Chroma's names (``max_neighbors``, ``ef_construction``, ``ef_search``;
-        None: the StoreConfig defaults); a new collection gets them all, an existing one only ``ef_search``. The
-        student-key index built for this store uses them too.
+        None: the StoreConfig defaults); a new collection gets them all, an existing one only ``ef_search`` (used
+        from Chroma's next load of the index). The student-key index built for this store uses them too.
 
         Raises StoreError if the collection was built with another embedder, with
         other task labels, or (``create=False``) does not exist.
