@@ -308,6 +308,9 @@ def opener(args) -> None:
     out["recall"] = recall(found.ids, exact, ids)
     out.update(query_block(lambda q: index.query(q, K), test_keys, args.single))
     out["brute"] = query_block(lambda q: exact_top(keys, q), test_keys, args.single)
+    # Also kept beside the cache, so a long run stopped part-way still has the settings it finished.
+    with (Path(args.cache) / f"open-{args.size}-{'server' if args.url else 'embedded'}.jsonl").open("a") as log:
+        log.write(json.dumps(out) + "\n")
     print(json.dumps(out))
 
 
@@ -524,7 +527,7 @@ def growth(runs: list[dict]) -> dict:
                         "build_s": slope(sizes, [r["build_s"] for r in rs]),
                         "query_b1_p50": slope(sizes, [r["ours"]["b1_p50_ms"] for r in rs]),
                         "brute_b1_p50": slope(sizes, [r["brute"]["b1_p50_ms"] for r in rs]),
-                        "memory": slope(sizes, [memory_mb(r) for r in rs]),
+                        "memory": slope(sizes, [memory_mb(r) or 0 for r in rs]),
                         "disk": slope(sizes, [r["disk_mb"] for r in rs]),
                         "open_keys_s": slope(sizes, [r["open"]["open_keys_s"] for r in rs])}
     return out
@@ -629,7 +632,12 @@ def report(data: dict, out: Path) -> None:
     ]
     for r in runs:
         o, b, op = r["ours"], r["brute"], r["open"]
-        mem = f"{memory_mb(r):,.0f}" if r["backend"] == "server" else f"{r['peak_rss_mb']:,.0f} (before {r['rss_before_mb']:,.0f})"
+        if r["backend"] == "server":
+            mem = f"{memory_mb(r):,.0f}"
+        elif r.get("peak_rss_mb") is None:
+            mem = "- (not kept)"
+        else:
+            mem = f"{r['peak_rss_mb']:,.0f} (before {r['rss_before_mb']:,.0f})"
         lines.append(
             f"| {r['size']:,} | {r['backend']} | {r['add_per_s']:,.0f} | {r['build_s']:,.1f} | "
             f"{op['open_store_s']:.2f} + {op['open_keys_s']:.1f} | {op['first_query_s']:.3f} | {r['disk_mb']:,.0f} | {mem} | "
@@ -651,6 +659,8 @@ def report(data: dict, out: Path) -> None:
               "| entries | back-end | ef_search | recall@8 | batch 1 p50 / p95 (ms) | exact, same process (ms) | 872 queries (s) | exact (s) |",
               "|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
+        if "warm" not in r:
+            continue
         w, b = r["warm"], r["warm_brute"]
         lines.append(f"| {r['size']:,} | {r['backend']} | {w['ef_search']} | {w['recall']:.3f} | "
                      f"{w['b1_p50_ms']:.2f} / {w['b1_p95_ms']:.2f} | {b['b1_p50_ms']:.2f} / {b['b1_p95_ms']:.2f} | "
