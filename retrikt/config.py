@@ -111,6 +111,22 @@ class StoreConfig:
     """Chroma server URL (`http://host:port`) for scale-out; empty = embedded store in the run folder."""
     embedder: str | None = None
     """Sentence embedder for store keys; empty = the packaged all-MiniLM-L6-v2."""
+    hnsw_max_neighbors: int = knob(16, 2, 512)
+    """Links per node of the HNSW graph (Chroma's `max_neighbors`, the "M" of HNSW) in the store's collection and
+    its student-key index; more raise recall and memory. Fixed when a collection is created: an existing one keeps
+    its own."""
+    hnsw_ef_construction: int = knob(100, 1, 10_000)
+    """Candidates kept while inserting into the HNSW graph; more build a better graph, slower. Fixed when a
+    collection is created: an existing one keeps its own."""
+    hnsw_ef_search: int = knob(100, 1, 10_000)
+    """Candidates kept while searching (at least the k asked for); more raise recall and latency. Also written to
+    existing collections when a store or key index is opened; Chroma uses it from its next load of the index (a new
+    process, or a restarted server), not in a process or server that already holds it."""
+
+    def hnsw(self) -> dict[str, int]:
+        """These HNSW settings under Chroma's configuration names."""
+        return {"max_neighbors": self.hnsw_max_neighbors, "ef_construction": self.hnsw_ef_construction,
+                "ef_search": self.hnsw_ef_search}
 
 
 @dataclass

@@ -58,6 +58,7 @@ def open_store(ctx: Context):
         collection=collection_name(ctx.task.name, ctx.run.name),
         embedder=_embedder(config),
         task_labels=list(ctx.task.labels),
+        hnsw=config.store.hnsw(),
     )
 
 

@@ -164,6 +164,43 @@ def guard(where: str, collection: str | None = None):
         ) from exc
 
 
+# ---------------------------------------------------------------- HNSW settings
+
+HNSW_KEYS = ("max_neighbors", "ef_construction", "ef_search")
+
+
+def hnsw_settings(hnsw: dict | None) -> dict[str, int]:
+    """``hnsw`` checked (Chroma's names, positive whole numbers); None: the StoreConfig defaults."""
+    if hnsw is None:
+        from ..config import StoreConfig
+
+        return StoreConfig().hnsw()
+    unknown = sorted(set(hnsw) - set(HNSW_KEYS))
+    if unknown:
+        raise StoreError(f"Unknown HNSW setting(s) {unknown}: use {', '.join(HNSW_KEYS)}.")
+    bad = {k: v for k, v in hnsw.items() if isinstance(v, bool) or not isinstance(v, int) or v < 1}
+    if bad:
+        raise StoreError(f"HNSW settings must be positive whole numbers, got {bad}.")
+    return dict(hnsw)
+
+
+def hnsw_configuration(hnsw: dict[str, int]) -> dict:
+    """The ``configuration`` of a new cosine collection with these HNSW settings."""
+    # Settings go in the configuration, not the legacy "hnsw:*" metadata keys, which Chroma keeps only for old
+    # collections; metadata then holds only our own keys.
+    return {"hnsw": {"space": "cosine", **hnsw}}
+
+
+def use_ef_search(col, hnsw: dict[str, int]) -> None:
+    """Give an existing collection this ef_search (the one HNSW setting Chroma lets change; collections made with
+    "hnsw:*" metadata take it too). Chroma searches with it from its next load of the index: at once in a process
+    that has not searched the collection yet, after a restart in a server that has. Call under WRITE_LOCK."""
+    wanted = hnsw.get("ef_search")
+    current = ((col.configuration or {}).get("hnsw") or {}).get("ef_search")
+    if wanted is not None and current is not None and current != wanted:
+        col.modify(configuration={"hnsw": {"ef_search": int(wanted)}})
+
+
 def chroma_where(**conditions) -> dict | None:
     """A Chroma ``where`` from keyword filters; None values mean "no filter"."""
     clauses = []

@@ -20,8 +20,8 @@ from chromadb.errors import NotFoundError
 
 from .embed import Embedder, default_embedder
 from .backend import (
-    WRITE_LOCK, chroma_where, check_collection_name, collection_name, get_client, guard, list_collections, writes,
-    writing,
+    WRITE_LOCK, chroma_where, check_collection_name, collection_name, get_client, guard, hnsw_configuration,
+    hnsw_settings, list_collections, use_ef_search, writes, writing,
 )
 from .entries import (
     SOURCES,
@@ -104,13 +104,19 @@ class KnowledgeStore:
         embedder: Embedder | None = None,
         task_labels: list[str] | None = None,
         create: bool = True,
+        hnsw: dict[str, int] | None = None,
     ):
         """Open (or with ``create`` make) ``collection`` in the folder ``path`` or on the server ``url``.
+
+        ``hnsw`` holds HNSW settings under Chroma's names (``max_neighbors``, ``ef_construction``, ``ef_search``;
+        None: the StoreConfig defaults); a new collection gets them all, an existing one only ``ef_search`` (used
+        from Chroma's next load of the index). The student-key index built for this store uses them too.
 
         Raises StoreError if the collection was built with another embedder, with
         other task labels, or (``create=False``) does not exist.
         """
         check_collection_name(collection)
+        self.hnsw = hnsw_settings(hnsw)
         self.name = collection
         self.location = str(Path(path).expanduser().resolve()) if path is not None else str(url)
         self._client = get_client(path, url)
@@ -123,12 +129,15 @@ class KnowledgeStore:
                     "dim": self.dim,
                     "labels": json.dumps(list(task_labels or [])),
                     "created": time.time(),
-                    "hnsw:space": "cosine",
                 }
                 with WRITE_LOCK:
+                    # An existing collection keeps its configuration (Chroma ignores it here), so stores made
+                    # with "hnsw:space" metadata open as before.
                     col = self._client.get_or_create_collection(
-                        collection, metadata=metadata, embedding_function=None
+                        collection, metadata=metadata, configuration=hnsw_configuration(self.hnsw),
+                        embedding_function=None,
                     )
+                    use_ef_search(col, self.hnsw)
             else:
                 try:
                     col = self._client.get_collection(collection, embedding_function=None)
@@ -138,6 +147,8 @@ class KnowledgeStore:
                         f"No collection {collection!r} in {self.location} (there are: {names or 'none'}): "
                         "generate samples for this run first, or pick an existing collection."
                     ) from None
+                with WRITE_LOCK:
+                    use_ef_search(col, self.hnsw)
             self._batch = max(1, int(self._client.get_max_batch_size()))
         meta = col.metadata or {}
         if meta.get("embedder") != self.embedder.name or meta.get("dim") != self.dim:

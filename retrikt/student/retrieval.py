@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import StudentError
-from ..store.backend import WRITE_LOCK, get_client, guard
+from ..store.backend import WRITE_LOCK, get_client, guard, hnsw_configuration, hnsw_settings, use_ef_search
 from ..store.knowledge_store import READ_PAGE, read_pages
 
 KEY_SUFFIX = "-student-keys"
@@ -132,14 +132,16 @@ class KeyIndex:
     @classmethod
     def build(cls, store, ids: list[str], keys: np.ndarray, soft: np.ndarray, labels: list[str],
               entry_labels: list[str], weights: np.ndarray) -> "KeyIndex":
-        """(Re)create the key collection of `store` with one record per entry id."""
+        """(Re)create the key collection of `store` with one record per entry id, with the store's HNSW settings."""
         client = cls._client(store)
         name = store.name + KEY_SUFFIX
-        meta = {"hnsw:space": "cosine", "labels": json.dumps(list(labels)), "dim": int(keys.shape[1])}
+        meta = {"labels": json.dumps(list(labels)), "dim": int(keys.shape[1])}
+        hnsw = hnsw_settings(getattr(store, "hnsw", None))
         with WRITE_LOCK:
             if name in {c.name for c in client.list_collections()}:
                 client.delete_collection(name)
-            col = client.create_collection(name, metadata=meta, embedding_function=None)
+            col = client.create_collection(name, metadata=meta, configuration=hnsw_configuration(hnsw),
+                                           embedding_function=None)
             step = max(1, int(client.get_max_batch_size()))
             metadatas = [{"soft_labels_json": json.dumps([float(x) for x in s]), "weight": float(w), "label": l}
                          for s, w, l in zip(soft, weights, entry_labels)]
@@ -154,7 +156,8 @@ class KeyIndex:
 
     @classmethod
     def open(cls, store) -> "KeyIndex":
-        """Reopen the key collection built for `store` (after training, e.g. in another process)."""
+        """Reopen the key collection built for `store` (after training, e.g. in another process), searching with
+        the store's ef_search."""
         from chromadb.errors import NotFoundError
 
         try:
@@ -162,6 +165,8 @@ class KeyIndex:
                 col = cls._client(store).get_collection(store.name + KEY_SUFFIX, embedding_function=None)
         except NotFoundError:
             raise StudentError(f"no student keys for store {store.name!r}: train the student first") from None
+        with WRITE_LOCK, guard(store.location):
+            use_ef_search(col, hnsw_settings(getattr(store, "hnsw", None)))
         index = cls(col, json.loads(col.metadata["labels"]), where=store.location)
         with index._guard():
             index.table = KeyTable(col, read_pages(col, [])["ids"])
