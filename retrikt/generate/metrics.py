@@ -1,4 +1,4 @@
-"""Text-set metrics for generated samples: Self-BLEU and duplicate rate."""
+"""Text-set metrics for generated samples: Self-BLEU, distinct-n and duplicate rate."""
 from __future__ import annotations
 
 import math
@@ -74,3 +74,15 @@ def duplicate_rate(texts: list[str]) -> float:
         dupes += key in seen
         seen.add(key)
     return dupes / len(texts)
+
+
+def distinct_n(texts: list[str], n: int = 2) -> float:
+    """Distinct n-grams over all n-grams of the texts (Li et al. 2016; higher = more diverse); 0 when none.
+
+    Counted over the whole set, so a phrase every sample repeats lowers it however varied the rest is.
+    """
+    grams: Counter = Counter()
+    for text in texts:
+        grams.update(_ngrams(tokenize(text), n))
+    total = sum(grams.values())
+    return len(grams) / total if total else 0.0
