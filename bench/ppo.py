@@ -197,18 +197,30 @@ def _key(r: dict) -> str:
     return f"{r['task']}|{r['variant']}|{r['seed']}"
 
 
-def write_report(results: dict, args, judge_accuracy: float | None, out_name: str) -> None:
+def write_report(results: dict, eval_per_label: int, judge_accuracy: float | None, out_name: str = "ppo") -> None:
+    """Write `<out_name>.json` and rebuild `<out_name>.md` from it (and `ppo_downstream.json` when present)."""
     out = ROOT / "results"
-    rows = list(results.values())
-    (out / f"{out_name}.json").write_text(json.dumps(
-        {"eval_per_label": args.eval_per_label, "judge_test_accuracy": judge_accuracy,
-         "torch_threads": torch.get_num_threads(), "variants": {k: v[1] for k, v in VARIANTS.items()},
-         "results": results}, indent=1), encoding="utf-8")
+    path = out / f"{out_name}.json"
+    data = {"eval_per_label": eval_per_label, "judge_test_accuracy": judge_accuracy,
+            "torch_threads": torch.get_num_threads(), "variants": {k: v[1] for k, v in VARIANTS.items()},
+            "results": results}
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    (out / f"{out_name}.md").write_text(render(data), encoding="utf-8")
+
+
+def rebuild_report(out_name: str = "ppo") -> None:
+    data = json.loads((ROOT / "results" / f"{out_name}.json").read_text())
+    (ROOT / "results" / f"{out_name}.md").write_text(render(data), encoding="utf-8")
+
+
+def render(data: dict) -> str:
+    rows = list(data["results"].values())
+    judge_accuracy, eval_per_label = data.get("judge_test_accuracy"), data["eval_per_label"]
     lines = ["# Step 2 (PPO on the soft prompt): step-1 vs after-PPO samples", "",
              "Packaged SmolLM2-135M-Instruct (Q4 GGUF) teacher on CPU, 1 torch thread. Each step-1 run is reused "
              "as is (its soft prompt, scorer and store); on SST-2 these are the step-1 runs of the SST-2 ablation "
              "bench (default step-1 settings, 260 samples per label in the store). For every (seed, setting) PPO "
-             f"starts from that step-1 prompt; then {args.eval_per_label} samples per label are generated with the "
+             f"starts from that step-1 prompt; then {eval_per_label} samples per label are generated with the "
              "PPO prompt and compared with the same number from the step-1 prompt, same generation config and "
              "seed. Label quality is measured on parsed samples by the step-1 scorer (the teacher: the reward's "
              "own judge) and by an independent judge, a TF-IDF word 1-2 gram logistic regression trained on the "
@@ -248,8 +260,49 @@ def write_report(results: dict, args, judge_accuracy: float | None, out_name: st
                          f"{delta('judge_agreement', 100, '{:+.1f}')} | {delta('self_bleu', 1, '{:+.3f}')} | "
                          f"{delta('distinct_2', 1, '{:+.3f}')} | {delta('mean_words', 1, '{:+.1f}')} |")
         lines.append("")
+    downstream = ROOT / "results" / "ppo_downstream.json"
+    lines += render_downstream(json.loads(downstream.read_text()) if downstream.is_file() else {})
     lines += ["Settings:", ""] + [f"- `{k}`: {v[0]} {json.dumps(v[1]) if v[1] else ''}" for k, v in VARIANTS.items()]
-    (out / f"{out_name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return "\n".join(lines) + "\n"
+
+
+def render_downstream(downstream: dict) -> list[str]:
+    if not downstream:
+        return []
+    lines = ["## Downstream: student + retrieval at an equal store size (SST-2 test, 872 sentences)", "",
+             "Step-1 arm: the step-1 store as is. With-PPO arm: the same store plus the PPO samples kept by the "
+             "PPO run, minus as many randomly chosen step-1 generated entries per label, so both hold the same "
+             "number of entries per label. Same default student config and seed; accuracy in %.", "",
+             "| setting | n | entries (each arm) | PPO entries | student + retrieval step 1 | with PPO | change | "
+             "student step 1 | with PPO | indexed after filter step 1 | with PPO |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for variant in VARIANTS:
+        group = sorted((r for r in downstream.values() if r["variant"] == variant), key=lambda r: r["seed"])
+        if not group:
+            continue
+        seeds = ", ".join(str(r["seed"]) for r in group)
+
+        def col(arm, key, group=group):
+            return [r[arm][key] for r in group]
+
+        def indexed(arm, group=group):
+            return [(r[arm].get("items") or {}).get("indexed") for r in group]
+
+        ppo_entries = [sum(v["ppo"] for k, v in r["stores"]["with_ppo"].items() if k != "total") for r in group]
+        lines.append(
+            f"| {variant} | {len(group)} ({seeds}) | {_mean_std([r['stores']['with_ppo']['total'] for r in group], pattern='{:.0f}')} | "
+            f"{_mean_std(ppo_entries, pattern='{:.0f}')} | "
+            f"{_mean_std(col('step1', 'student_retrieval'), 100)} | {_mean_std(col('with_ppo', 'student_retrieval'), 100)} | "
+            f"{_mean_std([a - b for a, b in zip(col('with_ppo', 'student_retrieval'), col('step1', 'student_retrieval'))], 100, '{:+.1f}')} | "
+            f"{_mean_std(col('step1', 'student'), 100)} | {_mean_std(col('with_ppo', 'student'), 100)} | "
+            f"{_mean_std(indexed('step1'), pattern='{:.0f}')} | {_mean_std(indexed('with_ppo'), pattern='{:.0f}')} |")
+        lines.append("")
+        lines += [f"- {variant} seed {r['seed']}: student + retrieval {100 * r['step1']['student_retrieval']:.1f} -> "
+                  f"{100 * r['with_ppo']['student_retrieval']:.1f} (beta {r['step1']['beta']} / {r['with_ppo']['beta']}), "
+                  f"student {100 * r['step1']['student']:.1f} -> {100 * r['with_ppo']['student']:.1f}; "
+                  f"{r['step1']['seconds']:.0f} s / {r['with_ppo']['seconds']:.0f} s" for r in group]
+        lines.append("")
+    return lines
 
 
 def main() -> None:
@@ -288,7 +341,7 @@ def main() -> None:
             current = json.loads(path.read_text()).get("results", {}) if path.is_file() else {}
             current = current if isinstance(current, dict) else {}
             results = {**current, _key(result): result}
-            write_report(results, args, judge_accuracy, args.out)
+            write_report(results, args.eval_per_label, judge_accuracy, args.out)
             log(f"{args.task} s{seed} {variant}: done ({result['ppo_minutes']:.1f} PPO min); "
                 f"teacher {result['step1']['teacher_agreement']} -> {result['ppo']['teacher_agreement']}, judge "
                 f"{result['step1']['judge_agreement']} -> {result['ppo']['judge_agreement']}, self-bleu "

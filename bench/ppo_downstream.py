@@ -1,0 +1,135 @@
+"""Downstream value of step 2: student + retrieval accuracy with a step-1-only store vs a store that includes PPO
+samples, at an equal number of store entries (per label).
+
+Usage: python bench/ppo_downstream.py --step1-runs DIR --variant gate_margin_novelty [--seeds 13 21]
+                                      [--ppo-workspace DIR] [--workspace DIR]
+
+Needs the `bench/ppo.py` run `ppo-SST-2-s<seed>-<variant>` (its store = the step-1 store + the PPO samples it kept).
+Arm "step 1": a copy of the step-1 run, store as step 1 left it. Arm "with PPO": a copy of the PPO run, where for
+each label as many step-1 generated entries as that label has PPO entries are removed (a seeded random choice),
+so both stores hold the same number of entries per label. Both arms then train the default student (same config
+and seed) and are evaluated on the SST-2 test split. Writes `bench/results/ppo_downstream.json` and rebuilds `ppo.md`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+sys.path.insert(0, str(ROOT))
+
+from retrikt.config import RunConfig, override, save_yaml  # noqa: E402
+from retrikt.context import run_store  # noqa: E402
+from retrikt.runs import Run, open_run  # noqa: E402
+from retrikt.student.stage import run_student  # noqa: E402
+from retrikt.tasks import task_of_run  # noqa: E402
+from retrikt.teacher.load import load_teacher  # noqa: E402
+
+STEP1_SOURCE, PPO_SOURCE = "generated:step1", "generated:ppo"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def quiet(stage, done, total, info):
+    pass
+
+
+def copy_run(source: Path, workspace: Path, name: str) -> Run:
+    target = workspace / "runs" / name
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
+    run = open_run(workspace, name)
+    run.config = override(run.config, {"workspace": str(workspace), "run_name": name})
+    save_yaml(run.config, run.config_path)
+    return run
+
+
+def equalise(run: Run, seed: int) -> dict:
+    """Remove, per label, as many step-1 generated entries as there are PPO entries; returns the counts."""
+    store = run_store(run, task_of_run(run))
+    rng = random.Random(seed)
+    counts = {}
+    for label in task_of_run(run).labels:
+        ppo = store.list(label=label, source=PPO_SOURCE)
+        step1 = store.list(label=label, source=STEP1_SOURCE)
+        drop = rng.sample([e.id for e in step1], min(len(ppo), len(step1)))
+        store.delete(drop)
+        counts[label] = {"ppo": len(ppo), "step1_kept": len(step1) - len(drop)}
+    counts["total"] = store.count()
+    return counts
+
+
+def store_counts(run: Run) -> dict:
+    store = run_store(run, task_of_run(run))
+    out = {label: {"step1": len(store.list(label=label, source=STEP1_SOURCE))} for label in task_of_run(run).labels}
+    out["total"] = store.count()
+    return out
+
+
+def student(run: Run, teacher) -> dict:
+    started = time.perf_counter()
+    config = override(RunConfig(), {"task": run.config.task, "seed": run.config.seed,
+                                    "workspace": run.config.workspace})
+    run_student(config, run.name, quiet, teacher=teacher)
+    summary = json.loads(run.eval_summary_path.read_text())
+    items = run.summary().get("student", {}).get("items")
+    systems = summary["systems"]
+    return {"student_retrieval": systems["student_retrieval"]["accuracy"], "student": systems["student"]["accuracy"],
+            "beta": systems["student_retrieval"].get("beta"), "items": items,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--step1-runs", dest="step1_runs", type=Path, required=True)
+    parser.add_argument("--variant", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[13, 21, 42, 87, 100])
+    parser.add_argument("--ppo-workspace", dest="ppo_workspace", type=Path,
+                        default=ROOT.parent / "workspace" / "ppo-bench")
+    parser.add_argument("--workspace", type=Path, default=ROOT.parent / "workspace" / "ppo-downstream")
+    parser.add_argument("--cache", type=Path, default=ROOT.parent / "workspace" / "cache")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    workspace = args.workspace.resolve()
+    workspace.mkdir(parents=True, exist_ok=True)
+    if not (workspace / "cache").exists():
+        (workspace / "cache").symlink_to(args.cache.resolve(), target_is_directory=True)
+    teacher = None
+    path = ROOT / "results" / "ppo_downstream.json"
+    for seed in args.seeds:
+        ppo_run = args.ppo_workspace / "runs" / f"ppo-SST-2-s{seed}-{args.variant}"
+        if not (ppo_run / "ppo" / "adapter").is_dir():
+            log(f"s{seed}: no finished PPO run {ppo_run.name}, skipped")
+            continue
+        if teacher is None:
+            teacher = load_teacher(RunConfig().teacher, cache_dir=workspace / "cache")
+        base = copy_run(args.step1_runs / f"bench-SST-2-s{seed}", workspace, f"ds-SST-2-s{seed}-step1")
+        mixed = copy_run(ppo_run, workspace, f"ds-SST-2-s{seed}-{args.variant}")
+        counts = {"step1": store_counts(base), "with_ppo": equalise(mixed, seed)}
+        log(f"s{seed}: stores {counts}")
+        result = {"seed": seed, "variant": args.variant, "stores": counts,
+                  "step1": student(base, teacher), "with_ppo": student(mixed, teacher)}
+        log(f"s{seed}: student + retrieval {result['step1']['student_retrieval']:.4f} (step 1) vs "
+            f"{result['with_ppo']['student_retrieval']:.4f} (with PPO)")
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        data[f"{args.variant}|{seed}"] = result
+        path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    from ppo import rebuild_report
+    rebuild_report()
+    print((ROOT / "results" / "ppo.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
