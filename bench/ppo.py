@@ -277,7 +277,7 @@ def render_downstream(downstream: dict) -> list[str]:
              "student step 1 | with PPO | indexed after filter step 1 | with PPO |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for variant in VARIANTS:
-        group = sorted((r for r in downstream.values() if r["variant"] == variant), key=lambda r: r["seed"])
+        group = sorted((r for r in downstream.values() if r.get("variant") == variant), key=lambda r: r["seed"])
         if not group:
             continue
         seeds = ", ".join(str(r["seed"]) for r in group)

@@ -115,12 +115,19 @@ def main() -> None:
             continue
         if teacher is None:
             teacher = load_teacher(RunConfig().teacher, cache_dir=workspace / "cache")
-        base = copy_run(args.step1_runs / f"bench-SST-2-s{seed}", workspace, f"ds-SST-2-s{seed}-step1")
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        base_key = f"step1-arm|{seed}"
+        if base_key not in data:  # the step-1 arm does not depend on the PPO setting: trained once per seed
+            base = copy_run(args.step1_runs / f"bench-SST-2-s{seed}", workspace, f"ds-SST-2-s{seed}-step1")
+            data = json.loads(path.read_text()) if path.is_file() else {}
+            data[base_key] = {"stores": store_counts(base), **student(base, teacher)}
+            path.write_text(json.dumps(data, indent=1), encoding="utf-8")
         mixed = copy_run(ppo_run, workspace, f"ds-SST-2-s{seed}-{args.variant}")
-        counts = {"step1": store_counts(base), "with_ppo": equalise(mixed, seed)}
+        counts = {"step1": data[base_key]["stores"], "with_ppo": equalise(mixed, seed)}
         log(f"s{seed}: stores {counts}")
         result = {"seed": seed, "variant": args.variant, "stores": counts,
-                  "step1": student(base, teacher), "with_ppo": student(mixed, teacher)}
+                  "step1": {k: v for k, v in data[base_key].items() if k != "stores"},
+                  "with_ppo": student(mixed, teacher)}
         log(f"s{seed}: student + retrieval {result['step1']['student_retrieval']:.4f} (step 1) vs "
             f"{result['with_ppo']['student_retrieval']:.4f} (with PPO)")
         data = json.loads(path.read_text()) if path.is_file() else {}
