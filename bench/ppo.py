@@ -50,9 +50,13 @@ VARIANTS = {
     "gate_margin_novelty_wide": ("gate + margin + novelty, 16 rollouts x 1 epoch x 12 updates",
                                  {"validity_gate": True, "label_reward": "margin", "weight_novelty": 0.5,
                                   "rollout_batch_size": 16, "minibatch_size": 8, "epochs": 1, "updates": 12}),
-    "novelty_only_div": ("gate + margin, bigram novelty replaces embedding novelty (weight 0.5)",
-                         {"validity_gate": True, "label_reward": "margin", "weight_novelty": 0.5,
-                          "weight_diversity": 0.0}),
+    "gate_margin_ngram": ("gate + margin, bigram novelty (weight 0.25) replaces embedding novelty",
+                          {"validity_gate": True, "label_reward": "margin", "weight_novelty": 0.25,
+                           "weight_diversity": 0.0}),
+    "default_batchref": ("the defaults, but the diversity term saw an empty store (a renamed run copy), so it "
+                         "compared each sample with its rollout batch only", {}),
+    "gate_margin_novelty_batchref": ("gate_margin_novelty with the same empty-store diversity reference",
+                                     {"validity_gate": True, "label_reward": "margin", "weight_novelty": 0.5}),
 }
 
 METRICS = [
@@ -126,12 +130,17 @@ def bench_one(task: str, seed: int, variant: str, args, judge) -> dict:
     if not source.is_dir():
         log(f"{task} s{seed}: no step-1 run, making a small one")
         make_step1_run(task, seed, source, args)
-    name = f"ppo-{task}-s{seed}-{variant}"
-    target = args.workspace / "runs" / name
+    # The copy keeps the run's name, in a workspace of its own per setting: the store's collection is named after
+    # the run, so a renamed copy would open an empty store (no store reference for the diversity term).
+    name = source.name
+    workspace = args.workspace / variant
+    target = workspace / "runs" / name
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source, target)
-    run = open_run(args.workspace, name)
-    overrides = {"workspace": str(args.workspace), "run_name": name,
+    if not (workspace / "cache").exists():
+        (workspace / "cache").symlink_to(args.cache.resolve(), target_is_directory=True)
+    run = open_run(workspace, name)
+    overrides = {"workspace": str(workspace), "run_name": name,
                  "generation.samples_per_label": args.eval_per_label,
                  **{f"ppo.{k}": v for k, v in VARIANTS[variant][1].items()}}
     if args.updates is not None:
@@ -157,7 +166,7 @@ def bench_one(task: str, seed: int, variant: str, args, judge) -> dict:
         if stage == "generate" and info.get("samples"):
             captured.extend(info["samples"])
         if stage == "ppo":
-            log(f"{name} ppo {done}/{total} {info.get('message', '')}")
+            log(f"{name} {variant} ppo {done}/{total} {info.get('message', '')}")
 
     started = time.perf_counter()
     summary = stage_ppo(ctx, progress)
