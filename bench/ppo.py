@@ -213,6 +213,8 @@ def write_report(results: dict, eval_per_label: int, judge_accuracy: float | Non
     data = {"eval_per_label": eval_per_label, "judge_test_accuracy": judge_accuracy,
             "torch_threads": torch.get_num_threads(), "variants": {k: v[1] for k, v in VARIANTS.items()},
             "results": results}
+    if previous_notes := (json.loads(path.read_text()).get("notes") if path.is_file() else None):
+        data["notes"] = previous_notes  # the findings written after reading the rows
     path.write_text(json.dumps(data, indent=1), encoding="utf-8")
     (out / f"{out_name}.md").write_text(render(data), encoding="utf-8")
 
@@ -236,6 +238,8 @@ def render(data: dict) -> str:
              f"full SST-2 train set (67,349 phrases; its own SST-2 test accuracy "
              f"{'–' if judge_accuracy is None else f'{100 * judge_accuracy:.1f}%'}). Cells are mean ± std over the "
              "seeds run (n). Time is PPO training only (rollouts + updates), not the generation afterwards.", ""]
+    if data.get("notes"):
+        lines += ["## Findings", ""] + [f"- {note}" for note in data["notes"]] + [""]
     for task in sorted({r["task"] for r in rows}, key=lambda t: (t != "SST-2", t)):
         lines += [f"## {task}", "", "| setting | n | " + " | ".join(
             f"{name} step 1 | PPO" for _, name, _, _ in METRICS) + " | s/update | rollout samples/s | PPO min |",
