@@ -53,6 +53,10 @@ VARIANTS = {
     "gate_margin_ngram": ("gate + margin, bigram novelty (weight 0.25) replaces embedding novelty",
                           {"validity_gate": True, "label_reward": "margin", "weight_novelty": 0.25,
                            "weight_diversity": 0.0}),
+    "default_partial": ("the defaults, PPO stopped early (machine overloaded); samples from its last checkpoint", {}),
+    "gate_margin_ngram_partial": ("gate_margin_ngram, PPO stopped early; samples from its last checkpoint",
+                                  {"validity_gate": True, "label_reward": "margin", "weight_novelty": 0.25,
+                                   "weight_diversity": 0.0}),
     "default_batchref": ("the defaults, but the diversity term saw an empty store (a renamed run copy), so it "
                          "compared each sample with its rollout batch only", {}),
     "gate_margin_novelty_batchref": ("gate_margin_novelty with the same empty-store diversity reference",
@@ -187,6 +191,33 @@ def bench_one(task: str, seed: int, variant: str, args, judge) -> dict:
         "reward_first_quarter": summary.get("reward_first_quarter"),
         "reward_last_quarter": summary.get("reward_last_quarter"),
         "kl_last_quarter": summary.get("kl_last_quarter"),
+        "history": [{k: e.get(k) for k in ("update", "key", "reward", "reward_terms", "kl", "kl_coef", "entropy",
+                                           "tokens", "stopped", "seconds")} for e in history],
+    }
+
+
+def measure_checkpoint(task: str, seed: int, variant: str, args, judge) -> dict:
+    """A row from a PPO run stopped early: samples from its last checkpoint's prompt, measured like `bench_one`."""
+    name = f"bench-{task}-s{seed}"
+    workspace = args.workspace / variant
+    run = open_run(workspace, name)
+    state = torch.load(run.ppo_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    run.config = override(run.config, {"workspace": str(workspace), "run_name": name,
+                                       "generation.samples_per_label": args.eval_per_label})
+    ctx = load_context(run.config, quiet, run=run)
+    scorer = restore_scorer(ctx)
+    step1 = _samples_from(json.loads(
+        (args.workspace / f"step1-samples-{task}-s{seed}-n{args.eval_per_label}.json").read_text()))
+    samples = generate_samples(ctx.teacher, ctx.task, state["prompt"], run.config.generation).samples
+    history = state["history"]
+    ppo_seconds = sum(e["seconds"] for e in history)
+    rollouts = run.config.ppo.rollout_batch_size * len(history)
+    return {
+        "task": task, "seed": seed, "variant": f"{variant}_partial", "overrides": VARIANTS[variant][1],
+        "step1": sample_metrics(ctx.task, step1, scorer, judge), "ppo": sample_metrics(ctx.task, samples, scorer, judge),
+        "updates": len(history), "seconds_per_update": ppo_seconds / len(history),
+        "rollout_samples_per_second": rollouts / ppo_seconds, "ppo_minutes": ppo_seconds / 60,
+        "prompt_shift": float((state["prompt"] - state["ref_prompt"]).norm() / state["ref_prompt"].norm()),
         "history": [{k: e.get(k) for k in ("update", "key", "reward", "reward_terms", "kl", "kl_coef", "entropy",
                                            "tokens", "stopped", "seconds")} for e in history],
     }
@@ -329,6 +360,8 @@ def main() -> None:
     parser.add_argument("--workspace", type=Path, default=ROOT.parent / "workspace" / "ppo-bench")
     parser.add_argument("--cache", type=Path, default=ROOT.parent / "workspace" / "cache")
     parser.add_argument("--out", default="ppo")
+    parser.add_argument("--from-checkpoint", dest="from_checkpoint", action="store_true",
+                        help="measure a stopped run from its last checkpoint (a `<variant>_partial` row)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     args.workspace = args.workspace.resolve()
@@ -349,7 +382,10 @@ def main() -> None:
     for variant in args.variants:
         for seed in args.seeds:
             log(f"{args.task} s{seed} {variant}: start")
-            result = bench_one(args.task, seed, variant, args, judge)
+            if args.from_checkpoint:
+                result = measure_checkpoint(args.task, seed, variant, args, judge)
+            else:
+                result = bench_one(args.task, seed, variant, args, judge)
             # Another bench process may have added rows meanwhile: merge into the file's current state.
             current = json.loads(path.read_text()).get("results", {}) if path.is_file() else {}
             current = current if isinstance(current, dict) else {}
