@@ -311,7 +311,7 @@ def render(data: dict) -> str:
 
 
 def render_downstream(downstream: dict) -> list[str]:
-    if not downstream:
+    if not any(r.get("variant") for r in downstream.values()):
         return []
     lines = ["## Downstream: student + retrieval at an equal store size (SST-2 test, 872 sentences)", "",
              "Step-1 arm: the step-1 store as is. With-PPO arm: the same store plus the PPO samples kept by the "
