@@ -320,6 +320,7 @@ def render_downstream(downstream: dict) -> list[str]:
              "| setting | n | entries (each arm) | PPO entries | student + retrieval step 1 | with PPO | change | "
              "student step 1 | with PPO | indexed after filter step 1 | with PPO |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    bullets = []
     for variant in VARIANTS:
         group = sorted((r for r in downstream.values() if r.get("variant") == variant), key=lambda r: r["seed"])
         if not group:
@@ -340,13 +341,11 @@ def render_downstream(downstream: dict) -> list[str]:
             f"{_mean_std([a - b for a, b in zip(col('with_ppo', 'student_retrieval'), col('step1', 'student_retrieval'))], 100, '{:+.1f}')} | "
             f"{_mean_std(col('step1', 'student'), 100)} | {_mean_std(col('with_ppo', 'student'), 100)} | "
             f"{_mean_std(indexed('step1'), pattern='{:.0f}')} | {_mean_std(indexed('with_ppo'), pattern='{:.0f}')} |")
-        lines.append("")
-        lines += [f"- {variant} seed {r['seed']}: student + retrieval {100 * r['step1']['student_retrieval']:.1f} -> "
+        bullets += [f"- {variant} seed {r['seed']}: student + retrieval {100 * r['step1']['student_retrieval']:.1f} -> "
                   f"{100 * r['with_ppo']['student_retrieval']:.1f} (beta {r['step1']['beta']} / {r['with_ppo']['beta']}), "
                   f"student {100 * r['step1']['student']:.1f} -> {100 * r['with_ppo']['student']:.1f}; "
                   f"{r['step1']['seconds']:.0f} s / {r['with_ppo']['seconds']:.0f} s" for r in group]
-        lines.append("")
-    return lines
+    return lines + [""] + bullets + [""]
 
 
 def main() -> None:
