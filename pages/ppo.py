@@ -9,7 +9,8 @@ from retrikt.config import RunConfig, override
 from retrikt.ppo.stage import ppo_job
 from retrikt.student.stage import step1_runs
 from retrikt.studio.timing import job_eta
-from retrikt.studio.jobs_view import check_step1_run, job_status, ppo_figure
+from retrikt.runs import read_summary
+from retrikt.studio.jobs_view import check_step1_run, job_status, ppo_figure, ppo_quality
 
 KIND = "ppo"
 def build(studio) -> None:
@@ -17,8 +18,9 @@ def build(studio) -> None:
     workspace = studio.workspace
     cfg = RunConfig().ppo
     with gr.Tab("PPO", id="ppo"):
-        gr.Markdown("**Step 2.** Tune a run's step-1 soft prompt with PPO (teacher frozen): the reward is label consistency "
-                    "(teacher's probability of the intended label) + diversity + validity, minus a KL penalty to "
+        gr.Markdown("**Step 2.** Tune a run's step-1 soft prompt with PPO (teacher frozen): the reward is a label term "
+                    "(teacher's probability of the intended label, or its margin over the other labels) + diversity "
+                    "(embedding and bigram novelty) + validity (a term or a gate), minus a KL penalty to "
                     "the step-1 prompt. Then the teacher writes as many samples as in step 1, stored as "
                     "`generated:ppo`. A cancelled job keeps its checkpoint; starting it again resumes.")
         with gr.Row():
@@ -27,9 +29,12 @@ def build(studio) -> None:
         with gr.Row():
             updates = gr.Number(cfg.updates, precision=0, label="PPO updates")
             batch = gr.Number(cfg.rollout_batch_size, precision=0, label="Samples per update")
-            w_label = gr.Number(cfg.weight_label, label="Weight: label consistency")
+            w_label = gr.Number(cfg.weight_label, label="Weight: label")
+            label_reward = gr.Dropdown(["probability", "margin"], value=cfg.label_reward, label="Label term")
             w_div = gr.Number(cfg.weight_diversity, label="Weight: diversity")
+            w_novelty = gr.Number(cfg.weight_novelty, label="Weight: bigram novelty")
             w_valid = gr.Number(cfg.weight_validity, label="Weight: validity")
+            gate = gr.Checkbox(cfg.validity_gate, label="Validity as a gate")
             kl = gr.Number(cfg.kl_coef, label="Initial KL coefficient")
         with gr.Row():
             start = gr.Button("Start PPO", variant="primary")
@@ -38,17 +43,19 @@ def build(studio) -> None:
         timer = gr.Timer(2.0)  # inside the tab: a component between tabs would shift the tab bar's labels
         status = gr.Markdown("No job yet.")
         curves = gr.Plot(label="Per update")
+        quality = gr.Markdown("")
         samples = gr.Dataframe(headers=["label", "parsed", "text"], label="Latest generations", wrap=True)
 
     def runs_update(current):
         return run_choices(step1_runs(workspace), current)
 
     @user_errors
-    def on_start(run_name, n_updates, n_batch, wl, wd, wv, kl_coef, request: gr.Request):
+    def on_start(run_name, n_updates, n_batch, wl, lr, wd, wn, wv, gated, kl_coef, request: gr.Request):
         check_step1_run(run_name, step1_runs(workspace), studio.owns(request, run_name), "PPO")
         overrides = {"ppo.updates": int(n_updates or 0), "ppo.rollout_batch_size": int(n_batch or 0),
-                     "ppo.weight_label": float(wl), "ppo.weight_diversity": float(wd),
-                     "ppo.weight_validity": float(wv), "ppo.kl_coef": float(kl_coef)}
+                     "ppo.weight_label": float(wl), "ppo.label_reward": lr, "ppo.weight_diversity": float(wd),
+                     "ppo.weight_novelty": float(wn), "ppo.weight_validity": float(wv),
+                     "ppo.validity_gate": bool(gated), "ppo.kl_coef": float(kl_coef)}
         override(RunConfig(), overrides)  # refuse out-of-range values now, not in the job
         return studio.jobs.submit(KIND, f"PPO on {run_name}", ppo_job(workspace, run_name, overrides),
                                   owner=studio.visitor(request), run=run_name).id
@@ -61,12 +68,14 @@ def build(studio) -> None:
     def poll(current):
         current, job, position = followed_job(studio.jobs, current, KIND)
         status = job_status(job, position, studio.space.enabled, job_eta(studio.workspace, job))
-        return current, status, ppo_figure(job.points if job else []), sample_rows(job)
+        table = ppo_quality(read_summary(workspace, job.run)) if job and job.run else ""
+        return current, status, ppo_figure(job.points if job else []), table, sample_rows(job)
 
-    outputs = [job_id, status, curves, samples]
+    outputs = [job_id, status, curves, quality, samples]
     refresh.click(runs_update, run, run, api_name="ppo_runs")
     studio.demo.load(runs_update, run, run, api_visibility="private")
-    start.click(on_start, [run, updates, batch, w_label, w_div, w_valid, kl], job_id, api_name="ppo_start")
+    start.click(on_start, [run, updates, batch, w_label, label_reward, w_div, w_novelty, w_valid, gate, kl], job_id,
+                api_name="ppo_start")
     cancel.click(on_cancel, job_id, None, api_name="ppo_cancel").then(poll, job_id, outputs, api_visibility="private")
     timer.tick(poll, job_id, outputs, api_name="ppo_poll")
     studio.demo.load(poll, job_id, outputs, api_visibility="private")

@@ -261,11 +261,20 @@ class PPOConfig:
     max_new_tokens: int = knob(0, 0, 2048)
     """Rollout token budget; 0 = the task's generation default."""
     weight_label: float = knob(1.0, 0.0, 100.0)
-    """Weight of the label-consistency reward (teacher probability of the intended label)."""
+    """Weight of the label reward (see `label_reward`)."""
+    label_reward: str = knob("probability", choices=("probability", "margin"))
+    """Label term: `probability` = teacher p(intended label); `margin` = p(intended) - max p(other label)."""
     weight_diversity: float = knob(0.5, 0.0, 100.0)
     """Weight of the diversity reward (1 - max cosine similarity to the batch and the store)."""
+    weight_novelty: float = knob(0.0, 0.0, 100.0)
+    """Weight of the n-gram novelty reward (share of a sample's bigrams absent from the batch and a running buffer
+    of the label's recent samples)."""
+    novelty_window: int = knob(64, 1, 100_000)
+    """Samples per label kept in the n-gram novelty buffer."""
     weight_validity: float = knob(0.5, 0.0, 100.0)
-    """Weight of the validity reward (parses and is not a copy of a train example)."""
+    """Weight of the validity reward (parses and is not a copy of a train example); unused with `validity_gate`."""
+    validity_gate: bool = False
+    """Validity as a gate instead of a term: the reward is 0 unless the sample parses and is not a train copy."""
     checkpoint_every: int = knob(4, 1, 100_000)
     """Save prompt, value head, optimizer and KL coefficient every this many updates (and on cancel/finish)."""
     resume: bool = True

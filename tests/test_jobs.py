@@ -2,6 +2,8 @@ import json
 import threading
 import time
 
+import pytest
+
 from retrikt.jobs import JobManager
 from retrikt.errors import Cancelled
 
@@ -102,3 +104,23 @@ def test_ppo_update_stats_become_flat_curve_points(tmp_path):
     assert {t.name for t in figure.data} == {"reward (weighted, before KL)", "label consistency", "diversity",
                                              "KL (nats / sample)", "clip fraction"}
     assert list(figure.data[0].y) == [0.6, 0.8]
+
+
+@pytest.mark.parametrize("summary,expected_rows", [
+    ({"generate": {"teacher_agreement": 0.7}}, []),  # PPO not finished: no table
+    ({"generate": {"teacher_agreement": 0.6766, "self_bleu": 0.2499, "distinct_2": 0.41, "mean_words": 14.2,
+                   "parse_rate": 0.9692, "stored": 501},
+      "ppo": {"teacher_agreement": 0.819, "self_bleu": 0.40, "stored": 480, "updates": 24,
+              "seconds_per_update": 20.0, "ppo_seconds": 480.0}},
+     ["| teacher agrees with the intended label | 67.7% | 81.9% |", "| Self-BLEU (lower = more diverse) | 0.250 | 0.400 |",
+      "| distinct-2 (higher = more diverse) | 0.410 | – |", "| mean words per sample | 14.2 | – |",
+      "| entries stored | 501 | 480 |", "PPO: 24 updates, 20.0 s per update, 8.0 min."]),
+])
+def test_ppo_quality_table_compares_step1_and_ppo(summary, expected_rows):
+    from retrikt.studio.jobs_view import ppo_quality
+
+    table = ppo_quality(summary)
+    if not expected_rows:
+        assert table == ""
+    for row in expected_rows:
+        assert row in table.splitlines()

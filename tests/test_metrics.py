@@ -1,6 +1,6 @@
 import pytest
 
-from retrikt.generate.metrics import duplicate_rate, self_bleu, tokenize
+from retrikt.generate.metrics import distinct_n, duplicate_rate, self_bleu, tokenize
 
 
 @pytest.mark.parametrize("texts,expected", [
@@ -34,3 +34,16 @@ def test_duplicate_rate(texts, rate):
 
 def test_tokenize_splits_punctuation():
     assert tokenize("It's GREAT!") == ["it", "'", "s", "great", "!"]
+
+
+@pytest.mark.parametrize("texts,n,expected", [
+    (["a b c", "d e f"], 2, 1.0),            # 4 bigrams, all different
+    (["a b c", "a b c"], 2, 0.5),            # 4 bigrams, 2 distinct
+    (["a b a b"], 2, 2 / 3),                 # ab, ba, ab
+    (["Great film!", "great film !"], 2, 0.5),  # case and punctuation spacing do not make a bigram new
+    (["one", "two"], 2, 0.0),                # no bigram at all
+    ([], 2, 0.0),
+    (["a b c", "a d c"], 1, 4 / 6),
+])
+def test_distinct_n(texts, n, expected):
+    assert distinct_n(texts, n) == pytest.approx(expected)

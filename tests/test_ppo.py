@@ -219,3 +219,50 @@ def test_cancel_stops_between_updates_and_keeps_a_checkpoint(tiny_teacher, tmp_p
     again = _toy(tiny_teacher, updates=10, rollout_batch_size=4, minibatch_size=4)
     assert again.load_checkpoint(tmp_path) and again.updates_done == 2
     assert torch.equal(again.soft_prompt, trainer.soft_prompt)
+
+
+def test_gated_margin_novelty_reward_trains_only_prompt_and_value_head(tiny_teacher):
+    """The composite with validity as a gate, the margin label term and n-gram novelty drives real updates."""
+    from retrikt.ppo.rewards import CompositeReward, LabelMargin, NgramNovelty, Samples
+
+    embeddings = tiny_teacher.model.get_input_embeddings().weight.detach()
+    scores = embeddings @ torch.randn(embeddings.shape[1], generator=torch.Generator().manual_seed(7))
+    liked = set(torch.nonzero(scores > scores.quantile(0.8)).flatten().tolist())
+    tokenizer = tiny_teacher.tokenizer
+
+    class TokenScorer:
+        """p(positive) = share of the sample's tokens in the liked set."""
+
+        def probs(self, fields_list):
+            shares = [np.mean([t in liked for t in tokenizer.encode(f["sentence"], add_special_tokens=False)] or [0])
+                      for f in fields_list]
+            return np.array([[1 - s, s] for s in shares])
+
+    class EveryOtherParses:
+        # A stand-in gate that fails half the rows, so the gate's zeros are exercised inside the loop.
+        def __call__(self, samples):
+            return np.arange(len(samples)) % 2 == 0
+
+    reward = CompositeReward({LabelMargin.name: (1.0, LabelMargin(TokenScorer(), ["negative", "positive"])),
+                              NgramNovelty.name: (0.5, NgramNovelty())}, gate=EveryOtherParses())
+
+    def reward_fn(key, batch):
+        texts = [f"w{i} " + " ".join(map(str, row[m].tolist())) for i, (row, m) in
+                 enumerate(zip(batch.tokens, batch.mask))]
+        return reward(Samples(key, [{"sentence": tokenizer.decode(t)} if t else None for t in batch.tokens.tolist()],
+                              texts))
+
+    ids = tiny_teacher.encode(PROMPT)
+    soft = embeddings[torch.tensor((ids * 2)[:4])].clone()
+    config = PPOConfig(updates=3, rollout_batch_size=8, minibatch_size=4, epochs=1, checkpoint_every=10)
+    trainer = PPOTrainer(tiny_teacher.model, tiny_teacher.tokenizer, soft, [PromptSpec("positive", ids)], reward_fn,
+                         config, max_new_tokens=3, seed=2, stop_ids=set(), stop_text=None)
+    frozen = {name: p.detach().clone() for name, p in tiny_teacher.model.named_parameters()}
+    start_prompt, start_head = trainer.soft_prompt, [p.detach().clone() for p in trainer.value_head.parameters()]
+    report = trainer.train()
+    assert all(set(s.reward_terms) == {"label_margin", "ngram_novelty", "gate"} for s in report.history)
+    assert all(s.reward_terms["gate"] == pytest.approx(0.5) for s in report.history)
+    assert not torch.equal(trainer.soft_prompt, start_prompt)
+    assert any(not torch.equal(p, q) for p, q in zip(trainer.value_head.parameters(), start_head))
+    for name, param in tiny_teacher.model.named_parameters():
+        assert torch.equal(param, frozen[name]) and param.grad is None, name

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from retrikt.config import PPOConfig
-from retrikt.ppo.rewards import CompositeReward, Diversity, LabelConsistency, Samples, Validity
+from retrikt.ppo.rewards import (CompositeReward, Diversity, LabelConsistency, LabelMargin, NgramNovelty, Samples,
+                                 Validity)
 
 
 class FakeScorer:
@@ -84,3 +85,81 @@ def test_composite_weights_terms_and_keeps_each(sst2):
     with pytest.raises(ValueError, match="every reward weight is 0"):
         CompositeReward.from_config(PPOConfig(weight_label=0, weight_diversity=0, weight_validity=0),
                                     sst2, scorer, embedder)
+
+
+@pytest.mark.parametrize("label,probs,expected", [
+    ("positive", [0.1, 0.9], 0.8),
+    ("positive", [0.7, 0.3], -0.4),   # read as the other label: worse than an unparsed sample
+    ("negative", [0.5, 0.5], 0.0),
+    ("negative", [1.0, 0.0], 1.0),
+])
+def test_label_margin_two_labels(sst2, label, probs, expected):
+    term = LabelMargin(FakeScorer({"s": probs}), sst2.labels)
+    assert term(_samples(label, ["s", None])).tolist() == pytest.approx([expected, 0.0])
+
+
+@pytest.mark.parametrize("probs,expected", [
+    ([0.6, 0.3, 0.1], 0.3),   # margin over the runner-up, not over the sum of the others
+    ([0.2, 0.5, 0.3], -0.3),
+    ([0.34, 0.33, 0.33], 0.01),
+])
+def test_label_margin_three_labels(probs, expected):
+    term = LabelMargin(FakeScorer({"s": probs}), ["a", "b", "c"])
+    assert term(_samples("a", ["s"])).tolist() == pytest.approx([expected])
+
+
+@pytest.mark.parametrize("batches,window,expected", [
+    # Alone and new: every bigram novel.
+    ([["a b c"]], 64, [[1.0]]),
+    # Shared within the batch: "a b" is in both, so each keeps 1 of its 2 bigrams.
+    ([["a b c", "a b d"]], 64, [[0.5, 0.5]]),
+    # Unparsed and one-word samples get 0 and add nothing.
+    ([[None, "word"]], 64, [[0.0, 0.0]]),
+    # The buffer remembers the previous batch of the same label...
+    ([["a b c"], ["a b c", "x y"]], 64, [[1.0], [0.0, 1.0]]),
+    # ...only `window` samples back: "a b c" left the buffer when "x y" and "p q" came in.
+    ([["a b c"], ["x y"], ["p q"], ["a b c"]], 2, [[1.0], [1.0], [1.0], [1.0]]),
+    ([["a b c"], ["x y"], ["a b c"]], 2, [[1.0], [1.0], [0.0]]),
+    # Repeating a bigram inside one sample is not novelty twice: "a b a b" has 2 distinct bigrams (ab, ba).
+    ([["a b a b", "b a"]], 64, [[0.5, 0.0]]),
+])
+def test_ngram_novelty_against_batch_and_running_buffer(batches, window, expected):
+    term = NgramNovelty(n=2, window=window)
+    for batch, want in zip(batches, expected):
+        assert term(_samples("positive", batch)).tolist() == pytest.approx(want)
+
+
+def test_ngram_novelty_buffers_are_per_label():
+    term = NgramNovelty()
+    term(_samples("positive", ["a b c"]))
+    assert term(_samples("negative", ["a b c"])).tolist() == [1.0]
+    assert term(_samples("positive", ["a b c"])).tolist() == [0.0]
+
+
+@pytest.mark.parametrize("gate,label_reward,expected_total,expected_terms", [
+    # Added validity term, probability label term: unparsed samples still lose only the validity bonus.
+    (False, "probability", [0.8 + 0.5, 0.4 + 0.5, 0.0], {"label_consistency", "validity"}),
+    # Gate + margin: the unparsed sample earns exactly 0, the one read as the other label is negative.
+    (True, "margin", [0.6, -0.2, 0.0], {"label_margin", "gate"}),
+])
+def test_composite_gate_and_margin(sst2, gate, label_reward, expected_total, expected_terms):
+    scorer = FakeScorer({"x": [0.2, 0.8], "y": [0.6, 0.4]})
+    embedder = FakeEmbedder({"Review: x": [1, 0], "Review: y": [0, 1]})
+    config = PPOConfig(weight_label=1.0, weight_diversity=0.0, weight_validity=0.5, validity_gate=gate,
+                       label_reward=label_reward)
+    out = CompositeReward.from_config(config, sst2, scorer, embedder)(_samples("positive", ["x", "y", None]))
+    assert set(out.terms) == expected_terms
+    assert out.total.tolist() == pytest.approx(expected_total)
+
+
+def test_composite_gate_zeroes_train_copies_even_with_novelty(sst2):
+    copy = sst2.train[0].fields["sentence"]
+    scorer = FakeScorer({copy: [0.0, 1.0], "fresh words here": [0.0, 1.0]})
+    config = PPOConfig(weight_label=1.0, weight_diversity=0.0, weight_novelty=1.0, validity_gate=True,
+                       label_reward="margin")
+    reward = CompositeReward.from_config(config, sst2, scorer, FakeEmbedder({}))
+    samples = Samples("positive", [{"sentence": copy}, {"sentence": "fresh words here"}],
+                      [sst2.serialize({"sentence": copy}), "Review: fresh words here"])
+    out = reward(samples)
+    assert out.terms["gate"].tolist() == [0.0, 1.0]
+    assert out.total[0] == 0.0 and out.total[1] == pytest.approx(2.0)

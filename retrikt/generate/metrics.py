@@ -1,4 +1,4 @@
-"""Text-set metrics for generated samples: Self-BLEU and duplicate rate."""
+"""Text-set metrics for generated samples: Self-BLEU, distinct-n and duplicate rate."""
 from __future__ import annotations
 
 import math
@@ -74,3 +74,26 @@ def duplicate_rate(texts: list[str]) -> float:
         dupes += key in seen
         seen.add(key)
     return dupes / len(texts)
+
+
+def distinct_n(texts: list[str], n: int = 2) -> float:
+    """Distinct n-grams over all n-grams of the texts (Li et al. 2016; higher = more diverse); 0 when none.
+
+    Counted over the whole set, so a phrase every sample repeats lowers it however varied the rest is.
+    """
+    grams: Counter = Counter()
+    for text in texts:
+        grams.update(_ngrams(tokenize(text), n))
+    total = sum(grams.values())
+    return len(grams) / total if total else 0.0
+
+
+def value_texts(task, fields_list) -> list[str]:
+    """The field values of each sample joined by spaces: what distinct-n and length count (headers excluded)."""
+    return [" ".join(fields[f] for f in task.text_fields) for fields in fields_list]
+
+
+def length_and_distinct(texts: list[str]) -> dict:
+    """{"distinct_2", "mean_words"} of a sample set (rounded for a run summary)."""
+    return {"distinct_2": round(distinct_n(texts, 2), 4),
+            "mean_words": round(sum(len(tokenize(t)) for t in texts) / len(texts), 2) if texts else None}

@@ -13,7 +13,7 @@ from ..runs import Run
 from ..teacher.interrupt import interruptible
 from ..teacher.scorer import TeacherScorer
 from .generation import GeneratedSample, generate_samples
-from .metrics import duplicate_rate, self_bleu
+from .metrics import duplicate_rate, length_and_distinct, self_bleu, value_texts
 from .prompt_tuning import save_adapter, tune_soft_prompt
 
 def stage_tune(ctx: Context, progress: Progress = noop_progress, should_stop=None) -> dict:
@@ -106,6 +106,7 @@ def stage_generate(ctx: Context, progress: Progress = noop_progress, should_stop
         "stored_per_label": per_label,
         "teacher_agreement": round(sum(e.agreement for e in entries) / len(entries), 4) if entries else None,
         "self_bleu": round(self_bleu(texts), 4), "duplicate_rate": round(duplicate_rate(texts), 4),
+        **length_and_distinct(value_texts(ctx.task, [s.fields for s in result.parsed])),
         "tokens": result.tokens, "generate_seconds": round(generate_seconds, 2),
         "samples_per_second": round(result.samples_per_second, 3),
         "tokens_per_second": round(result.tokens / generate_seconds, 2) if generate_seconds else None,

@@ -7,12 +7,14 @@ to the frozen step-1 prompt) is not here: it is a per-token penalty that the PPO
 """
 from __future__ import annotations
 
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..generate.metrics import tokenize
 
 
 @dataclass
@@ -74,6 +76,76 @@ class LabelConsistency:
         if len(rows):
             probs = np.asarray(self.scorer.probs([samples.fields[i] for i in rows]))
             out[rows] = probs[:, self.labels.index(samples.label)]
+        return out
+
+
+class LabelMargin:
+    """r = p(intended | sample) - max_{l != intended} p(l | sample), from the step-1 scorer's calibrated
+    probabilities; in [-1, 1], 0 if unparsed.
+
+    Unlike the plain probability, a sample the teacher reads as another label costs more than writing nothing,
+    and only a margin over the runner-up label pays (for two labels it is 2 p - 1).
+    """
+
+    name = "label_margin"
+
+    def __init__(self, scorer, labels: list[str] | tuple[str, ...]):
+        self.scorer, self.labels = scorer, list(labels)
+
+    def __call__(self, samples: Samples) -> np.ndarray:
+        out = np.zeros(len(samples))
+        rows = np.flatnonzero(samples.parsed)
+        if len(rows):
+            probs = np.asarray(self.scorer.probs([samples.fields[i] for i in rows]), dtype=float)
+            intended = self.labels.index(samples.label)
+            others = np.delete(probs, intended, axis=1)
+            out[rows] = probs[:, intended] - (others.max(1) if others.shape[1] else 0.0)
+        return out
+
+
+class NgramNovelty:
+    """r_i = |G_i \\ (B_label U G_others)| / |G_i|: the share of sample i's distinct word n-grams found neither in
+    the running buffer B of the label's recently accepted samples nor in the other parsed samples of its batch;
+    0 if unparsed or too short to have an n-gram. The batch's parsed samples then join the buffer (oldest leave
+    once it holds `window` samples).
+
+    It rewards exactly what Self-BLEU and distinct-n punish (shared wording across samples), which embedding
+    novelty misses: two samples can be far apart in embedding space and still share a template.
+    """
+
+    # design choice: bigrams (what distinct-2 counts) and a window of 64 samples per label, about a third of a
+    # default run's rollouts, so a phrase becomes free again once PPO has moved away from it.
+
+    name = "ngram_novelty"
+
+    def __init__(self, n: int = 2, window: int = 64):
+        self.n, self.window = int(n), int(window)
+        self.buffers: dict[str, deque] = {}
+        self.counts: dict[str, Counter] = {}
+
+    def _grams(self, text: str) -> set:
+        tokens = tokenize(text)
+        return {tuple(tokens[i : i + self.n]) for i in range(len(tokens) - self.n + 1)}
+
+    def __call__(self, samples: Samples) -> np.ndarray:
+        out = np.zeros(len(samples))
+        rows = np.flatnonzero(samples.parsed)
+        # The serialized text carries the field headers ("Review: "), which every sample shares: use the values.
+        grams = [self._grams(" ".join(samples.fields[i].values())) for i in rows]
+        in_batch = Counter(g for gs in grams for g in gs)
+        buffer = self.counts.setdefault(samples.label, Counter())
+        for row, gs in zip(rows, grams):
+            if gs:
+                out[row] = sum(1 for g in gs if in_batch[g] == 1 and g not in buffer) / len(gs)
+        queue = self.buffers.setdefault(samples.label, deque())
+        for gs in grams:
+            queue.append(gs)
+            buffer.update(gs)
+            if len(queue) > self.window:
+                for g in queue.popleft():
+                    buffer[g] -= 1
+                    if buffer[g] <= 0:
+                        del buffer[g]
         return out
 
 
@@ -144,22 +216,35 @@ class Validity:
 
 
 class CompositeReward:
-    """total = sum_k w_k * r_k over the terms with a non-zero weight; every computed term is kept for logging."""
+    """total = sum_k w_k * r_k over the terms with a non-zero weight; every computed term is kept for logging.
 
-    def __init__(self, terms: dict[str, tuple[float, Callable[[Samples], np.ndarray]]]):
+    With a `gate` term: total = gate(sample) * sum_k w_k * r_k, so a sample that fails the gate (gate 0) earns
+    exactly 0 whatever the other terms say, and passing it earns nothing by itself.
+    """
+
+    def __init__(self, terms: dict[str, tuple[float, Callable[[Samples], np.ndarray]]],
+                 gate: Callable[[Samples], np.ndarray] | None = None):
         self.terms = {name: (float(w), fn) for name, (w, fn) in terms.items() if w != 0}
+        self.gate = gate
         if not self.terms:
             raise ConfigError("every reward weight is 0: give at least one term a weight")
 
     @classmethod
     def from_config(cls, config, task, scorer, embedder, store=None) -> "CompositeReward":
-        """The three task terms with `config.weight_*` (a PPOConfig); diversity also looks at `store` if given."""
+        """The task terms with `config.weight_*` (a PPOConfig); diversity also looks at `store` if given.
+
+        `config.label_reward` picks the label term (probability or margin); `config.validity_gate` turns validity
+        from an added term into the gate."""
         diversity = Diversity.from_store(embedder, store, task.labels) if store is not None else Diversity(embedder)
-        return cls({
-            LabelConsistency.name: (config.weight_label, LabelConsistency(scorer, task.labels)),
+        label_term = (LabelMargin if config.label_reward == "margin" else LabelConsistency)(scorer, task.labels)
+        terms = {
+            label_term.name: (config.weight_label, label_term),
             Diversity.name: (config.weight_diversity, diversity),
-            Validity.name: (config.weight_validity, Validity(task)),
-        })
+            NgramNovelty.name: (config.weight_novelty, NgramNovelty(window=config.novelty_window)),
+        }
+        if config.validity_gate:
+            return cls(terms, gate=Validity(task))
+        return cls({**terms, Validity.name: (config.weight_validity, Validity(task))})
 
     def __call__(self, samples: Samples) -> RewardBreakdown:
         total = np.zeros(len(samples))
@@ -170,4 +255,8 @@ class CompositeReward:
                 raise ValueError(f"reward term {name} returned shape {values.shape} for {len(samples)} samples")
             terms[name] = values
             total += weight * values
+        if self.gate is not None:
+            passed = np.asarray(self.gate(samples), dtype=float) > 0
+            terms["gate"] = passed.astype(float)
+            total = np.where(passed, total, 0.0)
         return RewardBreakdown(total, terms)

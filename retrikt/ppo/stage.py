@@ -16,7 +16,7 @@ from ..config import override, save_yaml
 from ..context import Context, Progress, load_context, noop_progress, open_store
 from ..errors import Cancelled, RunError
 from ..generate.generation import GeneratedSample, default_max_new_tokens, generate_samples
-from ..generate.metrics import duplicate_rate, self_bleu
+from ..generate.metrics import duplicate_rate, length_and_distinct, self_bleu, value_texts
 from ..generate.prompt_tuning import ADAPTER_WEIGHTS, load_soft_prompt
 from ..generate.stage import novel_samples, stage_score
 from ..runs import Run, open_run
@@ -186,6 +186,7 @@ def generate_and_store(ctx: Context, soft_prompt, reward: CompositeReward, progr
         "teacher_agreement": round(sum(e.agreement for e in entries) / len(entries), 4) if entries else None,
         "stored_reward_means": {k: round(v / len(entries), 4) for k, v in term_sums.items()} if entries else {},
         "self_bleu": round(self_bleu(texts), 4), "duplicate_rate": round(duplicate_rate(texts), 4),
+        **length_and_distinct(value_texts(task, [s.fields for s in result.parsed])),
         "generate_seconds": round(time.perf_counter() - timer, 2),
     }
 

@@ -126,7 +126,8 @@ def tuning_loss_figure(points: list[dict]) -> go.Figure:
 
 
 PPO_CURVES = (("reward", "reward (weighted, before KL)"), ("label_consistency", "label consistency"),
-          ("diversity", "diversity"), ("validity", "validity"))
+              ("label_margin", "label margin"), ("diversity", "diversity"), ("ngram_novelty", "bigram novelty"),
+              ("validity", "validity"), ("gate", "passed the validity gate"))
 
 
 def ppo_figure(points: list[dict]) -> go.Figure:
@@ -144,3 +145,31 @@ def ppo_figure(points: list[dict]) -> go.Figure:
     fig.update_xaxes(title_text="update")
     fig.update_layout(height=320, margin=dict(l=40, r=10, t=40, b=40))
     return fig
+
+
+PPO_QUALITY = (("parse_rate", "parse rate", "{:.1%}"), ("teacher_agreement", "teacher agrees with the intended label",
+                                                         "{:.1%}"),
+               ("self_bleu", "Self-BLEU (lower = more diverse)", "{:.3f}"),
+               ("distinct_2", "distinct-2 (higher = more diverse)", "{:.3f}"),
+               ("mean_words", "mean words per sample", "{:.1f}"), ("stored", "entries stored", "{:d}"))
+
+
+def ppo_quality(summary: dict) -> str:
+    """A Markdown table of the run's step-1 vs PPO samples (both from its summary), or "" before PPO finished.
+
+    Step 1's generation and PPO's use the same generation config, count and seed, so the columns compare.
+    """
+    ppo, step1 = summary.get("ppo") or {}, summary.get("generate") or {}
+    if not ppo:
+        return ""
+
+    def cell(section, key, pattern):
+        value = section.get(key)
+        return "–" if value is None else pattern.format(value)
+
+    lines = ["| samples | step 1 | after PPO |", "|---|---|---|"]
+    lines += [f"| {name} | {cell(step1, key, p)} | {cell(ppo, key, p)} |" for key, name, p in PPO_QUALITY]
+    if ppo.get("seconds_per_update") is not None:
+        lines.append(f"\nPPO: {ppo.get('updates')} updates, {ppo['seconds_per_update']:.1f} s per update, "
+                     f"{ppo.get('ppo_seconds', 0) / 60:.1f} min.")
+    return "\n".join(lines)
