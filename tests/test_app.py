@@ -57,7 +57,8 @@ def test_student_tab_trains_evaluates_and_cancels(workspace, teacher, workspace_
         assert "16 of 872 test examples" in text
         rows = {row[0]: row for row in table["data"]}
         assert set(rows) == {"majority class", "teacher (few-shot, calibrated)", "student alone",
-                             "student + retrieval", "plain KD (no retrieval)"}
+                             "student + retrieval", "plain KD (no retrieval)", "student, gold only (no teacher)"}
+        assert "What the teacher adds:" in text
         assert float(rows["student alone"][4].rstrip("%")) <= 1.0
         assert client.predict(None, api_name="/compare_runs")["value"] == name  # the newest evaluated run first
         client.predict(*form[:-1], 0, api_name="/student_start")
