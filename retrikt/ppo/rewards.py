@@ -72,11 +72,18 @@ class LabelConsistency:
 
     def __call__(self, samples: Samples) -> np.ndarray:
         out = np.zeros(len(samples))
-        rows = np.flatnonzero(samples.parsed)
+        rows, probs = _parsed_probs(self.scorer, samples)
         if len(rows):
-            probs = np.asarray(self.scorer.probs([samples.fields[i] for i in rows]))
             out[rows] = probs[:, self.labels.index(samples.label)]
         return out
+
+
+def _parsed_probs(scorer, samples: Samples) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of the parsed samples, the scorer's calibrated probabilities for them)."""
+    rows = np.flatnonzero(samples.parsed)
+    if not len(rows):
+        return rows, np.zeros((0, 0))
+    return rows, np.asarray(scorer.probs([samples.fields[i] for i in rows]), dtype=float)
 
 
 class LabelMargin:
@@ -94,9 +101,8 @@ class LabelMargin:
 
     def __call__(self, samples: Samples) -> np.ndarray:
         out = np.zeros(len(samples))
-        rows = np.flatnonzero(samples.parsed)
+        rows, probs = _parsed_probs(self.scorer, samples)
         if len(rows):
-            probs = np.asarray(self.scorer.probs([samples.fields[i] for i in rows]), dtype=float)
             intended = self.labels.index(samples.label)
             others = np.delete(probs, intended, axis=1)
             out[rows] = probs[:, intended] - (others.max(1) if others.shape[1] else 0.0)

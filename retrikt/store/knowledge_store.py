@@ -62,6 +62,16 @@ def text_filter(text: str | None, ignore_case: bool = False) -> dict | None:
     return {"$regex": "(?i)" + literal}
 
 
+def _filters(label, source, agreement, curated, min_reward, text_contains, ignore_case) -> dict | None:
+    """Chroma's ``where`` and ``where_document`` for `KnowledgeStore.list`/`ids` filters; None when nothing can
+    match ("one of nothing": Chroma rejects an empty $in)."""
+    if any(isinstance(v, (list, tuple, set)) and not v for v in (label, source)):
+        return None
+    return {"where": chroma_where(label=label, source=source, agreement=agreement, curated=curated,
+                                  reward_total=min_reward),
+            "where_document": text_filter(text_contains, ignore_case)}
+
+
 def read_pages(collection, include: list[str], limit: int | None = None, start: int = 0, **filters) -> dict[str, list]:
     """``collection.get(include=..., **filters)`` read in pages of READ_PAGE rows from row ``start``, at most
     ``limit`` rows.
@@ -379,10 +389,9 @@ class KnowledgeStore:
     ) -> list[Entry]:
         """Entries in insertion order, filtered; None means "any". ``text_contains`` is case-sensitive unless
         ``ignore_case``."""
-        if any(isinstance(v, (list, tuple, set)) and not v for v in (label, source)):
-            return []  # "one of nothing" matches nothing; Chroma rejects an empty $in
-        where = chroma_where(label=label, source=source, agreement=agreement, curated=curated, reward_total=min_reward)
-        filters = {"where": where, "where_document": text_filter(text_contains, ignore_case)}
+        filters = _filters(label, source, agreement, curated, min_reward, text_contains, ignore_case)
+        if filters is None:
+            return []
         with self._guard():
             if limit is not None and int(limit) <= READ_PAGE:
                 res = self._col.get(include=["documents", "metadatas"], limit=int(limit), offset=int(offset),
@@ -403,12 +412,11 @@ class KnowledgeStore:
         ignore_case: bool = False,
     ) -> list[str]:
         """The ids `list` would return with the same filters, in insertion order, without reading the entries."""
-        if any(isinstance(v, (list, tuple, set)) and not v for v in (label, source)):
+        filters = _filters(label, source, agreement, curated, min_reward, text_contains, ignore_case)
+        if filters is None:
             return []
-        where = chroma_where(label=label, source=source, agreement=agreement, curated=curated, reward_total=min_reward)
         with self._guard():
-            return read_pages(self._col, [], where=where,
-                              where_document=text_filter(text_contains, ignore_case))["ids"]
+            return read_pages(self._col, [], **filters)["ids"]
 
     def all_embeddings(self) -> tuple[list[str], np.ndarray]:
         """All ids and their vectors, shape (n, dim), float32."""
