@@ -71,7 +71,7 @@ def test_demo_summary_table_and_headline(demo_workspace):
     summary = eval_summary(demo_workspace, DEMO_RUN)
     headers, rows = systems_table(summary)
     assert [r[0] for r in rows] == ["majority class", "teacher (few-shot, calibrated)", "student alone",
-                                    "student + retrieval", "plain KD (no retrieval)"]
+                                    "student + retrieval", "plain KD (no retrieval)", "student, gold only (no teacher)"]
     student_row = rows[2]
     assert float(student_row[headers.index("size vs teacher")].rstrip("%")) <= 1.0
     assert float(student_row[headers.index("speed-up vs teacher")].rstrip("x")) > 50
