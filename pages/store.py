@@ -15,7 +15,7 @@ from retrikt.errors import RetriktError
 from retrikt.store.embed import EmbedderError, default_embedder
 from retrikt.store.knowledge_store import SOURCES, StoreError
 from retrikt.studio.store_view import (
-    AGREEMENT_CHOICES, ANY, HISTORY_COLUMNS, TABLE_COLUMNS, Filters, cached_map, describe, embedding_map,
+    AGREEMENT_CHOICES, ANY, HISTORY_COLUMNS, MAX_ROWS, TABLE_COLUMNS, Filters, cached_map, describe, embedding_map,
     empty_map, history_rows, manual_entry, map_figure, matching_ids, open_visitor_store, run_overview,
     runs_newest_first, search, select_page, table, with_selected,
 )
@@ -350,10 +350,25 @@ def build(studio) -> None:
         on_history, run, history, api_visibility="private")
     studio.demo.load(runs_update, run, run, api_visibility="private").then(
         on_run, [run, *filters], run_out, api_visibility="private")
-    apply.click(on_list, view_in, view_out, api_name="store_list")
+    @user_errors
+    def on_list_page(request: gr.Request, run_name, selected, *values):
+        return _view(_open(request, run_name), selected, *values)
+
+    @user_errors
+    def page_shown(request: gr.Request, run_name, selected, label, source, agreement, min_reward, contains, query,
+                   k, page_number):
+        # store_list's API returns three values; the Page box must still show the page the table now holds (a page
+        # past the end shows the last one). The matching ids are cached, so this reads no entry.
+        if query and query.strip():
+            return 1
+        found = matching_ids(_open(request, run_name).store, _filters(label, source, agreement, min_reward, contains))
+        return min(max(1, int(page_number or 1)), max(1, -(-len(found) // MAX_ROWS)))
+
+    apply.click(on_list, view_in, view_out, api_name="store_list").success(
+        page_shown, view_in, page, api_visibility="private")
     query.submit(on_list, view_in, view_out, api_visibility="private")
     contains.submit(on_list, view_in, view_out, api_visibility="private")
-    page.submit(on_list, view_in, view_out, api_visibility="private")
+    page.submit(on_list_page, view_in, [*view_out, page], api_visibility="private")
 
     def turn(request, step, run_name, selected, values):
         *rest, current = values

@@ -259,6 +259,33 @@ def test_store_tab_lists_maps_searches_and_opens_an_entry(page):
     expect(panel.get_by_text(re.compile(rf"^Entry {clicked} · source"))).to_be_visible()
 
 
+def test_store_tab_pages_through_the_demo_store_and_the_page_box_follows(page):
+    from playwright.sync_api import expect
+
+    panel = open_tab(page, "Knowledge store")
+    panel.get_by_role("combobox", name="Run", exact=True).click()
+    page.get_by_role("option", name=DEMO, exact=True).click()
+    status = panel.get_by_text(re.compile(r"^[\d,]+ of [\d,]+ entries match the filters\. Page"))
+    expect(status).to_contain_text("Page 1 of ")
+    pages = int(re.search(r"Page 1 of (\d+)", status.inner_text()).group(1))
+    assert pages > 2  # the demo store holds more than two pages of rows
+    box = panel.get_by_role("spinbutton", name="Page")
+    panel.get_by_role("button", name="Next ▶").click()
+    expect(status).to_contain_text(f"Page 2 of {pages}")
+    expect(box).to_have_value("2")
+    # A page past the end shows the last page, and the box must say so, after Apply as after Enter.
+    box.fill("999")
+    panel.get_by_role("button", name="Apply filters / search").click()
+    expect(status).to_contain_text(f"Page {pages} of {pages}")
+    expect(box).to_have_value(str(pages))
+    box.fill("998")
+    box.press("Enter")
+    expect(box).to_have_value(str(pages))
+    panel.get_by_role("button", name="◀ Previous").click()
+    expect(status).to_contain_text(f"Page {pages - 1} of {pages}")
+    expect(box).to_have_value(str(pages - 1))
+
+
 def _store_filter_latency(page, rounds: int) -> list[float]:
     """Seconds from clicking Apply with a text filter to the store table showing the filtered rows, per click."""
     from playwright.sync_api import expect
