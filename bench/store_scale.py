@@ -608,7 +608,22 @@ def growth(runs: list[dict]) -> dict:
     return out
 
 
-def goals(runs: list[dict]) -> list[tuple[str, str, str]]:
+def recall_valid(row: dict, real_rows: int, size: int) -> bool:
+    """Whether a fresh-process recall was taken against the keys the index holds: always below the copies; past them,
+    only from the opener that checks them (before it, the copies' noise depended on the chunking, see `BLOCK`)."""
+    return size <= real_rows or bool(row.get("keys_checked"))
+
+
+def _recall(row: dict, real_rows: int, size: int) -> str:
+    return f"{row['recall']:.3f}" + ("" if recall_valid(row, real_rows, size) else " †")
+
+
+UNCHECKED = ("† exact search on other keys than the index held (the copies' noise was drawn per chunk, and the store "
+             "and the exact search were chunked differently): not a recall of the index; see the key index alone "
+             "below and the Notes.")
+
+
+def goals(runs: list[dict], keys_only: list[dict] | None = None, real_rows: int = 0) -> list[tuple[str, str, str]]:
     by = {(r["size"], r["backend"]): r for r in runs}
     top = max(r["size"] for r in runs)
     emb, srv = by.get((top, "embedded")), by.get((top, "server"))
@@ -617,9 +632,22 @@ def goals(runs: list[dict]) -> list[tuple[str, str, str]]:
         o = emb["ours"]
         rows.append((f"top-8 p95 at batch 1, {top:,} embedded", "<= 20 ms", f"{o['b1_p95_ms']:.2f} ms "
                      f"({'met' if o['b1_p95_ms'] <= 20 else 'missed'})"))
-        rows.append((f"recall@8, {top:,} embedded", ">= 0.95",
-                     f"{o['recall']:.3f} ({'met' if o['recall'] >= 0.95 else 'missed'})"))
+        if recall_valid(o, real_rows, top):
+            rows.append((f"recall@8, {top:,} embedded", ">= 0.95",
+                         f"{o['recall']:.3f} ({'met' if o['recall'] >= 0.95 else 'missed'})"))
+        else:
+            rows.append((f"recall@8, {top:,} embedded (full run)", ">= 0.95", f"{o['recall']:.3f} † (not a recall "
+                         "of the index: its exact search used other keys)"))
         rows.append((f"872 test queries in one call, {top:,} embedded", "<= 2 s",
+                     f"{o['all_test_s']:.2f} s ({'met' if o['all_test_s'] <= 2 else 'missed'})"))
+    alone = {(r["size"], r["backend"]): r for r in keys_only or []}.get((top, "embedded"))
+    if alone:
+        o = alone["ours"]
+        rows.append((f"recall@8, {top:,} embedded, key index alone, fresh process", ">= 0.95",
+                     f"{o['recall']:.3f} ({'met' if o['recall'] >= 0.95 else 'missed'})"))
+        rows.append((f"top-8 p95 at batch 1, {top:,} embedded, key index alone, fresh process", "<= 20 ms",
+                     f"{o['b1_p95_ms']:.2f} ms ({'met' if o['b1_p95_ms'] <= 20 else 'missed'})"))
+        rows.append((f"872 test queries in one call, {top:,} embedded, key index alone, fresh process", "<= 2 s",
                      f"{o['all_test_s']:.2f} s ({'met' if o['all_test_s'] <= 2 else 'missed'})"))
     if emb and srv:
         for what, key in (("batch-1 p50", "b1_p50_ms"), ("batch-1 p95", "b1_p95_ms"), ("batch-64 p50", "b64_p50_ms")):
@@ -659,9 +687,9 @@ def chart(runs: list[dict], out: Path) -> None:
 
 
 def report(data: dict, out: Path) -> None:
-    runs = data["runs"]
+    runs, real_rows = data["runs"], data["real_rows"]
     data["growth"] = growth(runs)
-    data["goals"] = goals(runs)
+    data["goals"] = goals(runs, data.get("keys_only"), real_rows)
     out.with_suffix(".json").write_text(json.dumps(data, indent=1))
     hnsw = runs[0]["hnsw"]
     lines = [
@@ -716,9 +744,14 @@ def report(data: dict, out: Path) -> None:
         lines.append(
             f"| {r['size']:,} | {r['backend']} | {r['add_per_s']:,.0f} | {r['build_s']:,.1f} | "
             f"{op['open_store_s']:.2f} + {op['open_keys_s']:.1f} | {op['first_query_s']:.3f} | {r['disk_mb']:,.0f} | {mem} | "
-            f"{o['recall']:.3f} | {o['b1_p50_ms']:.2f} / {o['b1_p95_ms']:.2f} | {b['b1_p50_ms']:.2f} / {b['b1_p95_ms']:.2f} | "
+            f"{_recall(o, real_rows, r['size'])} | {o['b1_p50_ms']:.2f} / {o['b1_p95_ms']:.2f} | {b['b1_p50_ms']:.2f} / {b['b1_p95_ms']:.2f} | "
             f"{o['b1_p95_ms'] / b['b1_p95_ms']:.2f} | {o['b64_p50_ms']:.1f} / {o['b64_p95_ms']:.1f} | "
             f"{b['b64_p50_ms']:.1f} / {b['b64_p95_ms']:.1f} | {o['all_test_s']:.2f} | {b['all_test_s']:.2f} |")
+    if any(not recall_valid(r["ours"], real_rows, r["size"]) for r in runs):
+        lines += ["", UNCHECKED]
+    # Later changes to what the main table measured, kept in the JSON as written.
+    for paragraph in data.get("since", []):
+        lines += ["", paragraph]
     lines += ["", f"## Goals ({GOALS})", "", "| goal | target | measured |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in data["goals"]]
     lines += ["", "## ef_search (each in a fresh process after opening the store; the server restarted for each)", "",
@@ -727,7 +760,7 @@ def report(data: dict, out: Path) -> None:
     for r in runs:
         for row in sorted(r["sweep"], key=lambda x: x["ef_search"]):
             b = row["brute"]
-            lines.append(f"| {r['size']:,} | {r['backend']} | {row['ef_search']} | {row['recall']:.3f} | "
+            lines.append(f"| {r['size']:,} | {r['backend']} | {row['ef_search']} | {_recall(row, real_rows, r['size'])} | "
                          f"{row['b1_p50_ms']:.2f} / {row['b1_p95_ms']:.2f} | {b['b1_p50_ms']:.2f} / {b['b1_p95_ms']:.2f} | "
                          f"{row['b64_p50_ms']:.1f} | {b['b64_p50_ms']:.1f} | {row['all_test_s']:.2f} | {b['all_test_s']:.2f} |")
     lines += ["", "## Warm: in the process that built the index, right after the build", "",
@@ -740,6 +773,28 @@ def report(data: dict, out: Path) -> None:
         lines.append(f"| {r['size']:,} | {r['backend']} | {w['ef_search']} | {w['recall']:.3f} | "
                      f"{w['b1_p50_ms']:.2f} / {w['b1_p95_ms']:.2f} | {b['b1_p50_ms']:.2f} / {b['b1_p95_ms']:.2f} | "
                      f"{w['all_test_s']:.2f} | {b['all_test_s']:.2f} |")
+    if data.get("keys_only"):
+        lines += ["", "## The key index alone: in the process that built it, then in fresh processes", "",
+                  "`--mode keys`: the same 64-d keys, soft labels and labels as the full runs' key index, built with "
+                  "the store's collection left empty (the store's entries do not change the key index). 'Warm': the "
+                  "building process right after the build; then each ef_search in a new process that opens the store "
+                  "and `KeyIndex.open`, checks a sample of the stored keys against the ones the exact search uses, "
+                  "and queries.", "",
+                  "| entries | back-end | key-index build (s) | peak RSS (MB) | process | ef_search | open keys (s) | recall@8 | batch 1 p50 / p95 (ms) | exact, same process (ms) | batch 64 p50 (ms) | exact (ms) | 872 queries (s) | exact (s) |",
+                  "|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in data["keys_only"]:
+            w, wb = r["warm"], r["warm_brute"]
+            head = f"| {r['size']:,} | {r['backend']} | {r['build_s']:,.0f} | {r['peak_rss_mb']:,.0f} |"
+            lines.append(f"{head} warm | {w['ef_search']} | - | {w['recall']:.3f} | {w['b1_p50_ms']:.2f} / "
+                         f"{w['b1_p95_ms']:.2f} | {wb['b1_p50_ms']:.2f} / {wb['b1_p95_ms']:.2f} | "
+                         f"{w['b64_p50_ms']:.1f} | {wb['b64_p50_ms']:.1f} | {w['all_test_s']:.2f} | "
+                         f"{wb['all_test_s']:.2f} |")
+            for row in sorted(r["sweep"], key=lambda x: x["ef_search"]):
+                b = row["brute"]
+                lines.append(f"{head} fresh | {row['ef_search']} | {row['open_keys_s']:.1f} | "
+                             f"{_recall(row, real_rows, r['size'])} | {row['b1_p50_ms']:.2f} / {row['b1_p95_ms']:.2f} | "
+                             f"{b['b1_p50_ms']:.2f} / {b['b1_p95_ms']:.2f} | {row['b64_p50_ms']:.1f} | "
+                             f"{b['b64_p50_ms']:.1f} | {row['all_test_s']:.2f} | {b['all_test_s']:.2f} |")
     lines += ["", "## How cost grows with size", "",
               "Exponent b of cost ~ entries^b, least squares on log-log over the sizes measured "
               "(1 = linear; 0 = flat).", "",
@@ -759,7 +814,14 @@ def report(data: dict, out: Path) -> None:
             lines.append(f"| {t['size']:,} | {t['max_neighbors']} | {t['ef_construction']} | {t['build_s']:.0f} | "
                          f"{t['ef_search']} | {t['recall']:.3f} | {t['b1_p50_ms']:.2f} / {t['b1_p95_ms']:.2f} | "
                          f"{b['b1_p50_ms']:.2f} / {b['b1_p95_ms']:.2f} | {t['all_test_s']:.2f} | {b['all_test_s']:.2f} |")
-    notes = data.get("notes")
+    notes = list(data.get("notes") or [])
+    same = [(r["size"], r["backend"], r["warm"], next((x for x in r["sweep"] if x["ef_search"] == r["warm"]["ef_search"]),
+                                                      None)) for r in data.get("keys_only") or []]
+    same = [(size, backend, w, f) for size, backend, w, f in same if f]
+    if same:
+        notes.append("Key index alone at the same ef_search, fresh process vs the process that built it: " + "; ".join(
+            f"{size:,} {backend}, ef_search {w['ef_search']}: recall@8 {f['recall']:.3f} vs {w['recall']:.3f}"
+            for size, backend, w, f in same) + ".")
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
