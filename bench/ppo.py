@@ -62,10 +62,10 @@ VARIANTS = {
     "gate_margin_novelty_batchref": ("gate_margin_novelty with the same empty-store diversity reference",
                                      {"validity_gate": True, "label_reward": "margin", "weight_novelty": 0.5}),
     # The two levers against the length collapse of gate_margin_ngram (2.8 words): novelty as a count of new
-    # bigrams, and a gate on length. design choice: cap 12 bigrams, about the step-1 samples' 75th percentile of
-    # length (14 words on seed 13), so lengthening pays up to there; weight 0.5 since the count is small for short
-    # samples. Minimum length at the step-1 median: their 25th percentile is 4 words on seed 13, shorter than what
-    # the collapsed runs already produced (5-6 words), so it would not bind.
+    # bigrams, and a gate on length. design choice: cap 12 bigrams, below the stored step-1 samples' 75th percentile
+    # of length (15 words on seed 13), so lengthening pays up to about there; weight 0.5 since the count is small
+    # for short samples. Minimum length at the step-1 median (9 words on seed 13): their 25th percentile (5 words)
+    # is no longer than what the collapsed runs still produced (5.4-6.0 words), so it would not bind.
     "gate_margin_ngramcount": ("gate + margin, bigram novelty as a count capped at 12 (weight 0.5), no embedding "
                                "novelty", {"validity_gate": True, "label_reward": "margin", "weight_novelty": 0.5,
                                            "novelty_count_cap": 12, "weight_diversity": 0.0}),
