@@ -61,6 +61,21 @@ VARIANTS = {
                          "compared each sample with its rollout batch only", {}),
     "gate_margin_novelty_batchref": ("gate_margin_novelty with the same empty-store diversity reference",
                                      {"validity_gate": True, "label_reward": "margin", "weight_novelty": 0.5}),
+    # The two levers against the length collapse of gate_margin_ngram (2.8 words): novelty as a count of new
+    # bigrams, and a gate on length. design choice: cap 12 bigrams, below the stored step-1 samples' 75th percentile
+    # of length (15 words on seed 13), so lengthening pays up to about there; weight 0.5 since the count is small
+    # for short samples. Minimum length at the step-1 median (9 words on seed 13): their 25th percentile (5 words)
+    # is no longer than what the collapsed runs still produced (5.4-6.0 words), so it would not bind.
+    "gate_margin_ngramcount": ("gate + margin, bigram novelty as a count capped at 12 (weight 0.5), no embedding "
+                               "novelty", {"validity_gate": True, "label_reward": "margin", "weight_novelty": 0.5,
+                                           "novelty_count_cap": 12, "weight_diversity": 0.0}),
+    "gate_margin_ngram_minlen": ("gate_margin_ngram + a minimum-length gate at the step-1 samples' median words",
+                                 {"validity_gate": True, "label_reward": "margin", "weight_novelty": 0.25,
+                                  "weight_diversity": 0.0, "min_words_quantile": 0.5}),
+    "gate_margin_ngramcount_minlen": ("gate_margin_ngramcount + a minimum-length gate at the step-1 samples' "
+                                      "median words", {"validity_gate": True, "label_reward": "margin",
+                                                       "weight_novelty": 0.5, "novelty_count_cap": 12,
+                                                       "weight_diversity": 0.0, "min_words_quantile": 0.5}),
 }
 
 METRICS = [
@@ -188,6 +203,7 @@ def bench_one(task: str, seed: int, variant: str, args, judge) -> dict:
         "generate_samples_per_second": (len(captured) / summary["generate_seconds"]
                                         if summary.get("generate_seconds") else None),
         "step1_generate_seconds": step1_seconds, "prompt_shift": summary.get("prompt_shift"),
+        "min_words": summary.get("min_words"),
         "reward_first_quarter": summary.get("reward_first_quarter"),
         "reward_last_quarter": summary.get("reward_last_quarter"),
         "kl_last_quarter": summary.get("kl_last_quarter"),

@@ -271,10 +271,16 @@ class PPOConfig:
     of the label's recent samples)."""
     novelty_window: int = knob(64, 1, 100_000)
     """Samples per label kept in the n-gram novelty buffer."""
+    novelty_count_cap: int = knob(0, 0, 1000)
+    """0 = the novelty reward is the share of a sample's bigrams that are novel; N > 0 = the number of novel bigrams,
+    capped at N and divided by N, so only a sample with N new bigrams earns the full term (a short one cannot)."""
     weight_validity: float = knob(0.5, 0.0, 100.0)
     """Weight of the validity reward (parses and is not a copy of a train example); unused with `validity_gate`."""
     validity_gate: bool = False
     """Validity as a gate instead of a term: the reward is 0 unless the sample parses and is not a train copy."""
+    min_words_quantile: float = knob(0.0, 0.0, 1.0)
+    """0 = off; q > 0 = a minimum-length gate: a sample with fewer words than the q-quantile of the step-1 samples'
+    word counts (those in the store) earns 0."""
     checkpoint_every: int = knob(4, 1, 100_000)
     """Save prompt, value head, optimizer and KL coefficient every this many updates (and on cancel/finish)."""
     resume: bool = True

@@ -1,9 +1,12 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from retrikt.config import PPOConfig
-from retrikt.ppo.rewards import (CompositeReward, Diversity, LabelConsistency, LabelMargin, NgramNovelty, Samples,
-                                 Validity)
+from retrikt.errors import ConfigError
+from retrikt.ppo.rewards import (CompositeReward, Diversity, LabelConsistency, LabelMargin, MinLength, NgramNovelty,
+                                 Samples, Validity)
 
 
 class FakeScorer:
@@ -163,3 +166,113 @@ def test_composite_gate_zeroes_train_copies_even_with_novelty(sst2):
     out = reward(samples)
     assert out.terms["gate"].tolist() == [0.0, 1.0]
     assert out.total[0] == 0.0 and out.total[1] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("batches,cap,expected", [
+    # A two-word sample is fully novel as a share but brings one new bigram: 1/4 of a cap of 4.
+    ([["so bad"]], 4, [[0.25]]),
+    ([["a b c"]], 4, [[0.5]]),
+    # The count saturates: 5 novel bigrams with a cap of 3 earn the same as 3.
+    ([["a b c d e f", "p q r s"]], 3, [[1.0, 1.0]]),
+    # Bigrams shared within the batch do not count: "a b" leaves 1 novel bigram each.
+    ([["a b c", "a b d"]], 2, [[0.5, 0.5]]),
+    # The running buffer still applies: "a b", "b c" were seen, only "c e" is new.
+    ([["a b c d"], ["a b c e"]], 3, [[1.0], [1 / 3]]),
+    # Repeating a bigram inside a sample counts it once: "a b a b" has 2 distinct bigrams.
+    ([["a b a b a b"]], 4, [[0.5]]),
+    # Unparsed and one-word samples still earn 0.
+    ([[None, "word"]], 2, [[0.0, 0.0]]),
+])
+def test_ngram_novelty_count_saturates_at_the_cap(batches, cap, expected):
+    term = NgramNovelty(n=2, window=64, cap=cap)
+    for batch, want in zip(batches, expected):
+        assert term(_samples("positive", batch)).tolist() == pytest.approx(want)
+
+
+def test_ngram_novelty_count_pays_length_that_the_share_does_not():
+    batch = ["so bad", "the plot drags and the jokes never land"]
+    assert NgramNovelty()(_samples("negative", batch)).tolist() == [1.0, 1.0]
+    short, long = NgramNovelty(cap=6)(_samples("negative", batch)).tolist()
+    assert short == pytest.approx(1 / 6) and long == 1.0
+
+
+@pytest.mark.parametrize("reference,quantile,threshold", [
+    (["a b", "a b c d", "one two three four five six seven eight nine", "x " * 14], 0.25, 3.5),
+    (["a b", "a b c d", "one two three four five six seven eight nine", "x " * 14], 0.5, 6.5),
+    (["a b", "a b c d", "one two three four five six seven eight nine", "x " * 14], 1.0, 14.0),
+    # Punctuation tokens count as words, as in the generation metrics' length.
+    (["so bad !", "meh ."], 0.5, 2.5),
+])
+def test_min_length_threshold_is_a_quantile_of_the_reference(reference, quantile, threshold):
+    gate = MinLength.from_reference([{"sentence": r} for r in reference], quantile)
+    assert gate.min_words == pytest.approx(threshold)
+
+
+@pytest.mark.parametrize("min_words,sentences,expected", [
+    (4, ["so bad", "a b c d", "a b c d e", None], [0.0, 1.0, 1.0, 0.0]),
+    (3.5, ["a b c", "a b c d"], [0.0, 1.0]),
+    (3, ["so bad !", "so bad"], [1.0, 0.0]),
+    (0, ["x", None], [1.0, 0.0]),   # a threshold of 0 still fails unparsed samples
+])
+def test_min_length_gate(min_words, sentences, expected):
+    assert MinLength(min_words)(_samples("positive", sentences)).tolist() == expected
+
+
+def test_min_length_refuses_an_empty_reference():
+    with pytest.raises(ConfigError, match="needs step-1 samples"):
+        MinLength.from_reference([], 0.25)
+
+
+class FakeStore:
+    """Entries by label and source, no vectors (the diversity term gets an empty reference)."""
+
+    def __init__(self, entries):
+        self.entries = [SimpleNamespace(id=str(i), fields={"sentence": s}, label=label, source=source)
+                        for i, (label, source, s) in enumerate(entries)]
+
+    def list(self, label=None, source=None):
+        return [e for e in self.entries if label in (None, e.label) and source in (None, e.source)]
+
+    def all_embeddings(self):
+        return [], np.zeros((0, 2), dtype=np.float32)
+
+
+@pytest.mark.parametrize("validity_gate,expected_terms", [
+    (True, {"label_margin", "validity", "min_length", "gate"}),
+    # Validity as an added term: the length gate alone, logged as "gate".
+    (False, {"label_margin", "validity", "gate"}),
+])
+def test_composite_min_length_gate_from_the_stores_step1_samples(sst2, validity_gate, expected_terms):
+    # Step-1 samples of 2, 4, 6 and 8 words; train examples are long and must not move the threshold.
+    store = FakeStore([("positive", "generated:step1", "w " * n) for n in (2, 4, 6, 8)]
+                      + [("positive", "train", "w " * 40)] * 8)
+    scorer = FakeScorer({"great": [0.0, 1.0], "a good film with a warm heart": [0.2, 0.8]})
+    config = PPOConfig(weight_label=1.0, weight_diversity=0.0, weight_validity=0.5, validity_gate=validity_gate,
+                       label_reward="margin", min_words_quantile=0.5)
+    reward = CompositeReward.from_config(config, sst2, scorer, FakeEmbedder({}), store)
+    assert reward.gates["min_length"].min_words == pytest.approx(5.0)
+    out = reward(_samples("positive", ["great", "a good film with a warm heart", None]))
+    assert set(out.terms) == expected_terms
+    # The one-word sample has the larger margin and still earns 0.
+    bonus = 0.0 if validity_gate else 0.5
+    assert out.total.tolist() == pytest.approx([0.0, 0.6 + bonus, 0.0])
+    assert out.terms["gate"].tolist() == [0.0, 1.0, 0.0]
+
+
+def test_composite_min_length_needs_a_store_with_step1_samples(sst2):
+    config = PPOConfig(validity_gate=True, label_reward="margin", min_words_quantile=0.25)
+    scorer = FakeScorer({})
+    with pytest.raises(ConfigError, match="needs step-1 samples"):
+        CompositeReward.from_config(config, sst2, scorer, FakeEmbedder({}))
+    with pytest.raises(ConfigError, match="needs step-1 samples"):
+        CompositeReward.from_config(config, sst2, scorer, FakeEmbedder({}), FakeStore([("positive", "train", "x y")]))
+
+
+def test_composite_count_novelty_from_config(sst2):
+    scorer = FakeScorer({"so bad": [1.0, 0.0], "the plot drags and the jokes never land": [1.0, 0.0]})
+    config = PPOConfig(weight_label=1.0, weight_diversity=0.0, weight_novelty=0.5, validity_gate=True,
+                       label_reward="margin", novelty_count_cap=6)
+    out = CompositeReward.from_config(config, sst2, scorer, FakeEmbedder({}))(
+        _samples("negative", ["so bad", "the plot drags and the jokes never land"]))
+    assert out.terms["ngram_novelty"].tolist() == pytest.approx([1 / 6, 1.0])
+    assert out.total.tolist() == pytest.approx([1 + 0.5 / 6, 1.5])

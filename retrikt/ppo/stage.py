@@ -21,7 +21,7 @@ from ..generate.prompt_tuning import ADAPTER_WEIGHTS, load_soft_prompt
 from ..generate.stage import novel_samples, stage_score
 from ..runs import Run, open_run
 from ..teacher.scorer import TeacherScorer, restored_scorer
-from .rewards import CompositeReward, Samples
+from .rewards import CompositeReward, MinLength, Samples
 from .trainer import PPOTrainer, PromptSpec, UpdateStats
 
 SOURCE = "generated:ppo"
@@ -116,6 +116,8 @@ def stage_ppo(ctx: Context, progress: Progress = noop_progress, should_stop=None
     summary = {"updates": trainer.updates_done, "resumed_from": report.resumed_from,
                "ppo_seconds": round(report.seconds, 2), **_history_summary(trainer.history),
                "prompt_shift": round(float((tuned.float() - step1.float()).norm() / step1.float().norm()), 4)}
+    if MinLength.name in reward.gates:
+        summary["min_words"] = reward.gates[MinLength.name].min_words
     summary.update(generate_and_store(ctx, tuned, reward, progress, should_stop))
     return summary
 
