@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -18,6 +17,9 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from retrikt.runs import open_run  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+from accuracy import fmt  # noqa: E402
 
 SYSTEMS = ("teacher", "student", "plain_kd", "student_retrieval", "student_gold")
 NAMES = {"teacher": "teacher", "student": "student alone", "plain_kd": "plain KD",
@@ -42,8 +44,7 @@ def main() -> None:
         row["teacher_adds"] = round(row["student_retrieval"] - row["student_gold"], 2)
 
     def stat(key):
-        values = [r[key] for r in rows]
-        return f"{statistics.mean(values):.1f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.1f}"
+        return fmt([r[key] for r in rows], scale=1.0)
 
     out = ROOT / "results"
     (out / "gold_only.json").write_text(json.dumps({"note": args.note, "runs": rows}, indent=2) + "\n",

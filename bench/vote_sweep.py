@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -28,6 +27,9 @@ from retrikt.student.retrieval import neighbour_weights  # noqa: E402
 from retrikt.student.stage import BETA_GRID, heldout_inputs, load_students  # noqa: E402
 from retrikt.tasks import task_of_run  # noqa: E402
 from retrikt.teacher.scorer import run_scorer  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+from accuracy import fmt  # noqa: E402
 
 K_MAX = 32
 
@@ -106,7 +108,7 @@ def main() -> None:
     runs = [sweep_run(args.workspace, name) for name in args.runs]
 
     def stat(values):
-        return f"{statistics.mean(values):.1f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.1f}"
+        return fmt(values, scale=1.0)
 
     out = ROOT / "results"
     (out / "vote_sweep.json").write_text(json.dumps({"note": args.note, "runs": runs}, indent=2) + "\n",

@@ -62,25 +62,6 @@ class RewardBreakdown:
         return out
 
 
-class LabelConsistency:
-    """r = p_teacher(intended label | sample), the calibrated probability from the step-1 scorer; 0 if unparsed."""
-
-    # design choice: the probability rather than 0/1 agreement, so a sample moving towards its label pays off
-    # before the teacher's argmax flips.
-
-    name = "label_consistency"
-
-    def __init__(self, scorer, labels: list[str] | tuple[str, ...]):
-        self.scorer, self.labels = scorer, list(labels)
-
-    def __call__(self, samples: Samples) -> np.ndarray:
-        out = np.zeros(len(samples))
-        rows, probs = _parsed_probs(self.scorer, samples)
-        if len(rows):
-            out[rows] = probs[:, self.labels.index(samples.label)]
-        return out
-
-
 def _parsed_probs(scorer, samples: Samples) -> tuple[np.ndarray, np.ndarray]:
     """(rows of the parsed samples, the scorer's calibrated probabilities for them)."""
     rows = np.flatnonzero(samples.parsed)
@@ -89,7 +70,37 @@ def _parsed_probs(scorer, samples: Samples) -> tuple[np.ndarray, np.ndarray]:
     return rows, np.asarray(scorer.probs([samples.fields[i] for i in rows]), dtype=float)
 
 
-class LabelMargin:
+class _LabelTerm:
+    """A label term: the step-1 scorer's calibrated probabilities of the parsed samples, turned into one reward per
+    sample by `from_probs`; 0 if unparsed."""
+
+    def __init__(self, scorer, labels: list[str] | tuple[str, ...]):
+        self.scorer, self.labels = scorer, list(labels)
+
+    def from_probs(self, probs: np.ndarray, intended: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, samples: Samples) -> np.ndarray:
+        out = np.zeros(len(samples))
+        rows, probs = _parsed_probs(self.scorer, samples)
+        if len(rows):
+            out[rows] = self.from_probs(probs, self.labels.index(samples.label))
+        return out
+
+
+class LabelConsistency(_LabelTerm):
+    """r = p_teacher(intended label | sample), the calibrated probability from the step-1 scorer; 0 if unparsed."""
+
+    # design choice: the probability rather than 0/1 agreement, so a sample moving towards its label pays off
+    # before the teacher's argmax flips.
+
+    name = "label_consistency"
+
+    def from_probs(self, probs: np.ndarray, intended: int) -> np.ndarray:
+        return probs[:, intended]
+
+
+class LabelMargin(_LabelTerm):
     """r = p(intended | sample) - max_{l != intended} p(l | sample), from the step-1 scorer's calibrated
     probabilities; in [-1, 1], 0 if unparsed.
 
@@ -99,17 +110,9 @@ class LabelMargin:
 
     name = "label_margin"
 
-    def __init__(self, scorer, labels: list[str] | tuple[str, ...]):
-        self.scorer, self.labels = scorer, list(labels)
-
-    def __call__(self, samples: Samples) -> np.ndarray:
-        out = np.zeros(len(samples))
-        rows, probs = _parsed_probs(self.scorer, samples)
-        if len(rows):
-            intended = self.labels.index(samples.label)
-            others = np.delete(probs, intended, axis=1)
-            out[rows] = probs[:, intended] - (others.max(1) if others.shape[1] else 0.0)
-        return out
+    def from_probs(self, probs: np.ndarray, intended: int) -> np.ndarray:
+        others = np.delete(probs, intended, axis=1)
+        return probs[:, intended] - (others.max(1) if others.shape[1] else 0.0)
 
 
 class NgramNovelty:
