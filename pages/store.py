@@ -15,9 +15,9 @@ from retrikt.errors import RetriktError
 from retrikt.store.embed import EmbedderError, default_embedder
 from retrikt.store.knowledge_store import SOURCES, StoreError
 from retrikt.studio.store_view import (
-    AGREEMENT_CHOICES, ANY, HISTORY_COLUMNS, MAX_ROWS, TABLE_COLUMNS, Filters, cached_map, describe, embedding_map,
+    AGREEMENT_CHOICES, ANY, HISTORY_COLUMNS, TABLE_COLUMNS, Filters, cached_map, describe, embedding_map,
     empty_map, history_rows, manual_entry, map_figure, matching_ids, open_visitor_store, run_overview,
-    runs_newest_first, search, select_page, table, with_selected,
+    runs_newest_first, search, select_page, shown_page, table, with_selected,
 )
 
 MAX_FIELDS = 4
@@ -362,7 +362,7 @@ def build(studio) -> None:
         if query and query.strip():
             return 1
         found = matching_ids(_open(request, run_name).store, _filters(label, source, agreement, min_reward, contains))
-        return min(max(1, int(page_number or 1)), max(1, -(-len(found) // MAX_ROWS)))
+        return shown_page(len(found), page_number)[0]
 
     apply.click(on_list, view_in, view_out, api_name="store_list").success(
         page_shown, view_in, page, api_visibility="private")

@@ -242,11 +242,17 @@ class Selection:
     """1-based row number of ``entries[0]`` among the matches."""
 
 
+def shown_page(matched: int, page, per_page: int = MAX_ROWS) -> tuple[int, int]:
+    """(the page shown for a requested ``page``, the number of pages) of ``matched`` rows: a page past the end shows
+    the last one."""
+    pages = max(1, -(-matched // per_page))
+    return min(max(1, int(page or 1)), pages), pages
+
+
 def select_page(store: KnowledgeStore, filters: Filters, page: int = 1, per_page: int = MAX_ROWS) -> Selection:
     """Page ``page`` of the entries passing ``filters`` (a page past the end shows the last one)."""
     found = matching_ids(store, filters)
-    pages = max(1, -(-len(found) // per_page))
-    page = min(max(1, int(page or 1)), pages)
+    page, pages = shown_page(len(found), page, per_page)
     start = (page - 1) * per_page
     wanted = found[start : start + per_page]
     got = store.lookup(wanted)  # an entry deleted since the ids were read is simply absent
