@@ -16,6 +16,7 @@ from retrikt.ppo.core import (
 )
 from retrikt.ppo.trainer import PPOTrainer, PromptSpec
 from retrikt.ppo.rewards import RewardBreakdown
+from retrikt.teacher.sampling import prompt_embeddings
 
 T = torch.tensor
 
@@ -266,3 +267,32 @@ def test_gated_margin_novelty_reward_trains_only_prompt_and_value_head(tiny_teac
     assert any(not torch.equal(p, q) for p, q in zip(trainer.value_head.parameters(), start_head))
     for name, param in tiny_teacher.model.named_parameters():
         assert torch.equal(param, frozen[name]) and param.grad is None, name
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_forward_with_the_prefix_run_once_equals_one_forward_per_row(tiny_teacher, steps):
+    # Reference: [soft prompt; prompt tokens; sampled tokens] through the model in one pass per batch, as before
+    # the prefix was shared. Log-probs, hidden states and the prompt's gradient must be the same numbers.
+    trainer = _toy(tiny_teacher)
+    ids = tiny_teacher.encode(PROMPT)
+    tokens = torch.randint(0, 500, (3, steps), generator=torch.Generator().manual_seed(steps))
+    prompt = trainer.prompt.detach().clone().requires_grad_(True)
+    logprobs, hidden, _ = trainer._forward(prompt, ids, tokens)
+    (logprobs.sum() + hidden.sum()).backward()
+    shared_grad = prompt.grad.clone()
+
+    prompt.grad = None
+    model = tiny_teacher.model
+    prefix = prompt_embeddings(model, prompt, ids, tokens.shape[0])
+    embeds = torch.cat([prefix, model.get_input_embeddings()(tokens)], dim=1)
+    out = model(inputs_embeds=embeds, output_hidden_states=True, use_cache=False)
+    logits = out.logits[:, -steps - 1 : -1].float() / trainer.config.temperature
+    ref_logprobs = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
+    ref_hidden = out.hidden_states[-1][:, -steps - 1 : -1]
+    (ref_logprobs.sum() + ref_hidden.sum()).backward()
+
+    assert logprobs.shape == ref_logprobs.shape == (3, steps)
+    assert torch.allclose(logprobs, ref_logprobs, atol=1e-5)
+    assert torch.allclose(hidden, ref_hidden, atol=1e-5)
+    assert prompt.grad.abs().sum() > 0
+    assert torch.allclose(shared_grad, prompt.grad, atol=1e-4, rtol=1e-4)

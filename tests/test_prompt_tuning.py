@@ -115,7 +115,8 @@ def test_rows_that_stop_early_leave_the_batch_without_disturbing_the_others(tiny
         assert torch.allclose(batched.logprobs[row, :n], alone.logprobs[0, :n], atol=1e-4)
         assert bool(batched.stopped[row]) == bool(alone.stopped[0])
     no_cache = sample(tiny_teacher.model, tiny_teacher.tokenizer, embeds, use_cache=False, **kwargs)
-    assert torch.equal(no_cache.tokens, batched.tokens)
+    per_row = sample(tiny_teacher.model, tiny_teacher.tokenizer, embeds, share_prefix=False, **kwargs)
+    assert torch.equal(no_cache.tokens, batched.tokens) and torch.equal(per_row.tokens, batched.tokens)
 
 
 def test_stop_when_ends_the_sample_at_the_line_break_that_completes_it(teacher, sst2):
@@ -170,3 +171,30 @@ def test_cancel_stops_inside_a_batch_and_keeps_none_of_it(tiny_teacher, sst2):
     result = generate_samples(tiny_teacher, sst2, None, config, should_stop=should_stop)
     assert result.cancelled and result.samples == []
     assert len(asked) <= 6, "the batch should stop at the token where cancel was asked, not run to its budget"
+
+
+def test_a_batch_of_one_prompt_is_prefilled_once_with_the_same_result(tiny_teacher):
+    # Rows sharing one prompt take the prefill-once path: greedy and sampled tokens must match the per-row prefill,
+    # the uncached path and a batch of one, token for token.
+    from retrikt.teacher.sampling import shares_one_prompt
+
+    soft = torch.randn(4, 32, generator=torch.Generator().manual_seed(2))
+    embeds = prompt_embeddings(tiny_teacher.model, soft, tiny_teacher.encode("Label: negative\nReview:"), 4)
+    assert shares_one_prompt(embeds) and not shares_one_prompt(embeds[:1])
+    assert not shares_one_prompt(embeds + torch.arange(4.0).view(4, 1, 1))
+    kwargs = dict(max_new_tokens=8, temperature=0.0, stop_ids=set(), stop_text=None)
+    shared = sample(tiny_teacher.model, tiny_teacher.tokenizer, embeds, **kwargs)
+    no_cache = sample(tiny_teacher.model, tiny_teacher.tokenizer, embeds, use_cache=False, **kwargs)
+    per_row = sample(tiny_teacher.model, tiny_teacher.tokenizer, embeds, share_prefix=False, **kwargs)
+    alone = sample(tiny_teacher.model, tiny_teacher.tokenizer, embeds[:1], **kwargs)
+    assert torch.equal(shared.tokens, no_cache.tokens) and torch.equal(shared.tokens, per_row.tokens)
+    assert torch.allclose(shared.logprobs, per_row.logprobs, atol=1e-5)
+    assert all(torch.equal(row, alone.tokens[0]) for row in shared.tokens)
+    assert torch.allclose(shared.logprobs, no_cache.logprobs, atol=1e-4)
+    at_temperature = [sample(tiny_teacher.model, tiny_teacher.tokenizer, embeds, max_new_tokens=8, temperature=1.0,
+                             stop_text=None, stop_ids=set(), use_cache=cache, share_prefix=share,
+                             generator=torch.Generator().manual_seed(9))
+                      for cache, share in ((True, True), (False, True), (True, False))]
+    assert torch.equal(at_temperature[0].tokens, at_temperature[1].tokens)
+    assert torch.equal(at_temperature[0].tokens, at_temperature[2].tokens)
+    assert len({tuple(row.tolist()) for row in at_temperature[0].tokens}) > 1, "sampled rows should differ"

@@ -37,6 +37,24 @@ def prompt_embeddings(model, soft_prompt: torch.Tensor | None, prompt_ids: list[
     return embeds.expand(batch, -1, -1)
 
 
+def shares_one_prompt(prompt_embeds: torch.Tensor) -> bool:
+    """True when every row of the batch holds the same prompt (as `prompt_embeddings` builds it)."""
+    return prompt_embeds.shape[0] > 1 and bool((prompt_embeds == prompt_embeds[:1]).all())
+
+
+def prefill_once(model, prompt_embeds: torch.Tensor):
+    """Logits after the prompt and a KV cache of it for the whole batch, from one row's forward pass.
+
+    Every row of a generation batch starts from the same prompt (soft prompt and label prompt), which is ~3x
+    longer than a typical SST-2 sample: computing it once and repeating its keys and values over the batch gives
+    the same cache as a batched prefill, for 1/batch of the prompt's cost."""
+    batch = prompt_embeds.shape[0]
+    out = model(inputs_embeds=prompt_embeds[:1], use_cache=True, logits_to_keep=1)
+    past = out.past_key_values
+    past.batch_repeat_interleave(batch)
+    return out.logits[:, -1, :].float().repeat(batch, 1), past
+
+
 def filter_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Keep the smallest set of tokens whose probability mass reaches `top_p` (the top token always stays)."""
     if top_p >= 1.0:
@@ -62,6 +80,7 @@ def sample(
     stop_when: Callable[[str], bool] | None = None,
     next_header: Callable[[str], str | None] | None = None,
     use_cache: bool = True,
+    share_prefix: bool = True,
     generator: torch.Generator | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> SampledBatch:
@@ -73,7 +92,9 @@ def sample(
     ("Hypothesis:") whose tokens are then written for the row instead of sampled, and until a row is complete it
     cannot end (eos or a blank line are masked out), so it can only finish complete or at the token budget.
     `use_cache=False` recomputes the whole sequence each step; with the same generator state it must produce the
-    same tokens as the cached path (tested), which guards against cache/position bugs.
+    same tokens as the cached path (tested), which guards against cache/position bugs. With `share_prefix`, a batch
+    whose rows all hold the same prompt runs it once (`prefill_once`); False prefills every row (the baseline
+    `bench/shared_prefix.py` times it against).
     """
     batch = prompt_embeds.shape[0]
     device = prompt_embeds.device
@@ -92,12 +113,15 @@ def sample(
     forced: dict[int, list[int]] = {}  # row -> header tokens still to write
     held_open = sorted(stop_ids | blank_line_ids(tokenizer, stop_text)) if next_header is not None else []
     for step in range(max_new_tokens):
-        if use_cache:
-            out = model(inputs_embeds=step_embeds, past_key_values=past, use_cache=True)
+        if use_cache and past is None and share_prefix and shares_one_prompt(prompt_embeds):
+            logits, past = prefill_once(model, prompt_embeds)
+        elif use_cache:
+            out = model(inputs_embeds=step_embeds, past_key_values=past, use_cache=True, logits_to_keep=1)
             past = out.past_key_values
+            logits = out.logits[:, -1, :].float()
         else:
-            out = model(inputs_embeds=all_embeds, use_cache=False)
-        logits = out.logits[:, -1, :].float()
+            out = model(inputs_embeds=all_embeds, use_cache=False, logits_to_keep=1)
+            logits = out.logits[:, -1, :].float()
         if held_open:
             logits[:, held_open] = float("-inf")
         if temperature <= 0:
