@@ -76,6 +76,14 @@ VARIANTS = {
                                       "median words", {"validity_gate": True, "label_reward": "margin",
                                                        "weight_novelty": 0.5, "novelty_count_cap": 12,
                                                        "weight_diversity": 0.0, "min_words_quantile": 0.5}),
+    # The summed KL grew with length (last-quarter KL 4.4-8.4 nats against a task reward of 0.20-0.24), so it paid
+    # the policy to write short; a length-neutral penalty charges each sample its mean per-token KL at the batch's
+    # mean length instead.
+    "klneutral": ("the defaults with a length-neutral KL penalty", {"kl_length_neutral": True}),
+    "gate_margin_ngramcount_klneutral": ("gate_margin_ngramcount with a length-neutral KL penalty",
+                                         {"validity_gate": True, "label_reward": "margin", "weight_novelty": 0.5,
+                                          "novelty_count_cap": 12, "weight_diversity": 0.0,
+                                          "kl_length_neutral": True}),
 }
 
 METRICS = [

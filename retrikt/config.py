@@ -252,6 +252,9 @@ class PPOConfig:
     kl_horizon: int = knob(400, 1, 10_000_000)
     """Samples over which the adaptive controller moves the coefficient by up to +-20%."""
     # design choice: 400 rather than the usual 10000, since a run here sees a few hundred samples, not millions.
+    kl_length_neutral: bool = False
+    """Scale each sample's KL penalty by (the rollout batch's mean length / its length), so it pays for its mean
+    per-token KL rather than the total: the summed KL grows with length and so pays the policy to write short."""
     max_grad_norm: float = knob(1.0, 0.0001, 1000.0)
     """Gradient norm clip (soft prompt and value head clipped separately)."""
     whiten_advantages: bool = True

@@ -318,9 +318,11 @@ def test_ppo_tab_lists_finished_runs_and_refuses_others(studio):
     _, client = studio
     assert client.predict(None, api_name="/ppo_runs")["choices"] == [["demo-SST-2", "demo-SST-2"]]
     with pytest.raises(AppError, match="Pick a run whose step 1 is done"):
-        client.predict("demo", 2, 4, 1.0, "probability", 0.5, 0.0, 0.5, False, 0.05, api_name="/ppo_start")
+        client.predict("demo", 2, 4, 1.0, "probability", 0.5, 0.0, 0.5, False, 0.05, 0, 0.0, False,
+                       api_name="/ppo_start")
     with pytest.raises(AppError, match="ppo.rollout_batch_size"):
-        client.predict("demo-SST-2", 2, 0, 1.0, "probability", 0.5, 0.0, 0.5, False, 0.05, api_name="/ppo_start")
+        client.predict("demo-SST-2", 2, 0, 1.0, "probability", 0.5, 0.0, 0.5, False, 0.05, 0, 0.0, False,
+                       api_name="/ppo_start")
 
 
 def test_student_tab_exports_a_bundle_that_loads(studio, tmp_path):

@@ -61,6 +61,24 @@ def test_token_rewards_put_score_on_last_token_and_kl_everywhere():
     assert torch.allclose(out, T([[-0.05, -0.1, -0.15 + 2.0], [-0.25 - 1.0, 0.0, 0.0]]))
 
 
+@pytest.mark.parametrize("kl,mask,expected_penalty", [
+    # two samples with the same per-token KL 0.2: summed, the 4-token one pays 4x the 1-token one; length-neutral,
+    # both pay mean(L) * 0.2 = 2.5 * 0.2 = 0.5 (times kl_coef 0.5)
+    ([[0.2, 0.2, 0.2, 0.2], [0.2, 0.0, 0.0, 0.0]], [[1, 1, 1, 1], [1, 0, 0, 0]], [0.25, 0.25]),
+    # equal lengths: nothing changes
+    ([[0.1, 0.3], [0.5, 0.5]], [[1, 1], [1, 1]], [0.2, 0.5]),
+    # an empty row (no sampled token) takes no penalty and does not count in the mean length
+    ([[0.4, 0.4], [0.0, 0.0]], [[1, 1], [0, 0]], [0.4, 0.0]),
+])
+def test_length_neutral_kl_penalty_does_not_grow_with_length(kl, mask, expected_penalty):
+    kl, mask = T(kl), T(mask)
+    out = token_rewards(T([0.0, 0.0]), kl, mask, kl_coef=0.5, length_neutral=True)
+    assert torch.allclose(-out.sum(1), T(expected_penalty))
+    assert torch.equal(out[mask == 0], torch.zeros(int((mask == 0).sum())))
+    summed = token_rewards(T([0.0, 0.0]), kl, mask, kl_coef=0.5)
+    assert torch.allclose(summed, -0.5 * kl * mask)
+
+
 # (advantage, ratio) -> loss, clip fraction, with eps = 0.2; loss = max(-A r, -A clip(r, 0.8, 1.2)).
 @pytest.mark.parametrize("advantage,ratio,loss,clipped", [
     (1.0, 1.5, -1.2, 1.0),   # good action pushed too far up: clipped, no more gain

@@ -193,7 +193,8 @@ def test_jobs_are_shared_fairly_and_owned(space):
     _, url = space
     ann, bob, cat = (Client(url, verbose=False) for _ in range(3))
     with pytest.raises(AppError, match="only on runs your own step-1 jobs made"):
-        ann.predict(DEMO, 2, 4, 1.0, "probability", 0.5, 0.0, 0.5, False, 0.05, api_name="/ppo_start")
+        ann.predict(DEMO, 2, 4, 1.0, "probability", 0.5, 0.0, 0.5, False, 0.05, 0, 0.0, False,
+                    api_name="/ppo_start")
     ann.predict("SST-2", 4, 200, 0.9, 0.95, api_name="/generate_start")
     with pytest.raises(AppError, match="already have 1 job"):
         ann.predict("SST-2", 4, 200, 0.9, 0.95, api_name="/generate_start")

@@ -31,15 +31,24 @@ def masked_whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -
     return (values - mean) * torch.rsqrt(var + eps) * mask.to(values.dtype)
 
 
-def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float) -> torch.Tensor:
+def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float,
+                  length_neutral: bool = False) -> torch.Tensor:
     """Per-token rewards: -kl_coef * kl at every sampled token, plus the sample's score at its last token.
 
     This is the usual RLHF recipe (Ziegler et al. 2019, Stiennon et al. 2020): the KL to the reference policy is a
     per-token penalty inside the reward, so GAE spreads the score and the penalty over the sequence.
+    With `length_neutral`, row i's penalties are scaled by mean(L) / L_i (L = sampled tokens per row): a sample pays
+    kl_coef * mean(L) * (its mean per-token KL), so the penalty no longer grows with its own length, while the
+    batch's penalties keep the scale of the summed KL.
     """
     mask = mask.to(kl.dtype)
     rewards = -kl_coef * kl * mask
     lengths = mask.sum(1).long()
+    if length_neutral:
+        sampled = lengths > 0
+        if sampled.any():
+            scale = lengths[sampled].to(kl.dtype).mean() / lengths.clamp(min=1).to(kl.dtype)
+            rewards = rewards * scale.unsqueeze(1)
     rows = torch.nonzero(lengths > 0).flatten()
     rewards[rows, lengths[rows] - 1] += scores.to(rewards.dtype)[rows]
     return rewards

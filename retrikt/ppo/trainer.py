@@ -211,7 +211,8 @@ class PPOTrainer:
             kl = (old_logprobs - ref_logprobs) * mask
             kl_coef = self.kl_controller.value
             scores = torch.as_tensor(reward.total, dtype=torch.float32, device=self.device)
-            advantages, returns = compute_gae(token_rewards(scores, kl, mask, kl_coef), old_values, mask,
+            advantages, returns = compute_gae(token_rewards(scores, kl, mask, kl_coef, cfg.kl_length_neutral),
+                                              old_values, mask,
                                               cfg.gamma, cfg.lam)
             if cfg.whiten_advantages:
                 advantages = masked_whiten(advantages, mask)
