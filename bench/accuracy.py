@@ -131,17 +131,44 @@ def aggregate(results: dict[str, list[dict]]) -> dict:
     return table
 
 
+def setfit_runs(path: Path = ROOT / "results" / "setfit.json") -> dict[tuple[str, int], dict]:
+    """(task, seed) -> that SetFit run (`bench/setfit_baseline.py`), to set beside the pipeline's runs."""
+    if not path.is_file():
+        return {}
+    return {(r["task"], r["seed"]): r for r in json.loads(path.read_text())["runs"]}
+
+
+def setfit_cell(task: str, seeds: list[int], setfit: dict) -> str:
+    """SetFit accuracy over the same seeds as the pipeline's row, with the seeds it lacks named."""
+    accs = [setfit[(task, s)]["accuracy"] / 100 for s in seeds if (task, s) in setfit]
+    if not accs:
+        return "not run"
+    missing = [str(s) for s in seeds if (task, s) not in setfit]
+    return fmt(accs) + (f" (seeds {','.join(s for s in map(str, seeds) if s not in missing)})" if missing else "")
+
+
+def teacher_adds(task_runs: list[dict]) -> list[float]:
+    """Per run: student + retrieval minus the gold-only student (what the teacher's samples, labels and store add)."""
+    return [r["systems"]["student_retrieval"]["accuracy"] - r["systems"]["student_gold"]["accuracy"]
+            for r in task_runs if "student_gold" in r["systems"]]
+
+
 def write_report(table: dict, runs: dict, out: Path, notes: list[str]) -> None:
     names = {"majority": "majority", "teacher": "teacher (few-shot)", "student": "student",
-             "student_retrieval": "student + retrieval", "plain_kd": "plain KD"}
+             "student_retrieval": "student + retrieval", "plain_kd": "plain KD", "student_gold": "student, gold only"}
+    setfit = setfit_runs()
     lines = ["# Accuracy benchmark (embedded teacher SmolLM2-135M, CPU)", "",
-             "Mean ± std over seeds of test accuracy (%), produced by `bench/accuracy.py`.", ""]
-    lines += ["| task | seeds | test n | " + " | ".join(names[s] for s in SYSTEMS) + " | beta (per seed) | student size | "
-              "step-1 parse rate |", "|---|---|---|" + "---|" * len(SYSTEMS) + "---|---|---|"]
+             "Mean ± std over seeds of test accuracy (%), produced by `bench/accuracy.py`. SetFit: "
+             "`bench/setfit_baseline.py` (`setfit.md`), 22.7M parameters, on the same 32 labelled examples and seeds. "
+             "Teacher adds: student + retrieval minus the student trained on the gold labels alone, per seed.", ""]
+    lines += ["| task | seeds | test n | " + " | ".join(names[s] for s in SYSTEMS) + " | SetFit | teacher adds | "
+              "beta (per seed) | student size | step-1 parse rate |",
+              "|---|---|---|" + "---|" * len(SYSTEMS) + "---|---|---|---|---|"]
     for task, row in table.items():
         cells = [fmt(row[s]["accuracy"]) for s in SYSTEMS]
         lines.append(f"| {task} | {','.join(map(str, row['seeds']))} | {row['test_examples']}/{row['test_total']} | "
-                     + " | ".join(cells) + f" | {','.join(str(b) for b in row['beta'])} | "
+                     + " | ".join(cells) + f" | {setfit_cell(task, row['seeds'], setfit)} | "
+                     f"{fmt(teacher_adds(runs.get(task, [])))} | {','.join(str(b) for b in row['beta'])} | "
                      f"{statistics.mean(row['compression_ratio']):.2%} | {fmt(row.get('parse_rate', []))} |")
     extra = [(t, r) for t, r in table.items() if t in EXTRA_METRIC]
     if extra:
