@@ -4,7 +4,7 @@ Usage: python bench/big_store.py WORKSPACE --entries 100000 [--seed 13]
 
 The demo run is installed in WORKSPACE (a fresh folder), then `--entries` more entries are added to its store and
 to its trained key index, as if the student had been trained on a store that large:
-- texts: whole SST-2 train sentences (`bench/data/SST-2-full/train.tsv`, the longest rows first so they are
+- texts: whole SST-2 train sentences (`retrikt/data/SST-2/train-full.tsv`, the longest rows first so they are
   sentences, not parse-tree fragments; repeated with a copy marker past its 67,349 rows), labelled with their
   gold label, source `unlabeled` (teacher-labelled real inputs, what an analyst brings);
 - soft labels: the gold label's probability is drawn from the demo store's own teacher confidences;
@@ -33,7 +33,7 @@ from retrikt.student.retrieval import KeyIndex  # noqa: E402
 from retrikt.studio.demo import DEMO_RUN, install_demo  # noqa: E402
 from retrikt.tasks import task_of_run  # noqa: E402
 
-SST2_FULL = ROOT / "data" / "SST-2-full" / "train.tsv"
+SST2_FULL = ROOT.parent / "retrikt" / "data" / "SST-2" / "train-full.tsv"
 LABELS = {"0": "negative", "1": "positive"}
 
 

@@ -3,7 +3,7 @@ top-k latency and recall against exact search, each next to exact brute-force to
 
     python bench/store_scale.py [--sizes 10000,100000,1000000] [--backends embedded,server] [--cache DIR]
 
-The first 67,349 entries are the SST-2 train sentences (bench/data/SST-2-full), keyed by the shipped demo run's
+The first 67,349 entries are the SST-2 train sentences (retrikt/data/SST-2/train-full.tsv), keyed by the shipped demo run's
 trained student (64-d) and embedded by the packaged MiniLM (384-d); their soft labels are teacher-style (see
 `soft_labels`). Beyond them, entries are noisy copies of real ones (see `extra_rows`). Queries are the SST-2 test
 split, keyed by the same student. Each (size, back-end) runs in its own process so its peak memory is its own.
@@ -37,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
-TRAIN_TSV = ROOT / "bench" / "data" / "SST-2-full" / "train.tsv"
+TRAIN_TSV = ROOT / "retrikt" / "data" / "SST-2" / "train-full.tsv"
 TEST_JSONL = ROOT / "retrikt" / "data" / "SST-2" / "test.jsonl"
 DEMO = ROOT / "assets" / "demo-run"
 LABELS = ["negative", "positive"]

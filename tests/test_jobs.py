@@ -115,6 +115,13 @@ def test_ppo_update_stats_become_flat_curve_points(tmp_path):
      ["| teacher agrees with the intended label | 67.7% | 81.9% |", "| Self-BLEU (lower = more diverse) | 0.250 | 0.400 |",
       "| distinct-2 (higher = more diverse) | 0.410 | – |", "| mean words per sample | 14.2 | – |",
       "| entries stored | 501 | 480 |", "PPO: 24 updates, 20.0 s per update, 8.0 min."]),
+    # SST-2: the independent judge's row follows the teacher's (a task without a judge has no such row)
+    ({"generate": {"teacher_agreement": 0.61},
+      "ppo": {"teacher_agreement": 0.83, "judge_agreement": 0.7012, "step1_judge_agreement": 0.65,
+              "judge_test_accuracy": 0.8177}},
+     ["| teacher agrees with the intended label | 61.0% | 83.0% |",
+      "| independent judge agrees with the intended label (a classifier of the full SST-2 train set, 81.8% on its "
+      "test split) | 65.0% | 70.1% |"]),
 ])
 def test_ppo_quality_table_compares_step1_and_ppo(summary, expected_rows):
     from retrikt.studio.jobs_view import ppo_quality
@@ -122,5 +129,9 @@ def test_ppo_quality_table_compares_step1_and_ppo(summary, expected_rows):
     table = ppo_quality(summary)
     if not expected_rows:
         assert table == ""
+    lines = table.splitlines()
     for row in expected_rows:
-        assert row in table.splitlines()
+        assert row in lines
+    assert ("independent judge" in table) == ("judge_test_accuracy" in summary.get("ppo", {}))
+    if "independent judge" in table:
+        assert lines.index(expected_rows[1]) == lines.index(expected_rows[0]) + 1

@@ -1,5 +1,6 @@
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from safetensors.torch import save_file
 from retrikt.cli.main import main
 from retrikt.config import GenerationConfig, RunConfig
 from retrikt.context import Context, open_store
+from retrikt.generate.judge import load_judge
 from retrikt.generate.prompt_tuning import ADAPTER_WEIGHTS, init_embeddings, load_soft_prompt
 from retrikt.runs import create_run
 from retrikt.store.knowledge_store import Entry
@@ -33,6 +35,12 @@ def _step1_run(teacher, sst2, workspace):
     open_store(Context(run, sst2, teacher)).add([
         Entry(fields=e.fields, label=e.label, source="train", soft_labels={"negative": 0.5, "positive": 0.5},
               text=sst2.serialize(e.fields)) for e in sst2.train[:2]])
+    # Two step-1 samples, the second labelled against its plain sentiment: the judge's step-1 arm reads 1 of 2.
+    open_store(Context(run, sst2, teacher)).add([
+        Entry(fields={"sentence": text}, label=label, source="generated:step1",
+              soft_labels={"negative": 0.5, "positive": 0.5}, text=sst2.serialize({"sentence": text}))
+        for text, label in (("a wonderful , moving and heartfelt film", "positive"),
+                            ("a dull , tedious and lifeless mess", "positive"))])
     step1 = init_embeddings(teacher, sst2.description, 4, torch.Generator().manual_seed(0))
     run.adapter_dir.mkdir()
     save_file({"prompt_embeddings": step1}, str(run.adapter_dir / ADAPTER_WEIGHTS))
@@ -70,6 +78,12 @@ def test_cli_ppo_tunes_the_prompt_and_stores_rewarded_samples(teacher, sst2, wor
 
     stored = open_store(Context(run, sst2, teacher)).list(source="generated:ppo")
     assert len(stored) == summary["ppo"]["stored"] >= 1
+    # The independent judge (not the reward's teacher) read both arms as stored.
+    judge = load_judge(Path(workspace) / "cache")
+    assert summary["ppo"]["step1_judge_agreement"] == 0.5
+    assert summary["ppo"]["judge_agreement"] == round(judge.agreement([e.fields["sentence"] for e in stored],
+                                                                      [e.label for e in stored]), 4)
+    assert summary["ppo"]["judge_test_accuracy"] == round(judge.accuracy, 4)
     for entry in stored:
         terms = entry.rewards
         assert set(terms) == {"label_consistency", "diversity", "validity", "total"}

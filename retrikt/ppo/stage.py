@@ -16,6 +16,7 @@ from ..config import override, save_yaml
 from ..context import Context, Progress, load_context, noop_progress, open_store
 from ..errors import Cancelled, RunError
 from ..generate.generation import GeneratedSample, default_max_new_tokens, generate_samples
+from ..generate.judge import judges_task, load_judge
 from ..generate.metrics import duplicate_rate, length_and_distinct, self_bleu, value_texts
 from ..generate.prompt_tuning import ADAPTER_WEIGHTS, load_soft_prompt
 from ..generate.stage import novel_samples, stage_score
@@ -25,6 +26,7 @@ from .rewards import CompositeReward, MinLength, Samples
 from .trainer import PPOTrainer, PromptSpec, UpdateStats
 
 SOURCE = "generated:ppo"
+STEP1_SOURCE = "generated:step1"
 
 
 def task_reward_fn(task, reward: CompositeReward):
@@ -179,9 +181,11 @@ def generate_and_store(ctx: Context, soft_prompt, reward: CompositeReward, progr
                                  soft_labels={l: float(x) for l, x in zip(labels, p)}, teacher_label=teacher_label,
                                  agreement=teacher_label == s.label, gen_settings=settings, rewards=rewards,
                                  text=task.serialize(s.fields)))
-    open_store(ctx).add(entries)
+    store = open_store(ctx)
+    store.add(entries)
     progress("store", len(entries), len(entries), {"message": f"{len(entries)} PPO entries stored"})
     texts = [task.serialize(s.fields) for s in result.parsed]
+    judged = judge_stored(task, store, entries, Path(config.workspace) / "cache") if judges_task(task) else {}
     return {
         "generated": len(result.samples), "parsed": len(result.parsed), "parse_rate": round(result.parse_rate, 4),
         "duplicates_dropped": dupes, "train_copies_dropped": copies, "stored": len(entries),
@@ -189,8 +193,22 @@ def generate_and_store(ctx: Context, soft_prompt, reward: CompositeReward, progr
         "stored_reward_means": {k: round(v / len(entries), 4) for k, v in term_sums.items()} if entries else {},
         "self_bleu": round(self_bleu(texts), 4), "duplicate_rate": round(duplicate_rate(texts), 4),
         **length_and_distinct(value_texts(task, [s.fields for s in result.parsed])),
-        "generate_seconds": round(time.perf_counter() - timer, 2),
+        **judged, "generate_seconds": round(time.perf_counter() - timer, 2),
     }
+
+
+def judge_stored(task, store, ppo_entries, cache: Path) -> dict:
+    """The independent judge's agreement with the intended label on the stored PPO entries and on the stored
+    step-1 generated entries, measured alike (the teacher's agreement is the reward's own judge)."""
+    judge = load_judge(cache)
+    step1 = store.list(source=STEP1_SOURCE)
+
+    def agreement(entries):
+        value = judge.agreement(value_texts(task, [e.fields for e in entries]), [e.label for e in entries])
+        return None if value is None else round(value, 4)
+
+    return {"judge_agreement": agreement(ppo_entries), "step1_judge_agreement": agreement(step1),
+            "judge_test_accuracy": round(judge.accuracy, 4)}
 
 
 def run_ppo(workspace: str, run_name: str, overrides: dict | None = None, progress: Progress = noop_progress,
