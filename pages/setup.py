@@ -93,8 +93,13 @@ def build(studio) -> None:
         with gr.Group(visible=False) as upload_box:
             gr.Markdown("Map the file's columns, check the mapping, then save it as a task: it joins the task list "
                         "and runs like a built-in one (k = 16 per label for train and dev, the rest split into "
-                        "test and an unlabeled pool).")
-            task_file = gr.File(label="Task file", file_types=[".csv", ".tsv", ".jsonl", ".json"], type="filepath")
+                        "test and an unlabeled pool, unless you give the dataset's own test split as a second "
+                        "file with the same columns).")
+            with gr.Row():
+                task_file = gr.File(label="Task file", file_types=[".csv", ".tsv", ".jsonl", ".json"],
+                                    type="filepath")
+                test_file = gr.File(label="Test split (optional, same columns)",
+                                    file_types=[".csv", ".tsv", ".jsonl", ".json"], type="filepath")
             with gr.Row():
                 text_col1 = gr.Dropdown([], label="Text column", allow_custom_value=True)
                 text_col2 = gr.Dropdown([NO_COLUMN], value=NO_COLUMN, label="Second text column (pairs)",
@@ -167,11 +172,11 @@ def build(studio) -> None:
     saved_outputs = [builtin, task_mode, upload_box, hub_box]
 
     @user_errors
-    def on_save_upload(path, first, second, label, name, seed):
+    def on_save_upload(path, first, second, label, name, seed, test_path):
         if not path:
             raise ConfigError("Upload a task file first.")
         name = save_uploaded_task(studio.workspace, name, path, [first, "" if second == NO_COLUMN else second],
-                                  label, seed=int(seed or 13), limits=limits)
+                                  label, seed=int(seed or 13), limits=limits, test_path=test_path)
         return _saved(name, Path(path).name)
 
     @user_errors
@@ -193,11 +198,11 @@ def build(studio) -> None:
                 f"{len(columns)} columns found; check the mapping below.")
 
     @user_errors
-    def on_check(path, first, second, label, seed):
+    def on_check(path, first, second, label, seed, test_path):
         if not path:
             raise ConfigError("Upload a task file first.")
         return check_mapping(path, [first, "" if second == NO_COLUMN else second], label, seed=int(seed or 13),
-                             limits=limits)
+                             limits=limits, test_path=test_path)
 
     def form_config(base_data, inputs, then: str) -> RunConfig:
         """The config the form's inputs (teacher widgets, task mode, task, FORM_FIELDS) describe, as the server
@@ -250,9 +255,9 @@ def build(studio) -> None:
     task_file.upload(on_file, task_file, [text_col1, text_col2, label_col, preview, mapping_result],
                      api_name="setup_preview")
     seed = widgets[[f.key for f in FORM_FIELDS].index("seed")]
-    check.click(on_check, [task_file, text_col1, text_col2, label_col, seed], mapping_result,
+    check.click(on_check, [task_file, text_col1, text_col2, label_col, seed, test_file], mapping_result,
                 api_name="setup_check_mapping")
-    save_upload.click(on_save_upload, [task_file, text_col1, text_col2, label_col, upload_name, seed],
+    save_upload.click(on_save_upload, [task_file, text_col1, text_col2, label_col, upload_name, seed, test_file],
                       [*saved_outputs, mapping_result], api_name="setup_save_upload_task")
     save_hub.click(on_save_hub, [hub_id, hub_config, hub_text1, hub_text2, hub_label, hub_name, seed],
                    [*saved_outputs, hub_result], api_name="setup_save_hub_task")

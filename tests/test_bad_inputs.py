@@ -94,17 +94,17 @@ def test_bad_uploads(served, unchanged, tmp_path, case, name, content, text_col,
     _, client = served
     path = _table(tmp_path, name, content)
     with pytest.raises(AppError) as caught:
-        client.predict(handle_file(path), text_col, "(none)", label_col, 13, api_name="/setup_check_mapping")
+        client.predict(handle_file(path), text_col, "(none)", label_col, 13, None, api_name="/setup_check_mapping")
     assert message in str(caught.value) and "Traceback" not in str(caught.value)
     with pytest.raises(AppError, match=message):
-        client.predict(handle_file(path), text_col, "(none)", label_col, "t-bad", 13,
+        client.predict(handle_file(path), text_col, "(none)", label_col, "t-bad", 13, None,
                        api_name="/setup_save_upload_task")
 
 
 def test_extra_columns_are_fine(served, tmp_path):
     _, client = served
     body = "id,review,label,notes\n" + "".join(f"{n},{line},x\n" for n, line in enumerate(_rows().splitlines()))
-    result = client.predict(handle_file(_table(tmp_path, "extra.csv", body)), "review", "(none)", "label", 13,
+    result = client.predict(handle_file(_table(tmp_path, "extra.csv", body)), "review", "(none)", "label", 13, None,
                             api_name="/setup_check_mapping")
     assert "The mapping works: 2 labels" in result
 

@@ -181,3 +181,39 @@ part(40, 1000).to_parquet({str(tmp_path / "ds" / "validation.parquet")!r})
     assert task.labels == ("neg", "pos") and len(task.train) == 32 and len(task.test) == 40
     origin = json.loads((tasks_root(tmp_path / "ws") / "hub-sent" / "task.json").read_text())["origin"]
     assert origin["kind"] == "hub" and origin["label_column"] == "label"
+
+
+def test_a_second_file_is_the_test_split_and_the_first_file_keeps_the_rest(tmp_path, upload):
+    held_out = write_csv(tmp_path / "test.csv", [{"review": f"a held-out {w} film", "stars": label}
+                                                 for label, words in ADJECTIVES.items() for w in words])
+    task = load_custom(upload, ["review"], "stars", name="with-test", test_source=held_out)
+    assert sorted(e.fields["review"] for e in task.test) == sorted(f"a held-out {w} film" for ws in ADJECTIVES.values()
+                                                                   for w in ws)
+    # 100 rows: 32 train + 32 dev, the other 36 are all unlabeled (none is cut off for test)
+    assert (len(task.train), len(task.dev), len(task.unlabeled)) == (32, 32, 36)
+    assert not {e.fields["review"] for e in task.train + task.dev} & {u["review"] for u in task.unlabeled}
+    # A test row repeating a k-shot input is dropped, not evaluated on.
+    repeat = write_csv(tmp_path / "repeat.csv", [{"review": task.train[0].fields["review"], "stars": "good"},
+                                                 {"review": "a new film", "stars": "bad"}])
+    again = load_custom(upload, ["review"], "stars", name="with-test", test_source=repeat)
+    assert [e.fields["review"] for e in again.test] == ["a new film"]
+
+
+@pytest.mark.parametrize("rows,message", [
+    ([{"text": "a film", "stars": "good"}], "test.csv: no column 'review'"),
+    ([{"review": "a film", "stars": "meh"}], "label 'meh' has 0 rows"),  # a label the train file never has
+])
+def test_a_bad_test_file_is_a_clear_message(tmp_path, upload, rows, message):
+    with pytest.raises(TaskDataError, match=message):
+        load_custom(upload, ["review"], "stars", name="bad-test", test_source=write_csv(tmp_path / "test.csv", rows))
+
+
+def test_cli_import_takes_a_test_file(tmp_path, upload):
+    held_out = write_csv(tmp_path / "test.csv", [{"review": "a held-out film", "stars": "good"},
+                                                 {"review": "another held-out film", "stars": "bad"}])
+    proc = _cli(["task", "import", str(upload), "--test", str(held_out), "--name", "reviews", "--text", "review",
+                 "--label", "stars", "--workspace", str(tmp_path)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "test 2," in proc.stdout
+    saved = load_saved(tasks_root(tmp_path) / "reviews")
+    assert sorted(e.fields["review"] for e in saved.test) == ["a held-out film", "another held-out film"]

@@ -12,6 +12,8 @@ def add_parser(sub) -> None:
     actions = task.add_subparsers(dest="task_command", required=True)
     imp = actions.add_parser("import", help="build a task from a CSV/TSV/JSONL/JSON file and save it")
     imp.add_argument("file")
+    imp.add_argument("--test", metavar="FILE", help="the dataset's own test split, same columns (without it, test "
+                                                   "rows are cut from FILE)")
     hub = actions.add_parser("hub", help="build a task from a datasets.load_dataset id and save it")
     hub.add_argument("dataset", help="hub id (e.g. glue) or a local dataset folder")
     hub.add_argument("--config", dest="dataset_config", help="dataset config (e.g. sst2)")
@@ -35,7 +37,8 @@ def main_task(args) -> int:
             print(json.dumps({"builtin": list(BUILTIN_TASKS), "saved": list_saved(args.workspace)}))
             return 0
         if args.task_command == "import":
-            name = save_uploaded_task(args.workspace, args.name, args.file, args.text, args.label, seed=args.seed)
+            name = save_uploaded_task(args.workspace, args.name, args.file, args.text, args.label, seed=args.seed,
+                                      test_path=args.test)
         else:
             name = save_hub_task(args.workspace, args.name, args.dataset, args.dataset_config, args.text, args.label,
                                  seed=args.seed)

@@ -259,31 +259,37 @@ class UploadLimits:
 
 
 def uploaded_task(path: str, text_columns: list[str], label_column: str, name: str = "custom", seed: int = 13,
-                  limits: UploadLimits = UploadLimits()):
-    """The task an uploaded file makes with this column mapping (TaskDataError if it makes none)."""
+                  limits: UploadLimits = UploadLimits(), test_path: str | None = None):
+    """The task an uploaded file makes with this column mapping (TaskDataError if it makes none); `test_path`, a
+    second file with the same columns, is its test split (else test rows are cut from the first file)."""
     text_columns = _mapped(text_columns, label_column)
     return load_custom(path, text_columns, label_column, name=name, seed=seed, filename=Path(path).name,
-                       max_bytes=limits.max_bytes, max_rows=limits.max_rows)
+                       max_bytes=limits.max_bytes, max_rows=limits.max_rows, test_source=test_path or None,
+                       test_filename=Path(test_path).name if test_path else None)
 
 
 def check_mapping(path: str, text_columns: list[str], label_column: str, seed: int = 13,
-                  limits: UploadLimits = UploadLimits()) -> str:
+                  limits: UploadLimits = UploadLimits(), test_path: str | None = None) -> str:
     """Build the task from an uploaded file with this column mapping and describe it (TaskDataError if not)."""
     return "The mapping works: " + describe_task(uploaded_task(path, text_columns, label_column, seed=seed,
-                                                               limits=limits))
+                                                               limits=limits, test_path=test_path))
 
 
 def save_uploaded_task(workspace: str | Path, name: str, path: str, text_columns: list[str], label_column: str,
-                       seed: int = 13, limits: UploadLimits = UploadLimits()) -> str:
-    """Build and save a task from an upload so runs can name it; returns its name."""
+                       seed: int = 13, limits: UploadLimits = UploadLimits(), test_path: str | None = None) -> str:
+    """Build and save a task from an upload (and its own test split, if given) so runs can name it; returns its
+    name."""
     name = check_task_name(name)
     if name in list_saved(workspace):
         raise TaskDataError(f"a saved task named {name!r} exists already; pick another name")
     text_columns = _mapped(text_columns, label_column)
-    task = uploaded_task(path, text_columns, label_column, name=name, seed=seed, limits=limits)
+    task = uploaded_task(path, text_columns, label_column, name=name, seed=seed, limits=limits, test_path=test_path)
     # Only the file's name is kept: an upload's temp path means nothing later and names a machine folder.
-    save_task(task, workspace, origin={"kind": "upload", "file": Path(path).name, "text_columns": text_columns,
-                                       "label_column": label_column, "seed": seed})
+    origin = {"kind": "upload", "file": Path(path).name, "text_columns": text_columns,
+              "label_column": label_column, "seed": seed}
+    if test_path:
+        origin["test_file"] = Path(test_path).name
+    save_task(task, workspace, origin=origin)
     return name
 
 

@@ -227,6 +227,8 @@ def load_custom(
     field_names: dict[str, str] | None = None,
     description: str | None = None,
     query: str | None = None,
+    test_source: Source | None = None,
+    test_filename: str | None = None,
 ) -> Task:
     """Build a task from a CSV, TSV, JSONL or JSON-array file (a path, or its bytes plus `filename`).
 
@@ -234,14 +236,33 @@ def load_custom(
     `label_names` (in that order; rows with other labels are an error) or the distinct values found,
     sorted (numerically when all are integers). Splits: `k` per label train, `k` per label dev, then
     `test_fraction` of each label's remaining rows as test (about `max_test` in total) and the rest, labels
-    dropped, as the unlabeled pool (at most `max_unlabeled`). Template defaults come from the column and
-    label names; override them with `verbalizers`, `field_names`, `description`, `query`.
+    dropped, as the unlabeled pool (at most `max_unlabeled`). With `test_source` (a second file with the same
+    columns, e.g. the dataset's official test split), the test split is that file's rows instead (a seeded sample
+    of at most `max_test`, copies of k-shot inputs dropped) and all the remaining rows of the first file are the
+    unlabeled pool. Template defaults come from the column and label names; override them with `verbalizers`,
+    `field_names`, `description`, `query`.
     Every problem the user can fix raises TaskDataError with the fix in its message.
     """
     if isinstance(text_columns, str):
         text_columns = [text_columns]
     _check_args(k, test_fraction, max_test, max_unlabeled)
-    text, where = read_source(path_or_bytes, max_bytes, filename)
+    examples, where = _file_examples(path_or_bytes, filename, name, text_columns, label_column, max_bytes, max_rows)
+    test = None
+    if test_source is not None:
+        test, _ = _file_examples(test_source, test_filename, f"{name}-test", text_columns, label_column, max_bytes,
+                                 max_rows)
+    labels = _resolve_labels({ex.label for ex in examples + (test or [])}, label_names, where, label_column)
+    return _build_task(
+        name, examples, labels, text_columns, where,
+        k=k, seed=seed, test_fraction=test_fraction, max_test=max_test, max_unlabeled=max_unlabeled,
+        test_examples=test, verbalizers=verbalizers, field_names=field_names, description=description, query=query,
+    )
+
+
+def _file_examples(source: Source, filename: str | None, uid_prefix: str, text_columns: Sequence[str],
+                   label_column: str, max_bytes: int, max_rows: int) -> tuple[list[Example], str]:
+    """The labelled rows of one uploaded file, and how messages name it."""
+    text, where = read_source(source, max_bytes, filename)
     columns, rows = iter_rows(text, where)
     _check_columns(text_columns, label_column, columns, where)
     examples = []
@@ -250,15 +271,11 @@ def load_custom(
             raise TaskDataError(
                 f"{where} has more than {max_rows} rows, the limit; upload a random sample of at most {max_rows}"
             )
-        examples.append(_example(row, f"{name}-{len(examples)}", text_columns, label_column, f"{where}, {location}"))
+        examples.append(_example(row, f"{uid_prefix}-{len(examples)}", text_columns, label_column,
+                                 f"{where}, {location}"))
     if not examples:
         raise TaskDataError(f"{where} has a header but no data rows; add rows below the header")
-    labels = _resolve_labels({ex.label for ex in examples}, label_names, where, label_column)
-    return _build_task(
-        name, examples, labels, text_columns, where,
-        k=k, seed=seed, test_fraction=test_fraction, max_test=max_test, max_unlabeled=max_unlabeled,
-        verbalizers=verbalizers, field_names=field_names, description=description, query=query,
-    )
+    return examples, where
 
 
 def _hub_error(dataset_id: str, config: str | None, err: Exception) -> TaskDataError:
