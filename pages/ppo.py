@@ -35,12 +35,12 @@ def build(studio) -> None:
             w_novelty = gr.Number(cfg.weight_novelty, label="Weight: bigram novelty")
             w_valid = gr.Number(cfg.weight_validity, label="Weight: validity")
             gate = gr.Checkbox(cfg.validity_gate, label="Validity as a gate")
-            kl = gr.Number(cfg.kl_coef, label="Initial KL coefficient")
         with gr.Row():
             count_cap = gr.Number(cfg.novelty_count_cap, precision=0, minimum=0,
                                   label="Novelty as a count of new bigrams, capped at (0: as a share)")
             min_words = gr.Number(cfg.min_words_quantile, minimum=0, maximum=1,
                                   label="Minimum length: quantile of step-1 sample words (0: off)")
+            kl = gr.Number(cfg.kl_coef, label="Initial KL coefficient")
             kl_neutral = gr.Checkbox(cfg.kl_length_neutral, label="Length-neutral KL penalty")
         with gr.Row():
             start = gr.Button("Start PPO", variant="primary")
