@@ -1,0 +1,110 @@
+"""Imported (user) tasks: collect finished `run`s of tasks brought in with `task import` into one table.
+
+Usage: python bench/user_tasks.py --workspace DIR RUN [RUN ...] [--wall RUN=SECONDS ...]
+
+Reads each run's `summary.json` and `eval/summary.json` (nothing is re-run) and writes
+`bench/results/user_tasks.json` and the table part of `user_tasks.md` (between the markers below, so the prose
+around it stays). `--wall` gives the measured wall time of the whole `run` command (the run folder records each
+stage's seconds, not the process's).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+
+from retrikt.estimate import measured_seconds  # noqa: E402
+from retrikt.runs import open_run  # noqa: E402
+from retrikt.studio.compare import weak_teacher_warning  # noqa: E402
+
+SYSTEMS = ("majority", "teacher", "student", "plain_kd", "student_retrieval", "student_gold")
+GOAL_POINTS = 3.0
+BEGIN, END = "<!-- table:begin -->", "<!-- table:end -->"
+
+
+def collect(workspace: str, name: str, wall: float | None) -> dict:
+    run = open_run(workspace, name)
+    summary = run.summary()
+    ev = json.loads(run.eval_summary_path.read_text(encoding="utf-8"))
+    systems = ev["systems"]
+    acc = {key: systems[key]["accuracy"] for key in SYSTEMS if key in systems}
+    teacher_wins = acc["teacher"] > acc["majority"]
+    margin = 100 * (acc["student_retrieval"] - acc["plain_kd"])
+    gen, ppo = summary.get("generate") or {}, summary.get("ppo") or {}
+    return {
+        "run": name, "task": ev["task"], "seed": ev["seed"], "status": summary.get("status"),
+        "test_examples": ev["test_examples"], "labels": len((summary.get("score") or {}).get("label_prior") or []),
+        "accuracy": acc, "macro_f1": {key: systems[key].get("macro_f1") for key in SYSTEMS if key in systems},
+        "majority_label": systems["majority"].get("label"),
+        "beta": systems["student_retrieval"].get("beta"), "k": systems["student_retrieval"].get("k"),
+        "teacher_trust": (summary.get("student") or {}).get("teacher_trust"),
+        "step1": {key: gen.get(key) for key in ("generated", "parsed", "parse_rate", "truncated_dropped", "stored",
+                                                "teacher_agreement", "max_new_tokens")},
+        "ppo": {key: ppo.get(key) for key in ("generated", "parsed", "parse_rate", "stored", "teacher_agreement")},
+        "store_entries": ((summary.get("student") or {}).get("items") or {}).get("store_entries"),
+        "indexed": ((summary.get("student") or {}).get("items") or {}).get("indexed"),
+        "stage_seconds": {k: round(v, 1) for k, v in measured_seconds(run).items()},
+        "wall_seconds": wall,
+        "teacher_beats_majority": teacher_wins,
+        "sr_minus_kd_points": round(margin, 1),
+        "goal_met": (margin >= GOAL_POINTS) if teacher_wins else None,
+        "weak_teacher_message": weak_teacher_warning(ev),
+    }
+
+
+def pct(x) -> str:
+    return "" if x is None else f"{100 * x:.1f}"
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| task | seed | test n | majority | teacher | student | plain KD | student + retrieval (beta) | "
+             "gold only | S+R − KD | teacher > majority? | goal | step-1 parse rate | wall min |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        a = r["accuracy"]
+        if r["goal_met"] is not None:
+            goal = f"{'met' if r['goal_met'] else 'not met'} (S+R − KD ≥ {GOAL_POINTS:g}?)"
+        else:  # the other half of the goal: the studio must say the teacher is below the majority class
+            goal = "met (says so)" if r["weak_teacher_message"] else "NOT met (no message)"
+        wall = f"{r['wall_seconds'] / 60:.1f}" if r["wall_seconds"] else ""
+        lines.append(f"| {r['task']} | {r['seed']} | {r['test_examples']} | {pct(a['majority'])} | "
+                     f"{pct(a['teacher'])} | {pct(a['student'])} | {pct(a['plain_kd'])} | "
+                     f"{pct(a['student_retrieval'])} ({r['beta']}) | {pct(a.get('student_gold'))} | "
+                     f"{r['sr_minus_kd_points']:+.1f} | {'yes' if r['teacher_beats_majority'] else 'no'} | {goal} | "
+                     f"{pct(r['step1']['parse_rate'])}% ({r['step1']['parsed']}/{r['step1']['generated']}) | "
+                     f"{wall} |")
+    lines += ["", "Per-stage seconds (from the run folder):", "",
+              "| task | seed | " + " | ".join(STAGES) + " |", "|---|---|" + "---|" * len(STAGES)]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['seed']} | "
+                     + " | ".join(str(r["stage_seconds"].get(s, "")) for s in STAGES) + " |")
+    return "\n".join(lines)
+
+
+STAGES = ("load", "score", "tune", "generate", "ppo", "ppo-generate", "student", "eval")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workspace", required=True)
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--wall", nargs="*", default=[], metavar="RUN=SECONDS")
+    args = parser.parse_args()
+    walls = {k: float(v) for k, v in (item.split("=", 1) for item in args.wall)}
+    rows = [collect(args.workspace, name, walls.get(name)) for name in args.runs]
+    out = ROOT / "results"
+    (out / "user_tasks.json").write_text(json.dumps({"runs": rows}, indent=2) + "\n", encoding="utf-8")
+    md = out / "user_tasks.md"
+    text = md.read_text(encoding="utf-8") if md.is_file() else f"# Imported tasks\n\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    md.write_text(head + BEGIN + "\n" + table(rows) + "\n" + END + rest.split(END, 1)[1], encoding="utf-8")
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
