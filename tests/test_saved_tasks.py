@@ -214,6 +214,7 @@ def test_cli_import_takes_a_test_file(tmp_path, upload):
     proc = _cli(["task", "import", str(upload), "--test", str(held_out), "--name", "reviews", "--text", "review",
                  "--label", "stars", "--workspace", str(tmp_path)])
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "test 2," in proc.stdout
+    assert "test 2," in proc.stdout and f"run --task reviews --workspace {tmp_path}" in proc.stdout
+    assert "at most 1,000 of its rows" in proc.stdout
     saved = load_saved(tasks_root(tmp_path) / "reviews")
     assert sorted(e.fields["review"] for e in saved.test) == ["a held-out film", "another held-out film"]

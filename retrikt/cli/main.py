@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     stu.add_argument("--skip-eval", action="store_true", help="train only")
     full = sub.add_parser("run", help="the whole pipeline: step 1 [+ PPO] + student + evaluation")
     for command in (stu, full):
-        command.add_argument("--task", help="built-in task (default SST-2)")
+        command.add_argument("--task", help="built-in task (default SST-2) or a task saved with `task import`/`task "
+                                            "hub` in the same --workspace")
         command.add_argument("--config", help="YAML config")
         command.add_argument("--workspace")
         command.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field")

@@ -46,5 +46,9 @@ def main_task(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"saved task {name}: {describe_task(load_saved(tasks_root(args.workspace) / name))}")
-    print(f"use it with: python -m retrikt generate --task {name}")
+    print(f"use it with: python -m retrikt run --task {name} --workspace {args.workspace}   (all steps; "
+          f"`generate` for step 1 only)")
+    if args.task_command == "import" and args.test:
+        print("the test file is the test split: at most 1,000 of its rows (a seeded sample), without rows that "
+              "repeat a train or dev input")
     return 0
