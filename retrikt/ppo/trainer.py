@@ -157,8 +157,9 @@ class PPOTrainer:
 
         The prefix is the same for every row, so it is run once and its keys and values are repeated over the
         batch: the same numbers as one forward over [prefix; tokens] per row (causal attention: the prefix never
-        sees the tokens), and the prompt's gradient is still the sum over rows. The prefix is ~3x longer than an
-        SST-2 sample, so this is most of the forward's and the backward's cost."""
+        sees the tokens), and the prompt's gradient is still the sum over rows. On SST-2 at the defaults (a
+        39-token prefix) this made the rollout forward 1.28x and a minibatch's forward + backward 1.19x faster
+        (`bench/shared_prefix.py`)."""
         batch, steps = tokens.shape
         prefix = prompt_embeddings(self.model, prompt, prompt_ids, 1)
         head = self.model(inputs_embeds=prefix, output_hidden_states=True, use_cache=True, logits_to_keep=1)
