@@ -21,7 +21,8 @@ def build(studio) -> None:
         gr.Markdown("**Step 2.** Tune a run's step-1 soft prompt with PPO (teacher frozen): the reward is a label term "
                     "(teacher's probability of the intended label, or its margin over the other labels) + diversity "
                     "(embedding and bigram novelty) + validity (a term or a gate), optionally gated on a minimum "
-                    "length, minus a KL penalty to the step-1 prompt (summed over tokens, or length-neutral). Then the teacher writes as many samples as in step 1, stored as "
+                    "length, minus a KL penalty to the step-1 prompt (summed over tokens, or length-neutral). "
+                    "Then the teacher writes as many samples as in step 1, stored as "
                     "`generated:ppo`. A cancelled job keeps its checkpoint; starting it again resumes.")
         with gr.Row():
             run = gr.Dropdown([], label="Run with a finished step 1", allow_custom_value=True, scale=4)

@@ -22,11 +22,10 @@ from ..generate.prompt_tuning import ADAPTER_WEIGHTS, load_soft_prompt
 from ..generate.stage import novel_samples, stage_score
 from ..runs import Run, open_run
 from ..teacher.scorer import TeacherScorer, restored_scorer
-from .rewards import CompositeReward, MinLength, Samples
+from .rewards import STEP1_SOURCE, CompositeReward, MinLength, Samples
 from .trainer import PPOTrainer, PromptSpec, UpdateStats
 
 SOURCE = "generated:ppo"
-STEP1_SOURCE = "generated:step1"
 
 
 def task_reward_fn(task, reward: CompositeReward):

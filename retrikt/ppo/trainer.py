@@ -165,15 +165,15 @@ class PPOTrainer:
         head = self.model(inputs_embeds=prefix, output_hidden_states=True, use_cache=True, logits_to_keep=1)
         cache = head.past_key_values
         cache.batch_repeat_interleave(batch)
-        body_embeds = self.model.get_input_embeddings()(tokens[:, :-1]).to(prefix.dtype)
-        first_logits, first_hidden = head.logits[:, -1:], head.hidden_states[-1][:, -1:]
+        # The prefix's last position predicts the first token; tokens[:, :-1] predict the rest.
+        logits = head.logits[:, -1:].expand(batch, -1, -1)
+        hidden = head.hidden_states[-1][:, -1:].expand(batch, -1, -1)
         if steps > 1:
+            body_embeds = self.model.get_input_embeddings()(tokens[:, :-1]).to(prefix.dtype)
             body = self.model(inputs_embeds=body_embeds, past_key_values=cache, output_hidden_states=True,
                               use_cache=True)
-            logits = torch.cat([first_logits.expand(batch, -1, -1), body.logits], dim=1)
-            hidden = torch.cat([first_hidden.expand(batch, -1, -1), body.hidden_states[-1]], dim=1)
-        else:
-            logits, hidden = first_logits.expand(batch, -1, -1), first_hidden.expand(batch, -1, -1)
+            logits = torch.cat([logits, body.logits], dim=1)
+            hidden = torch.cat([hidden, body.hidden_states[-1]], dim=1)
         logits = logits.float() / self.config.temperature
         picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
         logprobs = picked - torch.logsumexp(logits, dim=-1)

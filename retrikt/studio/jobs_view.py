@@ -168,11 +168,13 @@ def ppo_quality(summary: dict) -> str:
         return "–" if value is None else pattern.format(value)
 
     lines = ["| samples | step 1 | after PPO |", "|---|---|---|"]
-    lines += [f"| {name} | {cell(step1, key, p)} | {cell(ppo, key, p)} |" for key, name, p in PPO_QUALITY]
-    if ppo.get("judge_test_accuracy") is not None:
-        lines.insert(4, f"| independent judge agrees with the intended label (a classifier of the full SST-2 train "
-                        f"set, {ppo['judge_test_accuracy']:.1%} on its test split) | "
-                        f"{cell(ppo, 'step1_judge_agreement', '{:.1%}')} | {cell(ppo, 'judge_agreement', '{:.1%}')} |")
+    for key, name, p in PPO_QUALITY:
+        lines.append(f"| {name} | {cell(step1, key, p)} | {cell(ppo, key, p)} |")
+        if key == "teacher_agreement" and ppo.get("judge_test_accuracy") is not None:
+            # The judge's row follows the teacher's: the teacher is the reward's own judge, this one is not.
+            lines.append(f"| independent judge agrees with the intended label (a classifier of the full SST-2 "
+                         f"train set, {ppo['judge_test_accuracy']:.1%} on its test split) | "
+                         f"{cell(ppo, 'step1_judge_agreement', '{:.1%}')} | {cell(ppo, 'judge_agreement', '{:.1%}')} |")
     if ppo.get("seconds_per_update") is not None:
         lines.append(f"\nPPO: {ppo.get('updates')} updates, {ppo['seconds_per_update']:.1f} s per update, "
                      f"{ppo.get('ppo_seconds', 0) / 60:.1f} min.")
