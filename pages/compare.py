@@ -15,7 +15,7 @@ from retrikt.studio.compare import (
 from retrikt.studio.demo import DEMO_RUN
 from retrikt.studio.store_view import open_visitor_store
 from retrikt.errors import RetriktError
-from retrikt.runs import RunError
+from retrikt.runs import RunError, read_summary
 
 def _outcome_choices(recs) -> list[tuple[str, str]]:
     counts = outcome_counts(recs)
@@ -115,7 +115,8 @@ def build(studio) -> None:
         note = " This is the precomputed demo run shipped with the studio." if run_name == DEMO_RUN else ""
         view = show(_record_view(request, run_name, find_record(recs, first))) if first else blank
         labels = list(recs[0]["student"]["probs"]) if recs else []
-        return (headline(summary) + note, pd.DataFrame(rows, columns=headers), accuracy_figure(summary),
+        said = headline(summary, read_summary(workspace, run_name).get("student"))
+        return (said + note, pd.DataFrame(rows, columns=headers), accuracy_figure(summary),
                 gr.update(choices=_outcome_choices(recs), value=outcome_filter), gr.update(choices=choices,
                                                                                           value=first), *view,
                 gr.update(choices=labels, value=None))

@@ -196,6 +196,12 @@ class StudentConfig:
     beta_min_gain: int = knob(1, 0, 1000)
     """Dev examples by which the vote alone must beat the majority class, and a beta > 0 the student alone, for
     retrieval to be used (with `tune_beta`); 0 lets ties on dev keep retrieval on."""
+    # design choice: on by default: the `teacher` rule follows the teacher even where it knows less than the student
+    # (imported TREC seed 13: beta 0.75 cost 3.2 points; SST-5: beta 1 cost 5.2; bench/results/user_tasks.md).
+    teacher_beats_student: bool = True
+    """With the `teacher` beta rule, retrieval is used only when the teacher answers more dev examples right than the
+    student alone (a tie keeps the student alone): agreeing with the teacher is only worth it where the teacher
+    knows more than the student. Costs one teacher pass over the dev split."""
     teacher_trust_alpha: float = knob(0.05, 0.0, 1.0)
     """With `tune_beta`, retrieval is used only when the teacher's soft labels beat the majority class on the
     store's gold train entries it was not shown as demonstrations, at one-sided binomial p below this; 1 = no check."""

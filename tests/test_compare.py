@@ -154,3 +154,17 @@ def test_what_the_teacher_adds_is_measured_against_the_gold_only_student(mixed, 
     assert (said in sentence and sentence in headline(summary)) if said else sentence == ""
     names = [row[0] for row in systems_table(summary)[1]]
     assert ("student, gold only (no teacher)" in names) is (gold is not None)
+
+
+@pytest.mark.parametrize("block_beta,said", [
+    (0.0, "Beta 0.0: retrieval off: on the 96 dev examples the teacher is no better than the student alone (40 right"),
+    (0.5, None),  # the run was retrained since this evaluation: its block no longer explains the shown beta
+])
+def test_the_headline_says_why_beta_is_what_it_is(block_beta, said):
+    systems = {"student": {"accuracy": 0.56}, "student_retrieval": {"accuracy": 0.56, "beta": 0.0, "k": 8}}
+    summary = {"task": "TREC", "test_examples": 499, "systems": systems}
+    block = {"beta": block_beta, "beta_heldout": 256, "beta_teacher_agreement": {"0.0": 0.8},
+             "teacher_trust": {"trusted": True}, "teacher_vs_student": {"dev_examples": 96, "teacher_right": 40,
+                                                                         "student_right": 47, "teacher_wins": False}}
+    sentence = headline(summary, block)
+    assert (said in sentence) if said else "Beta 0.0:" not in sentence

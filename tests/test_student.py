@@ -485,6 +485,10 @@ def test_teacher_trust_counts_only_gold_entries_it_was_not_shown(store, right_of
     ({"beta": 0.0, "beta_dev_accuracy": {"0.0": 0.5}, "teacher_trust": {"trusted": True}},
      "retrieval off: on the dev split"),
     ({"beta": 0.5, "beta_dev_accuracy": {"0.0": 0.5}, "teacher_trust": {"trusted": True}}, "chosen on the dev split"),
+    ({"beta": 0.0, "beta_dev_accuracy": {}, "beta_heldout": 256, "beta_teacher_agreement": {"0.0": 0.8},
+      "teacher_trust": {"trusted": True}, "teacher_vs_student": {"dev_examples": 96, "teacher_right": 40,
+                                                                  "student_right": 47, "teacher_wins": False}},
+     "retrieval off: on the 96 dev examples the teacher is no better than the student alone (40 right vs 47)"),
     ({"beta": 0.5, "beta_dev_accuracy": {}}, "as configured"),  # tune_beta off, or a run from before the check
     ({"beta": 0.75, "beta_dev_accuracy": {}, "beta_heldout": 256, "beta_teacher_agreement": {"0.75": 0.8125},
       "teacher_trust": {"trusted": True}}, "chosen by agreement with the teacher on 256 held-out inputs it labelled "
@@ -494,6 +498,81 @@ def test_beta_reason(block, starts):
     from retrikt.student.stage import beta_reason
 
     assert beta_reason(block).startswith(starts)
+
+
+@pytest.mark.parametrize("teacher_right,student_right,wins", [
+    (3, 2, True),
+    (2, 2, False),  # a tie keeps the student alone
+    (1, 3, False),
+])
+def test_teacher_vs_student_counts_right_answers_on_gold(teacher_right, student_right, wins):
+    from retrikt.student.stage import teacher_vs_student
+
+    gold = np.array([0, 1, 0, 1])
+    answers = lambda right: np.eye(2)[[g if i < right else 1 - g for i, g in enumerate(gold)]]  # noqa: E731
+    versus = teacher_vs_student(answers(teacher_right), answers(student_right), gold)
+    assert versus == {"dev_examples": 4, "teacher_right": teacher_right, "student_right": student_right,
+                      "teacher_wins": wins}
+
+
+@pytest.mark.parametrize("teacher_is_right,guard,beta", [
+    (True, True, 0.75),  # the teacher beats the student alone on dev: the rule's beta stands
+    (False, True, 0.0),  # a teacher wrong on every dev example: retrieval off
+    (False, False, 0.75),  # the guard switched off: the rule's beta stands
+])
+def test_the_teacher_beta_rule_needs_a_teacher_that_beats_the_student_on_dev(tmp_path, monkeypatch, teacher_is_right,
+                                                                             guard, beta):
+    import retrikt.student.stage as stage
+    import retrikt.teacher.scorer
+    from retrikt.runs import create_run
+    from retrikt.store.knowledge_store import collection_name
+    from retrikt.student.retrieval import Prediction
+
+    task = make_task()
+    dev_label = {task.serialize(e.fields): task.label_index(e.label) for e in task.dev}
+    scored = []
+
+    class Scorer:  # the teacher: right or wrong on every dev example, indifferent on everything else
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def use_demos(self, *args):
+            pass
+
+        def probs(self, fields_list, should_stop=None):
+            scored.append(len(fields_list))
+            rows = []
+            for fields in fields_list:
+                gold = dev_label.get(task.serialize(fields))
+                rows.append([0.5, 0.5] if gold is None else np.eye(2)[gold if teacher_is_right else 1 - gold])
+            return np.array(rows)
+
+    monkeypatch.setattr(retrikt.teacher.scorer, "TeacherScorer", Scorer)
+    monkeypatch.setattr(stage, "tune_beta_on_teacher", lambda *a, **k: (0.75, {"0.75": 1.0}))
+    monkeypatch.setattr(stage, "teacher_trust", lambda *a, **k: {"held_out_gold": 0, "trusted": True})
+    gold = np.array([task.label_index(e.label) for e in task.dev])
+    half_right = np.eye(2)[[g if i % 2 else 1 - g for i, g in enumerate(gold)]]  # the student alone: 4 of 8 dev
+
+    def predict(student, index, texts, k, tau, beta):
+        assert texts == [task.serialize(e.fields) for e in task.dev]
+        return Prediction(half_right, half_right, None, 0.0, 0.0)
+
+    monkeypatch.setattr(stage, "predict", predict)
+    tiny = vars(tiny_config(epochs=2)) | {"beta_rule": "teacher", "beta_heldout": 16, "teacher_beats_student": guard}
+    run = create_run(from_dict({"workspace": str(tmp_path), "run_name": "guard", "student": tiny}))
+    run.update_summary(score={"demo_uids": ["x"], "label_prior": [0.5, 0.5]})
+    store = KnowledgeStore(path=run.store_dir, collection=collection_name("toy", run.name), embedder=WordEmbedder(),
+                           task_labels=list(LABELS))
+    store.add(store_entries(task, n=40))
+    block = stage.train_students(run, task, store, EMBEDDED_TEACHER_PARAMS, teacher=object())
+    assert block["beta"] == beta
+    if guard:
+        assert scored[-1] == len(task.dev)
+        assert block["teacher_vs_student"]["teacher_right"] == (len(task.dev) if teacher_is_right else 0)
+        assert block["teacher_vs_student"]["teacher_wins"] is teacher_is_right
+        assert stage.beta_reason(block).startswith("retrieval off: on the" if not teacher_is_right else "chosen by")
+    else:
+        assert block["teacher_vs_student"] == {} and scored == [len(stage.heldout_inputs(task, 16))]
 
 
 @pytest.mark.parametrize("student_right,vote_right,expected", [

@@ -104,6 +104,16 @@ def teacher_trust(store, task, demo_uids, alpha: float) -> dict:
             "p_value": round(p_value, 4), "trusted": alpha >= 1.0 or p_value < alpha}
 
 
+def teacher_vs_student(teacher_probs: np.ndarray, student_probs: np.ndarray, gold: np.ndarray) -> dict:
+    """Does the teacher answer more of these gold examples right than the student alone? A tie is not a win: the
+    student alone is never made worse to follow a teacher that knows no more than it does."""
+    gold = np.asarray(gold)
+    teacher_right = int((np.asarray(teacher_probs).argmax(-1) == gold).sum())
+    student_right = int((np.asarray(student_probs).argmax(-1) == gold).sum())
+    return {"dev_examples": int(len(gold)), "teacher_right": teacher_right, "student_right": student_right,
+            "teacher_wins": teacher_right > student_right}
+
+
 def beta_reason(block: dict) -> str:
     """Why the student block's beta is what it is, in one line for the UI."""
     trust = block.get("teacher_trust") or {}
@@ -111,6 +121,10 @@ def beta_reason(block: dict) -> str:
         return (f"retrieval off: the teacher is no better than the majority class on {trust['held_out_gold']} gold "
                 f"examples it was not shown ({trust['teacher_right']} right vs {trust['majority_right']}, "
                 f"p = {trust['p_value']:.2f})")
+    versus = block.get("teacher_vs_student") or {}
+    if versus and not versus["teacher_wins"]:
+        return (f"retrieval off: on the {versus['dev_examples']} dev examples the teacher is no better than the "
+                f"student alone ({versus['teacher_right']} right vs {versus['student_right']})")
     if block.get("beta_teacher_agreement"):
         return (f"chosen by agreement with the teacher on {block.get('beta_heldout')} held-out inputs it labelled "
                 f"({100 * block['beta_teacher_agreement'][str(block.get('beta', 0.0))]:.1f}% at this beta)")
@@ -179,7 +193,7 @@ def train_students(run, task, store, teacher_params: int, progress=noop_progress
     # Entries filtered out now stay out of retrieval later unless a person curates them (see student/live.py).
     run.unindexed_ids_path.write_text(json.dumps(sorted(i for i in store.ids() if i not in indexed)),
                                       encoding="utf-8")
-    trust, beta, dev_scores, agreement = {}, (cfg.beta if index is not None else 0.0), {}, {}
+    trust, beta, dev_scores, agreement, versus = {}, (cfg.beta if index is not None else 0.0), {}, {}, {}
     held = heldout_inputs(task, cfg.beta_heldout) if cfg.tune_beta and cfg.beta_rule == "teacher" else []
     if cfg.tune_beta:
         trust = teacher_trust(store, task, run.summary().get("score", {}).get("demo_uids"), cfg.teacher_trust_alpha)
@@ -187,9 +201,18 @@ def train_students(run, task, store, teacher_params: int, progress=noop_progress
             from ..teacher.scorer import run_scorer
 
             progress("student", 0, 1, {"message": f"teacher labels for {len(held)} held-out inputs (beta)"})
-            probs = run_scorer(run, task, teacher or run_teacher(run, progress)).probs(held)
+            scorer = run_scorer(run, task, teacher or run_teacher(run, progress))
+            probs = scorer.probs(held)
             beta, agreement = tune_beta_on_teacher(student, index, task, cfg.k, cfg.temperature, probs,
                                                    [task.serialize(f) for f in held])
+            if cfg.teacher_beats_student and beta > 0 and trust["trusted"] and task.dev:
+                progress("student", 0, 1, {"message": f"teacher vs student alone on {len(task.dev)} dev examples"})
+                alone = predict(student, index, [task.serialize(e.fields) for e in task.dev], cfg.k,
+                                cfg.temperature, 1.0).student
+                versus = teacher_vs_student(scorer.probs([e.fields for e in task.dev]), alone,
+                                            [task.label_index(e.label) for e in task.dev])
+                if not versus["teacher_wins"]:
+                    beta = 0.0
         else:
             beta, dev_scores = tune_beta(student, index, task, cfg.k, cfg.temperature, cfg.beta, cfg.beta_min_gain)
         # design choice: significance, not a margin: 28 held-out gold examples are too few for a point estimate.
@@ -205,7 +228,7 @@ def train_students(run, task, store, teacher_params: int, progress=noop_progress
                       "losses_last": gold_report.losses[-1]} if gold_report else None,
         "beta": beta, "beta_dev_accuracy": dev_scores,
         "beta_teacher_agreement": agreement, "beta_heldout": len(held) if agreement else 0, "teacher_trust": trust,
-        "k": cfg.k, "temperature": cfg.temperature, "seconds": round(time.perf_counter() - started, 2),
+        "teacher_vs_student": versus, "k": cfg.k, "temperature": cfg.temperature, "seconds": round(time.perf_counter() - started, 2),
     }
     run.update_summary(student=block)
     run.log("student_trained", **{k: v for k, v in block.items() if k != "items"})

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..runs import Run, RunError, list_runs, open_run, run_path, runs_newest_first
+from ..student.stage import beta_reason
 from ..tasks import MAX_INPUT_CHARS
 
 SYSTEM_NAMES = {"majority": "majority class", "teacher": "teacher (few-shot, calibrated)", "student": "student alone",
@@ -83,8 +84,9 @@ def systems_table(summary: dict) -> tuple[list[str], list[list]]:
     return list(SYSTEM_COLUMNS), rows
 
 
-def headline(summary: dict) -> str:
-    """One sentence a presenter can read out: how small the student is and what retrieval adds."""
+def headline(summary: dict, student_block: dict | None = None) -> str:
+    """One sentence a presenter can read out: how small the student is and what retrieval adds; with the run's
+    student block, why beta is what it is."""
     systems = summary["systems"]
     alone, mixed = systems.get("student", {}), systems.get("student_retrieval", {})
     teacher = systems.get("teacher", {})
@@ -97,6 +99,9 @@ def headline(summary: dict) -> str:
         delta = 100 * (mixed["accuracy"] - alone["accuracy"])
         parts.append(f"Retrieval moves its accuracy from {_pct(alone['accuracy'])}% to {_pct(mixed['accuracy'])}% "
                      f"({delta:+.1f} points, beta {mixed.get('beta')}, k {mixed.get('k')}).")
+        if student_block and student_block.get("beta") == mixed.get("beta"):  # a retrained run: its old eval's beta
+            reason = beta_reason(student_block)
+            parts.append(f"Beta {mixed.get('beta')}: {reason[:1].lower() + reason[1:]}.")
     if "accuracy" in teacher:
         parts.append(f"The teacher scores {_pct(teacher['accuracy'])}%"
                      + (f" and is {mixed['speedup_vs_teacher']}x slower." if mixed.get("speedup_vs_teacher") else "."))
