@@ -41,7 +41,7 @@ def load_context(config: RunConfig, progress: Progress = noop_progress, run: Run
     teacher = load_teacher(config.teacher, cache_dir=f"{config.workspace}/cache")
     if run is None:
         run = create_run(config)
-        copy_into_run(config.task, config.workspace, run.task_dir)
+        copy_into_run(config.task, config.workspace, run.task_dir, config.seed)
     run.log("loaded", teacher=teacher.name, params=teacher.n_params, device=str(teacher.device),
             dtype=str(teacher.dtype), seconds=round(teacher.load_seconds, 2))
     progress("load", 2, 2, {"message": f"teacher {teacher.name}: {teacher.n_params/1e6:.1f}M params"})

@@ -109,6 +109,51 @@ def test_resolve_prefers_the_runs_copy_then_builtin_then_saved(tmp_path, upload)
     assert resolve_task("reviews", 13, tmp_path, task_dir).labels == ("bad", "good")
 
 
+def _inputs(examples) -> set:
+    return {tuple(sorted(e.fields.items())) for e in examples}
+
+
+@pytest.mark.parametrize("test_file", [False, True])
+def test_another_seed_redraws_the_k_shot_split_and_keeps_the_test_split(tmp_path, test_file):
+    rows = review_rows(60)
+    kwargs = {"test_source": write_csv(tmp_path / "test.csv", review_rows(80)[-40:])} if test_file else {}
+    imported = load_custom(write_csv(tmp_path / "r.csv", rows), ["review"], "stars", name="reviews", k=4, seed=13,
+                           **kwargs)
+    save_task(imported, tmp_path)
+    same = resolve_task("reviews", 13, tmp_path)
+    assert as_data(same) == as_data(imported)  # the import's own seed: the split as imported
+    other, again = resolve_task("reviews", 21, tmp_path), resolve_task("reviews", 21, tmp_path)
+    assert as_data(other) == as_data(again) and other.seed == 21  # deterministic per seed
+    assert [(e.uid, e.label) for e in other.test] == [(e.uid, e.label) for e in imported.test]
+    assert _inputs(other.train) != _inputs(imported.train)
+    for split in (other.train, other.dev):
+        assert sorted(e.label for e in split) == ["bad"] * 4 + ["good"] * 4
+    unlabeled = {tuple(sorted(f.items())) for f in other.unlabeled}
+    parts = [_inputs(other.train), _inputs(other.dev), _inputs(other.test), unlabeled]
+    assert sum(map(len, parts)) == len(set().union(*parts))  # no input in two splits
+    assert len(other.unlabeled) == len(imported.unlabeled)
+    # every labelled row of the import is in exactly one of train, dev and the pool, whatever the seed
+    assert _inputs(other.train + other.dev + other.pool) == _inputs(imported.train + imported.dev + imported.pool)
+
+
+def test_a_run_copies_the_split_of_its_seed(tmp_path, upload):
+    save_task(load_custom(upload, ["review"], "stars", name="reviews", k=4, seed=13), tmp_path)
+    copied = {}
+    for seed in (13, 21):
+        task_dir = tmp_path / "runs" / f"s{seed}" / "task"
+        assert copy_into_run("reviews", tmp_path, task_dir, seed)
+        assert not (task_dir / "pool.jsonl").stat().st_size  # a run's copy is never re-drawn
+        copied[seed] = resolve_task("reviews", 99, tmp_path, task_dir)  # the run's own copy, whatever is asked
+        assert as_data(copied[seed]) == as_data(resolve_task("reviews", seed, tmp_path))
+    assert _inputs(copied[13].train) != _inputs(copied[21].train)
+
+
+def test_a_task_saved_without_a_pool_keeps_its_split_for_every_seed(tmp_path, upload):
+    folder = save_task(load_custom(upload, ["review"], "stars", name="reviews", k=4, seed=13), tmp_path)
+    (folder / "pool.jsonl").unlink()  # as saved before pools were kept
+    assert as_data(resolve_task("reviews", 21, tmp_path)) == as_data(resolve_task("reviews", 13, tmp_path))
+
+
 @pytest.mark.parametrize("a,b,same", [("SST-2", "sst2", True), ("CB", "RTE", False), ("reviews", "reviews", True),
                                       ("reviews", "Reviews", False), ("reviews", "SST-2", False)])
 def test_same_task(a, b, same):
@@ -218,3 +263,11 @@ def test_cli_import_takes_a_test_file(tmp_path, upload):
     assert "at most 1,000 of its rows" in proc.stdout
     saved = load_saved(tasks_root(tmp_path) / "reviews")
     assert sorted(e.fields["review"] for e in saved.test) == ["a held-out film", "another held-out film"]
+
+
+def test_cli_import_takes_k(tmp_path, upload):
+    proc = _cli(["task", "import", str(upload), "--name", "reviews", "--text", "review", "--label", "stars",
+                 "--k", "4", "--workspace", str(tmp_path)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "train 8, dev 8" in proc.stdout and "draws seed N's 4 train and 4 dev examples per label" in proc.stdout
+    assert load_saved(tasks_root(tmp_path) / "reviews").seed == 13

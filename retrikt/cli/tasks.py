@@ -22,7 +22,9 @@ def add_parser(sub) -> None:
         command.add_argument("--text", action="append", required=True, metavar="COLUMN",
                              help="text column; give it twice for sentence pairs")
         command.add_argument("--label", required=True, metavar="COLUMN", help="label column")
-        command.add_argument("--seed", type=int, default=13, help="seed of the k-shot split")
+        command.add_argument("--seed", type=int, default=13,
+                             help="seed of the saved k-shot split (`run --seed N` draws seed N's from the same rows)")
+        command.add_argument("--k", type=int, default=16, help="labelled examples per label in train, and in dev")
     listing = actions.add_parser("list", help="list the built-in and saved tasks")
     for command in (imp, hub, listing):
         command.add_argument("--workspace", default=RunConfig().workspace)
@@ -38,16 +40,18 @@ def main_task(args) -> int:
             return 0
         if args.task_command == "import":
             name = save_uploaded_task(args.workspace, args.name, args.file, args.text, args.label, seed=args.seed,
-                                      test_path=args.test)
+                                      test_path=args.test, k=args.k)
         else:
             name = save_hub_task(args.workspace, args.name, args.dataset, args.dataset_config, args.text, args.label,
-                                 seed=args.seed)
+                                 seed=args.seed, k=args.k)
     except OSError as exc:  # a file the user named that cannot be read
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"saved task {name}: {describe_task(load_saved(tasks_root(args.workspace) / name))}")
     print(f"use it with: python -m retrikt run --task {name} --workspace {args.workspace}   (all steps; "
           f"`generate` for step 1 only)")
+    print(f"`run --seed N` draws seed N's {args.k} train and {args.k} dev examples per label from the same rows; "
+          "the test split stays the same for every seed")
     if args.task_command == "import" and args.test:
         print("the test file is the test split: at most 1,000 of its rows (a seeded sample), without rows that "
               "repeat a train or dev input")

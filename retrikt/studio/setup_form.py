@@ -259,11 +259,11 @@ class UploadLimits:
 
 
 def uploaded_task(path: str, text_columns: list[str], label_column: str, name: str = "custom", seed: int = 13,
-                  limits: UploadLimits = UploadLimits(), test_path: str | None = None):
+                  limits: UploadLimits = UploadLimits(), test_path: str | None = None, k: int = 16):
     """The task an uploaded file makes with this column mapping (TaskDataError if it makes none); `test_path`, a
     second file with the same columns, is its test split (else test rows are cut from the first file)."""
     text_columns = _mapped(text_columns, label_column)
-    return load_custom(path, text_columns, label_column, name=name, seed=seed, filename=Path(path).name,
+    return load_custom(path, text_columns, label_column, name=name, seed=seed, k=k, filename=Path(path).name,
                        max_bytes=limits.max_bytes, max_rows=limits.max_rows, test_source=test_path or None,
                        test_filename=Path(test_path).name if test_path else None)
 
@@ -276,17 +276,19 @@ def check_mapping(path: str, text_columns: list[str], label_column: str, seed: i
 
 
 def save_uploaded_task(workspace: str | Path, name: str, path: str, text_columns: list[str], label_column: str,
-                       seed: int = 13, limits: UploadLimits = UploadLimits(), test_path: str | None = None) -> str:
+                       seed: int = 13, limits: UploadLimits = UploadLimits(), test_path: str | None = None,
+                       k: int = 16) -> str:
     """Build and save a task from an upload (and its own test split, if given) so runs can name it; returns its
     name."""
     name = check_task_name(name)
     if name in list_saved(workspace):
         raise TaskDataError(f"a saved task named {name!r} exists already; pick another name")
     text_columns = _mapped(text_columns, label_column)
-    task = uploaded_task(path, text_columns, label_column, name=name, seed=seed, limits=limits, test_path=test_path)
+    task = uploaded_task(path, text_columns, label_column, name=name, seed=seed, limits=limits, test_path=test_path,
+                         k=k)
     # Only the file's name is kept: an upload's temp path means nothing later and names a machine folder.
     origin = {"kind": "upload", "file": Path(path).name, "text_columns": text_columns,
-              "label_column": label_column, "seed": seed}
+              "label_column": label_column, "seed": seed, "k": k}
     if test_path:
         origin["test_file"] = Path(test_path).name
     save_task(task, workspace, origin=origin)
@@ -294,7 +296,7 @@ def save_uploaded_task(workspace: str | Path, name: str, path: str, text_columns
 
 
 def save_hub_task(workspace: str | Path, name: str, dataset_id: str, config: str | None, text_columns: list[str],
-                  label_column: str, seed: int = 13) -> str:
+                  label_column: str, seed: int = 13, k: int = 16) -> str:
     """Build a task from a Hugging Face dataset and save it so runs can name it; returns its name."""
     name = check_task_name(name)
     dataset_id, config = (dataset_id or "").strip(), (config or "").strip() or None
@@ -303,10 +305,10 @@ def save_hub_task(workspace: str | Path, name: str, dataset_id: str, config: str
     if name in list_saved(workspace):
         raise TaskDataError(f"a saved task named {name!r} exists already; pick another name")
     text_columns = _mapped([c.strip() for c in text_columns if c], (label_column or "").strip())
-    task = load_hub(dataset_id, config, text_columns, label_column.strip(), name=name, seed=seed)
+    task = load_hub(dataset_id, config, text_columns, label_column.strip(), name=name, seed=seed, k=k)
     save_task(task, workspace, origin={"kind": "hub", "dataset": dataset_id, "config": config,
                                        "text_columns": text_columns, "label_column": label_column.strip(),
-                                       "seed": seed})
+                                       "seed": seed, "k": k})
     return name
 
 

@@ -56,7 +56,8 @@ class Task:
     `train`/`dev` are the k-shot labelled splits, `test` the evaluation split and `unlabeled` a pool of
     in-domain inputs (fields only) for calibration and vocabulary. `field_choices` optionally restricts a
     field to a closed set of values (COPA's question is "cause" or "effect"); generations outside it are
-    rejected by `parse_generation`.
+    rejected by `parse_generation`. `pool` (imported tasks) holds the labelled rows in no split, from which
+    another seed's k-shot split is drawn.
     """
 
     name: str
@@ -72,6 +73,7 @@ class Task:
     unlabeled: list[dict[str, str]] = field(default_factory=list)
     seed: int | None = None
     field_choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    pool: list[Example] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.text_fields = tuple(self.text_fields)

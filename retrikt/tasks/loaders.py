@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import re
+from dataclasses import replace
 from typing import Any, Iterable, Sequence
 
 from .base import MAX_INPUT_CHARS, MAX_LABELS, MIN_LABELS, Example, Task, TaskDataError, normalize_text
@@ -124,25 +125,8 @@ def _build_task(
     query: str | None = None,
 ) -> Task:
     rng = random.Random(seed)
-    shuffled = list(examples)
-    rng.shuffle(shuffled)
-    by_label: dict[str, list[Example]] = {label: [] for label in labels}
-    for ex in shuffled:
-        by_label[ex.label].append(ex)
-    need = 2 * k + (1 if test_examples is None else 0)
-    for label, group in by_label.items():
-        if len(group) < need:
-            extra = " + 1 test" if test_examples is None else ""
-            raise TaskDataError(
-                f"{where}: label {label!r} has {len(group)} rows; each label needs at least {need} "
-                f"({k} train + {k} dev{extra}) - add rows for it or lower k (examples per label)"
-            )
-    train = [ex for label in labels for ex in by_label[label][:k]]
-    dev = [ex for label in labels for ex in by_label[label][k : 2 * k]]
+    train, dev, rest = _kshot(examples, labels, k, rng, where, need_test=test_examples is None)
     seen = {_input_key(ex.fields) for ex in train + dev}
-    rest = {
-        label: [ex for ex in group[2 * k :] if _input_key(ex.fields) not in seen] for label, group in by_label.items()
-    }
 
     if test_examples is None:
         counts = {label: max(1, round(test_fraction * len(group))) if group else 0 for label, group in rest.items()}
@@ -161,14 +145,8 @@ def _build_task(
         raise TaskDataError(f"{where}: no rows are left for the test split (all repeat k-shot inputs); add rows")
     rng.shuffle(leftovers)
     seen.update(_input_key(ex.fields) for ex in test)
-    unlabeled: list[dict[str, str]] = []
-    for ex in leftovers:
-        if len(unlabeled) >= max_unlabeled:
-            break
-        key = _input_key(ex.fields)
-        if key not in seen:
-            seen.add(key)
-            unlabeled.append(dict(ex.fields))
+    pool = _unseen(leftovers, seen)
+    unlabeled = [dict(ex.fields) for ex in pool[:max_unlabeled]]
 
     verbalizers = dict(verbalizers) if verbalizers else _default_verbalizers(labels)
     field_names = dict(field_names) if field_names else {c: _header(c) for c in text_columns}
@@ -188,7 +166,60 @@ def _build_task(
         test=test,
         unlabeled=unlabeled,
         seed=seed,
+        pool=pool,
     )
+
+
+def _kshot(examples: Sequence[Example], labels: Sequence[str], k: int, rng: random.Random, where: str,
+           need_test: bool = False) -> tuple[list[Example], list[Example], dict[str, list[Example]]]:
+    """Shuffle with `rng`, then `k` per label as train and the next `k` as dev; the rest per label, minus copies
+    of a k-shot input."""
+    shuffled = list(examples)
+    rng.shuffle(shuffled)
+    by_label: dict[str, list[Example]] = {label: [] for label in labels}
+    for ex in shuffled:
+        by_label[ex.label].append(ex)
+    need = 2 * k + (1 if need_test else 0)
+    for label, group in by_label.items():
+        if len(group) < need:
+            extra = " + 1 test" if need_test else ""
+            raise TaskDataError(
+                f"{where}: label {label!r} has {len(group)} rows; each label needs at least {need} "
+                f"({k} train + {k} dev{extra}) - add rows for it or lower k (examples per label)"
+            )
+    train = [ex for label in labels for ex in by_label[label][:k]]
+    dev = [ex for label in labels for ex in by_label[label][k : 2 * k]]
+    seen = {_input_key(ex.fields) for ex in train + dev}
+    rest = {label: [ex for ex in group[2 * k :] if _input_key(ex.fields) not in seen]
+            for label, group in by_label.items()}
+    return train, dev, rest
+
+
+def _unseen(examples: Iterable[Example], seen: set) -> list[Example]:
+    """`examples` in order, without inputs in `seen` or repeated ones (`seen` grows)."""
+    out = []
+    for ex in examples:
+        key = _input_key(ex.fields)
+        if key not in seen:
+            seen.add(key)
+            out.append(ex)
+    return out
+
+
+def redraw(task: Task, seed: int | None) -> Task:
+    """`task` with the k-shot train/dev split of `seed`, drawn from its labelled rows (train, dev and `pool`) as an
+    import with that seed would; the test split stays as imported, so seeds differ only in what the few-shot
+    learner sees. Unchanged when `seed` is the task's own or it has no labelled pool (saved before pools were)."""
+    if seed is None or seed == task.seed or not task.pool:
+        return task
+    k = len(task.train) // len(task.labels)
+    train, dev, rest = _kshot(task.train + task.dev + task.pool, task.labels, k, random.Random(seed), task.name)
+    leftovers = [ex for label in task.labels for ex in rest[label]]
+    random.Random(seed).shuffle(leftovers)
+    pool = _unseen(leftovers, {_input_key(ex.fields) for ex in train + dev + task.test})
+    # design choice: an unlabeled pool as large as the import's, so seeds differ in the split, not in its size.
+    unlabeled = [dict(ex.fields) for ex in pool[:len(task.unlabeled)]]
+    return replace(task, train=train, dev=dev, unlabeled=unlabeled, pool=pool, seed=seed)
 
 
 def _example(row: dict[str, str], uid: str, text_columns: Sequence[str], label_column: str, where: str) -> Example:

@@ -7,6 +7,7 @@ where the data came from) and one JSONL file per split. A run of a saved task co
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -16,8 +17,10 @@ from typing import Any
 
 from .base import Example, Task, TaskDataError
 from .builtin import BUILTIN_TASKS, _key, canonical_name, load_builtin
+from .loaders import redraw
 
 TASK_FILE = "task.json"
+POOL_FILE = "pool.jsonl"  # labelled rows in no split: other seeds draw their k-shot splits from them
 _SPLITS = ("train", "dev", "test")
 _SAFE_TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$")
 
@@ -97,6 +100,7 @@ def write_task_folder(task: Task, folder: str | Path, origin: dict[str, Any] | N
         _write_jsonl(folder / f"{split}.jsonl",
                      [{"uid": e.uid, "fields": e.fields, "label": e.label} for e in getattr(task, split)])
     _write_jsonl(folder / "unlabeled.jsonl", [{"fields": f} for f in task.unlabeled])
+    _write_jsonl(folder / POOL_FILE, [{"uid": e.uid, "fields": e.fields, "label": e.label} for e in task.pool])
     # task.json last: a folder without it is an unfinished save and is never listed.
     (folder / TASK_FILE).write_text(json.dumps(definition, indent=2, ensure_ascii=False), encoding="utf-8")
 
@@ -109,11 +113,13 @@ def load_saved(folder: str | Path) -> Task:
         splits = {s: [Example(fields=r["fields"], label=r["label"], uid=r["uid"])
                       for r in _read_jsonl(folder / f"{s}.jsonl")] for s in _SPLITS}
         unlabeled = [r["fields"] for r in _read_jsonl(folder / "unlabeled.jsonl")]
+        pool = ([Example(fields=r["fields"], label=r["label"], uid=r["uid"]) for r in _read_jsonl(folder / POOL_FILE)]
+                if (folder / POOL_FILE).is_file() else [])  # a task saved before pools were kept keeps its split
         return Task(
             name=definition["name"], text_fields=definition["text_fields"], labels=definition["labels"],
             verbalizers=definition["verbalizers"], field_names=definition["field_names"],
             description=definition["description"], query=definition["query"], seed=definition.get("seed"),
-            field_choices=definition.get("field_choices") or {}, unlabeled=unlabeled, **splits,
+            field_choices=definition.get("field_choices") or {}, unlabeled=unlabeled, pool=pool, **splits,
         )
     except FileNotFoundError as exc:
         raise TaskDataError(f"saved task {folder.name!r} is incomplete ({Path(exc.filename).name} is missing); "
@@ -139,7 +145,8 @@ def task_origin(workspace: str | Path, name: str) -> dict:
 
 
 def resolve_task(name: str, seed: int | None, workspace: str | Path, run_task_dir: str | Path | None = None) -> Task:
-    """The task a config names: the run's own copy when it has one, else built-in, else saved in the workspace."""
+    """The task a config names: the run's own copy when it has one, else built-in, else saved in the workspace
+    (with the k-shot split of `seed`, see `redraw`)."""
     if run_task_dir is not None and (Path(run_task_dir) / TASK_FILE).is_file():
         return load_saved(Path(run_task_dir))
     if is_builtin(name):
@@ -147,7 +154,7 @@ def resolve_task(name: str, seed: int | None, workspace: str | Path, run_task_di
     if _SAFE_TASK_NAME.match(name or "") and ".." not in name:
         folder = tasks_root(workspace) / name
         if (folder / TASK_FILE).is_file():
-            return load_saved(folder)
+            return redraw(load_saved(folder), seed)
     saved = list_saved(workspace)
     extra = f", or a saved task: {', '.join(saved)}" if saved else " (no uploaded or hub tasks are saved yet)"
     raise TaskDataError(f"unknown task {name!r}; choose a built-in task ({', '.join(BUILTIN_TASKS)}){extra}")
@@ -158,14 +165,18 @@ def load_task(name: str, seed: int = 13, workspace: str | Path = "workspace") ->
     return resolve_task(name, seed, workspace)
 
 
-def copy_into_run(name: str, workspace: str | Path, run_task_dir: str | Path) -> bool:
-    """Give a run of a saved task its own copy of the task (True), or do nothing for a built-in task (False)."""
+def copy_into_run(name: str, workspace: str | Path, run_task_dir: str | Path, seed: int | None = None) -> bool:
+    """Give a run of a saved task its own copy of the task, with the k-shot split of `seed` (True), or do nothing
+    for a built-in task (False)."""
     if is_builtin(name):
         return False
     source = tasks_root(workspace) / check_task_name(name)
     target = Path(run_task_dir)
     if not target.exists():
-        shutil.copytree(source, target)
+        target.mkdir(parents=True)
+        # A run's copy is never re-drawn, so it does without the labelled pool.
+        write_task_folder(dataclasses.replace(redraw(load_saved(source), seed), pool=[]), target,
+                          task_origin(workspace, name))
     return True
 
 
