@@ -265,9 +265,10 @@ def test_cli_import_takes_a_test_file(tmp_path, upload):
     assert sorted(e.fields["review"] for e in saved.test) == ["a held-out film", "another held-out film"]
 
 
-def test_cli_import_takes_k(tmp_path, upload):
+def test_cli_import_takes_k_and_the_label_order(tmp_path, upload):
     proc = _cli(["task", "import", str(upload), "--name", "reviews", "--text", "review", "--label", "stars",
-                 "--k", "4", "--workspace", str(tmp_path)])
+                 "--k", "4", "--labels", "good", "bad", "--workspace", str(tmp_path)])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "train 8, dev 8" in proc.stdout and "draws seed N's 4 train and 4 dev examples per label" in proc.stdout
-    assert load_saved(tasks_root(tmp_path) / "reviews").seed == 13
+    saved = load_saved(tasks_root(tmp_path) / "reviews")
+    assert saved.seed == 13 and saved.labels == ("good", "bad")  # the order given, not sorted

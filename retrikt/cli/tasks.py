@@ -14,6 +14,8 @@ def add_parser(sub) -> None:
     imp.add_argument("file")
     imp.add_argument("--test", metavar="FILE", help="the dataset's own test split, same columns (without it, test "
                                                    "rows are cut from FILE)")
+    imp.add_argument("--labels", nargs="+", metavar="LABEL",
+                     help="the labels in the order the studio shows them (e.g. a rating scale); default: sorted")
     hub = actions.add_parser("hub", help="build a task from a datasets.load_dataset id and save it")
     hub.add_argument("dataset", help="hub id (e.g. glue) or a local dataset folder")
     hub.add_argument("--config", dest="dataset_config", help="dataset config (e.g. sst2)")
@@ -40,7 +42,7 @@ def main_task(args) -> int:
             return 0
         if args.task_command == "import":
             name = save_uploaded_task(args.workspace, args.name, args.file, args.text, args.label, seed=args.seed,
-                                      test_path=args.test, k=args.k)
+                                      test_path=args.test, k=args.k, label_names=args.labels)
         else:
             name = save_hub_task(args.workspace, args.name, args.dataset, args.dataset_config, args.text, args.label,
                                  seed=args.seed, k=args.k)

@@ -259,13 +259,15 @@ class UploadLimits:
 
 
 def uploaded_task(path: str, text_columns: list[str], label_column: str, name: str = "custom", seed: int = 13,
-                  limits: UploadLimits = UploadLimits(), test_path: str | None = None, k: int = 16):
+                  limits: UploadLimits = UploadLimits(), test_path: str | None = None, k: int = 16,
+                  label_names: list[str] | None = None):
     """The task an uploaded file makes with this column mapping (TaskDataError if it makes none); `test_path`, a
-    second file with the same columns, is its test split (else test rows are cut from the first file)."""
+    second file with the same columns, is its test split (else test rows are cut from the first file);
+    `label_names` fixes the labels' order (else sorted)."""
     text_columns = _mapped(text_columns, label_column)
     return load_custom(path, text_columns, label_column, name=name, seed=seed, k=k, filename=Path(path).name,
                        max_bytes=limits.max_bytes, max_rows=limits.max_rows, test_source=test_path or None,
-                       test_filename=Path(test_path).name if test_path else None)
+                       test_filename=Path(test_path).name if test_path else None, label_names=label_names)
 
 
 def check_mapping(path: str, text_columns: list[str], label_column: str, seed: int = 13,
@@ -277,7 +279,7 @@ def check_mapping(path: str, text_columns: list[str], label_column: str, seed: i
 
 def save_uploaded_task(workspace: str | Path, name: str, path: str, text_columns: list[str], label_column: str,
                        seed: int = 13, limits: UploadLimits = UploadLimits(), test_path: str | None = None,
-                       k: int = 16) -> str:
+                       k: int = 16, label_names: list[str] | None = None) -> str:
     """Build and save a task from an upload (and its own test split, if given) so runs can name it; returns its
     name."""
     name = check_task_name(name)
@@ -285,7 +287,7 @@ def save_uploaded_task(workspace: str | Path, name: str, path: str, text_columns
         raise TaskDataError(f"a saved task named {name!r} exists already; pick another name")
     text_columns = _mapped(text_columns, label_column)
     task = uploaded_task(path, text_columns, label_column, name=name, seed=seed, limits=limits, test_path=test_path,
-                         k=k)
+                         k=k, label_names=label_names)
     # Only the file's name is kept: an upload's temp path means nothing later and names a machine folder.
     origin = {"kind": "upload", "file": Path(path).name, "text_columns": text_columns,
               "label_column": label_column, "seed": seed, "k": k}
