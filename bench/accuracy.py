@@ -187,6 +187,7 @@ def write_report(table: dict, runs: dict, out: Path, notes: list[str]) -> None:
                   for x in ("teacher", "student_retrieval"))
         lines.append(f"| {task} | {t:.1f} | {s:.0f} | {r:.0f} | {r / t:.0f}x | "
                      f"{statistics.mean(row['retrieval_overhead']):.1%} | {lt:.0f} / {lr:.1f} |")
+    lines += goal_lines(table) + imported_lines()
     lines += ["", "## Runs", ""]
     for task, items in runs.items():
         for r in items:
@@ -195,6 +196,57 @@ def write_report(table: dict, runs: dict, out: Path, notes: list[str]) -> None:
                          f"store {r.get('store', '?')}")
     lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def goal_lines(table: dict) -> list[str]:
+    """The step-3 issue's goals, checked against this table's means (a goal on a task not in the table is skipped)."""
+    mean = lambda row, system: 100 * statistics.mean(row[system]["accuracy"])  # noqa: E731
+    lines = ["", "## Goals", ""]
+    if "SST-2" in table:
+        row = table["SST-2"]
+        mixed, kd = mean(row, "student_retrieval"), mean(row, "plain_kd")
+        lines.append(f"- SST-2 student + retrieval ≥ 78.0: {mixed:.1f} ({'met' if mixed >= 78.0 else 'missed'})")
+        lines.append(f"- SST-2 student + retrieval ≥ plain KD + 3: {mixed - kd:+.2f} "
+                     f"({'met' if mixed - kd >= 3.0 else 'missed'})")
+    worse = []
+    for task, row in table.items():
+        if task == "SST-2":
+            continue
+        per_seed = [100 * (m - s) for m, s in zip(row["student_retrieval"]["accuracy"], row["student"]["accuracy"])]
+        lines.append(f"- {task}: student + retrieval − student alone {statistics.mean(per_seed):+.1f} "
+                     f"(worst seed {min(per_seed):+.1f})")
+        worse += [task] if statistics.mean(per_seed) < 0 else []
+    if len(table) > 1:
+        lines.append(f"- never worse than the student alone on the other tasks (mean over seeds): "
+                     f"{'met' if not worse else 'missed on ' + ', '.join(worse)}")
+    speedups = [statistics.mean(r["speed"]["student_retrieval"]["examples_per_s"])
+                / statistics.mean(r["speed"]["teacher"]["examples_per_s"]) for r in table.values()
+                if r["speed"]["teacher"]["examples_per_s"]]
+    overheads = [statistics.mean(r["retrieval_overhead"]) for r in table.values()]
+    if speedups:
+        lines.append(f"- speed ≥ 50× the teacher's examples/s: lowest {min(speedups):.0f}× "
+                     f"({'met' if min(speedups) >= 50 else 'missed'})")
+    lines.append(f"- retrieval overhead ≤ 20% of student time: highest {max(overheads):.1%} "
+                 f"({'met' if max(overheads) <= 0.2 else 'missed'})")
+    return lines
+
+
+def imported_lines(path: Path = ROOT / "results" / "user_tasks.json") -> list[str]:
+    """Rows for the datasets imported as a user would (`bench/user_tasks.py`: the default `run`, with PPO)."""
+    if not path.is_file():
+        return []
+    runs = json.loads(path.read_text())["runs"]
+    lines = ["", "## Imported datasets (the default `run` on a `task import`ed dataset; `user_tasks.md`, sources in "
+             "`bench/data/SOURCES.md`)", "",
+             "| task | seed | test n | majority | teacher | student | plain KD | student + retrieval (beta) | "
+             "student, gold only | S+R − KD | step-1 parse rate |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        acc = {k: 100 * v for k, v in r["accuracy"].items()}
+        lines.append(f"| {r['task']} | {r['seed']} | {r['test_examples']} | {acc['majority']:.1f} | "
+                     f"{acc['teacher']:.1f} | {acc['student']:.1f} | {acc['plain_kd']:.1f} | "
+                     f"{acc['student_retrieval']:.1f} ({r['beta']}) | {acc.get('student_gold', float('nan')):.1f} | "
+                     f"{r['sr_minus_kd_points']:+.1f} | {100 * (r['step1'].get('parse_rate') or 0):.1f}% |")
+    return lines
 
 
 def with_previous(results: dict, previous: dict) -> tuple[dict, list[str]]:
