@@ -15,8 +15,9 @@ from retrikt.runs import list_runs
 from retrikt.space import check_visitor_config
 from retrikt.studio.setup_form import (
     FORM_FIELDS, PACKAGED_TEACHER, PACKAGED_TEACHER_PARAMS, TEACHER_SOURCES, UploadLimits, base_dict, check_mapping,
-    chosen_teacher_note, config_from_form, config_yaml, file_preview, form_values, save_hub_task, save_uploaded_task,
-    student_note, task_choices, teacher_choices, teacher_from_choice, teacher_from_form, teacher_note, teacher_to_form,
+    chosen_teacher_note, config_from_form, config_yaml, file_preview, form_values, label_names, save_hub_task,
+    save_uploaded_task, student_note, task_choices, teacher_choices, teacher_from_choice, teacher_from_form,
+    teacher_note, teacher_to_form,
 )
 from retrikt.studio.timing import estimate_text
 from retrikt.tasks import canonical_name, is_builtin, resolve_task
@@ -92,9 +93,10 @@ def build(studio) -> None:
                               "Task (built-in, or saved from an upload or a hub dataset)")
         with gr.Group(visible=False) as upload_box:
             gr.Markdown("Map the file's columns, check the mapping, then save it as a task: it joins the task list "
-                        "and runs like a built-in one (k = 16 per label for train and dev, the rest split into "
+                        "and runs like a built-in one (k per label for train and dev, the rest split into "
                         "test and an unlabeled pool, unless you give the dataset's own test split as a second "
-                        "file with the same columns).")
+                        "file with the same columns). A run's seed draws its own k-shot split from the same rows; "
+                        "the test split is the same for every seed.")
             with gr.Row():
                 task_file = gr.File(label="Task file", file_types=[".csv", ".tsv", ".jsonl", ".json"],
                                     type="filepath")
@@ -105,6 +107,11 @@ def build(studio) -> None:
                 text_col2 = gr.Dropdown([NO_COLUMN], value=NO_COLUMN, label="Second text column (pairs)",
                                         allow_custom_value=True)
                 label_col = gr.Dropdown([], label="Label column", allow_custom_value=True)
+            with gr.Row():
+                k_per_label = gr.Number(16, label="Examples per label (k), in train and in dev", precision=0,
+                                        minimum=1, maximum=1000)
+                label_order = gr.Textbox(label="Label order (optional: the labels, comma-separated, e.g. a rating "
+                                               "scale; empty = sorted)")
                 check = gr.Button("Check the mapping")
             preview = gr.Dataframe(label="First rows", interactive=False, wrap=True)
             with gr.Row():
@@ -172,11 +179,12 @@ def build(studio) -> None:
     saved_outputs = [builtin, task_mode, upload_box, hub_box]
 
     @user_errors
-    def on_save_upload(path, first, second, label, name, seed, test_path):
+    def on_save_upload(path, first, second, label, name, seed, test_path, k, order):
         if not path:
             raise ConfigError("Upload a task file first.")
         name = save_uploaded_task(studio.workspace, name, path, [first, "" if second == NO_COLUMN else second],
-                                  label, seed=int(seed or 13), limits=limits, test_path=test_path)
+                                  label, seed=int(seed or 13), limits=limits, test_path=test_path,
+                                  k=int(k or 16), label_names=label_names(order))
         return _saved(name, Path(path).name)
 
     @user_errors
@@ -198,11 +206,11 @@ def build(studio) -> None:
                 f"{len(columns)} columns found; check the mapping below.")
 
     @user_errors
-    def on_check(path, first, second, label, seed, test_path):
+    def on_check(path, first, second, label, seed, test_path, k, order):
         if not path:
             raise ConfigError("Upload a task file first.")
         return check_mapping(path, [first, "" if second == NO_COLUMN else second], label, seed=int(seed or 13),
-                             limits=limits, test_path=test_path)
+                             limits=limits, test_path=test_path, k=int(k or 16), label_names=label_names(order))
 
     def form_config(base_data, inputs, then: str) -> RunConfig:
         """The config the form's inputs (teacher widgets, task mode, task, FORM_FIELDS) describe, as the server
@@ -255,9 +263,11 @@ def build(studio) -> None:
     task_file.upload(on_file, task_file, [text_col1, text_col2, label_col, preview, mapping_result],
                      api_name="setup_preview")
     seed = widgets[[f.key for f in FORM_FIELDS].index("seed")]
-    check.click(on_check, [task_file, text_col1, text_col2, label_col, seed, test_file], mapping_result,
+    check.click(on_check, [task_file, text_col1, text_col2, label_col, seed, test_file, k_per_label, label_order],
+                mapping_result,
                 api_name="setup_check_mapping")
-    save_upload.click(on_save_upload, [task_file, text_col1, text_col2, label_col, upload_name, seed, test_file],
+    save_upload.click(on_save_upload, [task_file, text_col1, text_col2, label_col, upload_name, seed, test_file,
+                                       k_per_label, label_order],
                       [*saved_outputs, mapping_result], api_name="setup_save_upload_task")
     save_hub.click(on_save_hub, [hub_id, hub_config, hub_text1, hub_text2, hub_label, hub_name, seed],
                    [*saved_outputs, hub_result], api_name="setup_save_hub_task")

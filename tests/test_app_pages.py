@@ -205,11 +205,14 @@ def test_setup_previews_an_uploaded_task_and_checks_the_mapping(studio, tmp_path
     first, second, label, preview, note = client.predict(handle_file(str(table)), api_name="/setup_preview")
     assert (first["value"], second["value"], label["value"]) == ("review", "(none)", "label")
     assert preview["headers"] == ["review", "label"] and len(preview["data"]) == 8 and "2 columns" in note
-    result = client.predict(handle_file(str(table)), "review", "(none)", "label", 13, None,
+    result = client.predict(handle_file(str(table)), "review", "(none)", "label", 13, None, 16, "",
                             api_name="/setup_check_mapping")
     assert "The mapping works: 2 labels" in result
+    result = client.predict(handle_file(str(table)), "review", "(none)", "label", 13, None, 4, "pos, neg",
+                            api_name="/setup_check_mapping")
+    assert "2 labels (`pos`, `neg`); train 8, dev 8" in result  # k and the label order as typed
     with pytest.raises(AppError, match="no column 'text'"):
-        client.predict(handle_file(str(table)), "text", "(none)", "label", 13, None,
+        client.predict(handle_file(str(table)), "text", "(none)", "label", 13, None, 16, "",
                        api_name="/setup_check_mapping")
 
 
@@ -219,19 +222,19 @@ def test_setup_saves_an_upload_as_a_task_that_a_config_can_name(studio, tmp_path
     table.write_text("review,label\n" + "\n".join(f"review {n},{'pos' if n % 2 else 'neg'}" for n in range(80)),
                      encoding="utf-8")
     with pytest.raises(AppError, match="task name"):
-        client.predict(handle_file(str(table)), "review", "(none)", "label", "../up", 13, None,
+        client.predict(handle_file(str(table)), "review", "(none)", "label", "../up", 13, None, 16, "",
                        api_name="/setup_save_upload_task")
     with pytest.raises(AppError, match="built-in task"):
-        client.predict(handle_file(str(table)), "review", "(none)", "label", "sst2", 13, None,
+        client.predict(handle_file(str(table)), "review", "(none)", "label", "sst2", 13, None, 16, "",
                        api_name="/setup_save_upload_task")
     assert not (workspace / "tasks").exists() or not any((workspace / "tasks").iterdir())
     task_list, mode, note = client.predict(handle_file(str(table)), "review", "(none)", "label", "my-reviews",
-                                           13, None, api_name="/setup_save_upload_task")
+                                           13, None, 16, "", api_name="/setup_save_upload_task")
     assert task_list["value"] == "my-reviews" and ["my-reviews", "my-reviews"] in task_list["choices"]
     assert mode["value"] == BUILT_IN and "Saved as task `my-reviews`" in note
     assert (workspace / "tasks" / "my-reviews" / "task.json").is_file()
     with pytest.raises(AppError, match="exists already"):
-        client.predict(handle_file(str(table)), "review", "(none)", "label", "my-reviews", 13, None,
+        client.predict(handle_file(str(table)), "review", "(none)", "label", "my-reviews", 13, None, 16, "",
                        api_name="/setup_save_upload_task")
     path, shown = client.predict("packaged", "", "", BUILT_IN, "my-reviews", *_form(seed=13), api_name="/setup_save")
     assert yaml.safe_load(Path(path).read_text(encoding="utf-8"))["task"] == "my-reviews"
@@ -246,16 +249,16 @@ def test_setup_takes_the_datasets_own_test_split_as_a_second_file(studio, tmp_pa
                      encoding="utf-8")
     test.write_text("review,label\n" + "\n".join(f"held-out {n},{'pos' if n % 3 else 'neg'}" for n in range(30)),
                     encoding="utf-8")
-    result = client.predict(handle_file(str(table)), "review", "(none)", "label", 13, handle_file(str(test)),
+    result = client.predict(handle_file(str(table)), "review", "(none)", "label", 13, handle_file(str(test)), 16, "",
                             api_name="/setup_check_mapping")
     # 16 + 16 per label from the first file, all 30 test rows from the second, the other 16 rows unlabeled
     assert "train 32, dev 32, test 30, unlabeled 16 examples" in result
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("text,label\nsomething,pos\n", encoding="utf-8")
     with pytest.raises(AppError, match="wrong.csv.*no column 'review'"):
-        client.predict(handle_file(str(table)), "review", "(none)", "label", 13, handle_file(str(wrong)),
+        client.predict(handle_file(str(table)), "review", "(none)", "label", 13, handle_file(str(wrong)), 16, "",
                        api_name="/setup_check_mapping")
-    client.predict(handle_file(str(table)), "review", "(none)", "label", "own-test", 13, handle_file(str(test)),
+    client.predict(handle_file(str(table)), "review", "(none)", "label", "own-test", 13, handle_file(str(test)), 16, "",
                    api_name="/setup_save_upload_task")
     folder = workspace / "tasks" / "own-test"
     assert json.loads((folder / "task.json").read_text(encoding="utf-8"))["origin"]["test_file"] == "test.csv"

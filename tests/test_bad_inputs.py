@@ -94,17 +94,31 @@ def test_bad_uploads(served, unchanged, tmp_path, case, name, content, text_col,
     _, client = served
     path = _table(tmp_path, name, content)
     with pytest.raises(AppError) as caught:
-        client.predict(handle_file(path), text_col, "(none)", label_col, 13, None, api_name="/setup_check_mapping")
+        client.predict(handle_file(path), text_col, "(none)", label_col, 13, None, 16, "", api_name="/setup_check_mapping")
     assert message in str(caught.value) and "Traceback" not in str(caught.value)
     with pytest.raises(AppError, match=message):
-        client.predict(handle_file(path), text_col, "(none)", label_col, "t-bad", 13, None,
+        client.predict(handle_file(path), text_col, "(none)", label_col, "t-bad", 13, None, 16, "",
                        api_name="/setup_save_upload_task")
+
+
+@pytest.mark.parametrize("k,order,message", [
+    (4, "pos, neutral", "not in the label order given: 'neg'"),
+    (4, "pos, pos, neg", "the label order repeats a name"),
+    (40, "", "needs at least 81"),  # 50 rows per label cannot give 40 train + 40 dev + 1 test
+])
+def test_a_bad_k_or_label_order_is_a_clear_message(served, tmp_path, k, order, message):
+    _, client = served
+    path = _table(tmp_path, "reviews.csv", "review,label\n" + _rows(50))
+    with pytest.raises(AppError) as caught:
+        client.predict(handle_file(path), "review", "(none)", "label", 13, None, k, order,
+                       api_name="/setup_check_mapping")
+    assert message in str(caught.value) and "Traceback" not in str(caught.value)
 
 
 def test_extra_columns_are_fine(served, tmp_path):
     _, client = served
     body = "id,review,label,notes\n" + "".join(f"{n},{line},x\n" for n, line in enumerate(_rows().splitlines()))
-    result = client.predict(handle_file(_table(tmp_path, "extra.csv", body)), "review", "(none)", "label", 13, None,
+    result = client.predict(handle_file(_table(tmp_path, "extra.csv", body)), "review", "(none)", "label", 13, None, 16, "",
                             api_name="/setup_check_mapping")
     assert "The mapping works: 2 labels" in result
 

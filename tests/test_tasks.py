@@ -382,7 +382,7 @@ BAD_FILES = [
     ("too large", rows(), {"max_bytes": 100}, r"is \d+\.\d kB \(\d+ bytes\), over the 0\.1 kB limit \(100 bytes\)"),
     ("one label", rows(labels=("only",)), {}, "1 distinct label.*'only'"),
     ("21 labels", rows(n_per_label=2, labels=tuple(f"l{i}" for i in range(21))), {}, "21 distinct labels.*at most 20"),
-    ("unknown label", rows(), {"label_names": ["sports", "business"]}, "not in label_names: 'world'"),
+    ("unknown label", rows(), {"label_names": ["sports", "business"]}, "not in the label order given: 'world'"),
     ("too few", rows(n_per_label=20), {}, "has 20 rows; each label needs at least 33"),
     ("empty text", rows()[:5] + [{"text": "  ", "label": "world"}] + rows()[5:], {}, "line 7: column 'text' is empty"),
     ("too many rows", rows(), {"max_rows": 50}, "more than 50 rows"),

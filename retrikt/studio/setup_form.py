@@ -271,10 +271,18 @@ def uploaded_task(path: str, text_columns: list[str], label_column: str, name: s
 
 
 def check_mapping(path: str, text_columns: list[str], label_column: str, seed: int = 13,
-                  limits: UploadLimits = UploadLimits(), test_path: str | None = None) -> str:
+                  limits: UploadLimits = UploadLimits(), test_path: str | None = None, k: int = 16,
+                  label_names: list[str] | None = None) -> str:
     """Build the task from an uploaded file with this column mapping and describe it (TaskDataError if not)."""
     return "The mapping works: " + describe_task(uploaded_task(path, text_columns, label_column, seed=seed,
-                                                               limits=limits, test_path=test_path))
+                                                               limits=limits, test_path=test_path, k=k,
+                                                               label_names=label_names))
+
+
+def label_names(order: str | None) -> list[str] | None:
+    """The labels a user typed, comma-separated, in their order (None when empty: sorted)."""
+    names = [name.strip() for name in (order or "").split(",") if name.strip()]
+    return names or None
 
 
 def save_uploaded_task(workspace: str | Path, name: str, path: str, text_columns: list[str], label_column: str,

@@ -35,13 +35,13 @@ def _resolve_labels(found: set[str], label_names: Sequence[Any] | None, where: s
     if label_names is not None:
         names = [str(n) for n in label_names]
         if len(set(names)) != len(names):
-            raise TaskDataError(f"label_names repeat a name: {names}; list each label once")
+            raise TaskDataError(f"the label order repeats a name: {names}; list each label once")
         unknown = sorted(found - set(names))
         if unknown:
             shown = ", ".join(map(repr, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
             raise TaskDataError(
-                f"{where}: column {column!r} has labels that are not in label_names: {shown}; "
-                f"allowed labels are {', '.join(map(repr, names))} - fix those rows or add the labels"
+                f"{where}: column {column!r} has labels that are not in the label order given: {shown}; "
+                f"it lists {', '.join(map(repr, names))} - add the missing labels to it, or fix those rows"
             )
         labels = names
     else:
