@@ -228,7 +228,8 @@ def train_students(run, task, store, teacher_params: int, progress=noop_progress
                       "losses_last": gold_report.losses[-1]} if gold_report else None,
         "beta": beta, "beta_dev_accuracy": dev_scores,
         "beta_teacher_agreement": agreement, "beta_heldout": len(held) if agreement else 0, "teacher_trust": trust,
-        "teacher_vs_student": versus, "k": cfg.k, "temperature": cfg.temperature, "seconds": round(time.perf_counter() - started, 2),
+        "teacher_vs_student": versus, "k": cfg.k, "temperature": cfg.temperature,
+        "seconds": round(time.perf_counter() - started, 2),
     }
     run.update_summary(student=block)
     run.log("student_trained", **{k: v for k, v in block.items() if k != "items"})
