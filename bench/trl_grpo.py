@@ -241,19 +241,19 @@ def verdict(result: dict) -> list[tuple[str, bool, str]]:
     checks = [
         ("runs 2 optimizer steps", result["global_step"] == 2, f"global_step {result['global_step']}"),
         ("soft prompt trained", result["prompt_change"].get("default", 0) > 0,
-         f"|delta prompt| {result['prompt_change'].get('default', 0):.4g}"),
+         f"norm(delta prompt) {result['prompt_change'].get('default', 0):.4g}"),
         ("base weights frozen", result["base_max_abs_change"] == 0.0,
-         f"max |delta base weight| {result['base_max_abs_change']:.3g}"),
+         f"max abs(delta base weight) {result['base_max_abs_change']:.3g}"),
         ("every gradient forward prepends the trained prompt",
          forwards.get("grad/default", 0) > 0 and grad_without == 0, f"forwards {forwards}"),
         ("trainer log-probs = PeftModel.forward", result["logp_trainer_vs_peft_forward"] < 1e-5,
-         f"max |diff| {result['logp_trainer_vs_peft_forward']:.3g} (vs bare base {result['logp_trainer_vs_bare_base']:.3g})"),
+         f"max abs diff {result['logp_trainer_vs_peft_forward']:.3g} (vs bare base {result['logp_trainer_vs_bare_base']:.3g})"),
     ]
     checks.append(("rollouts (generate) use the prompt-tuned policy", result["generate_logits_vs_full_forward"] < 1e-4,
-                   f"max |logit diff| generate vs full forward {result['generate_logits_vs_full_forward']:.3g}"))
+                   f"max abs logit diff, generate vs full forward {result['generate_logits_vs_full_forward']:.3g}"))
     if "ref" in result.get("adapters", []):
         checks.append(("reference prompt stayed frozen", result["prompt_change"].get("ref", 1) == 0.0,
-                       f"|delta ref| {result['prompt_change'].get('ref')}"))
+                       f"norm(delta ref) {result['prompt_change'].get('ref')}"))
     return checks
 
 
@@ -279,7 +279,275 @@ def cmd_check(args) -> int:
     out = ROOT / "results" / f"{args.out}-check{'-bf16' if args.bf16 else ''}.json"
     out.write_text(json.dumps({"versions": info, "results": results}, indent=1))
     log(f"wrote {out.relative_to(ROOT.parent)}")
+    write_render(args.out)
     return 1 if failed else 0
+
+
+# ---- the real task: SST-2, one seed, TRL GRPO vs the project's own PPO from the same step-1 run --------------------
+def quiet(stage, done, total, info):
+    pass
+
+
+def step1_samples(ctx, run, task_name: str, seed: int, args):
+    """The step-1 arm's evaluation samples, cached under the name `bench/ppo.py` uses (so both arms share them)."""
+    from ppo import _sample_dicts, _samples_from
+
+    from retrikt.generate.generation import generate_samples
+    from retrikt.generate.prompt_tuning import load_soft_prompt
+
+    cache = args.workspace / f"step1-samples-{task_name}-s{seed}-n{args.eval_per_label}.json"
+    if cache.is_file():
+        return _samples_from(json.loads(cache.read_text()))
+    samples = generate_samples(ctx.teacher, ctx.task, load_soft_prompt(run.adapter_dir), run.config.generation).samples
+    cache.write_text(json.dumps(_sample_dicts(samples)))
+    return samples
+
+
+def grpo_config(cfg, budget: int, stop_ids: list[int], out_dir: Path, seed: int, updates: int):
+    """GRPOConfig with the same budget as the project's PPO config `cfg`: `updates` rollout batches of
+    `rollout_batch_size` samples of one prompt, each optimised for `epochs` passes of `minibatch_size` minibatches."""
+    import trl
+
+    per_update = cfg.rollout_batch_size // cfg.minibatch_size
+    return trl.GRPOConfig(
+        output_dir=str(out_dir), max_steps=updates * per_update * cfg.epochs,
+        per_device_train_batch_size=cfg.minibatch_size, steps_per_generation=per_update,
+        num_generations=cfg.rollout_batch_size, num_iterations=cfg.epochs,
+        learning_rate=cfg.learning_rate, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+        max_grad_norm=cfg.max_grad_norm, epsilon=cfg.clip_range, temperature=cfg.temperature, top_p=1.0, top_k=0,
+        # design choice: beta = PPO's initial KL coefficient; GRPO adds beta * KL as a loss term (fixed), PPO
+        # subtracts it per token from the reward (adaptive), so the two are not the same penalty.
+        beta=cfg.kl_coef,
+        max_completion_length=budget,
+        # design choice: a blank-line token ends a rollout like the project's sampler's "\n\n" stop (a blank line
+        # split over two tokens does not, unlike there); generate() then pads with eos, which TRL's mask keeps.
+        generation_kwargs={"eos_token_id": stop_ids},
+        # design choice: labels take turns in dataset order, as in the project's PPO (no shuffling).
+        shuffle_dataset=False,
+        # fp32 and no recomputation, as the project runs on CPU: TRL's bf16 default autocasts the loss forward but
+        # not generate(), and its gradient checkpointing only trades time for memory.
+        bf16=False, gradient_checkpointing=False,
+        use_cpu=True, report_to="none", logging_steps=1, save_strategy="no", seed=seed, disable_tqdm=True,
+        dataloader_num_workers=0)
+
+
+def grpo_one(task_name: str, seed: int, args, judge) -> dict:
+    """TRL GRPO on a copy of the step-1 run, with the run's own default reward callables; then the same evaluation
+    as `bench/ppo.py` (samples from the tuned prompt, measured like the step-1 arm)."""
+    import copy
+    import shutil
+
+    import numpy as np
+    from datasets import Dataset
+    from peft import PromptTuningConfig, get_peft_model
+    import trl
+
+    from ppo import sample_metrics
+
+    from retrikt.config import override
+    from retrikt.context import load_context, open_store
+    from retrikt.generate.generation import default_max_new_tokens, generate_samples
+    from retrikt.ppo.rewards import CompositeReward, Samples
+    from retrikt.ppo.stage import check_ready, restore_scorer
+    from retrikt.runs import open_run
+    from retrikt.teacher.sampling import _clean, blank_line_ids
+
+    source = args.step1_runs / f"bench-{task_name}-s{seed}"
+    name = source.name
+    workspace = args.workspace / "trl_grpo"
+    target = workspace / "runs" / name
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
+    if not (workspace / "cache").exists():
+        (workspace / "cache").symlink_to(args.cache.resolve(), target_is_directory=True)
+    run = open_run(workspace, name)
+    run.config = override(run.config, {"workspace": str(workspace), "run_name": name,
+                                       "generation.samples_per_label": args.eval_per_label})
+    ctx = load_context(run.config, quiet, run=run)
+    scorer = restore_scorer(ctx)
+    step1_prompt = check_ready(ctx)
+    step1 = step1_samples(ctx, run, task_name, seed, args)
+    cfg = run.config.ppo
+    updates = args.updates if args.updates is not None else cfg.updates
+    store = open_store(ctx)
+    reward = CompositeReward.from_config(cfg, ctx.task, scorer, store.embedder, store)
+    teacher, task = ctx.teacher, ctx.task
+    budget = cfg.max_new_tokens or default_max_new_tokens(task, teacher.tokenizer, run.config.generation)
+
+    tokenizer = copy.deepcopy(teacher.tokenizer)
+    # generate() pads finished rows with pad_token_id and TRL cuts a completion after its first eos only, so
+    # padding must be eos or it would count as completion tokens.
+    tokenizer.pad_token = tokenizer.eos_token
+    stop_ids = {tokenizer.eos_token_id}
+    stop_tokens = sorted(stop_ids | blank_line_ids(teacher.tokenizer, "\n\n"))
+    prompts = [task.generation_prompt(label) for label in task.labels]
+    same_tokens = all(tokenizer(text=p)["input_ids"] == teacher.encode(p) for p in prompts)
+
+    peft_config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=int(step1_prompt.shape[0]))
+    model = get_peft_model(teacher.model, peft_config)
+    with torch.no_grad():
+        model.prompt_encoder["default"].embedding.weight.copy_(step1_prompt.to(torch.float32))
+    base_fingerprint = [p.detach().flatten()[:4096].clone() for p in model.get_base_model().parameters()]
+
+    rollouts: list[dict] = []
+
+    def task_reward(prompts, completions, completion_ids, label, **kwargs):
+        """The run's CompositeReward (the default reward callables) per label group of a generation batch."""
+        out = np.zeros(len(completion_ids))
+        for lab in sorted(set(label)):
+            rows = [i for i, l in enumerate(label) if l == lab]
+            ids = [list(completion_ids[i]) for i in rows]
+            texts = [_clean(tokenizer, x, stop_ids, "\n\n") for x in ids]
+            stopped = [bool(x) and (x[-1] in stop_ids or "\n\n" in tokenizer.decode(x)) for x in ids]
+            breakdown = reward(Samples.parse(task, lab, texts, stopped))
+            out[rows] = breakdown.total
+            rollouts.append({"key": lab, "reward": float(breakdown.total.mean()), "reward_terms": breakdown.means(),
+                             "tokens": float(np.mean([len(x) for x in ids])), "stopped": float(np.mean(stopped))})
+        return out.tolist()
+
+    # Labels take turns: one prompt per generation batch (num_generations = the batch), labels alternating.
+    dataset = Dataset.from_dict({"prompt": prompts * updates, "label": list(task.labels) * updates})
+    config = grpo_config(cfg, budget, stop_tokens, workspace / "grpo-out", seed, updates)
+    trainer = trl.GRPOTrainer(model=model, reward_funcs=task_reward, args=config, train_dataset=dataset,
+                              processing_class=tokenizer)
+    reference = "step-1 prompt (frozen 'ref' adapter copy)" if "ref" in model.peft_config else "no soft prompt"
+    log(f"{name} grpo: {config.max_steps} optimizer steps, {updates} rollout batches of {cfg.rollout_batch_size}, "
+        f"budget {budget} tokens, KL reference: {reference}")
+    started = time.perf_counter()
+    output = trainer.train()
+    train_seconds = time.perf_counter() - started
+    tuned = model.prompt_encoder["default"].embedding.weight.detach().clone()
+    base_unchanged = all(torch.equal(p.detach().flatten()[:4096], w)
+                         for p, w in zip(model.get_base_model().parameters(), base_fingerprint))
+    ref_unchanged = ("ref" not in model.prompt_encoder
+                     or torch.equal(model.prompt_encoder["ref"].embedding.weight.detach(), step1_prompt.float()))
+    teacher.model.eval()
+    teacher.model.requires_grad_(False)
+
+    started = time.perf_counter()
+    samples = generate_samples(teacher, task, tuned, run.config.generation).samples
+    generate_seconds = time.perf_counter() - started
+    steps = [e for e in trainer.state.log_history if "loss" in e]
+    return {
+        "task": task_name, "seed": seed, "variant": "trl_grpo", "trainer": "trl.GRPOTrainer",
+        "step1": sample_metrics(task, step1, scorer, judge), "ppo": sample_metrics(task, samples, scorer, judge),
+        "updates": updates, "optimizer_steps": output.global_step,
+        "seconds_per_update": train_seconds / updates, "rollout_samples_per_second":
+            updates * cfg.rollout_batch_size / train_seconds, "ppo_minutes": train_seconds / 60,
+        "generate_samples_per_second": len(samples) / generate_seconds,
+        "prompt_shift": float((tuned - step1_prompt.float()).norm() / step1_prompt.float().norm()),
+        "base_unchanged": base_unchanged, "ref_prompt_unchanged": ref_unchanged, "kl_reference": reference,
+        "prompt_tokens_match": same_tokens, "max_completion_length": budget,
+        "config": {k: getattr(config, k) for k in ("max_steps", "per_device_train_batch_size", "steps_per_generation",
+                                                   "num_generations", "num_iterations", "learning_rate", "beta",
+                                                   "epsilon", "loss_type", "scale_rewards", "temperature")},
+        "rollouts": rollouts,
+        "history": [{k: e.get(k) for k in ("step", "loss", "reward", "reward_std", "kl", "entropy", "grad_norm",
+                                           "completions/mean_length", "completions/clipped_ratio", "step_time")}
+                    for e in steps],
+    }
+
+
+def cmd_sst2(args) -> int:
+    from ppo import bench_one
+
+    from retrikt.generate.judge import load_judge
+
+    args.workspace = args.workspace.resolve()
+    args.workspace.mkdir(parents=True, exist_ok=True)
+    args.step1_runs = args.step1_runs.resolve()
+    judge = load_judge(args.cache)
+    log(f"judge test accuracy {judge.accuracy:.4f}")
+    path = ROOT / "results" / f"{args.out}.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.update({"versions": versions(), "eval_per_label": args.eval_per_label,
+                 "judge_test_accuracy": judge.accuracy, "torch_threads": torch.get_num_threads()})
+    results = data.setdefault("results", {})
+    for arm in args.arms:
+        log(f"SST-2 s{args.seed} {arm}: start")
+        if arm == "trl_grpo":
+            result = grpo_one("SST-2", args.seed, args, judge)
+        else:
+            # bench/ppo.py's own row: the project's PPO with the PPOConfig defaults, from the same step-1 run.
+            result = bench_one("SST-2", args.seed, "default", args, judge)
+            result["variant"] = "project_ppo"
+        results[f"SST-2|{result['variant']}|{args.seed}"] = result
+        path.write_text(json.dumps(data, indent=1))
+        log(f"{arm}: {result['seconds_per_update']:.1f} s/update; teacher {result['step1']['teacher_agreement']} -> "
+            f"{result['ppo']['teacher_agreement']}, judge {result['step1']['judge_agreement']} -> "
+            f"{result['ppo']['judge_agreement']}, self-bleu {result['step1']['self_bleu']:.3f} -> "
+            f"{result['ppo']['self_bleu']:.3f}, words {result['step1']['mean_words']} -> {result['ppo']['mean_words']}")
+        write_render(args.out)
+    return 0
+
+
+# ---- report ------------------------------------------------------------------------------------------------------
+ROWS = [("parse_rate", "parse rate (%)", 100, "{:.1f}"),
+        ("teacher_agreement", "teacher agrees with intended label (%)", 100, "{:.1f}"),
+        ("judge_agreement", "independent judge agrees (%)", 100, "{:.1f}"),
+        ("self_bleu", "Self-BLEU (lower = more diverse)", 1, "{:.3f}"),
+        ("distinct_2", "distinct-2 (higher = more diverse)", 1, "{:.3f}"),
+        ("mean_words", "mean words per sample", 1, "{:.1f}"),
+        ("duplicate_rate", "duplicate rate (%)", 100, "{:.1f}")]
+
+
+def _fmt(value, scale, pattern):
+    return "–" if value is None else pattern.format(value * scale)
+
+
+def render(out_name: str) -> str:
+    """`<out>.md` from `<out>-check.json` (+ `-bf16`) and `<out>.json` (the SST-2 rows and the written notes)."""
+    results = ROOT / "results"
+    lines = ["# TRL GRPO / RLOO on a PEFT prompt-tuning soft prompt (step 2)", ""]
+    data = json.loads((results / f"{out_name}.json").read_text()) if (results / f"{out_name}.json").is_file() else {}
+    if data.get("notes"):
+        lines += ["## Findings", ""] + [f"- {n}" for n in data["notes"]] + [""]
+    for suffix, title in (("", "fp32 (bf16=False)"), ("-bf16", "TRL's default bf16=True (CPU autocast)")):
+        path = results / f"{out_name}-check{suffix}.json"
+        if not path.is_file():
+            continue
+        check = json.loads(path.read_text())
+        versions_ = ", ".join(f"{k} {v}" for k, v in check["versions"].items())
+        lines += [f"## Feasibility check, tiny model, {title}", "",
+                  f"`python bench/trl_grpo.py check{' --bf16' if suffix else ''}`; {versions_}. 2-layer Llama "
+                  "(hidden 16) from config with random weights and the packaged teacher's tokenizer, "
+                  f"`get_peft_model(PromptTuningConfig(num_virtual_tokens={VIRTUAL}))`, 2 optimizer steps on CPU, "
+                  "4 prompts x 4 generations of 8 tokens, reward = characters written / 40, beta 0.1, lr 0.05.", "",
+                  "| trainer | adapter passed as | check | result | measured |", "|---|---|---|---|---|"]
+        for r in check["results"]:
+            wrap = "PeftModel" if r["wrap"] == "model" else "`peft_config=`"
+            for c in r["checks"]:
+                lines.append(f"| {r['trainer']} | {wrap} | {c['check']} | {'pass' if c['passed'] else 'FAIL'} | "
+                             f"{c['detail']} |")
+            if "reference" in r:
+                lines.append(f"| {r['trainer']} | {wrap} | KL reference | – | {r['reference']} |")
+        lines.append("")
+    rows = list(data.get("results", {}).values())
+    if rows:
+        first = rows[0]
+        lines += [f"## SST-2 seed {first['seed']}: TRL GRPO vs the project's PPO from the same step-1 run", "",
+                  f"{data['eval_per_label']} samples per label from each tuned prompt (and from the step-1 prompt), same "
+                  "generation config and seed; teacher agreement by the step-1 scorer (the reward's own judge), "
+                  f"independent judge = TF-IDF logistic regression on the SST-2 train set (test accuracy "
+                  f"{100 * data['judge_test_accuracy']:.1f}%). Versions: "
+                  + ", ".join(f"{k} {v}" for k, v in data["versions"].items()) + ".", "",
+                  "| measure | step 1 | " + " | ".join(r["variant"] for r in rows) + " |",
+                  "|---|---|" + "---|" * len(rows)]
+        for key, label, scale, pattern in ROWS:
+            lines.append(f"| {label} | {_fmt(first['step1'][key], scale, pattern)} | "
+                         + " | ".join(_fmt(r["ppo"][key], scale, pattern) for r in rows) + " |")
+        for key, label, pattern in (("updates", "rollout batches (updates)", "{:.0f}"),
+                                    ("seconds_per_update", "s/update", "{:.1f}"),
+                                    ("rollout_samples_per_second", "rollout samples/s", "{:.2f}"),
+                                    ("ppo_minutes", "training minutes", "{:.1f}"),
+                                    ("prompt_shift", "prompt shift |P - P1| / |P1|", "{:.3f}")):
+            lines.append(f"| {label} | – | " + " | ".join(_fmt(r.get(key), 1, pattern) for r in rows) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def write_render(out_name: str) -> None:
+    (ROOT / "results" / f"{out_name}.md").write_text(render(out_name), encoding="utf-8")
 
 
 def main(argv=None) -> int:
@@ -289,10 +557,25 @@ def main(argv=None) -> int:
     check.add_argument("--trainers", nargs="+", default=["grpo", "rloo"], choices=["grpo", "rloo"])
     check.add_argument("--out", default="trl_grpo")
     check.add_argument("--bf16", action="store_true", help="keep TRL's bf16 default (autocast on CPU)")
+    real = sub.add_parser("sst2", help="SST-2, one seed: TRL GRPO vs the project's PPO from one step-1 run")
+    real.add_argument("--step1-runs", dest="step1_runs", type=Path, required=True,
+                      help="folder holding the step-1 run bench-SST-2-s<seed>")
+    real.add_argument("--workspace", type=Path, required=True)
+    real.add_argument("--cache", type=Path, required=True)
+    real.add_argument("--seed", type=int, default=13)
+    real.add_argument("--arms", nargs="+", default=["trl_grpo", "project_ppo"], choices=["trl_grpo", "project_ppo"])
+    real.add_argument("--eval-per-label", dest="eval_per_label", type=int, default=64)
+    real.add_argument("--updates", type=int, default=None, help="rollout batches (default: ppo.updates)")
+    real.add_argument("--out", default="trl_grpo")
+    render_cmd = sub.add_parser("render", help="rebuild the Markdown report from the JSON files")
+    render_cmd.add_argument("--out", default="trl_grpo")
     args = parser.parse_args(argv)
+    if args.command == "render":
+        write_render(args.out)
+        return 0
     if args.command == "check":
         return cmd_check(args)
-    return 2
+    return cmd_sst2(args)
 
 
 if __name__ == "__main__":
