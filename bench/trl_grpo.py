@@ -2,7 +2,14 @@
 real comparison against the project's own PPO.
 
 Usage: python bench/trl_grpo.py check [--trainers grpo rloo] [--out trl_grpo]
-       python bench/trl_grpo.py sst2 --step1-runs DIR --workspace DIR [--seed 13] [--updates N] [--out trl_grpo]
+       python bench/trl_grpo.py sst2 --step1-runs DIR --workspace DIR --cache DIR [--seed 13]
+                                     [--arms trl_grpo trl_rloo project_ppo] [--updates N] [--out trl_grpo]
+       python bench/trl_grpo.py render [--out trl_grpo]
+
+`sst2` copies the step-1 run `bench-SST-2-s<seed>` per arm and trains its soft prompt with TRL's GRPO or RLOO
+(reward = the run's default reward callables, budget = the PPOConfig defaults: 24 rollout batches of 8, 2 epochs of
+minibatches of 4) or with the project's own PPO (`bench/ppo.py`'s `default` row), then measures samples from each
+tuned prompt like `bench/ppo.py`.
 
 `check` builds a 2-layer Llama from config (random weights, the packaged teacher's tokenizer), wraps it with
 `get_peft_model(PromptTuningConfig(num_virtual_tokens=8))` and runs each trainer for 2 optimizer steps on CPU with a
@@ -247,7 +254,8 @@ def verdict(result: dict) -> list[tuple[str, bool, str]]:
         ("every gradient forward prepends the trained prompt",
          forwards.get("grad/default", 0) > 0 and grad_without == 0, f"forwards {forwards}"),
         ("trainer log-probs = PeftModel.forward", result["logp_trainer_vs_peft_forward"] < 1e-5,
-         f"max abs diff {result['logp_trainer_vs_peft_forward']:.3g} (vs bare base {result['logp_trainer_vs_bare_base']:.3g})"),
+         f"max abs diff {result['logp_trainer_vs_peft_forward']:.3g} "
+         f"(vs bare base {result['logp_trainer_vs_bare_base']:.3g})"),
     ]
     checks.append(("rollouts (generate) use the prompt-tuned policy", result["generate_logits_vs_full_forward"] < 1e-4,
                    f"max abs logit diff, generate vs full forward {result['generate_logits_vs_full_forward']:.3g}"))
@@ -303,20 +311,28 @@ def step1_samples(ctx, run, task_name: str, seed: int, args):
     return samples
 
 
-def grpo_config(cfg, budget: int, stop_ids: list[int], out_dir: Path, seed: int, updates: int):
-    """GRPOConfig with the same budget as the project's PPO config `cfg`: `updates` rollout batches of
-    `rollout_batch_size` samples of one prompt, each optimised for `epochs` passes of `minibatch_size` minibatches."""
+def trainer_config(kind: str, cfg, budget: int, stop_ids: list[int], out_dir: Path, seed: int, updates: int):
+    """GRPOConfig (`kind` grpo) or RLOOConfig (rloo) with the same budget as the project's PPO config `cfg`:
+    `updates` rollout batches of `rollout_batch_size` samples of one prompt, each optimised for `epochs` passes of
+    `minibatch_size` minibatches."""
     import trl
 
     per_update = cfg.rollout_batch_size // cfg.minibatch_size
-    return trl.GRPOConfig(
+    if kind == "grpo":
+        # GRPO normalises rewards per group by default (scale_rewards="group"), like PPO's advantage whitening.
+        Config, extra = trl.GRPOConfig, {}
+    else:
+        # RLOO leaves advantages unnormalised by default; PPO whitens them, so this follows `whiten_advantages`.
+        Config, extra = trl.RLOOConfig, {"normalize_advantages": cfg.whiten_advantages}
+    return Config(**extra,
         output_dir=str(out_dir), max_steps=updates * per_update * cfg.epochs,
         per_device_train_batch_size=cfg.minibatch_size, steps_per_generation=per_update,
         num_generations=cfg.rollout_batch_size, num_iterations=cfg.epochs,
         learning_rate=cfg.learning_rate, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
         max_grad_norm=cfg.max_grad_norm, epsilon=cfg.clip_range, temperature=cfg.temperature, top_p=1.0, top_k=0,
-        # design choice: beta = PPO's initial KL coefficient; GRPO adds beta * KL as a loss term (fixed), PPO
-        # subtracts it per token from the reward (adaptive), so the two are not the same penalty.
+        # design choice: beta = PPO's initial KL coefficient. GRPO adds beta * (per-token KL estimate) to the loss;
+        # RLOO subtracts beta * (summed KL) from each sample's reward, like PPO, but with a fixed coefficient where
+        # PPO's adapts to a target.
         beta=cfg.kl_coef,
         max_completion_length=budget,
         # design choice: a blank-line token ends a rollout like the project's sampler's "\n\n" stop (a blank line
@@ -331,9 +347,10 @@ def grpo_config(cfg, budget: int, stop_ids: list[int], out_dir: Path, seed: int,
         dataloader_num_workers=0)
 
 
-def grpo_one(task_name: str, seed: int, args, judge) -> dict:
-    """TRL GRPO on a copy of the step-1 run, with the run's own default reward callables; then the same evaluation
-    as `bench/ppo.py` (samples from the tuned prompt, measured like the step-1 arm)."""
+def trl_one(kind: str, task_name: str, seed: int, args, judge) -> dict:
+    """TRL GRPO (`kind` grpo) or RLOO (rloo) on a copy of the step-1 run, with the run's own default reward
+    callables; then the same evaluation as `bench/ppo.py` (samples from the tuned prompt, measured like the step-1
+    arm)."""
     import copy
     import shutil
 
@@ -354,7 +371,7 @@ def grpo_one(task_name: str, seed: int, args, judge) -> dict:
 
     source = args.step1_runs / f"bench-{task_name}-s{seed}"
     name = source.name
-    workspace = args.workspace / "trl_grpo"
+    workspace = args.workspace / f"trl_{kind}"
     target = workspace / "runs" / name
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source, target)
@@ -407,11 +424,12 @@ def grpo_one(task_name: str, seed: int, args, judge) -> dict:
 
     # Labels take turns: one prompt per generation batch (num_generations = the batch), labels alternating.
     dataset = Dataset.from_dict({"prompt": prompts * updates, "label": list(task.labels) * updates})
-    config = grpo_config(cfg, budget, stop_tokens, workspace / "grpo-out", seed, updates)
-    trainer = trl.GRPOTrainer(model=model, reward_funcs=task_reward, args=config, train_dataset=dataset,
+    config = trainer_config(kind, cfg, budget, stop_tokens, workspace / "trainer-out", seed, updates)
+    Trainer = trl.GRPOTrainer if kind == "grpo" else trl.RLOOTrainer
+    trainer = Trainer(model=model, reward_funcs=task_reward, args=config, train_dataset=dataset,
                               processing_class=tokenizer)
     reference = "step-1 prompt (frozen 'ref' adapter copy)" if "ref" in model.peft_config else "no soft prompt"
-    log(f"{name} grpo: {config.max_steps} optimizer steps, {updates} rollout batches of {cfg.rollout_batch_size}, "
+    log(f"{name} {kind}: {config.max_steps} optimizer steps, {updates} rollout batches of {cfg.rollout_batch_size}, "
         f"budget {budget} tokens, KL reference: {reference}")
     started = time.perf_counter()
     output = trainer.train()
@@ -429,7 +447,7 @@ def grpo_one(task_name: str, seed: int, args, judge) -> dict:
     generate_seconds = time.perf_counter() - started
     steps = [e for e in trainer.state.log_history if "loss" in e]
     return {
-        "task": task_name, "seed": seed, "variant": "trl_grpo", "trainer": "trl.GRPOTrainer",
+        "task": task_name, "seed": seed, "variant": f"trl_{kind}", "trainer": type(trainer).__name__,
         "step1": sample_metrics(task, step1, scorer, judge), "ppo": sample_metrics(task, samples, scorer, judge),
         "updates": updates, "optimizer_steps": output.global_step,
         "seconds_per_update": train_seconds / updates, "rollout_samples_per_second":
@@ -438,9 +456,11 @@ def grpo_one(task_name: str, seed: int, args, judge) -> dict:
         "prompt_shift": float((tuned - step1_prompt.float()).norm() / step1_prompt.float().norm()),
         "base_unchanged": base_unchanged, "ref_prompt_unchanged": ref_unchanged, "kl_reference": reference,
         "prompt_tokens_match": same_tokens, "max_completion_length": budget,
-        "config": {k: getattr(config, k) for k in ("max_steps", "per_device_train_batch_size", "steps_per_generation",
+        "config": {k: getattr(config, k, None) for k in ("max_steps", "per_device_train_batch_size",
+                                                         "steps_per_generation",
                                                    "num_generations", "num_iterations", "learning_rate", "beta",
-                                                   "epsilon", "loss_type", "scale_rewards", "temperature")},
+                                                   "epsilon", "loss_type", "scale_rewards", "normalize_advantages",
+                                                   "temperature")},
         "rollouts": rollouts,
         "history": [{k: e.get(k) for k in ("step", "loss", "reward", "reward_std", "kl", "entropy", "grad_norm",
                                            "completions/mean_length", "completions/clipped_ratio", "step_time")}
@@ -465,8 +485,8 @@ def cmd_sst2(args) -> int:
     results = data.setdefault("results", {})
     for arm in args.arms:
         log(f"SST-2 s{args.seed} {arm}: start")
-        if arm == "trl_grpo":
-            result = grpo_one("SST-2", args.seed, args, judge)
+        if arm.startswith("trl_"):
+            result = trl_one(arm[4:], "SST-2", args.seed, args, judge)
         else:
             # bench/ppo.py's own row: the project's PPO with the PPOConfig defaults, from the same step-1 run.
             result = bench_one("SST-2", args.seed, "default", args, judge)
@@ -526,7 +546,8 @@ def render(out_name: str) -> str:
     if rows:
         first = rows[0]
         lines += [f"## SST-2 seed {first['seed']}: TRL GRPO vs the project's PPO from the same step-1 run", "",
-                  f"{data['eval_per_label']} samples per label from each tuned prompt (and from the step-1 prompt), same "
+                  f"{data['eval_per_label']} samples per label from each tuned prompt (and from the step-1 prompt), "
+                  "same "
                   "generation config and seed; teacher agreement by the step-1 scorer (the reward's own judge), "
                   f"independent judge = TF-IDF logistic regression on the SST-2 train set (test accuracy "
                   f"{100 * data['judge_test_accuracy']:.1f}%). Versions: "
@@ -563,7 +584,9 @@ def main(argv=None) -> int:
     real.add_argument("--workspace", type=Path, required=True)
     real.add_argument("--cache", type=Path, required=True)
     real.add_argument("--seed", type=int, default=13)
-    real.add_argument("--arms", nargs="+", default=["trl_grpo", "project_ppo"], choices=["trl_grpo", "project_ppo"])
+    real.add_argument("--arms", nargs="+", default=["trl_grpo", "project_ppo"],
+                      choices=["trl_grpo", "trl_rloo", "project_ppo"],
+                      help="each arm in its own process is safest: the TRL arms wrap the shared teacher model")
     real.add_argument("--eval-per-label", dest="eval_per_label", type=int, default=64)
     real.add_argument("--updates", type=int, default=None, help="rollout batches (default: ppo.updates)")
     real.add_argument("--out", default="trl_grpo")
