@@ -542,15 +542,16 @@ def render(out_name: str) -> str:
             if "reference" in r:
                 lines.append(f"| {r['trainer']} | {wrap} | KL reference | – | {r['reference']} |")
         lines.append("")
-    rows = list(data.get("results", {}).values())
-    if rows:
+    order = {"project_ppo": 0, "trl_grpo": 1, "trl_rloo": 2}
+    all_rows = list(data.get("results", {}).values())
+    for seed in sorted({r["seed"] for r in all_rows}):
+        rows = sorted((r for r in all_rows if r["seed"] == seed), key=lambda r: order.get(r["variant"], 9))
         first = rows[0]
-        lines += [f"## SST-2 seed {first['seed']}: TRL GRPO vs the project's PPO from the same step-1 run", "",
+        lines += [f"## SST-2 seed {seed}: TRL GRPO / RLOO vs the project's PPO from the same step-1 run", "",
                   f"{data['eval_per_label']} samples per label from each tuned prompt (and from the step-1 prompt), "
-                  "same "
-                  "generation config and seed; teacher agreement by the step-1 scorer (the reward's own judge), "
-                  f"independent judge = TF-IDF logistic regression on the SST-2 train set (test accuracy "
-                  f"{100 * data['judge_test_accuracy']:.1f}%). Versions: "
+                  "same generation config and seed, all drawn with the project's sampler; teacher agreement by the "
+                  "step-1 scorer (the reward's own judge), independent judge = TF-IDF logistic regression on the "
+                  f"SST-2 train set (test accuracy {100 * data['judge_test_accuracy']:.1f}%). Versions: "
                   + ", ".join(f"{k} {v}" for k, v in data["versions"].items()) + ".", "",
                   "| measure | step 1 | " + " | ".join(r["variant"] for r in rows) + " |",
                   "|---|---|" + "---|" * len(rows)]
@@ -558,11 +559,19 @@ def render(out_name: str) -> str:
             lines.append(f"| {label} | {_fmt(first['step1'][key], scale, pattern)} | "
                          + " | ".join(_fmt(r["ppo"][key], scale, pattern) for r in rows) + " |")
         for key, label, pattern in (("updates", "rollout batches (updates)", "{:.0f}"),
-                                    ("seconds_per_update", "s/update", "{:.1f}"),
+                                    ("seconds_per_update", "s/update (rollout + optimisation)", "{:.1f}"),
                                     ("rollout_samples_per_second", "rollout samples/s", "{:.2f}"),
                                     ("ppo_minutes", "training minutes", "{:.1f}"),
-                                    ("prompt_shift", "prompt shift |P - P1| / |P1|", "{:.3f}")):
+                                    ("prompt_shift", "prompt shift, norm(P - P1) / norm(P1)", "{:.3f}")):
             lines.append(f"| {label} | – | " + " | ".join(_fmt(r.get(key), 1, pattern) for r in rows) + " |")
+        halves = []
+        for r in rows:
+            h = r.get("rollouts") or r["history"]
+            n = len(h) // 2
+            mean = lambda items, k: sum(x[k] for x in items) / len(items)  # noqa: E731
+            halves.append(f"{mean(h[:n], 'tokens'):.1f} -> {mean(h[n:], 'tokens'):.1f}")
+        lines.append("| rollout tokens per sample, first -> second half of training | – | "
+                     + " | ".join(halves) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
