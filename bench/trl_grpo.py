@@ -400,10 +400,14 @@ def trl_one(kind: str, task_name: str, seed: int, args, judge) -> dict:
     prompts = [task.generation_prompt(label) for label in task.labels]
     same_tokens = all(tokenizer(text=p)["input_ids"] == teacher.encode(p) for p in prompts)
 
+    # The adapter goes in pre-wrapped, not as `peft_config=`: TRL then copies it into a frozen "ref" adapter, so the
+    # KL reference is the step-1 prompt (with `peft_config=` it is the teacher without any prompt). It is built with
+    # get_peft_model, since PeftModel.from_pretrained defaults to is_trainable=False, which leaves nothing to train.
     peft_config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=int(step1_prompt.shape[0]))
     model = get_peft_model(teacher.model, peft_config)
     with torch.no_grad():
         model.prompt_encoder["default"].embedding.weight.copy_(step1_prompt.to(torch.float32))
+    # The first 4096 values of every teacher tensor: any optimizer step on a tensor would move them.
     base_fingerprint = [p.detach().flatten()[:4096].clone() for p in model.get_base_model().parameters()]
 
     rollouts: list[dict] = []
