@@ -108,7 +108,7 @@ def build(studio) -> None:
                                         allow_custom_value=True)
                 label_col = gr.Dropdown([], label="Label column", allow_custom_value=True)
             with gr.Row():
-                k_per_label = gr.Number(16, label="Examples per label (k), in train and in dev", precision=0,
+                k_per_label = gr.Number(16, label="Labelled examples per label, in train and in dev (k-shot)", precision=0,
                                         minimum=1, maximum=1000)
                 label_order = gr.Textbox(label="Label order (optional: the labels, comma-separated, e.g. a rating "
                                                "scale; empty = sorted)")
