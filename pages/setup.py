@@ -108,8 +108,8 @@ def build(studio) -> None:
                                         allow_custom_value=True)
                 label_col = gr.Dropdown([], label="Label column", allow_custom_value=True)
             with gr.Row():
-                k_per_label = gr.Number(16, label="Labelled examples per label, in train and in dev (k-shot)", precision=0,
-                                        minimum=1, maximum=1000)
+                k_per_label = gr.Number(16, label="Labelled examples per label, in train and in dev (k-shot)",
+                                        precision=0, minimum=1, maximum=1000)
                 label_order = gr.Textbox(label="Label order (optional: the labels, comma-separated, e.g. a rating "
                                                "scale; empty = sorted)")
                 check = gr.Button("Check the mapping")
