@@ -1,0 +1,122 @@
+"""The beta guard on finished runs: does the teacher beat the student alone on the dev split, and what would
+retrieval have done on test without the guard?
+
+Usage: python bench/beta_guard.py --runs WORKSPACE:RUN [WORKSPACE:RUN ...] [--out bench/results]
+
+For every run whose students are trained (nothing is retrained): the teacher's and the student-alone's answers on
+the dev split (the teacher's step-1 scorer, restored from the run), the counts each gets right, the discordant pairs
+and a one-sided sign test of "the student is better"; then, on the test split, the student alone and student +
+retrieval at the beta the `teacher` rule picks before any guard (the largest beta of best agreement with the
+teacher on its held-out inputs, as recorded in the run) and at the run's own beta. Writes `beta_guard.json` and
+`beta_guard.md`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+
+from retrikt.context import run_store  # noqa: E402
+from retrikt.runs import open_run  # noqa: E402
+from retrikt.student.evaluate import test_subset  # noqa: E402
+from retrikt.student.retrieval import predict  # noqa: E402
+from retrikt.student.stage import binomial_tail, load_students  # noqa: E402
+from retrikt.tasks import task_of_run  # noqa: E402
+from retrikt.teacher.load import load_teacher  # noqa: E402
+from retrikt.teacher.scorer import run_scorer  # noqa: E402
+
+EVAL_LIMIT = {"BoolQ": 300}  # as bench/accuracy.py, so test numbers match its table
+
+
+def rule_beta(agreement: dict[str, float]) -> float:
+    """The `teacher` rule's beta before any guard: best agreement, ties to the larger beta."""
+    return float(max(agreement, key=lambda b: (agreement[b], float(b))))
+
+
+def one_run(workspace: str, name: str, teachers: dict) -> dict:
+    run = open_run(workspace, name)
+    task, block = task_of_run(run), run.summary()["student"]
+    store = run_store(run, task)
+    student, _, index, beta = load_students(run, store)
+    key = (run.config.teacher.model, run.config.teacher.gguf_file)
+    if key not in teachers:
+        teachers[key] = load_teacher(run.config.teacher, cache_dir=Path(workspace) / "cache")
+    cfg = run.config.student
+    gold = np.array([task.label_index(e.label) for e in task.dev])
+    teacher_dev = run_scorer(run, task, teachers[key]).probs([e.fields for e in task.dev]).argmax(-1)
+    alone_dev = predict(student, index, [task.serialize(e.fields) for e in task.dev], cfg.k, cfg.temperature,
+                        0.0).student.argmax(-1)
+    t_right, s_right = teacher_dev == gold, alone_dev == gold
+    t_only, s_only = int((t_right & ~s_right).sum()), int((s_right & ~t_right).sum())
+    agreement = block.get("beta_teacher_agreement") or {}
+    unguarded = rule_beta(agreement) if agreement else None
+    examples = test_subset(task, EVAL_LIMIT.get(task.name))
+    texts = [task.serialize(e.fields) for e in examples]
+    test_gold = np.array([task.label_index(e.label) for e in examples])
+    test = {}
+    for label, b in (("student alone", 0.0), ("rule beta, no guard", unguarded), ("run's beta", beta)):
+        if b is None:
+            continue
+        pred = predict(student, index, texts, cfg.k, cfg.temperature, b)
+        test[label] = {"beta": b, "accuracy": round(float((pred.mixed.argmax(-1) == test_gold).mean()), 4)}
+    eval_path = run.eval_summary_path
+    teacher_test = (json.loads(eval_path.read_text())["systems"].get("teacher", {}).get("accuracy")
+                    if eval_path.is_file() else None)
+    return {"run": name, "task": task.name, "seed": run.config.seed, "dev_examples": len(gold),
+            "teacher_right": int(t_right.sum()), "student_right": int(s_right.sum()),
+            "teacher_only": t_only, "student_only": s_only,
+            # one-sided sign test on the discordant pairs: how likely a student no better than the teacher wins
+            # at least this many of them
+            "p_student_better": round(binomial_tail(s_only, t_only + s_only, 0.5), 4) if t_only + s_only else 1.0,
+            "trusted": (block.get("teacher_trust") or {}).get("trusted", True),
+            "teacher_test": teacher_test, "test": test}
+
+
+def write(rows: list[dict], out: Path) -> None:
+    (out / "beta_guard.json").write_text(json.dumps({"runs": rows}, indent=2), encoding="utf-8")
+    lines = ["# The beta guard on finished runs (`bench/beta_guard.py`)", "",
+             "Dev split: right answers of the teacher (the run's step-1 scorer) and of the student alone, the pairs "
+             "only one of them gets right, and the one-sided sign-test p of \"the student is better\". Test: "
+             "accuracy (%) of the student alone, of student + retrieval at the beta the `teacher` rule picks before "
+             "any guard, and at the run's own beta (after the guard). Nothing is retrained.", "",
+             "| task | seed | dev n | teacher right | student right | teacher only | student only | p (student better) "
+             "| trusted | teacher test | student alone | rule beta, no guard | run's beta |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        tests = [f"{100 * r['test'][key]['accuracy']:.1f} (β {r['test'][key]['beta']})" if key in r["test"] else "–"
+                 for key in ("student alone", "rule beta, no guard", "run's beta")]
+        teacher = "" if r["teacher_test"] is None else f"{100 * r['teacher_test']:.1f}"
+        lines.append(f"| {r['task']} | {r['seed']} | {r['dev_examples']} | {r['teacher_right']} | "
+                     f"{r['student_right']} | {r['teacher_only']} | {r['student_only']} | {r['p_student_better']} | "
+                     f"{r['trusted']} | {teacher} | " + " | ".join(tests) + " |")
+    (out / "beta_guard.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", nargs="+", required=True, metavar="WORKSPACE:RUN")
+    parser.add_argument("--out", default=str(ROOT / "results"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    teachers, rows = {}, []
+    for item in args.runs:
+        workspace, name = item.rsplit(":", 1)
+        started = time.perf_counter()
+        rows.append(one_run(workspace, name, teachers))
+        print(f"{name}: {json.dumps(rows[-1])} ({time.perf_counter() - started:.0f}s)", flush=True)
+    write(rows, Path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
