@@ -34,6 +34,7 @@ from retrikt.tasks import task_of_run  # noqa: E402
 from retrikt.teacher.load import load_teacher  # noqa: E402
 from retrikt.teacher.scorer import run_scorer  # noqa: E402
 
+BEGIN, END = "<!-- table:begin -->", "<!-- table:end -->"
 EVAL_LIMIT = {"BoolQ": 300}  # as bench/accuracy.py, so test numbers match its table
 
 
@@ -82,6 +83,7 @@ def one_run(workspace: str, name: str, teachers: dict) -> dict:
 
 
 def write(rows: list[dict], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     (out / "beta_guard.json").write_text(json.dumps({"runs": rows}, indent=2), encoding="utf-8")
     lines = ["# The beta guard on finished runs (`bench/beta_guard.py`)", "",
              "Dev split: right answers of the teacher (the run's step-1 scorer) and of the student alone, the pairs "
@@ -98,7 +100,11 @@ def write(rows: list[dict], out: Path) -> None:
         lines.append(f"| {r['task']} | {r['seed']} | {r['dev_examples']} | {r['teacher_right']} | "
                      f"{r['student_right']} | {r['teacher_only']} | {r['student_only']} | {r['p_student_better']} | "
                      f"{r['trusted']} | {teacher} | " + " | ".join(tests) + " |")
-    (out / "beta_guard.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # The table goes between the markers, so the reading written around it survives a re-run.
+    md = out / "beta_guard.md"
+    text = md.read_text(encoding="utf-8") if md.is_file() else f"{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    md.write_text(head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + rest.split(END, 1)[1], encoding="utf-8")
 
 
 def main() -> int:
