@@ -264,7 +264,7 @@ def with_previous(results: dict, previous: dict) -> tuple[dict, list[str]]:
 
 
 def report(results: dict, overrides: dict, failed: list[str], skipped: list[str], out: Path, why_skipped: str,
-           previous: dict | None = None) -> None:
+           previous: dict | None = None, extra_notes: list[str] = ()) -> None:
     results, kept = with_previous(results, previous or {})
     if not results:
         return
@@ -274,7 +274,7 @@ def report(results: dict, overrides: dict, failed: list[str], skipped: list[str]
              f"student overrides: {overrides or 'none (defaults)'}"]
     notes += [f"{t}: evaluated on a fixed random subset of {n} test examples" for t, n in EVAL_LIMIT.items()
               if t in results]
-    notes += [f"failed: {f}" for f in failed]
+    notes += list(extra_notes) + [f"failed: {f}" for f in failed]
     if skipped:
         notes.append(f"not run ({why_skipped}): {', '.join(skipped)}")
     if kept:
@@ -293,6 +293,8 @@ def main(argv=None) -> int:
     parser.add_argument("--retrain", action="store_true", help="retrain students even where an evaluation exists")
     parser.add_argument("--previous", default=None, metavar="JSON",
                         help="an earlier accuracy.json whose runs are kept for every (task, seed) not run now")
+    parser.add_argument("--note", action="append", default=[], help="a line for the report's notes (e.g. the "
+                                                                    "machine's load while it ran)")
     parser.add_argument("--report-only", action="store_true",
                         help="start nothing: report the finished evaluations (e.g. of benchmarks run in parallel)")
     args = parser.parse_args(argv)
@@ -323,9 +325,9 @@ def main(argv=None) -> int:
         results.setdefault(task, []).append(summary)
         log(f"{task} seed {seed}: " + ", ".join(f"{s} {summary['systems'][s]['accuracy']:.3f}" for s in SYSTEMS))
         report(results, overrides, failed, skipped, out, "no finished run" if args.report_only else "time budget",
-               previous)
+               previous, args.note)
     report(results, overrides, failed, skipped, out, "no finished run" if args.report_only else "time budget",
-           previous)
+           previous, args.note)
     log(f"wrote {out / 'accuracy.md'}")
     return 0
 
