@@ -24,23 +24,20 @@ import torch
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
+sys.path.insert(0, str(ROOT))
 
 from retrikt.context import run_store  # noqa: E402
 from retrikt.runs import open_run  # noqa: E402
 from retrikt.student.evaluate import test_subset  # noqa: E402
 from retrikt.student.retrieval import predict  # noqa: E402
-from retrikt.student.stage import binomial_tail, load_students  # noqa: E402
+from retrikt.student.stage import binomial_tail, load_students, most_agreeing_beta  # noqa: E402
 from retrikt.tasks import task_of_run  # noqa: E402
 from retrikt.teacher.load import load_teacher  # noqa: E402
 from retrikt.teacher.scorer import run_scorer  # noqa: E402
 
-BEGIN, END = "<!-- table:begin -->", "<!-- table:end -->"
-EVAL_LIMIT = {"BoolQ": 300}  # as bench/accuracy.py, so test numbers match its table
+from accuracy import EVAL_LIMIT  # noqa: E402 - the same test subsets, so test numbers match its table
+from user_tasks import replace_table  # noqa: E402
 
-
-def rule_beta(agreement: dict[str, float]) -> float:
-    """The `teacher` rule's beta before any guard: best agreement, ties to the larger beta."""
-    return float(max(agreement, key=lambda b: (agreement[b], float(b))))
 
 
 def one_run(workspace: str, name: str, teachers: dict) -> dict:
@@ -54,12 +51,11 @@ def one_run(workspace: str, name: str, teachers: dict) -> dict:
     cfg = run.config.student
     gold = np.array([task.label_index(e.label) for e in task.dev])
     teacher_dev = run_scorer(run, task, teachers[key]).probs([e.fields for e in task.dev]).argmax(-1)
-    alone_dev = predict(student, index, [task.serialize(e.fields) for e in task.dev], cfg.k, cfg.temperature,
-                        0.0).student.argmax(-1)
+    alone_dev = student.encode([task.serialize(e.fields) for e in task.dev])[0].argmax(-1)
     t_right, s_right = teacher_dev == gold, alone_dev == gold
     t_only, s_only = int((t_right & ~s_right).sum()), int((s_right & ~t_right).sum())
     agreement = block.get("beta_teacher_agreement") or {}
-    unguarded = rule_beta(agreement) if agreement else None
+    unguarded = most_agreeing_beta(agreement) if agreement else None  # the rule's beta before any guard
     examples = test_subset(task, EVAL_LIMIT.get(task.name))
     texts = [task.serialize(e.fields) for e in examples]
     test_gold = np.array([task.label_index(e.label) for e in examples])
@@ -100,11 +96,7 @@ def write(rows: list[dict], out: Path) -> None:
         lines.append(f"| {r['task']} | {r['seed']} | {r['dev_examples']} | {r['teacher_right']} | "
                      f"{r['student_right']} | {r['teacher_only']} | {r['student_only']} | {r['p_student_better']} | "
                      f"{r['trusted']} | {teacher} | " + " | ".join(tests) + " |")
-    # The table goes between the markers, so the reading written around it survives a re-run.
-    md = out / "beta_guard.md"
-    text = md.read_text(encoding="utf-8") if md.is_file() else f"{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    md.write_text(head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + rest.split(END, 1)[1], encoding="utf-8")
+    replace_table(out / "beta_guard.md", "\n".join(lines))
 
 
 def main() -> int:

@@ -152,21 +152,27 @@ def make_step1_run(task: str, seed: int, source: Path, args) -> None:
     shutil.copytree(run.path, source)
 
 
+def copy_step1_run(source: Path, workspace: Path, cache: Path):
+    """A fresh copy of the step-1 run `source` in `workspace` (sharing the teacher cache `cache`), opened.
+
+    The copy keeps the run's name, in a workspace of its own per setting: the store's collection is named after
+    the run, so a renamed copy would open an empty store (no store reference for the diversity term)."""
+    target = workspace / "runs" / source.name
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
+    if not (workspace / "cache").exists():
+        (workspace / "cache").symlink_to(cache.resolve(), target_is_directory=True)
+    return open_run(workspace, source.name)
+
+
 def bench_one(task: str, seed: int, variant: str, args, judge) -> dict:
     source = args.step1_runs / f"bench-{task}-s{seed}"
     if not source.is_dir():
         log(f"{task} s{seed}: no step-1 run, making a small one")
         make_step1_run(task, seed, source, args)
-    # The copy keeps the run's name, in a workspace of its own per setting: the store's collection is named after
-    # the run, so a renamed copy would open an empty store (no store reference for the diversity term).
     name = source.name
     workspace = args.workspace / variant
-    target = workspace / "runs" / name
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(source, target)
-    if not (workspace / "cache").exists():
-        (workspace / "cache").symlink_to(args.cache.resolve(), target_is_directory=True)
-    run = open_run(workspace, name)
+    run = copy_step1_run(source, workspace, args.cache)
     overrides = {"workspace": str(workspace), "run_name": name,
                  "generation.samples_per_label": args.eval_per_label,
                  **{f"ppo.{k}": v for k, v in VARIANTS[variant][1].items()}}

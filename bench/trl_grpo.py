@@ -352,32 +352,25 @@ def trl_one(kind: str, task_name: str, seed: int, args, judge) -> dict:
     callables; then the same evaluation as `bench/ppo.py` (samples from the tuned prompt, measured like the step-1
     arm)."""
     import copy
-    import shutil
 
     import numpy as np
     from datasets import Dataset
     from peft import PromptTuningConfig, get_peft_model
     import trl
 
-    from ppo import sample_metrics
+    from ppo import copy_step1_run, sample_metrics
 
     from retrikt.config import override
     from retrikt.context import load_context, open_store
     from retrikt.generate.generation import default_max_new_tokens, generate_samples
     from retrikt.ppo.rewards import CompositeReward, Samples
     from retrikt.ppo.stage import check_ready, restore_scorer
-    from retrikt.runs import open_run
     from retrikt.teacher.sampling import _clean, blank_line_ids
 
     source = args.step1_runs / f"bench-{task_name}-s{seed}"
     name = source.name
     workspace = args.workspace / f"trl_{kind}"
-    target = workspace / "runs" / name
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(source, target)
-    if not (workspace / "cache").exists():
-        (workspace / "cache").symlink_to(args.cache.resolve(), target_is_directory=True)
-    run = open_run(workspace, name)
+    run = copy_step1_run(source, workspace, args.cache)
     run.config = override(run.config, {"workspace": str(workspace), "run_name": name,
                                        "generation.samples_per_label": args.eval_per_label})
     ctx = load_context(run.config, quiet, run=run)

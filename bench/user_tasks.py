@@ -60,6 +60,14 @@ def pct(x) -> str:
     return "" if x is None else f"{100 * x:.1f}"
 
 
+def replace_table(md: Path, body: str, new_head: str = "") -> None:
+    """Write `body` between the table markers of `md` (a new file: `new_head` then the markers), so the prose a
+    person wrote around the table survives a re-run."""
+    text = md.read_text(encoding="utf-8") if md.is_file() else f"{new_head}{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    md.write_text(head + BEGIN + "\n" + body + "\n" + END + rest.split(END, 1)[1], encoding="utf-8")
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| task | seed | test n | majority | teacher | student | plain KD | student + retrieval (beta) | "
              "gold only | S+R − KD | teacher > majority? | goal | step-1 parse rate | wall min |",
@@ -99,9 +107,7 @@ def main() -> int:
     out = ROOT / "results"
     (out / "user_tasks.json").write_text(json.dumps({"runs": rows}, indent=2) + "\n", encoding="utf-8")
     md = out / "user_tasks.md"
-    text = md.read_text(encoding="utf-8") if md.is_file() else f"# Imported tasks\n\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    md.write_text(head + BEGIN + "\n" + table(rows) + "\n" + END + rest.split(END, 1)[1], encoding="utf-8")
+    replace_table(md, table(rows), "# Imported tasks\n\n")
     print(table(rows))
     return 0
 

@@ -57,9 +57,13 @@ def tune_beta_on_teacher(student: Student, index, task, k: int, tau: float, teac
     target = np.asarray(teacher_probs).argmax(-1)
     pred = predict(student, index, texts, k, tau, 1.0)
     scores = {b: float((((1 - b) * pred.student + b * pred.mixed).argmax(-1) == target).mean()) for b in BETA_GRID}
+    return most_agreeing_beta(scores), {str(b): round(v, 4) for b, v in scores.items()}
+
+
+def most_agreeing_beta(agreement: dict) -> float:
+    """The beta (key: a float or its string) with the best agreement with the teacher; ties: the larger beta."""
     # design choice: ties go to the larger beta: the store is how the teacher's knowledge reaches the student.
-    beta = max(scores, key=lambda b: (scores[b], b))
-    return beta, {str(b): round(v, 4) for b, v in scores.items()}
+    return float(max(agreement, key=lambda b: (agreement[b], float(b))))
 
 
 def choose_beta(scores: dict[float, float], n_dev: int, preferred: float, min_gain: int = 1,
@@ -207,8 +211,8 @@ def train_students(run, task, store, teacher_params: int, progress=noop_progress
                                                    [task.serialize(f) for f in held])
             if cfg.teacher_beats_student and beta > 0 and trust["trusted"] and task.dev:
                 progress("student", 0, 1, {"message": f"teacher vs student alone on {len(task.dev)} dev examples"})
-                alone = predict(student, index, [task.serialize(e.fields) for e in task.dev], cfg.k,
-                                cfg.temperature, 1.0).student
+                alone = predict(student, None, [task.serialize(e.fields) for e in task.dev], cfg.k,
+                                cfg.temperature, 0.0).student  # the student alone: no neighbours to fetch
                 versus = teacher_vs_student(scorer.probs([e.fields for e in task.dev]), alone,
                                             [task.label_index(e.label) for e in task.dev])
                 if not versus["teacher_wins"]:
