@@ -36,11 +36,16 @@ from retrikt.context import run_store  # noqa: E402
 from retrikt.runs import Run, open_run  # noqa: E402
 from retrikt.store.embed import default_embedder  # noqa: E402
 from retrikt.store.knowledge_store import KnowledgeStore, collection_name  # noqa: E402
-from retrikt.student.stage import run_student  # noqa: E402
+from retrikt.student.evaluate import test_subset  # noqa: E402
+from retrikt.student.retrieval import predict  # noqa: E402
+from retrikt.student.stage import load_students, run_student  # noqa: E402
 from retrikt.tasks import task_of_run  # noqa: E402
 from retrikt.teacher.load import load_teacher  # noqa: E402
 
 STEP1_SOURCE, PPO_SOURCE = "generated:step1", "generated:ppo"
+# The rule's beta differs between the arms (and the beta guard came after the first arms were trained), so each
+# arm's trained student is also scored at every fixed beta: the same beta on both arms compares the stores alone.
+BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def log(message: str) -> None:
@@ -98,6 +103,18 @@ def store_counts(run: Run) -> dict:
     return out
 
 
+def test_by_beta(run: Run) -> dict[str, float]:
+    """Test accuracy of the run's trained retrieval student at each beta in BETAS (nothing retrained)."""
+    task = task_of_run(run)
+    student_model, _, index, _ = load_students(run, run_store(run, task))
+    examples = test_subset(task, None)
+    texts = [task.serialize(e.fields) for e in examples]
+    gold = np.array([task.label_index(e.label) for e in examples])
+    cfg = run.config.student
+    return {str(b): round(float((predict(student_model, index, texts, cfg.k, cfg.temperature, b).mixed.argmax(-1)
+                                 == gold).mean()), 4) for b in BETAS}
+
+
 def student(run: Run, teacher) -> dict:
     started = time.perf_counter()
     config = override(RunConfig(), {"task": run.config.task, "seed": run.config.seed,
@@ -108,24 +125,52 @@ def student(run: Run, teacher) -> dict:
     systems = summary["systems"]
     return {"student_retrieval": systems["student_retrieval"]["accuracy"], "student": systems["student"]["accuracy"],
             "beta": systems["student_retrieval"].get("beta"), "items": items,
-            "seconds": round(time.perf_counter() - started, 1)}
+            "seconds": round(time.perf_counter() - started, 1), "by_beta": test_by_beta(run)}
+
+
+def rescore(workspace: Path, path: Path) -> None:
+    """Add `by_beta` to every arm recorded without it, from the students still in `workspace`."""
+    data = json.loads(path.read_text())
+    for key, row in data.items():
+        arms = [(row, "step1")] if key.startswith("step1-arm|") else [(row["step1"], "step1"),
+                                                                       (row["with_ppo"], row["variant"])]
+        seed = int(key.split("|")[1]) if key.startswith("step1-arm|") else row["seed"]
+        for arm, folder in arms:
+            run_dir = workspace / folder / "runs" / f"bench-SST-2-s{seed}"
+            if "by_beta" in arm or not (run_dir / "student").is_dir():
+                continue
+            run = open_run(workspace / folder, run_dir.name)
+            systems = json.loads(run.eval_summary_path.read_text())["systems"]
+            if (systems["student_retrieval"]["accuracy"], systems["student"]["accuracy"]) != (
+                    arm["student_retrieval"], arm["student"]):
+                continue  # the folder holds a later training than this row (e.g. a row from older step-1 runs)
+            arm["by_beta"] = test_by_beta(run)
+            log(f"{key} {folder}: {arm['by_beta']}")
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--step1-runs", dest="step1_runs", type=Path, required=True)
-    parser.add_argument("--variant", required=True)
+    parser.add_argument("--variant")
     parser.add_argument("--seeds", type=int, nargs="+", default=[13, 21, 42, 87, 100])
     parser.add_argument("--ppo-workspace", dest="ppo_workspace", type=Path,
                         default=ROOT.parent / "workspace" / "ppo-bench")
     parser.add_argument("--workspace", type=Path, default=ROOT.parent / "workspace" / "ppo-downstream")
     parser.add_argument("--cache", type=Path, default=ROOT.parent / "workspace" / "cache")
+    parser.add_argument("--rescore", action="store_true",
+                        help="only add the per-beta test accuracies to arms recorded without them, then stop")
     args = parser.parse_args()
     torch.set_num_threads(1)
     workspace = args.workspace.resolve()
     workspace.mkdir(parents=True, exist_ok=True)
     teacher = None
     path = ROOT / "results" / "ppo_downstream.json"
+    if args.rescore:
+        rescore(workspace, path)
+        args.seeds = []
+    elif not args.variant:
+        parser.error("--variant is required (unless --rescore)")
     for seed in args.seeds:
         ppo_run = args.ppo_workspace / args.variant / "runs" / f"bench-SST-2-s{seed}"
         if args.variant.endswith("_batchref"):

@@ -264,7 +264,12 @@ class PPOConfig:
     max_grad_norm: float = knob(1.0, 0.0001, 1000.0)
     """Gradient norm clip (soft prompt and value head clipped separately)."""
     whiten_advantages: bool = True
-    """Normalise advantages to zero mean, unit variance over each rollout batch."""
+    """Normalise advantages to zero mean, unit variance over each rollout batch (`gae` advantages only)."""
+    advantage: str = knob("gae", choices=("gae", "group"))
+    """`gae`: per-token advantages from a learned value head (classic PPO). `group`: each sample's return (score minus
+    its KL penalty) standardised over its rollout batch, which shares one prompt (GRPO/RLOO-style, no value head)."""
+    entropy_coef: float = knob(0.0, 0.0, 10.0)
+    """Weight of an entropy bonus in the policy loss (mean per-token entropy of the policy over sampled tokens)."""
     temperature: float = knob(1.0, 0.05, 5.0)
     """Rollout temperature; the policy is softmax(logits / temperature) with no top-p, so rollouts are on-policy."""
     max_new_tokens: int = knob(0, 0, 2048)

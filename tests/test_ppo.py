@@ -11,6 +11,7 @@ from retrikt.ppo.core import (
     clipped_policy_loss,
     clipped_value_loss,
     compute_gae,
+    group_advantages,
     masked_whiten,
     token_rewards,
 )
@@ -138,6 +139,23 @@ def test_masked_whiten():
     assert kept.pow(2).mean().item() == pytest.approx(1.0, abs=1e-5)
     assert out[1, 1:].tolist() == [0.0, 0.0]
     assert torch.allclose(kept, (T([1.0, 2.0, 3.0, 4.0]) - 2.5) / math.sqrt(1.25), atol=1e-5)
+
+
+@pytest.mark.parametrize("rewards,mask,expected", [
+    # Returns 1 and 3: mean 2, population std 1 -> -1 and +1 on every sampled token, 0 on padding.
+    ([[0.0, 1.0], [1.0, 2.0]], [[0, 1], [1, 1]], [[0.0, -1.0], [1.0, 1.0]]),
+    # The KL penalty is part of the return: -0.5 + 2 = 1.5 vs 0.5 -> +1 / -1, whatever the split over tokens.
+    ([[-0.5, 2.0], [0.5, 0.0]], [[1, 1], [1, 0]], [[1.0, 1.0], [-1.0, 0.0]]),
+    # A row with no sampled tokens stays out of the group and gets 0; the other two standardise among themselves.
+    ([[9.0, 9.0], [0.0, 4.0], [2.0, 0.0]], [[0, 0], [1, 1], [1, 0]], [[0, 0], [1.0, 1.0], [-1.0, 0.0]]),
+    # Equal returns carry no signal: every advantage is 0 (no division by a zero std).
+    ([[1.0], [1.0], [1.0]], [[1], [1], [1]], [[0.0], [0.0], [0.0]]),
+    # One sampled row alone has no group to compare with.
+    ([[3.0], [5.0]], [[1], [0]], [[0.0], [0.0]]),
+])
+def test_group_advantages(rewards, mask, expected):
+    out = group_advantages(T(rewards), T(mask, dtype=torch.float32))
+    assert torch.allclose(out, T(expected), atol=1e-4)
 
 
 # ---- the loop on a tiny random teacher with a toy reward ------------------------------------------------------
@@ -285,6 +303,32 @@ def test_gated_margin_novelty_reward_trains_only_prompt_and_value_head(tiny_teac
     assert any(not torch.equal(p, q) for p, q in zip(trainer.value_head.parameters(), start_head))
     for name, param in tiny_teacher.model.named_parameters():
         assert torch.equal(param, frozen[name]) and param.grad is None, name
+
+
+@pytest.mark.parametrize("entropy_coef", [0.0, 0.05])
+def test_group_advantages_train_the_prompt_only_and_raise_the_reward(tiny_teacher, entropy_coef):
+    # No value head with group advantages: it must stay exactly at its initialisation, the teacher frozen.
+    trainer = _toy(tiny_teacher, advantage="group", entropy_coef=entropy_coef)
+    frozen = {name: p.detach().clone() for name, p in tiny_teacher.model.named_parameters()}
+    start_prompt = trainer.soft_prompt
+    start_head = [p.detach().clone() for p in trainer.value_head.parameters()]
+    report = trainer.train()
+    rewards = [s.reward for s in report.history]
+    first, last = np.mean(rewards[:5]), np.mean(rewards[-5:])
+    assert last > first + 0.2, f"mean reward did not rise clearly: {first:.3f} -> {last:.3f}"
+    assert not torch.equal(trainer.soft_prompt, start_prompt)
+    assert all(torch.equal(p, q) for p, q in zip(trainer.value_head.parameters(), start_head))
+    assert all(s.value_loss == 0.0 for s in report.history)
+    for name, param in tiny_teacher.model.named_parameters():
+        assert torch.equal(param, frozen[name]) and param.grad is None, name
+
+
+def test_entropy_bonus_keeps_the_policy_more_random(tiny_teacher):
+    # Same seed, same rollouts at the first update: a strong bonus must end with higher rollout entropy.
+    plain = _toy(tiny_teacher, advantage="group", updates=12).train().history
+    bonus = _toy(tiny_teacher, advantage="group", updates=12, entropy_coef=1.0).train().history
+    assert plain[0].entropy == pytest.approx(bonus[0].entropy)
+    assert np.mean([s.entropy for s in bonus[-4:]]) > np.mean([s.entropy for s in plain[-4:]])
 
 
 @pytest.mark.parametrize("steps", [1, 2, 5])

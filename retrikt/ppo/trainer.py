@@ -5,8 +5,10 @@ Only the soft prompt and a small value head are trained; the teacher is frozen. 
 2. score them with the reward function (one number per sample, plus named terms for logging);
 3. recompute, without grad, the per-token log-probs and values under the current prompt and the log-probs under
    the frozen reference (step-1) prompt, by one forward over [soft prompt; prompt tokens; sampled tokens];
-4. per-token rewards = -beta * (logp - logp_ref) + the score at the last token; GAE; whitened advantages;
-5. `epochs` passes of minibatches: the same forward with grad, clipped surrogate + clipped value loss, step;
+4. per-token rewards = -beta * (logp - logp_ref) + the score at the last token; GAE; whitened advantages
+   (or, with `advantage = group`, each sample's return standardised over the batch, and no value head);
+5. `epochs` passes of minibatches: the same forward with grad, clipped surrogate + clipped value loss (minus an
+   optional entropy bonus), step;
 6. update the KL coefficient from the observed KL.
 Rollouts sample at `temperature` with no top-p, and log-probs use the same tempered softmax, so the data are
 on-policy for the policy whose ratios are clipped.
@@ -29,6 +31,7 @@ from .core import (
     clipped_policy_loss,
     clipped_value_loss,
     compute_gae,
+    group_advantages,
     make_kl_controller,
     masked_mean,
     masked_whiten,
@@ -212,11 +215,15 @@ class PPOTrainer:
             kl = (old_logprobs - ref_logprobs) * mask
             kl_coef = self.kl_controller.value
             scores = torch.as_tensor(reward.total, dtype=torch.float32, device=self.device)
-            advantages, returns = compute_gae(token_rewards(scores, kl, mask, kl_coef, cfg.kl_length_neutral),
-                                              old_values, mask,
-                                              cfg.gamma, cfg.lam)
-            if cfg.whiten_advantages:
-                advantages = masked_whiten(advantages, mask)
+            rewards = token_rewards(scores, kl, mask, kl_coef, cfg.kl_length_neutral)
+            group = cfg.advantage == "group"
+            if group:
+                # Already standardised per batch; whitening over tokens again would weight rows by their length.
+                advantages, returns = group_advantages(rewards, mask), None
+            else:
+                advantages, returns = compute_gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
+                if cfg.whiten_advantages:
+                    advantages = masked_whiten(advantages, mask)
 
         shuffle = torch.Generator().manual_seed(self._seed(self.updates_done, 1))
         sums = {"policy_loss": 0.0, "value_loss": 0.0, "clip_fraction": 0.0, "value_clip_fraction": 0.0,
@@ -226,16 +233,26 @@ class PPOTrainer:
             order = torch.randperm(size, generator=shuffle)
             for start in range(0, size, cfg.minibatch_size):
                 rows = order[start : start + cfg.minibatch_size].to(self.device)
-                logprobs, hidden, _ = self._forward(self.prompt, spec.ids, tokens[rows])
-                values = self.value_head(hidden.detach())
+                logprobs, hidden, step_logits = self._forward(self.prompt, spec.ids, tokens[rows])
                 policy = clipped_policy_loss(logprobs, old_logprobs[rows], advantages[rows], mask[rows],
                                              cfg.clip_range)
-                value_loss, value_clip = clipped_value_loss(values, old_values[rows], returns[rows], mask[rows],
-                                                            cfg.value_clip_range)
-                # No value coefficient: the value head shares no parameters with the prompt, so a coefficient
-                # would only rescale its gradient, which Adam undoes.
+                loss = policy.loss
+                if group:
+                    value_loss, value_clip = torch.zeros(()), 0.0
+                else:
+                    values = self.value_head(hidden.detach())
+                    value_loss, value_clip = clipped_value_loss(values, old_values[rows], returns[rows], mask[rows],
+                                                                cfg.value_clip_range)
+                    # No value coefficient: the value head shares no parameters with the prompt, so a coefficient
+                    # would only rescale its gradient, which Adam undoes.
+                    loss = loss + value_loss
+                if cfg.entropy_coef:
+                    policy_entropy = masked_mean(torch.logsumexp(step_logits, -1)
+                                                 - (step_logits.softmax(-1) * step_logits).sum(-1), mask[rows])
+                    loss = loss - cfg.entropy_coef * policy_entropy
+                del step_logits
                 self.optimizer.zero_grad(set_to_none=True)
-                (policy.loss + value_loss).backward()
+                loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_([self.prompt], cfg.max_grad_norm)
                 nn.utils.clip_grad_norm_(self.value_head.parameters(), cfg.max_grad_norm)
                 self.optimizer.step()
