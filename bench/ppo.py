@@ -88,6 +88,9 @@ VARIANTS = {
     # group-relative advantage inside ours (shared-prefix forwards, adaptive KL to the step-1 prompt, same reward).
     "group": ("the defaults with group-relative advantages (return standardised over the rollout batch, no value "
               "head)", {"advantage": "group"}),
+    # Self-BLEU rose under every setting while the rollouts' per-token entropy fell (seed 13: 5.1 -> 3.3 nats).
+    # design choice: 0.05; with whitened advantages of about unit scale per token, 0.01 would be a ~1% nudge.
+    "entropy": ("the defaults with an entropy bonus of 0.05 in the policy loss", {"entropy_coef": 0.05}),
 }
 
 METRICS = [
