@@ -284,7 +284,9 @@ def main(argv=None) -> int:
         order = {t: k for k, t in enumerate(TASKS)}
         merged.sort(key=lambda r: (order.get(r["task"], len(order)), r["seed"]))
         have = {(r["task"], r["seed"]) for r in merged}
-        report(merged, [f"{t}/{s}" for t, s in jobs[i + 1:] if (t, s) not in have], Path(args.out))
+        # every task and seed of the full grid that no run (now or earlier) covers, not only this call's
+        grid = job_order([load_builtin(t).name for t in TASKS], list(SEEDS))
+        report(merged, [f"{t}/{s}" for t, s in grid if (t, s) not in have], Path(args.out))
     return 0
 
 
