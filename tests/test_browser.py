@@ -252,7 +252,11 @@ def test_store_tab_lists_maps_searches_and_opens_an_entry(page):
     entry_box.fill("")
     # Opening g2 redrew the map: click only once the new drawing has its click handler.
     expect(panel.locator("#store-map .js-plotly-plot[data-retrikt-click='1']")).to_have_count(1)
-    box = plot.locator(".scatterlayer path.point").first.bounding_box()
+    point = plot.locator(".scatterlayer path.point").first
+    # mouse.click takes viewport coordinates: a point below the fold (where the map lands depends on the panels
+    # above it) would be clicked off-screen, where nothing receives it.
+    point.scroll_into_view_if_needed()
+    box = point.bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     expect(entry_box).to_have_value(re.compile(r"^(g1|g2|g3|m1|p1|p2|t1|t2)$"))
     clicked = entry_box.input_value()
