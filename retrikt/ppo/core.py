@@ -54,18 +54,19 @@ def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl
     return rewards
 
 
-def group_advantages(token_rewards: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def group_advantages(rewards: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Group-relative advantages (GRPO, Shao et al. 2024; RLOO, Ahmadian et al. 2024), no value function.
 
-    Each row's return R_i = sum over its tokens of `token_rewards` (its score minus its KL penalty); every token of
-    row i gets A_i = (R_i - mean_j R_j) / (std_j R_j + eps) over the rows of the batch, which all share one prompt.
+    `rewards` are per-token rewards as `token_rewards` builds them, so row i's return R_i = the sum over its tokens
+    (its score minus its KL penalty); every token of row i gets A_i = (R_i - mean_j R_j) / (std_j R_j + eps) over the
+    rows of the batch, which all share one prompt.
     Rows without sampled tokens are left out of the mean and std; masked entries are 0.
     """
-    mask = mask.to(token_rewards.dtype)
-    returns = (token_rewards * mask).sum(1)
+    mask = mask.to(rewards.dtype)
+    returns = (rewards * mask).sum(1)
     sampled = mask.sum(1) > 0
     if sampled.sum() < 2:
-        return torch.zeros_like(token_rewards)
+        return torch.zeros_like(rewards)
     group = returns[sampled]
     normalised = (returns - group.mean()) / (group.std(unbiased=False) + eps)
     return normalised.unsqueeze(1) * mask * sampled.unsqueeze(1).to(mask.dtype)
