@@ -59,12 +59,13 @@ def one_run(workspace: str, name: str, teachers: dict) -> dict:
     examples = test_subset(task, EVAL_LIMIT.get(task.name))
     texts = [task.serialize(e.fields) for e in examples]
     test_gold = np.array([task.label_index(e.label) for e in examples])
+    pred = predict(student, index, texts, cfg.k, cfg.temperature, 1.0)  # mixed at beta 1 = the vote alone
     test = {}
     for label, b in (("student alone", 0.0), ("rule beta, no guard", unguarded), ("run's beta", beta)):
         if b is None:
             continue
-        pred = predict(student, index, texts, cfg.k, cfg.temperature, b)
-        test[label] = {"beta": b, "accuracy": round(float((pred.mixed.argmax(-1) == test_gold).mean()), 4)}
+        mixed = (1 - b) * pred.student + b * pred.mixed
+        test[label] = {"beta": b, "accuracy": round(float((mixed.argmax(-1) == test_gold).mean()), 4)}
     eval_path = run.eval_summary_path
     teacher_test = (json.loads(eval_path.read_text())["systems"].get("teacher", {}).get("accuracy")
                     if eval_path.is_file() else None)

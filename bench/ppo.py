@@ -39,6 +39,7 @@ from retrikt.generate.metrics import distinct_n, duplicate_rate, self_bleu, toke
 from retrikt.generate.prompt_tuning import load_soft_prompt  # noqa: E402
 from retrikt.ppo.stage import restore_scorer, stage_ppo  # noqa: E402
 from retrikt.runs import open_run  # noqa: E402
+from retrikt.student.stage import BETA_GRID  # noqa: E402
 
 # name -> (what it changes, PPOConfig overrides). Every lever tried stays here and in the results, kept or not.
 VARIANTS = {
@@ -392,7 +393,7 @@ def render_downstream(downstream: dict) -> list[str]:
 
 def _render_by_beta(downstream: dict) -> list[str]:
     """The two arms' trained students at the same fixed beta: the change that the store alone makes."""
-    betas = ("0.0", "0.25", "0.5", "0.75", "1.0")
+    betas = tuple(str(b) for b in BETA_GRID)
     lines = ["Same beta on both arms (each arm's trained retrieval student scored at every fixed beta; beta 0 is the "
              "student alone, beta 1 the neighbours' vote alone): student + retrieval with PPO − step 1, points, "
              "mean ± std over seeds; the rule's beta can differ between the arms, these cannot.", "",

