@@ -29,6 +29,11 @@ FILTERS = ["any", "any", "any", None, "", "", 20]
 QUERIES = ["a boring film", "wonderful acting", "the plot makes no sense", "a warm, funny story"]
 
 
+def store_filter(client, *inputs):
+    """Apply in the Knowledge store: the rows, then the map (the browser's two events, one after the other)."""
+    return client.predict(*inputs, api_name="/store_list"), client.predict(*inputs, api_name="/store_map")
+
+
 def _actions(client, examples: list[str], rng: random.Random) -> list[tuple[str, object]]:
     example = rng.choice(examples)
     return [
@@ -36,10 +41,10 @@ def _actions(client, examples: list[str], rng: random.Random) -> list[tuple[str,
         ("compare: open example", lambda: client.predict(DEMO, example, api_name="/compare_example")),
         ("compare: filter", lambda: client.predict(DEMO, rng.choice(["retrieval fixed it", "retrieval broke it",
                                                                      "both wrong"]), api_name="/compare_filter")),
-        ("store: filter", lambda: client.predict(DEMO, "", "any", rng.choice(["any", "generated:step1", "train"]),
-                                                 "any", None, "", "", 20, api_name="/store_list")),
-        ("store: semantic search", lambda: client.predict(DEMO, "", *FILTERS[:5], rng.choice(QUERIES), 20,
-                                                          api_name="/store_list")),
+        ("store: filter", lambda: store_filter(client, DEMO, "", "any",
+                                               rng.choice(["any", "generated:step1", "train"]), "any", None, "", "",
+                                               20)),
+        ("store: semantic search", lambda: store_filter(client, DEMO, "", *FILTERS[:5], rng.choice(QUERIES), 20)),
         ("jobs: poll", lambda: client.predict("", api_name="/jobs_poll")),
     ]
 

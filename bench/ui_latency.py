@@ -48,19 +48,25 @@ def actions(client) -> dict:
             "packaged", "", "", "Built-in or saved task", "SST-2", *SETUP_FORM, api_name="/setup_save")),
         "Generate": ("poll the job", lambda: client.predict(api_name="/generate_poll")),
         "PPO": ("poll the job", lambda: client.predict(api_name="/ppo_poll")),
-        "Knowledge store": ("filter the table (text contains 'good')", lambda: client.predict(
-            DEMO, "", "any", "any", "any", None, "good", "", 20, 1, api_name="/store_list")),
-        "Knowledge store (label)": ("filter the table (label negative)", lambda: client.predict(
-            DEMO, "", "negative", "any", "any", None, "", "", 20, 1, api_name="/store_list")),
+        "Knowledge store": ("filter the table (text contains 'good'), then its map", lambda: store_filter(
+            client, DEMO, "", "any", "any", "any", None, "good", "", 20, 1)),
+        "Knowledge store (label)": ("filter the table (label negative), then its map", lambda: store_filter(
+            client, DEMO, "", "negative", "any", "any", None, "", "", 20, 1)),
         "Knowledge store (page)": ("next page of the whole store", lambda: client.predict(
             DEMO, "", "any", "any", "any", None, "", "", 20, 1, api_name="/store_next_page")),
         "Knowledge store (open)": ("open an entry (details and the map with it ringed)", lambda: client.predict(
             DEMO, opened_entry(client), *STORE_FILTERS, api_name="/store_open")),
-        "Knowledge store (search)": ("semantic search, 20 nearest", lambda: client.predict(
-            DEMO, "", "any", "any", "any", None, "", "a boring film", 20, 1, api_name="/store_list")),
+        "Knowledge store (search)": ("semantic search, 20 nearest, then their map", lambda: store_filter(
+            client, DEMO, "", "any", "any", "any", None, "", "a boring film", 20, 1)),
         "Student": ("show a run's results", lambda: client.predict(DEMO, api_name="/student_results")),
         "Jobs": ("poll the table", lambda: client.predict("", api_name="/jobs_poll")),
     }
+
+
+def store_filter(client, *inputs):
+    """Apply in the Knowledge store: the rows, then the map (the browser's two events, one after the other)."""
+    rows = client.predict(*inputs, api_name="/store_list")
+    return rows, client.predict(*inputs, api_name="/store_map")
 
 
 def opened_entry(client, _seen: dict = {}) -> str:  # noqa: B006 - a per-process memo of one id

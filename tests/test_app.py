@@ -22,11 +22,9 @@ def test_start_see_progress_cancel_and_start_again(workspace_studio):
     client.predict("SST-2", 4, 200, 0.9, 0.95, api_name="/generate_start")
     running = _wait_for(client, lambda s: "running" in s and ("`tune`" in s or "`score`" in s))
     assert "Step 1 on SST-2" in running
-    started = time.time()
     client.predict(api_name="/generate_cancel")
     cancelled = _wait_for(client, lambda s: "cancelled" in s, timeout=120)
     assert "cancelled" in cancelled
-    assert time.time() - started < 120
     client.predict("SST-2", 4, 200, 0.9, 0.95, api_name="/generate_start")
     _wait_for(client, lambda s: "running" in s)
     client.predict(api_name="/generate_cancel")

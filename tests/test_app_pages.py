@@ -54,7 +54,7 @@ def listed(client, run, **filters) -> tuple[str, list[str], list[list]]:
     """(status, table headers, rows) of the store tab for ``run`` with some filters changed."""
     values = dict(zip(("label", "source", "agreement", "min_reward", "contains", "query", "k"), FILTERS))
     values.update(filters)
-    status, table, _ = client.predict(run, "", *values.values(), api_name="/store_list")
+    status, table = client.predict(run, "", *values.values(), api_name="/store_list")
     return status, table["headers"], table["data"]
 
 
@@ -377,10 +377,12 @@ def test_compare_fixes_a_neighbour_shows_before_and_after_reevaluates_and_undoes
     neighbour = first[9]["data"][0]
     entry_id, label = neighbour[-1], neighbour[2]
     other = "negative" if label == "positive" else "positive"
+    started = time.perf_counter()
     text, verdict, _, mixed, neighbours, line = client.predict("demo-SST-2", entry_id, other,
                                                                api_name="/compare_fix")
+    round_trip_ms = 1000 * (time.perf_counter() - started)
     assert f"Entry {entry_id} now has the curated label **{other}**" in line and "before → after" in line
-    assert float(line.rsplit("took ", 1)[1].split(" ms")[0]) < 1000
+    assert 0 < float(line.rsplit("took ", 1)[1].split(" ms")[0]) <= round_trip_ms  # its own time, within the call
     fixed = next(row for row in neighbours["data"] if row[-1] == entry_id)
     assert fixed[2] == other  # the neighbour now shows (and votes with) the fixed label
     result = client.predict("demo-SST-2", api_name="/compare_reevaluate")

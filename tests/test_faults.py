@@ -97,7 +97,7 @@ def test_kill_during_generation_then_during_student_training(workspace, teacher,
     client = _client(url)
     assert "— interrupted" in client.predict(api_name="/generate_poll")[0]
     # The store holds what was committed before the kill (the train split) and reads fine.
-    status, table, _ = client.predict("killed-gen", "", *FILTERS, api_name="/store_list")
+    status, table = client.predict("killed-gen", "", *FILTERS, api_name="/store_list")
     assert status.startswith("32 of 32") and len(table["data"]) == 32
     assert open_run(served, "killed-gen").summary()["status"] == "running"  # what the dead job last wrote
     # The restarted studio runs new jobs: a student training, killed in turn.
@@ -109,7 +109,7 @@ def test_kill_during_generation_then_during_student_training(workspace, teacher,
     try:
         client = _client(url)
         assert "— interrupted" in client.predict("trained", api_name="/student_poll")
-        status, _, _ = client.predict("trained", "", *FILTERS, api_name="/store_list")
+        status, _ = client.predict("trained", "", *FILTERS, api_name="/store_list")
         assert status.startswith("8 of 8")  # the store the student read is whole
         assert not (served / "runs" / "trained" / "student" / "model.pt").exists()  # no half-saved student
         assert "student:" in before and (served / "runs" / "trained" / "config.yaml").is_file()

@@ -36,7 +36,7 @@ def _mixed(live, rs, recs):
     return mix(probs, found.soft, found.sims, trained.beta, trained.temperature, found.weights), found
 
 
-def test_without_edits_the_reevaluation_reproduces_the_runs_accuracy_in_under_5_s(demo):
+def test_without_edits_the_reevaluation_reproduces_the_runs_accuracy_and_a_second_one_reuses_the_outputs(demo):
     workspace, live, recs = demo
     rs = open_visitor_store(workspace, DEMO_RUN, None)
     result = live.reevaluate(recs, rs)
@@ -46,7 +46,7 @@ def test_without_edits_the_reevaluation_reproduces_the_runs_accuracy_in_under_5_
     assert result.fixed == result.broken == 0
     again = live.reevaluate(recs, rs)  # the student's outputs are cached now: only the vote is redone
     print(f"re-evaluation: first {result.seconds:.2f} s, cached {again.seconds:.2f} s")
-    assert again.seconds < 5.0
+    assert again.seconds < result.seconds / 2
 
 
 def test_a_planted_wrong_neighbour_flips_an_example_and_fixing_its_label_flips_it_back(demo):
@@ -54,6 +54,7 @@ def test_a_planted_wrong_neighbour_flips_an_example_and_fixing_its_label_flips_i
     rs = open_visitor_store(workspace, DEMO_RUN, None)
     labels = list(live.task.labels)
     editor = rs.editor("tester")
+    whole_split = live.reevaluate(recs, rs).seconds  # the baseline: redoing retrieval for all 872 test examples
     flipped = None
     # The first test examples whose retrieval prediction is right; plant one wrong, curated copy of each text.
     for record in [r for r in recs if r["student_retrieval"]["pred"] == r["gold"]][:20]:
@@ -70,14 +71,16 @@ def test_a_planted_wrong_neighbour_flips_an_example_and_fixing_its_label_flips_i
             break
         editor.delete([planted.id])
     assert flipped, "no example among 20 was flipped by a planted wrong neighbour"
-    assert seconds < 1.0
+    assert seconds < whole_split / 4, (seconds, whole_split)  # one input's retrieval, not the split's
     record, planted, wrong = flipped
+    started = time.perf_counter()
     after, line = live.edit_neighbour(rs, "tester", planted.id, record["gold"], record["text"], record["gold"])
+    wall_ms = 1000 * (time.perf_counter() - started)
     assert max(after.mixed, key=after.mixed.get) == record["gold"]
     assert f"**{wrong}**" in line and f"**{record['gold']}**" in line and "changed" in line
     ms = float(line.rsplit("took ", 1)[1].split(" ms")[0])
-    print(f"edit + new prediction: {ms:.0f} ms")
-    assert ms < 1000
+    print(f"edit + new prediction: {ms:.0f} ms (the call took {wall_ms:.0f} ms)")
+    assert 0 < ms <= wall_ms + 1  # the time the line reports is the edit's own, not a number from elsewhere
 
 
 def test_delete_and_undo_restore_the_exact_predictions_and_the_history_survives_a_restart(demo):

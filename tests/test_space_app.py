@@ -40,7 +40,7 @@ def space(tmp_path_factory, start_studio, workspace, teacher):
 def _rows(client, run=DEMO, **filters):
     values = dict(zip(("label", "source", "agreement", "min_reward", "contains", "query", "k"), FILTERS))
     values.update(filters)
-    _, table, _ = client.predict(run, "", *values.values(), api_name="/store_list")
+    _, table = client.predict(run, "", *values.values(), api_name="/store_list")
     return {row[0]: row for row in table["data"]}
 
 
@@ -224,7 +224,7 @@ def test_optional_login(tmp_path, start_studio):
         with pytest.raises(Exception):
             Client(url, auth=("ann", "wrong"), verbose=False)
         client = Client(url, auth=("ann", "s3cret"), verbose=False)
-        status, table, _ = client.predict(DEMO, "", *FILTERS, api_name="/store_list")
+        status, table = client.predict(DEMO, "", *FILTERS, api_name="/store_list")
         assert "entries match the filters" in status and table["data"]
     finally:
         stop()
