@@ -115,7 +115,8 @@ def build(studio) -> None:
         note = " This is the precomputed demo run shipped with the studio." if run_name == DEMO_RUN else ""
         view = show(_record_view(request, run_name, find_record(recs, first))) if first else blank
         labels = list(recs[0]["student"]["probs"]) if recs else []
-        said = headline(summary, read_summary(workspace, run_name).get("student"))
+        run_summary = read_summary(workspace, run_name)
+        said = headline(summary, run_summary.get("student"), run_summary.get("check"))
         return (said + note, pd.DataFrame(rows, columns=headers), accuracy_figure(summary),
                 gr.update(choices=_outcome_choices(recs), value=outcome_filter), gr.update(choices=choices,
                                                                                           value=first), *view,

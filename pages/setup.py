@@ -10,14 +10,15 @@ import pandas as pd
 
 from pages.common import user_errors
 from retrikt.config import ConfigError, RunConfig, load_yaml, save_yaml
+from retrikt.generate.check import run_check
 from retrikt.generate.stage import generate_job
 from retrikt.runs import list_runs
 from retrikt.space import check_visitor_config
 from retrikt.studio.setup_form import (
     FORM_FIELDS, PACKAGED_TEACHER, PACKAGED_TEACHER_PARAMS, TEACHER_SOURCES, UploadLimits, base_dict, check_mapping,
     chosen_teacher_note, config_from_form, config_yaml, file_preview, form_values, label_names, save_hub_task,
-    save_uploaded_task, student_note, task_choices, teacher_choices, teacher_from_choice, teacher_from_form,
-    teacher_note, teacher_to_form,
+    save_uploaded_task, student_note, task_choices, teacher_check_text, teacher_choices, teacher_from_choice,
+    teacher_from_form, teacher_note, teacher_to_form,
 )
 from retrikt.studio.timing import estimate_text
 from retrikt.tasks import canonical_name, is_builtin, resolve_task
@@ -145,6 +146,9 @@ def build(studio) -> None:
             saved_file = gr.File(label="Saved config (download)", interactive=False)
             load_file = gr.File(label="Load a config YAML", file_types=[".yaml", ".yml"], type="filepath")
         with gr.Row():
+            teacher_check_btn = gr.Button("Check the teacher on this task (about a minute)", scale=1)
+            teacher_checked = gr.Markdown()
+        with gr.Row():
             estimate_btn = gr.Button("Estimate the time of each step", scale=1)
             estimated = gr.Markdown()
         with gr.Row():
@@ -244,6 +248,11 @@ def build(studio) -> None:
         return estimate_text(config, resolve_task(config.task, config.seed, studio.workspace), studio.workspace)
 
     @user_errors
+    def on_teacher_check(base_data, *inputs):
+        config = form_config(base_data, inputs, "check the teacher on it")
+        return teacher_check_text(run_check(config))
+
+    @user_errors
     def on_load(path):
         if not path:
             raise ConfigError("Choose a .yaml file to load.")
@@ -284,6 +293,9 @@ def build(studio) -> None:
     teacher_in[0].change(on_size, [teacher_in[0], fraction], student_info, api_visibility="private")
     estimate_btn.click(on_estimate, [base, *teacher_in, task_mode, builtin, *widgets], estimated,
                        api_name="setup_estimate")
+    # One check at a time: it holds the CPU for about a minute, as a job's step does.
+    teacher_check_btn.click(on_teacher_check, [base, *teacher_in, task_mode, builtin, *widgets], teacher_checked,
+                            api_name="setup_check", concurrency_limit=1)
     run_step1.click(on_run_step1, [base, *teacher_in, task_mode, builtin, *widgets], started, api_name="setup_run")
     load_file.upload(on_load, load_file, [*teacher_in, teacher_info, task_mode, builtin, *widgets, base, yaml_view],
                      api_name="setup_load")

@@ -54,6 +54,9 @@ class ScorerConfig:
     """Unlabeled in-domain inputs whose mean class probability is divided out (label-prior calibration)."""
     batch_size: int = knob(16, 1, 256)
     """Queries scored per forward pass (they share the demo prefix's KV cache)."""
+    answer_score: str = knob("sum", choices=("sum", "mean"))  # design choice: see bench/results/teacher_check.md
+    """A class's score from its answer's tokens: `sum` of their log-probabilities (the answer's likelihood) or their
+    `mean` (length-normalised, so a long answer is not penalised for its length). One-token answers: the same."""
 
 
 @dataclass

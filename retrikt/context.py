@@ -56,13 +56,13 @@ def open_store(ctx: Context):
         path=None if config.store.url else ctx.run.store_dir,
         url=config.store.url,
         collection=collection_name(ctx.task.name, ctx.run.name),
-        embedder=_embedder(config),
+        embedder=run_embedder(config),
         task_labels=list(ctx.task.labels),
         hnsw=config.store.hnsw(),
     )
 
 
-def _embedder(config: RunConfig):
+def run_embedder(config: RunConfig):
     from .store.embed import Embedder, default_embedder
 
     return Embedder(config.store.embedder) if config.store.embedder else default_embedder()

@@ -27,6 +27,9 @@ def test_generate_end_to_end_fills_the_store(workspace, teacher):
     run = open_run(workspace, name)
     summary = run.summary()
     assert summary["status"] == "done" and summary["train_entries"] == 32
+    check = summary["check"]  # step 1 runs the teacher check with the scorer it fitted
+    assert check["rows"] == 32 and check["ci_low"] <= check["accuracy"] <= check["ci_high"]
+    assert check["query"] == summary["score"]["query"] == "Sentiment:" and check["verdict"].startswith("The teacher ")
     gen = summary["generate"]
     assert gen["generated"] == 8 and 0 <= gen["parse_rate"] <= 1 and gen["stored"] <= gen["parsed"]
     assert (run.adapter_dir / "adapter_model.safetensors").is_file()
@@ -52,9 +55,53 @@ def test_generate_end_to_end_fills_the_store(workspace, teacher):
     (["generate", "--set", "generation.temperature=99"], "out of range"),
     (["generate", "--set", "nonsense"], "key=value"),
     (["generate", "--run-name", "../escape"], "run name"),
+    (["check", "--task", "NOPE"], "unknown task"),
 ])
 def test_cli_errors_are_one_clear_line(args, message, tmp_path):
     proc = _run([*args, "--workspace", str(tmp_path)])
     assert proc.returncode == 2
     assert message in proc.stderr.lower() and "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def _topic_csv(path):
+    rows = ["text,topic"]
+    for n in range(40):
+        rows.append(f"a new chip makes phones {n} times faster,Sci/Tech")
+        rows.append(f"leaders of {n} countries met for peace talks,World")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_import_with_answers_then_check_the_teacher_on_the_task(workspace, teacher, tmp_path):
+    data = _topic_csv(tmp_path / "topics.csv")
+    name = f"topics-{uuid.uuid4().hex[:6]}"
+    imported = _run(["task", "import", str(data), "--name", name, "--text", "text", "--label", "topic",
+                     "--answers", "World=world news", "--workspace", workspace])
+    assert imported.returncode == 0, imported.stderr[-2000:]
+    assert "“sci/tech”" in imported.stdout and "“world news”" in imported.stdout  # what the teacher will read
+    assert f"retrikt check --task {name}" in imported.stdout
+    proc = _run(["check", "--task", name, "--workspace", workspace, "--set", "scorer.demo_candidates=1",
+                 "--set", "scorer.calibration_inputs=8"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout[: proc.stdout.rindex("}") + 1])
+    assert report["answers"] == {"Sci/Tech": "sci/tech", "World": "world news"}  # two tokens or more each
+    assert report["candidate_queries"] == ["Topic:", "Label:", "Which label fits: sci/tech, world news? Answer:"]
+    assert report["query"] in report["candidate_queries"] and report["rows"] == 32
+    assert 0 <= report["ci_low"] <= report["accuracy"] <= report["ci_high"] <= 1
+    assert report["knows"] == (report["ci_low"] > 0.5) and report["chance"] == 0.5
+    assert proc.stdout.strip().splitlines()[-1] == report["verdict"]
+
+
+@pytest.mark.parametrize("answers,message", [
+    (["Nope=x"], "unknown label"),
+    (["World="], "empty"),
+    (["World"], "label=text"),
+    (["World=sci/tech"], "same answer text"),
+])
+def test_import_answers_errors_are_one_clear_line(answers, message, tmp_path):
+    data = _topic_csv(tmp_path / "topics.csv")
+    proc = _run(["task", "import", str(data), "--name", "topics", "--text", "text", "--label", "topic",
+                 "--answers", *answers, "--workspace", str(tmp_path)])
+    assert proc.returncode == 2
+    assert message in proc.stderr.lower() and "Traceback" not in proc.stderr

@@ -131,3 +131,59 @@ def test_a_damaged_score_file_is_scored_again(tiny_teacher, sst2, tmp_path):
     assert np.allclose(fresh.raw_probs(queries), expected, atol=1e-6)
     with np.load(path) as data:  # and the file is whole again
         assert len(data["keys"]) == 3
+
+
+def _answer_loglik(teacher, scorer, fields, answer: str) -> float:
+    """Reference: log p(" " + answer | demos, query) from one forward pass over the whole sequence, no cache."""
+    context = teacher.encode(scorer._prefix_text) + teacher.encode(scorer._prompt(fields))
+    answer_ids = teacher.tokenizer.encode(" " + answer, add_special_tokens=False)
+    with torch.no_grad():
+        logp = teacher.model(torch.tensor([context + answer_ids])).logits[0].float().log_softmax(-1)
+    return sum(float(logp[len(context) - 1 + i, token]) for i, token in enumerate(answer_ids))
+
+
+@pytest.mark.parametrize("answer_score", ["sum", "mean"])
+def test_multi_token_answers_score_their_whole_log_likelihood(tiny_teacher, sst2, answer_score):
+    from dataclasses import replace
+
+    # Both answers start with " very" (the old first-token scorer refused them) and differ in length.
+    task = replace(sst2, verbalizers={"negative": "very bad indeed", "positive": "very good"})
+    scorer = TeacherScorer(tiny_teacher, task, ScorerConfig(batch_size=4, answer_score=answer_score))
+    assert not scorer.single_token and scorer.answer_ids[0][0] == scorer.answer_ids[1][0]
+    scorer._set_prefix(task.train[:4])
+    queries = [e.fields for e in task.test[:6]]  # different lengths: right padding inside a batch
+    scored = scorer.raw_probs(queries)
+    for fields, row in zip(queries, scored):
+        by_hand = np.array([_answer_loglik(tiny_teacher, scorer, fields, task.verbalizers[label])
+                            for label in task.labels])
+        if answer_score == "mean":
+            by_hand = by_hand / np.array([len(tokens) for tokens in scorer.answer_ids])
+        expected = np.exp(by_hand - by_hand.max())
+        assert np.allclose(row, expected / expected.sum(), atol=1e-4)
+
+
+def test_one_token_answers_keep_the_first_token_scores(tiny_teacher, sst2):
+    scorer = TeacherScorer(tiny_teacher, sst2, ScorerConfig(batch_size=4))
+    assert scorer.single_token  # " negative" / " positive": one token each for this tokenizer
+    scorer._set_prefix(sst2.train[:4])
+    fields = sst2.test[0].fields
+    logliks = np.array([_answer_loglik(tiny_teacher, scorer, fields, sst2.verbalizers[l]) for l in sst2.labels])
+    expected = np.exp(logliks - logliks.max())
+    assert np.allclose(scorer.raw_probs([fields])[0], expected / expected.sum(), atol=1e-5)
+
+
+def test_fit_tries_every_query_line_and_a_restored_scorer_uses_the_winner(tiny_teacher, sst2):
+    from dataclasses import replace
+
+    task = replace(sst2, query_candidates=("Label:", "Which label fits: negative, positive? Answer:"))
+    scorer = TeacherScorer(tiny_teacher, task, ScorerConfig(demo_candidates=4, calibration_inputs=8))
+    report = scorer.fit()
+    assert report.candidate_queries == ["Sentiment:", "Label:", "Which label fits: negative, positive? Answer:",
+                                        "Sentiment:"]
+    best = int(np.argmax(report.candidate_accuracies))
+    assert report.query == report.candidate_queries[best] == scorer.query
+    assert scorer._prefix_text.count(f"\n{report.query} ") == 4  # every demonstration asks the winning line
+    again = TeacherScorer(tiny_teacher, task)
+    again.use_demos(report.demo_uids, report.label_prior, report.query)
+    queries = [e.fields for e in task.test[:3]]
+    assert np.allclose(scorer.probs(queries), again.probs(queries), atol=1e-6)

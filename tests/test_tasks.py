@@ -272,13 +272,17 @@ class FirstCharTokenizer:
         return [ord(c) for c in text.lstrip(" ")]
 
 
-def test_verbalizer_token_ids():
+def test_answer_token_ids_read_every_token_and_refuse_what_scoring_cannot_use():
     task = load_builtin("CB")
-    ids = task.verbalizer_token_ids(FirstCharTokenizer())
-    assert ids == {"entailment": ord("y"), "contradiction": ord("n"), "neutral": ord("m")}
-    task.verbalizers = {"entailment": "yes", "contradiction": "no", "neutral": "nope"}
-    with pytest.raises(TaskDataError, match="same token"):
-        task.verbalizer_token_ids(FirstCharTokenizer())
+    tokenizer = FirstCharTokenizer()
+    assert task.answer_token_ids(tokenizer) == {"entailment": [ord("y"), ord("e"), ord("s")],
+                                                "contradiction": [ord("n"), ord("o")],
+                                                "neutral": [ord(c) for c in "maybe"]}
+    task.verbalizers = {"entailment": "yes", "contradiction": "no", "neutral": "nope"}  # a shared first token is fine
+    assert task.answer_token_ids(tokenizer)["neutral"] == [ord(c) for c in "nope"]
+    task.verbalizers = {"entailment": "yes", "contradiction": "no", "neutral": "a rather long answer"}
+    with pytest.raises(TaskDataError, match="over 8"):
+        task.answer_token_ids(tokenizer)
 
 
 def test_task_definition_is_validated():
@@ -290,7 +294,9 @@ def test_task_definition_is_validated():
     for bad in (
         {"labels": ("a",), "verbalizers": {"a": "yes"}},
         {"verbalizers": {"a": "yes", "b": "Yes"}},
-        {"verbalizers": {"a": "two words", "b": "no"}},
+        {"verbalizers": {"a": "", "b": "no"}},
+        {"verbalizers": {"a": " yes", "b": "no"}},
+        {"verbalizers": {"a": "two\nlines", "b": "no"}},
         {"field_names": {"text": "Label"}},
         {"field_names": {"text": "Te:xt"}},
         {"query": "two\nlines"},
@@ -356,15 +362,45 @@ def test_custom_good_files(tmp_path, fmt, pair):
     assert {e.uid for e in other.train} != {e.uid for e in task.train}
 
 
-def test_custom_numeric_labels_get_letters_and_bom_is_ignored(tmp_path):
+def test_custom_numeric_labels_are_their_own_answers_and_bom_is_ignored(tmp_path):
     labels = ("0", "1", "2", "10")
     path = tmp_path / "d.csv"
     write(path, rows(labels=labels), "csv")
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     task = load_custom(path, ["text"], "label", k=4, max_test=5)
-    assert task.labels == labels and task.verbalizers == {"0": "A", "1": "B", "2": "C", "10": "D"}
-    assert "A = 0" in task.query
+    assert task.labels == labels and task.verbalizers == {label: label for label in labels}
     assert len(task.test) <= 5 + len(labels)
+
+
+def test_an_import_with_phrase_and_punctuation_labels_reads_them_as_words_never_letters(tmp_path):
+    labels = ("World", "Sports", "Business", "Sci/Tech", "not_relevant", "1 star")
+    path = write(tmp_path / "news.csv", [{"text": f"item {n}", "topic": labels[n % 6]} for n in range(120)], "csv")
+    task = load_custom(path, ["text"], "topic", k=4)
+    assert task.verbalizers == {"World": "world", "Sports": "sports", "Business": "business", "Sci/Tech": "sci/tech",
+                                "not_relevant": "not relevant", "1 star": "1 star"}
+    assert task.query == "Topic:"  # the label column's own name, tried first
+    assert task.query_candidates == ("Label:", "Which label fits: " + ", ".join(task.verbalizers[l] for l in
+                                                                                task.labels) + "? Answer:")
+    assert "letter" not in " ".join([task.query, *task.query_candidates])
+
+
+@pytest.mark.parametrize("answers,message", [
+    ({"Sports": ""}, "empty"),
+    ({"Sports": "world"}, "same answer text"),
+    ({"Cooking": "food"}, "unknown label"),
+])
+def test_bad_answers_get_one_clear_line(tmp_path, answers, message):
+    path = write(tmp_path / "news.csv", [{"text": f"item {n}", "topic": ("World", "Sports")[n % 2]}
+                                         for n in range(80)], "csv")
+    with pytest.raises(TaskDataError, match=message):
+        load_custom(path, ["text"], "topic", k=4, verbalizers=answers)
+
+
+def test_chosen_answers_replace_the_defaults_of_their_labels_only(tmp_path):
+    path = write(tmp_path / "news.csv", [{"text": f"item {n}", "topic": ("World", "Sci/Tech")[n % 2]}
+                                         for n in range(80)], "csv")
+    task = load_custom(path, ["text"], "topic", k=4, verbalizers={"Sci/Tech": "science and technology"})
+    assert task.verbalizers == {"Sci/Tech": "science and technology", "World": "world"}
 
 
 def test_custom_label_names_fix_the_order(tmp_path):

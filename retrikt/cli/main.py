@@ -87,6 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--workspace", default="workspace")
     export.add_argument("--push-to-hub", dest="push_to_hub", metavar="REPO",
                         help="also upload the folder to this Hugging Face model repo (needs HF_TOKEN)")
+    check = sub.add_parser("check", help="before a run: does the teacher know the task? (its accuracy on the dev "
+                                          "rows with a 90%% interval, chance, a MiniLM baseline, a verdict)")
+    check.add_argument("--task", help="built-in task (default SST-2) or a task saved with `task import`/`task hub`")
+    check.add_argument("--config", help="YAML config")
+    check.add_argument("--teacher", help="packaged:smollm2, a HF id, a model folder or a .gguf file")
+    check.add_argument("--seed", type=int)
+    check.add_argument("--workspace")
+    check.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. "
+                                                                           "scorer.answer_score=mean")
     from .tasks import add_parser as add_task_parser
 
     add_task_parser(sub)
@@ -132,6 +141,13 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "ppo":
         return _ppo(args)
+    if args.command == "check":
+        from ..generate.check import run_check
+
+        report = run_check(build_config(args), lambda message: print(message, file=sys.stderr, flush=True))
+        print(json.dumps(report, indent=2))
+        print(report["verdict"])
+        return 0
 
     config = build_config(args)
     from ..generate.stage import run_generate

@@ -16,6 +16,9 @@ def add_parser(sub) -> None:
                                                    "rows are cut from FILE)")
     imp.add_argument("--labels", nargs="+", metavar="LABEL",
                      help="the labels in the order the studio shows them (e.g. a rating scale); default: sorted")
+    imp.add_argument("--answers", nargs="+", metavar="LABEL=TEXT",
+                     help="the words the teacher answers with for a label (default: the label name in lower case, "
+                          "underscores as spaces), e.g. --answers 'Sci/Tech=science and technology'")
     hub = actions.add_parser("hub", help="build a task from a datasets.load_dataset id and save it")
     hub.add_argument("dataset", help="hub id (e.g. glue) or a local dataset folder")
     hub.add_argument("--config", dest="dataset_config", help="dataset config (e.g. sst2)")
@@ -32,6 +35,21 @@ def add_parser(sub) -> None:
         command.add_argument("--workspace", default=RunConfig().workspace)
 
 
+def _answers(pairs: list[str] | None) -> dict[str, str] | None:
+    """`--answers LABEL=TEXT ...` as a dict; a pair without "=" is a TaskDataError with the fix."""
+    from ..errors import TaskDataError
+
+    if not pairs:
+        return None
+    answers = {}
+    for pair in pairs:
+        label, sep, text = pair.partition("=")
+        if not sep:
+            raise TaskDataError(f"--answers takes LABEL=TEXT pairs, got {pair!r}")
+        answers[label] = text
+    return answers
+
+
 def main_task(args) -> int:
     from ..studio.setup_form import describe_task, save_hub_task, save_uploaded_task
     from ..tasks import BUILTIN_TASKS, list_saved, load_saved, tasks_root
@@ -42,7 +60,8 @@ def main_task(args) -> int:
             return 0
         if args.task_command == "import":
             name = save_uploaded_task(args.workspace, args.name, args.file, args.text, args.label, seed=args.seed,
-                                      test_path=args.test, k=args.k, label_names=args.labels)
+                                      test_path=args.test, k=args.k, label_names=args.labels,
+                                      answers=_answers(args.answers))
         else:
             name = save_hub_task(args.workspace, args.name, args.dataset, args.dataset_config, args.text, args.label,
                                  seed=args.seed, k=args.k)
@@ -50,6 +69,7 @@ def main_task(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"saved task {name}: {describe_task(load_saved(tasks_root(args.workspace) / name))}")
+    print(f"check the teacher on it first: python -m retrikt check --task {name} --workspace {args.workspace}")
     print(f"use it with: python -m retrikt run --task {name} --workspace {args.workspace}   (all steps; "
           f"`generate` for step 1 only)")
     print(f"`run --seed N` draws seed N's {args.k} train and {args.k} dev examples per label from the same rows; "

@@ -48,7 +48,15 @@ def stage_score(ctx: Context, progress: Progress = noop_progress, should_stop=No
     ctx.scorer = scorer
     return {"seconds": round(time.perf_counter() - timer, 2), "demo_uids": report.demo_uids,
             "demo_accuracy": report.demo_accuracy, "candidate_accuracies": report.candidate_accuracies,
-            "label_prior": report.label_prior}
+            "query": report.query, "candidate_queries": report.candidate_queries, "label_prior": report.label_prior}
+
+
+def stage_check(ctx: Context, should_stop=None) -> dict:
+    """The teacher check (generate/check.py) with the scorer `stage_score` fitted."""
+    from ..context import run_embedder
+    from .check import check_teacher
+
+    return check_teacher(ctx.task, ctx.scorer, run_embedder(ctx.run.config), should_stop).to_dict()
 
 
 def novel_samples(task, samples: list[GeneratedSample]) -> tuple[list[GeneratedSample], int, int]:
@@ -132,6 +140,8 @@ def run_generate(config: RunConfig, progress: Progress = noop_progress, should_s
     try:
         with interruptible(ctx.teacher.model, should_stop):
             run.update_summary(score=stage_score(ctx, progress, should_stop))
+            run.update_summary(check=stage_check(ctx, should_stop))
+            progress("score", 1, 1, {"message": ctx.run.summary()["check"]["verdict"]})
             run.update_summary(train_entries=stage_store_train(ctx))
             run.update_summary(tune=stage_tune(ctx, progress, should_stop))
             run.update_summary(generate=stage_generate(ctx, progress, should_stop))

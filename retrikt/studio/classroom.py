@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import plotly.graph_objects as go
 
 from ..runs import Run, open_run, read_summary
-from .compare import _evaluated_run, eval_summary, outcome, records, weak_teacher_warning
+from .compare import _evaluated_run, check_line, eval_summary, outcome, records, weak_teacher_warning
 
 SHORT_TEXT = 160
 """Characters at most of the example texts shown (a projector line or two)."""
@@ -36,6 +36,8 @@ class Classroom:
     counts: dict[str, int] = field(default_factory=dict)
     warning: str = ""
     """Said first when the teacher does not beat the majority class (then there is no knowledge to keep)."""
+    check: str = ""
+    """The teacher check's verdict, made before the run (from the run's summary), when the run has one."""
 
 
 def _millions(n: int) -> str:
@@ -95,7 +97,8 @@ def classroom(workspace, run_name: str | None) -> Classroom:
     ]
     examples = {kind: ex for kind in counts if (ex := _example(recs, kind)) is not None}
     title = f"{summary['task']}: a {100 * s_params / t_params:.1f}% student" if t_params and s_params else summary["task"]
-    return Classroom(title, cards, steps, examples, counts, weak_teacher_warning(summary))
+    return Classroom(title, cards, steps, examples, counts, weak_teacher_warning(summary),
+                     check_line(run_summary.get("check")))
 
 
 def cards_html(view: Classroom) -> str:
@@ -106,6 +109,8 @@ def cards_html(view: Classroom) -> str:
     warning = ""
     if view.warning:  # Markdown bold in the shared sentence; plain text here
         warning = f"<div class='rk-warning'>{html.escape(view.warning.replace('**', ''))}</div>"
+    if view.check:
+        warning += f"<p class='rk-check'>{html.escape(view.check.replace('**', ''))}</p>"
     return f"<h2 class='rk-title'>{html.escape(view.title)}</h2>{warning}<div class='rk-cards'>{cards}</div>"
 
 

@@ -84,9 +84,14 @@ def systems_table(summary: dict) -> tuple[list[str], list[list]]:
     return list(SYSTEM_COLUMNS), rows
 
 
-def headline(summary: dict, student_block: dict | None = None) -> str:
+def check_line(check: dict | None) -> str:
+    """The teacher check's verdict from a run's summary (its step 1 ran the check), else ""."""
+    return f"**Teacher check, before the run:** {check['verdict']}" if check and check.get("verdict") else ""
+
+
+def headline(summary: dict, student_block: dict | None = None, check: dict | None = None) -> str:
     """One sentence a presenter can read out: how small the student is and what retrieval adds; with the run's
-    student block, why beta is what it is."""
+    student block, why beta is what it is; with its teacher check, the check's verdict."""
     systems = summary["systems"]
     alone, mixed = systems.get("student", {}), systems.get("student_retrieval", {})
     teacher = systems.get("teacher", {})
@@ -111,6 +116,8 @@ def headline(summary: dict, student_block: dict | None = None) -> str:
     warning = weak_teacher_warning(summary)
     if warning:
         parts.append(warning)
+    if check_line(check):
+        parts.append(check_line(check))
     return " ".join(parts)
 
 

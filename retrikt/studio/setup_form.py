@@ -234,9 +234,25 @@ def task_choices(workspace: str | Path) -> list[str]:
 
 
 def describe_task(task) -> str:
+    """Labels, split sizes and what the teacher will read: each label's answer text and the query line(s)."""
     labels = ", ".join(f"`{label}`" for label in task.labels)
+    answers = ", ".join(f"`{label}` → “{task.verbalizers[label]}”" for label in task.labels)
+    queries = " / ".join(f"“{line}”" for line in (task.query, *task.query_candidates))
+    tried = "the scorer keeps the best of" if task.query_candidates else "the query line is"
     return (f"{len(task.labels)} labels ({labels}); train {len(task.train)}, dev {len(task.dev)}, "
-            f"test {len(task.test)}, unlabeled {len(task.unlabeled)} examples.")
+            f"test {len(task.test)}, unlabeled {len(task.unlabeled)} examples. The teacher answers with: "
+            f"{answers}; {tried} {queries}.")
+
+
+def teacher_check_text(report: dict) -> str:
+    """The teacher check (`generate.check.run_check`) as the Setup tab shows it: the verdict, then what the teacher
+    reads and how long the check took."""
+    answers = ", ".join(f"`{label}` → “{text}”" for label, text in report["answers"].items())
+    tried = sorted(set(report["candidate_queries"]))
+    return (f"**{report['verdict']}**\n\nThe teacher answers with {answers} after the query line "
+            f"“{report['query']}” (the best of {len(tried)} tried on the train rows). The commonest label, "
+            f"`{report['majority_label']}`, is {report['majority_share']:.0%} of the task's labelled rows. "
+            f"Checked in {report['seconds']:.0f} s.")
 
 
 def _mapped(text_columns: list[str], label_column: str) -> list[str]:
@@ -260,14 +276,16 @@ class UploadLimits:
 
 def uploaded_task(path: str, text_columns: list[str], label_column: str, name: str = "custom", seed: int = 13,
                   limits: UploadLimits = UploadLimits(), test_path: str | None = None, k: int = 16,
-                  label_names: list[str] | None = None):
+                  label_names: list[str] | None = None, answers: dict[str, str] | None = None):
     """The task an uploaded file makes with this column mapping (TaskDataError if it makes none); `test_path`, a
     second file with the same columns, is its test split (else test rows are cut from the first file);
-    `label_names` fixes the labels' order (else sorted)."""
+    `label_names` fixes the labels' order (else sorted); `answers` (label -> text) the teacher's answer texts
+    (else the label names)."""
     text_columns = _mapped(text_columns, label_column)
     return load_custom(path, text_columns, label_column, name=name, seed=seed, k=k, filename=Path(path).name,
                        max_bytes=limits.max_bytes, max_rows=limits.max_rows, test_source=test_path or None,
-                       test_filename=Path(test_path).name if test_path else None, label_names=label_names)
+                       test_filename=Path(test_path).name if test_path else None, label_names=label_names,
+                       verbalizers=answers)
 
 
 def check_mapping(path: str, text_columns: list[str], label_column: str, seed: int = 13,
@@ -287,7 +305,8 @@ def label_names(order: str | None) -> list[str] | None:
 
 def save_uploaded_task(workspace: str | Path, name: str, path: str, text_columns: list[str], label_column: str,
                        seed: int = 13, limits: UploadLimits = UploadLimits(), test_path: str | None = None,
-                       k: int = 16, label_names: list[str] | None = None) -> str:
+                       k: int = 16, label_names: list[str] | None = None,
+                       answers: dict[str, str] | None = None) -> str:
     """Build and save a task from an upload (and its own test split, if given) so runs can name it; returns its
     name."""
     name = check_task_name(name)
@@ -295,7 +314,7 @@ def save_uploaded_task(workspace: str | Path, name: str, path: str, text_columns
         raise TaskDataError(f"a saved task named {name!r} exists already; pick another name")
     text_columns = _mapped(text_columns, label_column)
     task = uploaded_task(path, text_columns, label_column, name=name, seed=seed, limits=limits, test_path=test_path,
-                         k=k, label_names=label_names)
+                         k=k, label_names=label_names, answers=answers)
     # Only the file's name is kept: an upload's temp path means nothing later and names a machine folder.
     origin = {"kind": "upload", "file": Path(path).name, "text_columns": text_columns,
               "label_column": label_column, "seed": seed, "k": k}

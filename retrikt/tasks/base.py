@@ -20,6 +20,8 @@ MAX_INPUT_CHARS = 5000
 # few-shot prompt and the student's 128-token window use; a longer value is a pasted document, not an example.
 
 MIN_LABELS, MAX_LABELS = 2, 20
+MAX_ANSWER_TOKENS = 8
+"""Longest answer text (in the teacher's tokens) a label may have: the teacher scores every token of it."""
 
 # The generation prompt uses these line prefixes; a field header equal to one would make parsing ambiguous.
 _RESERVED_HEADERS = ("task", "label")
@@ -74,11 +76,15 @@ class Task:
     seed: int | None = None
     field_choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
     pool: list[Example] = field(default_factory=list)
+    query_candidates: tuple[str, ...] = ()
+    """Other query lines the teacher's scorer tries against `query` on held-out train rows, as it tries
+    demonstration sets; the best pair wins (imported tasks: the label column's name, "Label:", a question)."""
 
     def __post_init__(self) -> None:
         self.text_fields = tuple(self.text_fields)
         self.labels = tuple(self.labels)
         self.field_choices = {k: tuple(v) for k, v in self.field_choices.items()}
+        self.query_candidates = tuple(q for q in dict.fromkeys(self.query_candidates) if q != self.query)
         self._check_definition()
         for split in ("train", "dev", "test"):
             for ex in getattr(self, split):
@@ -128,15 +134,20 @@ class Task:
             raise TaskDataError(
                 f"{where}: verbalizers must cover exactly the labels {self.labels}, got {sorted(self.verbalizers)}"
             )
-        words = [self.verbalizers[label] for label in self.labels]
-        for word in words:
-            if not word or word.split() != [word]:
-                raise TaskDataError(f"{where}: verbalizer {word!r} must be one word without spaces")
-        if len({w.lower() for w in words}) != len(words):
-            raise TaskDataError(f"{where}: verbalizers must differ (ignoring case): {words}")
+        answers = [self.verbalizers[label] for label in self.labels]
+        for label, answer in zip(self.labels, answers):
+            if not isinstance(answer, str) or not _is_one_line(answer) or answer != normalize_text(answer):
+                raise TaskDataError(f"{where}: the answer text of label {label!r} is {answer!r}; give it one line of "
+                                    "text without leading, trailing or repeated spaces")
+        if len({a.lower() for a in answers}) != len(answers):
+            raise TaskDataError(f"{where}: two labels have the same answer text (ignoring case): {answers}; give "
+                                "each label its own")
         for attr in ("description", "query"):
             if not _is_one_line(getattr(self, attr)):
                 raise TaskDataError(f"{where}: {attr} must be one non-empty line")
+        for line in self.query_candidates:
+            if not isinstance(line, str) or not _is_one_line(line):
+                raise TaskDataError(f"{where}: each query candidate must be one non-empty line, got {line!r}")
         unknown = set(self.field_choices) - set(self.text_fields)
         if unknown:
             raise TaskDataError(f"{where}: field_choices names unknown fields {sorted(unknown)}")
@@ -157,9 +168,10 @@ class Task:
             lines.append(f"{self.field_names[f]}: {normalize_text(fields[f])}")
         return "\n".join(lines)
 
-    def classification_prompt(self, fields: Mapping[str, str]) -> str:
-        """`serialize(fields)` followed by the query line; the LM's next token is " " + a verbalizer."""
-        return self.serialize(fields) + "\n" + self.query
+    def classification_prompt(self, fields: Mapping[str, str], query: str | None = None) -> str:
+        """`serialize(fields)` followed by the query line (`query`, else the task's); the LM goes on with " " + a
+        label's answer text."""
+        return self.serialize(fields) + "\n" + (query or self.query)
 
     def generation_prompt(self, label: str) -> str:
         """Prompt the teacher continues to write a new input of `label`; it ends with the first header + ":"."""
@@ -267,27 +279,30 @@ class Task:
                 f"{self.name}: unknown label {label!r}; use one of {', '.join(self.labels)}"
             ) from None
 
-    def verbalizer_token_ids(self, tokenizer: Any) -> dict[str, int]:
-        """First token id of " " + verbalizer per label, as the LM would emit it after the query.
+    def answer_token_ids(self, tokenizer: Any) -> dict[str, list[int]]:
+        """The tokens of " " + each label's answer text, as the LM would write it after the query.
 
         `tokenizer` needs `encode(text, add_special_tokens=False)` (any Hugging Face tokenizer). Raises
-        TaskDataError when two labels share their first token, since scoring would then be unable to tell
-        them apart.
+        TaskDataError when an answer encodes to no tokens or to more than MAX_ANSWER_TOKENS, or when two answers
+        encode to the same tokens (scoring could not tell them apart). Answers may share their first tokens:
+        the scorer reads every token.
         """
-        ids: dict[str, int] = {}
+        ids: dict[str, list[int]] = {}
         for label in self.labels:
-            tokens = tokenizer.encode(" " + self.verbalizers[label], add_special_tokens=False)
+            answer = self.verbalizers[label]
+            tokens = [int(t) for t in tokenizer.encode(" " + answer, add_special_tokens=False)]
             if not tokens:
-                raise TaskDataError(f"{self.name}: verbalizer {self.verbalizers[label]!r} encodes to no tokens")
-            ids[label] = int(tokens[0])
-        by_id: dict[int, list[str]] = {}
-        for label, token in ids.items():
-            by_id.setdefault(token, []).append(label)
-        clashes = [labels for labels in by_id.values() if len(labels) > 1]
+                raise TaskDataError(f"{self.name}: the answer text {answer!r} of label {label!r} encodes to no tokens")
+            if len(tokens) > MAX_ANSWER_TOKENS:
+                raise TaskDataError(f"{self.name}: the answer text {answer!r} of label {label!r} is {len(tokens)} "
+                                    f"tokens for this teacher, over {MAX_ANSWER_TOKENS}; give it a shorter answer")
+            ids[label] = tokens
+        by_tokens: dict[tuple, list[str]] = {}
+        for label, tokens in ids.items():
+            by_tokens.setdefault(tuple(tokens), []).append(label)
+        clashes = [group for group in by_tokens.values() if len(group) > 1]
         if clashes:
-            words = ", ".join("/".join(self.verbalizers[l] for l in group) for group in clashes)
-            raise TaskDataError(
-                f"{self.name}: verbalizers {words} start with the same token for this model; "
-                "choose words that differ in their first token"
-            )
+            shown = "; ".join(" and ".join(repr(self.verbalizers[l]) for l in group) for group in clashes)
+            raise TaskDataError(f"{self.name}: the answers {shown} are the same tokens for this teacher; give "
+                                "each label its own answer text")
         return ids

@@ -93,7 +93,7 @@ def write_task_folder(task: Task, folder: str | Path, origin: dict[str, Any] | N
     definition = {
         "name": task.name, "text_fields": list(task.text_fields), "labels": list(task.labels),
         "verbalizers": task.verbalizers, "field_names": task.field_names, "description": task.description,
-        "query": task.query, "seed": task.seed,
+        "query": task.query, "query_candidates": list(task.query_candidates), "seed": task.seed,
         "field_choices": {k: list(v) for k, v in task.field_choices.items()}, "origin": origin or {},
     }
     for split in _SPLITS:
@@ -119,6 +119,7 @@ def load_saved(folder: str | Path) -> Task:
             name=definition["name"], text_fields=definition["text_fields"], labels=definition["labels"],
             verbalizers=definition["verbalizers"], field_names=definition["field_names"],
             description=definition["description"], query=definition["query"], seed=definition.get("seed"),
+            query_candidates=definition.get("query_candidates") or (),
             field_choices=definition.get("field_choices") or {}, unlabeled=unlabeled, pool=pool, **splits,
         )
     except FileNotFoundError as exc:

@@ -1,8 +1,10 @@
-"""The teacher as a few-shot verbalizer classifier: its calibrated class probabilities are the soft labels.
+"""The teacher as a few-shot classifier: its calibrated class probabilities are the soft labels.
 
-Prompt = demonstrations (serialized example + query + verbalizer word) followed by the query example; the class
-probability is the softmax over the verbalizer words' first tokens. The demonstrations are shared by every query,
-so their KV cache is computed once and reused for every batch.
+Prompt = demonstrations (serialized example + query line + the label's answer text) followed by the query example.
+A class's score is the teacher's log-likelihood of the whole answer text after the query ("very negative",
+"Sci/Tech": every token counts, so answers may share their first token); the class probability is the softmax over
+the classes' scores. The demonstrations are shared by every query, so their KV cache is computed once and reused for
+every batch; the answers' further tokens are read in one more pass over each query's cache.
 """
 from __future__ import annotations
 
@@ -34,6 +36,10 @@ class ScorerReport:
     demo_accuracy: float = 0.0
     """Accuracy of the chosen demo set on the held-out rest of the train split (uncalibrated)."""
     candidate_accuracies: list[float] = field(default_factory=list)
+    query: str = ""
+    """The query line that won with the chosen demo set (the task's own when it has no other candidates)."""
+    candidate_queries: list[str] = field(default_factory=list)
+    """The query line each candidate (in `candidate_accuracies`' order) was tried with."""
     label_prior: list[float] = field(default_factory=list)
     """Mean raw class probability over unlabeled in-domain inputs (divided out by calibration)."""
 
@@ -49,7 +55,11 @@ class TeacherScorer:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.config = config or ScorerConfig()
         self.seed = seed
-        self.verbalizer_ids = list(task.verbalizer_token_ids(teacher.tokenizer).values())
+        self.answer_ids = list(task.answer_token_ids(teacher.tokenizer).values())
+        self.verbalizer_ids = [tokens[0] for tokens in self.answer_ids]
+        # Every answer one token: its score is that token's logit, read from the head's answer rows only.
+        self.single_token = all(len(tokens) == 1 for tokens in self.answer_ids)
+        self.query = task.query
         self.report = ScorerReport()
         self.prior = np.full(len(task.labels), 1.0 / len(task.labels))
         self._prefix_text = ""
@@ -58,13 +68,15 @@ class TeacherScorer:
         self._on_disk = 0
 
     # ---- prompt and cache ------------------------------------------------------------------------------------
+    def _prompt(self, fields) -> str:
+        return self.task.classification_prompt(fields, self.query)
+
     def _demo_block(self, demos) -> str:
-        parts = [
-            self.task.classification_prompt(d.fields) + " " + self.task.verbalizers[d.label] for d in demos
-        ]
+        parts = [self._prompt(d.fields) + " " + self.task.verbalizers[d.label] for d in demos]
         return "".join(part + "\n\n" for part in parts)
 
-    def _set_prefix(self, demos) -> None:
+    def _set_prefix(self, demos, query: str | None = None) -> None:
+        self.query = query or self.query
         self._prefix_text = self._demo_block(demos)
         ids = self.teacher.encode(self._prefix_text)
         with torch.no_grad():
@@ -78,7 +90,9 @@ class TeacherScorer:
     def _disk_path(self) -> Path | None:
         if self.cache_dir is None:
             return None
-        key = f"{self.teacher.fingerprint}\x00{self.verbalizer_ids}\x00{self._prefix_text}"
+        # The prefix holds the query line too (every demonstration ends with it), so a query has its own file.
+        answers = self.verbalizer_ids if self.single_token else f"{self.answer_ids}/{self.config.answer_score}"
+        key = f"{self.teacher.fingerprint}\x00{answers}\x00{self._prefix_text}"
         return self.cache_dir / "scores" / f"{hashlib.sha1(key.encode('utf-8')).hexdigest()[:20]}.npz"
 
     def _read_disk(self) -> dict[str, np.ndarray]:
@@ -132,7 +146,7 @@ class TeacherScorer:
 
     @torch.no_grad()
     def _score_ids(self, queries: list[list[int]]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Uncalibrated verbalizer probabilities (and the final hidden state at the answer position) for tokenized
+        """Uncalibrated class probabilities (and the final hidden state at the answer position) for tokenized
         queries that share the current prefix."""
         ids, mask, cache = self._batch_inputs(queries)
         device = self.teacher.device
@@ -142,20 +156,72 @@ class TeacherScorer:
                   "use_cache": True}
         base, head = self._split_head()
         if base is None:
-            logits = self.teacher.model(**inputs).logits[rows, last][:, self.verbalizer_ids]
-            return logits.float().softmax(-1).cpu().numpy(), None
-        # design choice: the full-vocabulary head on every position is ~1/5 of a small teacher's compute; only the
-        # answer position's verbalizer rows are needed.
-        hidden = base(**inputs).last_hidden_state[rows, last]
-        verbalizers = torch.tensor(self.verbalizer_ids, device=device)
-        logits = hidden @ head.weight[verbalizers].T
-        if head.bias is not None:
-            logits = logits + head.bias[verbalizers]
-        return logits.float().softmax(-1).cpu().numpy(), hidden.float().cpu().numpy()
+            logits, hidden = self.teacher.model(**inputs).logits[rows, last].float(), None
+            if self.single_token:
+                return logits[:, self.verbalizer_ids].softmax(-1).cpu().numpy(), None
+        else:
+            hidden = base(**inputs).last_hidden_state[rows, last]
+            if self.single_token:
+                # design choice: the full-vocabulary head on every position is ~1/5 of a small teacher's compute;
+                # one-token answers need only the answer position's answer rows.
+                answers = torch.tensor(self.verbalizer_ids, device=device)
+                logits = hidden @ head.weight[answers].T
+                if head.bias is not None:
+                    logits = logits + head.bias[answers]
+                return logits.float().softmax(-1).cpu().numpy(), hidden.float().cpu().numpy()
+            logits = head(hidden).float()
+        scores = self._answer_scores(logits.log_softmax(-1), cache, mask, queries, base, head)
+        return scores.softmax(-1).cpu().numpy(), None if hidden is None else hidden.float().cpu().numpy()
+
+    def _answer_scores(self, first_logp: torch.Tensor, cache, mask: torch.Tensor, queries: list[list[int]],
+                       base, head) -> torch.Tensor:
+        """Each class's log-likelihood of its whole answer after each query, (queries, classes): the first token's
+        log-probability at the answer position plus the rest read through the queries' cache, classes a chunk at a
+        time (the cache is repeated once per class of the chunk). `answer_score` "mean" divides by the answer's
+        length."""
+        device = self.teacher.device
+        n_queries, n_classes = len(queries), len(self.answer_ids)
+        total = first_logp[:, [tokens[0] for tokens in self.answer_ids]].clone()
+        rest = max(len(tokens) for tokens in self.answer_ids) - 1
+        if rest:
+            pad = self.teacher.tokenizer.pad_token_id or 0
+            inputs = torch.full((n_classes, rest), pad, dtype=torch.long)
+            targets = torch.zeros((n_classes, rest), dtype=torch.long)
+            valid = torch.zeros((n_classes, rest), dtype=torch.bool)
+            for c, tokens in enumerate(self.answer_ids):
+                inputs[c, : len(tokens) - 1] = torch.tensor(tokens[:-1])
+                targets[c, : len(tokens) - 1] = torch.tensor(tokens[1:])
+                valid[c, : len(tokens) - 1] = True
+            # Position of an answer's t-th token: right after its own query, whatever the padding after the query.
+            starts = torch.tensor([self._prefix_len + len(q) for q in queries])
+            positions = starts[:, None] + torch.arange(rest)[None, :]
+            # design choice: at most ~4 query batches' worth of rows per pass bounds the repeated cache's memory.
+            per_pass = max(1, (4 * self.config.batch_size) // n_queries)
+            for begin in range(0, n_classes, per_pass):
+                chunk = list(range(begin, min(n_classes, begin + per_pass)))
+                repeated = copy.deepcopy(cache)
+                repeated.batch_repeat_interleave(len(chunk))
+                row_query = torch.arange(n_queries).repeat_interleave(len(chunk))
+                row_class = torch.tensor(chunk).repeat(n_queries)
+                step = {"input_ids": inputs[row_class].to(device),
+                        "attention_mask": torch.cat([mask[row_query], torch.ones((len(row_query), rest),
+                                                                                 dtype=torch.long)], 1).to(device),
+                        "position_ids": positions[row_query].to(device),
+                        "past_key_values": repeated, "use_cache": True}
+                if base is None:
+                    logits = self.teacher.model(**step).logits
+                else:
+                    logits = head(base(**step).last_hidden_state)
+                logp = logits.float().log_softmax(-1).gather(-1, targets[row_class].to(device)[..., None])[..., 0]
+                summed = (logp * valid[row_class].to(device)).sum(-1).view(n_queries, len(chunk))
+                total[:, chunk] += summed
+        if self.config.answer_score == "mean":
+            total = total / torch.tensor([len(tokens) for tokens in self.answer_ids], device=total.device)
+        return total
 
     def _raw_batch(self, fields_list) -> np.ndarray:
-        """Uncalibrated verbalizer probabilities for queries that share the current prefix (one forward pass)."""
-        return self._score_ids([self.teacher.encode(self.task.classification_prompt(f)) for f in fields_list])[0]
+        """Uncalibrated class probabilities for queries that share the current prefix (one forward pass)."""
+        return self._score_ids([self.teacher.encode(self._prompt(f)) for f in fields_list])[0]
 
     def _batches(self, queries: list[list[int]]) -> list[list[int]]:
         """Positions of `queries` grouped into forward passes of `batch_size`, shortest first (so a batch is
@@ -175,7 +241,7 @@ class TeacherScorer:
             if k not in self._raw_cache:
                 first.setdefault(k, i)
         missing = list(first.values())
-        queries = [self.teacher.encode(self.task.classification_prompt(fields_list[i])) for i in missing]
+        queries = [self.teacher.encode(self._prompt(fields_list[i])) for i in missing]
         try:
             for batch in self._batches(queries):
                 if should_stop is not None and should_stop():
@@ -194,7 +260,7 @@ class TeacherScorer:
         """Calibrated class probabilities and the teacher's final hidden state at the answer position (None when
         the model does not expose its head), scored afresh in length-sorted batches (the cache holds no hidden
         states)."""
-        queries = [self.teacher.encode(self.task.classification_prompt(f)) for f in fields_list]
+        queries = [self.teacher.encode(self._prompt(f)) for f in fields_list]
         raw = np.zeros((len(queries), len(self.task.labels)))
         hidden = None
         for batch in self._batches(queries):
@@ -218,7 +284,9 @@ class TeacherScorer:
 
     # ---- setup -----------------------------------------------------------------------------------------------
     def fit(self, progress=None, should_stop=None) -> ScorerReport:
-        """Choose the demo set by accuracy on the held-out rest of the train split, then estimate the prior.
+        """Choose the demo set and the query line by accuracy on the held-out rest of the train split, then
+        estimate the prior. Candidate c tries the c-th random demo set with the task's query lines in turn, so a
+        task with other query lines costs no more than one without.
 
         Raises Cancelled within one scoring batch of `should_stop()` turning true.
         """
@@ -227,7 +295,8 @@ class TeacherScorer:
         per_label = max(1, self.config.demos_total // len(labels))
         by_label = {label: [e for e in self.task.train if e.label == label] for label in labels}
         best = None
-        candidates = self.config.demo_candidates or default_demo_candidates(self.task)
+        queries = [self.task.query, *self.task.query_candidates]
+        candidates = max(self.config.demo_candidates or default_demo_candidates(self.task), len(queries))
         for c in range(candidates):
             demos = []
             for label in labels:
@@ -236,18 +305,20 @@ class TeacherScorer:
             rng.shuffle(demos)
             demo_ids = {d.uid for d in demos}
             held_out = [e for e in self.task.train if e.uid not in demo_ids]
-            self._set_prefix(demos)
+            query = queries[c % len(queries)]
+            self._set_prefix(demos, query)
             raw = self.raw_probs([e.fields for e in held_out], should_stop)
             gold = np.array([labels.index(e.label) for e in held_out])
             accuracy = float((raw.argmax(-1) == gold).mean()) if len(held_out) else 0.0
             self.report.candidate_accuracies.append(accuracy)
+            self.report.candidate_queries.append(query)
             if best is None or accuracy > best[0]:
-                best = (accuracy, demos)
+                best = (accuracy, demos, query)
             if progress is not None:
                 progress(c + 1, candidates)
-        self.report.demo_accuracy, demos = best
+        self.report.demo_accuracy, demos, self.report.query = best
         self.report.demo_uids = [d.uid for d in demos]
-        self._set_prefix(demos)
+        self._set_prefix(demos, self.report.query)
         self.calibrate()
         return self.report
 
@@ -265,12 +336,14 @@ class TeacherScorer:
             self.prior = self.raw_probs(pool).mean(0)
         self.report.label_prior = [float(p) for p in self.prior]
 
-    def use_demos(self, demo_uids: list[str], prior: list[float]) -> None:
-        """Restore a fitted scorer (from a run's summary) without re-running demo selection."""
+    def use_demos(self, demo_uids: list[str], prior: list[float], query: str | None = None) -> None:
+        """Restore a fitted scorer (from a run's summary) without re-running demo selection; `query` None = the
+        task's own (runs made before query lines were chosen)."""
         by_uid = {e.uid: e for e in self.task.train}
-        self._set_prefix([by_uid[u] for u in demo_uids])
+        self._set_prefix([by_uid[u] for u in demo_uids], query or self.task.query)
         self.prior = np.asarray(prior, dtype=float)
         self.report.demo_uids, self.report.label_prior = list(demo_uids), list(prior)
+        self.report.query = self.query
 
 
 def restored_scorer(teacher: Teacher, task, config: ScorerConfig, seed: int,
@@ -280,7 +353,7 @@ def restored_scorer(teacher: Teacher, task, config: ScorerConfig, seed: int,
     if not score or not score.get("demo_uids") or not score.get("label_prior"):
         return None
     scorer = TeacherScorer(teacher, task, config, seed=seed)
-    scorer.use_demos(score["demo_uids"], score["label_prior"])
+    scorer.use_demos(score["demo_uids"], score["label_prior"], score.get("query"))
     return scorer
 
 

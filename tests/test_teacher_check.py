@@ -1,0 +1,54 @@
+"""The teacher check's logic: its interval, its verdict and its baseline, without a teacher."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from retrikt.generate.check import accuracy_interval, check_teacher
+from retrikt.tasks import load_builtin
+
+
+@pytest.mark.parametrize("correct,rows", [(0, 10), (10, 10), (16, 32), (27, 32), (5, 200)])
+def test_the_interval_holds_the_accuracy_and_narrows_with_rows(correct, rows):
+    low, high = accuracy_interval(correct, rows)
+    assert 0 <= low <= correct / rows <= high <= 1
+    wider_low, wider_high = accuracy_interval(correct // 2, rows // 2) if rows >= 4 else (0, 1)
+    assert high - low <= wider_high - wider_low + 1e-9
+
+
+class _Scorer:
+    """Answers the dev rows right `right` times in every `of`, by the gold label."""
+
+    def __init__(self, task, right: int, of: int):
+        self.task, self.right, self.of, self.query = task, right, of, task.query
+
+    def probs(self, fields_list, should_stop=None):
+        gold = {self.task.serialize(e.fields): self.task.labels.index(e.label) for e in self.task.dev}
+        out = np.zeros((len(fields_list), len(self.task.labels)))
+        for n, fields in enumerate(fields_list):
+            label = gold[self.task.serialize(fields)]
+            out[n, label if n % self.of < self.right else 1 - label] = 1.0
+        return out
+
+
+class _Embedder:
+    """Vectors that carry each text's label, so the baseline's logistic regression can learn it."""
+
+    def __init__(self, task):
+        self.label = {task.serialize(e.fields): task.labels.index(e.label) for e in [*task.train, *task.dev]}
+
+    def encode(self, texts):
+        rng = np.random.default_rng(0)
+        return np.array([[self.label[t], 1 - self.label[t]] for t in texts]) + 0.1 * rng.normal(size=(len(texts), 2))
+
+
+@pytest.mark.parametrize("right,of,knows", [(1, 1, True), (4, 5, True), (1, 2, False), (0, 1, False)])
+def test_the_verdict_says_knows_only_when_the_interval_clears_chance(right, of, knows):
+    task = load_builtin("SST-2", seed=13)
+    check = check_teacher(task, _Scorer(task, right, of), _Embedder(task))
+    assert check.rows == 32 and check.chance == 0.5 and check.knows is knows
+    assert check.accuracy == pytest.approx(sum(n % of < right for n in range(32)) / 32, abs=1e-4)
+    assert check.verdict.startswith("The teacher knows this task" if knows else "The teacher is at chance here")
+    assert f"{check.accuracy:.0%} on 32 dev rows" in check.verdict
+    assert check.baseline_accuracy == 1.0 and "logistic regression on the same rows: 100%" in check.verdict
+    assert check.majority_label in task.labels and 0.5 <= check.majority_share < 1
