@@ -29,7 +29,7 @@ RESULTS = ROOT / "bench" / "results"
 DEMO = "demo-SST-2"
 # seed, run name, soft prompt tokens, tuning steps, tuning batch, tuning lr, init from text, samples per label,
 # generation batch, max new tokens, temperature, top-p, sampling seed, student size, width, layers, k
-SETUP_FORM = [13, "", 16, 0, 8, 0.03, True, 0, 32, 0, 0.9, 0.95, 13, 0.01, 128, 3, 8]
+SETUP_FORM = [13, "", 16, 0, 8, 0.03, True, 0, 32, 0, 0.9, 0.95, 13, 0.01, 128, 3, 8, False]
 STORE_FILTERS = ["any", "any", "any", None, "", "", 20, 1]
 
 

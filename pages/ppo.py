@@ -10,6 +10,7 @@ from retrikt.ppo.stage import ppo_job
 from retrikt.student.stage import step1_runs
 from retrikt.studio.timing import job_eta
 from retrikt.runs import read_summary
+from retrikt.studio.measured import ppo_gain
 from retrikt.studio.jobs_view import check_step1_run, job_status, ppo_figure, ppo_quality
 
 KIND = "ppo"
@@ -24,6 +25,9 @@ def build(studio) -> None:
                     "length, minus a KL penalty to the step-1 prompt (summed over tokens, or length-neutral). "
                     "Then the teacher writes as many samples as in step 1, stored as "
                     "`generated:ppo`. A cancelled job keeps its checkpoint; starting it again resumes.")
+        gain = ppo_gain()
+        gr.Markdown("**Optional: a full run skips this step unless asked** (`run --ppo`, or the Setup switch)"
+                    + (f". What it buys, {gain.sentence()}." if gain else "."))
         with gr.Row():
             run = gr.Dropdown([], label="Run with a finished step 1", allow_custom_value=True, scale=4)
             refresh = gr.Button("Refresh runs", scale=1)

@@ -232,6 +232,9 @@ class StudentConfig:
 class PPOConfig:
     """Step 2: PPO on the step-1 soft prompt (teacher frozen) with a quality + diversity reward."""
 
+    enabled: bool = False  # design choice: off: +0.7 ± 0.8 points for a third of the run (bench/results/ppo.md)
+    """Whether `run` (and the Classroom's live run) does step 2; the `ppo` command and the PPO tab always do. Off by
+    default: no reward setting tried bought a full point of student + retrieval for its minutes."""
     updates: int = knob(24, 0, 100_000)
     """PPO updates; each samples one rollout batch (labels take turns) and optimises on it (0: `run` skips PPO)."""
     rollout_batch_size: int = knob(8, 1, 1024)

@@ -28,7 +28,7 @@ NEWEST = 5
 LATENCY_SAMPLE = 32
 """Test inputs the evaluation scores once more one at a time, for latency (see student/evaluate.py)."""
 _DEMO = "demo-SST-2"
-UNITS_VERSION = 2
+UNITS_VERSION = 3
 """Bumped whenever a stage's unit of work changes, so cached unit costs are computed again."""
 
 
@@ -45,8 +45,10 @@ class Work:
     samples: int
 
 
-def work(config: RunConfig, task, eval_limit: int | None = None, store_entries: int | None = None) -> Work:
-    """How much each stage has to do for `config` on `task`."""
+def work(config: RunConfig, task, eval_limit: int | None = None, store_entries: int | None = None,
+         with_ppo: bool | None = None) -> Work:
+    """How much each stage has to do for `config` on `task`; `with_ppo` says whether step 2 runs (None: as `run`
+    would do it, i.e. `ppo.enabled`)."""
     from .generate.generation import default_samples_per_label, default_tuning_batch, default_tuning_steps
     from .teacher.scorer import default_demo_candidates
 
@@ -54,7 +56,7 @@ def work(config: RunConfig, task, eval_limit: int | None = None, store_entries: 
     candidates = config.scorer.demo_candidates or default_demo_candidates(task)
     test_n = min(len(task.test), eval_limit) if eval_limit else len(task.test)
     samples = (config.generation.samples_per_label or default_samples_per_label(task)) * len(task.labels)
-    ppo = config.ppo.updates > 0
+    ppo = config.ppo.updates > 0 and (config.ppo.enabled if with_ppo is None else with_ppo)
     # A finished run's store holds them all: generated, train copies and teacher-labelled real inputs.
     items = store_entries if store_entries is not None else \
         samples * (2 if ppo else 1) + len(task.train) + config.student.teacher_unlabeled
@@ -105,11 +107,10 @@ def unit_costs(run: Run) -> dict[str, float]:
     if run.eval_summary_path.is_file():
         eval_limit = json.loads(run.eval_summary_path.read_text(encoding="utf-8")).get("test_examples")
     stored = (summary.get("student") or {}).get("items", {}).get("store_entries")
-    units = dict(work(run.config, task_of_run(run), eval_limit, stored).units)
+    # The run did step 2 when its summary has PPO's block, whatever `ppo.enabled` says now.
+    units = dict(work(run.config, task_of_run(run), eval_limit, stored, with_ppo=bool(summary.get("ppo"))).units)
     # The evaluation's recorded seconds are the teacher's scoring only, without the latency sample.
     units["eval"] = units["eval"] * eval_limit / (eval_limit + LATENCY_SAMPLE) if eval_limit else 0
-    if not run.config.ppo.updates:
-        units["ppo"] = 0
     # PPO's own samples are priced at step 1's generation rate, so they yield no unit cost of their own.
     costs = {stage: seconds / units[stage] for stage, seconds in measured_seconds(run).items()
              if stage != "ppo-generate" and units.get(stage)}
@@ -161,11 +162,11 @@ def estimate(config: RunConfig, task, workspace: str | Path, threads: int, eval_
              stages: tuple[str, ...] | None = None, only: list[str] | None = None) -> Estimate:
     """Seconds each of `stages` (default: those `config` runs) will take here, on `threads` torch threads; `only`
     limits the measured runs to those names (to replay what an estimate would have said earlier)."""
-    stages = stages or tuple(s for s in STAGES if (not s.startswith("ppo") or config.ppo.updates > 0)
+    stages = stages or tuple(s for s in STAGES if (not s.startswith("ppo") or work(config, task).units["ppo"] > 0)
                              and (s != "unlabeled" or config.student.teacher_unlabeled > 0))
     names = [n for n in runs_newest_first(workspace) if n != _DEMO and (only is None or n in only)]
     measured = _cached_costs(workspace, names)
-    units = work(config, task, eval_limit).units
+    units = work(config, task, eval_limit, with_ppo=any(s.startswith("ppo") for s in stages)).units
     seconds, based = {}, {}
     for stage in stages:
         # PPO writes its samples exactly as step 1 does: step 1's generation rate prices them.

@@ -1,4 +1,5 @@
-"""All three steps in one run folder: step 1, step 2 (PPO) unless `ppo.updates` is 0, step 3 and the evaluation."""
+"""All three steps in one run folder: step 1, step 2 (PPO) when `ppo.enabled` (off by default), step 3 and the
+evaluation."""
 from __future__ import annotations
 
 from .config import RunConfig
@@ -16,7 +17,7 @@ def run_all(config: RunConfig, progress: Progress = noop_progress, eval_limit: i
     run = run_generate(config, progress, should_stop)
     _check_stop(should_stop, "after step 1")
     ctx = load_context(run.config, progress, run=run)
-    if config.ppo.updates > 0:
+    if config.ppo.enabled and config.ppo.updates > 0:
         run.update_summary(ppo=stage_ppo(ctx, progress, should_stop))
         _check_stop(should_stop, "after PPO")
 

@@ -165,8 +165,8 @@ def test_runs_without_or_after_losing_their_store(studio):
 def _form(seed=21, steps=12):
     # seed, run name, soft prompt tokens, tuning steps, tuning batch, tuning lr, init from text,
     # samples per label, generation batch, max new tokens, temperature, top-p, sampling seed,
-    # student size fraction, student width, student layers, k
-    return [seed, "", 16, steps, 8, 0.03, True, 4, 16, 0, 0.7, 0.9, 5, 0.02, 96, 2, 6]
+    # student size fraction, student width, student layers, k, PPO in a full run
+    return [seed, "", 16, steps, 8, 0.03, True, 4, 16, 0, 0.7, 0.9, 5, 0.02, 96, 2, 6, False]
 
 
 def test_setup_saves_a_yaml_the_cli_reads_and_loads_it_back(studio, tmp_path):
@@ -186,7 +186,7 @@ def test_setup_saves_a_yaml_the_cli_reads_and_loads_it_back(studio, tmp_path):
     loaded = client.predict(handle_file(path), api_name="/setup_load")
     assert loaded[0] == "hub" and loaded[1]["value"] == HUB_TEACHER
     assert "loaded on first run" in loaded[3] and loaded[4] == BUILT_IN and loaded[5]["value"] == "RTE"
-    assert list(loaded[6:23]) == [21, "", 16, 12, 8, 0.03, True, 4, 16, 0, 0.7, 0.9, 5, 0.02, 96, 2, 6]
+    assert list(loaded[6:24]) == [21, "", 16, 12, 8, 0.03, True, 4, 16, 0, 0.7, 0.9, 5, 0.02, 96, 2, 6, False]
     with pytest.raises(AppError, match="Save the file or dataset as a task first"):
         client.predict("packaged", "", "", UPLOADED, "RTE", *_form(), api_name="/setup_save")
     with pytest.raises(AppError, match="seeds 13, 21, 42, 87, 100"):

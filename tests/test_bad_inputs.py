@@ -151,7 +151,7 @@ def test_bad_config_yaml(served, unchanged, tmp_path, yaml_text, message):
     with pytest.raises(AppError, match=message):
         loaded = client.predict(handle_file(path), api_name="/setup_load")
         # A YAML that loads is checked when it is used: save it back through the form.
-        client.predict("packaged", "", "", BUILT_IN, loaded[5]["value"], *loaded[6:23], api_name="/setup_save")
+        client.predict("packaged", "", "", BUILT_IN, loaded[5]["value"], *loaded[6:24], api_name="/setup_save")
 
 
 @pytest.mark.parametrize("api,args,message", [

@@ -41,7 +41,7 @@ def sst2():
 
 
 def test_a_finished_runs_own_config_gets_its_measured_times_back(tmp_path, sst2):
-    config = RunConfig(task="SST-2")
+    config = override(RunConfig(task="SST-2"), {"ppo.enabled": True})  # the run did step 2
     samples = work(config, sst2).samples
     finished_run(tmp_path, "measured", config, store_entries=2 * samples + len(sst2.train))
     found = estimate(config, sst2, tmp_path, threads=1).seconds
@@ -52,6 +52,10 @@ def test_a_finished_runs_own_config_gets_its_measured_times_back(tmp_path, sst2)
     assert found["ppo"] == pytest.approx(MEASURED["ppo_train"])
     assert found["ppo-generate"] == pytest.approx(MEASURED["generate"])
     assert "unlabeled" not in found
+    # The default config skips step 2: no PPO stage, and a store without PPO's samples for the student.
+    default = estimate(RunConfig(task="SST-2"), sst2, tmp_path, threads=1).seconds
+    assert "ppo" not in default and "ppo-generate" not in default
+    assert default["student"] < found["student"]
 
 
 def test_other_settings_scale_by_their_work_and_the_median_of_runs_is_used(tmp_path, sst2):

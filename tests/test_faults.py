@@ -88,7 +88,7 @@ def test_kill_during_generation_then_during_student_training(workspace, teacher,
     url, stop = start_studio(served)
     client = _client(url)
     loaded = client.predict(handle_file(str(config)), api_name="/setup_load")
-    client.predict(*loaded[:3], loaded[4], loaded[5]["value"], *loaded[6:23], api_name="/setup_run")
+    client.predict(*loaded[:3], loaded[4], loaded[5]["value"], *loaded[6:24], api_name="/setup_run")
     _poll(client, "/generate_poll", lambda s: "`generate`" in s and "running" in s)
     time.sleep(2)  # a batch or two in
     stop(kill=True)

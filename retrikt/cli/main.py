@@ -23,6 +23,8 @@ def build_config(args) -> RunConfig:
             dotted[key] = value
     if args.teacher:
         dotted["teacher.model"] = args.teacher
+    if getattr(args, "ppo", None) is not None:
+        dotted["ppo.enabled"] = args.ppo
     return override(config, dotted)
 
 
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     stu = sub.add_parser("student", help="step 3: train the retrieval student and plain KD on a run's store, then evaluate")
     stu.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="step-1 run name or folder")
     stu.add_argument("--skip-eval", action="store_true", help="train only")
-    full = sub.add_parser("run", help="the whole pipeline: step 1 [+ PPO] + student + evaluation")
+    full = sub.add_parser("run", help="the whole pipeline: step 1 [+ PPO with --ppo] + student + evaluation")
     for command in (stu, full):
         command.add_argument("--task", help="built-in task (default SST-2) or a task saved with `task import`/`task "
                                             "hub` in the same --workspace")
@@ -70,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     full.add_argument("--teacher", help="packaged:smollm2, a HF id, a model folder or a .gguf file")
     full.add_argument("--seed", type=int)
     full.add_argument("--run-name", dest="run_name")
+    full.add_argument("--ppo", action=argparse.BooleanOptionalAction, default=None,
+                      help="do step 2 (PPO) between step 1 and the student (default: off, see `ppo.enabled`)")
     full.add_argument("--preset", choices=sorted(PRESETS),
                       help="named settings under the config and --set: quick = the ~5-minute classroom run")
     ppo = sub.add_parser("ppo", help="step 2: PPO on a run's step-1 soft prompt, then add generated:ppo samples")

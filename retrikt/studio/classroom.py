@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import plotly.graph_objects as go
 
 from ..runs import Run, open_run, read_summary
+from .measured import ppo_gain
 from .compare import _evaluated_run, check_line, eval_summary, outcome, records, weak_teacher_warning
 
 SHORT_TEXT = 160
@@ -89,7 +90,9 @@ def classroom(workspace, run_name: str | None) -> Classroom:
          f"tokens from the labelled examples, then wrote {generated.get('generated', '?')} new samples; "
          f"{generated.get('stored', '?')} went into the store with the teacher's soft labels."),
         ("2 · PPO", f"Reinforcement learning tuned the prompt for label quality and diversity and wrote "
-         f"{ppo.get('stored')} more samples." if ppo.get("stored") else "Skipped in this run (no PPO samples)."),
+         f"{ppo.get('stored')} more samples." if ppo.get("stored") else
+         "Optional, and off in this run: reinforcement learning on the prompt"
+         + (f" ({gain.sentence()})." if (gain := ppo_gain()) else ".")),
         ("3 · Retrieval student", f"A student of {_millions(s_params or 0)} parameters learned from the store's "
          f"{items.get('store_entries', '?')} entries; it retrieves the {mixed.get('k', '?')} nearest of the "
          f"{items.get('indexed', '?')} it indexed and mixes their teacher labels into its own answer "

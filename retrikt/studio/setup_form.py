@@ -16,6 +16,7 @@ from ..tasks import (
     BUILTIN_TASKS, TaskDataError, check_task_name, list_saved, load_custom, load_hub, preview_file, resolve_task,
     save_task,
 )
+from .measured import ppo_gain
 
 PACKAGED_TEACHER = "packaged:smollm2"
 PACKAGED_TEACHER_NAME = "SmolLM2-135M-Instruct"
@@ -62,6 +63,8 @@ FORM_FIELDS: tuple[FormField, ...] = (
     FormField("student.hidden_size", "Student width"),
     FormField("student.num_layers", "Student layers"),
     FormField("student.k", "Neighbours retrieved (k)"),
+    FormField("ppo.enabled", "Step 2 (PPO) in a full run (the Classroom's live run, `run --config`), off by default"
+              + (f"; {gain.sentence()}" if (gain := ppo_gain()) else "")),
 )
 """Fields the setup tab edits; every other field keeps the value of the loaded (or default) config."""
 
