@@ -65,8 +65,10 @@ def build(studio) -> None:
     def visitor_config(config: RunConfig) -> RunConfig:
         return check_visitor_config(config, space, studio.workspace)
     with gr.Tab("Setup", id="setup"):
-        gr.Markdown("Pick the teacher, the task and the step-1 settings, then save them as a YAML file. "
-                    "The command line replays it: `python -m retrikt generate --config FILE.yaml`.")
+        # A hosted visitor has no command line: the replay hint is for a studio on one's own machine.
+        gr.Markdown("Pick the teacher, the task and the step-1 settings, then save them as a YAML file."
+                    + ("" if space.enabled else " The command line replays it: `python -m retrikt run --config "
+                                                "FILE.yaml` (`generate --config FILE.yaml` for step 1 only)."))
         if space.enabled:
             # One list of the allowed teachers by name: a visitor has no disk to point at, and the server refuses
             # any other teacher (check_visitor_config), so the page offers nothing else.

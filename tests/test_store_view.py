@@ -250,18 +250,33 @@ def test_teacher_choices(tmp_path):
 def test_hosted_teacher_list_names_models_not_paths(tmp_path):
     allowed = [PACKAGED_TEACHER, "HuggingFaceTB/SmolLM2-360M-Instruct", str(tmp_path / "models" / "mine.gguf"),
                "gpt2"]
-    assert teacher_choices(allowed) == [
-        ("SmolLM2-135M-Instruct (default)", PACKAGED_TEACHER),
-        ("SmolLM2-360M-Instruct by HuggingFaceTB", "HuggingFaceTB/SmolLM2-360M-Instruct"),
+    assert teacher_choices(allowed) == [  # what each is: the packaged quantised copy, or the hub's own weights
+        ("SmolLM2-135M-Instruct, packaged GGUF Q4_1 on this server (default)", PACKAGED_TEACHER),
+        ("SmolLM2-360M-Instruct from the Hugging Face Hub (HuggingFaceTB), its published weights",
+         "HuggingFaceTB/SmolLM2-360M-Instruct"),
         ("mine (installed on this server)", str(tmp_path / "models" / "mine.gguf")),  # a host's own model
-        ("gpt2", "gpt2"),
+        ("gpt2 from the Hugging Face Hub, its published weights", "gpt2"),
     ]
     assert teacher_from_choice(" HuggingFaceTB/SmolLM2-360M-Instruct ") == ("HuggingFaceTB/SmolLM2-360M-Instruct", None)
     with pytest.raises(ConfigError, match="pick a teacher"):
         teacher_from_choice(None)
     assert "134.5M" in chosen_teacher_note(PACKAGED_TEACHER)
     note = chosen_teacher_note("HuggingFaceTB/SmolLM2-360M-Instruct")
-    assert "SmolLM2-360M-Instruct by HuggingFaceTB" in note and "/" not in note
+    assert "SmolLM2-360M-Instruct from the Hugging Face Hub (HuggingFaceTB)" in note and "/" not in note
+
+
+@pytest.mark.parametrize("source,model,gguf,problem", [
+    ("local", "/etc/passwd", "", "is a file, not a model folder"),
+    ("hub", "/etc/passwd", "", "is a file, not a model folder"),  # a path typed as a hub id
+    ("local", "/no/such/folder", "", "no folder"),
+    ("hub", "HuggingFaceTB/SmolLM2-360M-Instruct", "", None),
+])
+def test_a_teacher_path_that_cannot_load_is_said_when_typed(source, model, gguf, problem):
+    note = teacher_note(source, model, gguf)
+    if problem:
+        assert problem in note and "will not load" in note and "loaded on first run" not in note
+    else:
+        assert note.endswith("parameter count: loaded on first run.")
 
 
 def test_uploaded_task_mapping(tmp_path):

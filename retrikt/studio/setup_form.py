@@ -113,21 +113,25 @@ def teacher_note(source: str, model: str, gguf_file: str) -> str:
     model = (model or "").strip()
     if not model:
         return "**Teacher:** type a hub id or a path."
-    note = f"**Teacher:** `{model}` — parameter count: loaded on first run."
-    problem = local_teacher_problem(model, gguf_file) if source == "local" else None
-    return note + (f"\n\n⚠ {problem}" if problem else "")
+    # A path typed as a hub id is checked as a path too: a hub id never starts with "/", "./" or "~".
+    as_path = source == "local" or model.startswith(("/", "./", "../", "~"))
+    problem = local_teacher_problem(model, gguf_file) if as_path else None
+    if problem:
+        return f"**Teacher:** `{model}` will not load: {problem}"
+    return f"**Teacher:** `{model}` — parameter count: loaded on first run."
 
 
 def teacher_label(model: str) -> str:
     """A readable name for a teacher of the hosted allow-list: a visitor picks a model, not a path or a hub id."""
     if model == PACKAGED_TEACHER:
-        return f"{PACKAGED_TEACHER_NAME} (default)"
+        return f"{PACKAGED_TEACHER_NAME}, packaged GGUF Q4_1 on this server (default)"
     if model.startswith("packaged:"):
         return f"{model.split(':', 1)[1]} (packaged)"
     if teacher_to_form(model, None)[0] == "local":  # the host may allow a model of its own disk
         return f"{Path(model).expanduser().stem} (installed on this server)"
     owner, _, name = model.rpartition("/")
-    return f"{name} by {owner}" if owner else name
+    return f"{name} from the Hugging Face Hub ({owner}), its published weights" if owner else \
+        f"{name} from the Hugging Face Hub, its published weights"
 
 
 def teacher_choices(allowed: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
@@ -162,6 +166,8 @@ def local_teacher_problem(model: str, gguf_file: str | None) -> str | None:
             if handle.read(4) != b"GGUF":
                 return f"{gguf.name} is not a GGUF file (it lacks the GGUF header)."
         return None
+    if path.is_file():
+        return f"{path} is a file, not a model folder (with a config.json) or a .gguf file."
     if not path.is_dir():
         return f"no folder {path} on this machine."
     if not (path / "config.json").is_file():
