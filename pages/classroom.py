@@ -12,14 +12,12 @@ from retrikt.studio.jobs_view import job_status
 from retrikt.studio.setup_form import task_choices
 from retrikt.workflow import run_all_job
 from retrikt.studio.classroom import cards_html, classroom, classroom_figure, example_html, steps_html
+from retrikt.studio.measured import quick_run_cost
 from retrikt.studio.compare import evaluated_runs
 
 KINDS = ("retrieval fixed it", "retrieval broke it")
 KIND, QUICK = "run", "quick"
-QUICK_COST = ("Measured on 2 CPU cores as a studio job (one thread): 3.8–4.5 minutes on SST-2. It costs accuracy: on "
-              "the whole test split its student + retrieval scored 63.5% and 57.8% (seeds 13 and 21) against 68.1% "
-              "and 72.1% with the default settings, because it writes about 40 samples instead of 500. "
-              "Use it to show the steps; the demo run shows the accuracy.")
+QUICK_USE = "Use it to show the steps; the demo run shows the accuracy."
 
 
 def build(studio) -> None:
@@ -41,7 +39,8 @@ def build(studio) -> None:
                 broke = gr.HTML()
                 open_broke = gr.Button("Open this example in Compare")
         with gr.Accordion("Quick classroom run: all three steps, live", open=False):
-            gr.Markdown(f"{PRESETS[QUICK].about} {QUICK_COST}", elem_classes="rk-detail")
+            gr.Markdown(" ".join(filter(None, (PRESETS[QUICK].about, quick_run_cost(), QUICK_USE))),
+                        elem_classes="rk-detail")
             with gr.Row():
                 quick_task = gr.Dropdown(task_choices(workspace), value="SST-2", label="Task", scale=3)
                 quick_start = gr.Button("Start a quick classroom run", variant="primary", scale=1)

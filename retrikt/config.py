@@ -447,7 +447,7 @@ PRESETS = {
     # design choice: the classroom preset trades samples and steps for time; what it costs in accuracy is measured
     # in bench/results/quick_run.md and said in the Classroom tab.
     "quick": Preset(
-        "Quick classroom run: all three steps live in about 5 minutes on 2 CPU cores, with fewer samples and steps.",
+        "Quick classroom run: step 1, the student and the evaluation live, with fewer samples and steps.",
         {"scorer.demo_candidates": 2, "scorer.calibration_inputs": 32, "prompt_tuning.steps": 4,
          "generation.samples_per_label": 30, "ppo.updates": 1, "student.pretrain_epochs": 2,
          "student.pretrain_pool": 1500},

@@ -32,3 +32,20 @@ def test_the_run_commands_ppo_flag_sets_ppo_enabled(flag, enabled):
     args = argparse.Namespace(config=None, preset=None, set=None, task="SST-2", seed=None, workspace=None,
                               run_name=None, teacher=None, ppo=flag)
     assert build_config(args).ppo.enabled is enabled
+
+
+def test_the_studio_quotes_step_2_and_the_quick_run_from_the_bench_results():
+    import json
+    import statistics
+
+    from retrikt.studio.measured import RESULTS, ppo_gain, quick_run_cost
+
+    rows = json.loads((RESULTS / "ppo_downstream.json").read_text())
+    gains = [r["with_ppo"]["by_beta"]["1.0"] - r["step1"]["by_beta"]["1.0"] for k, r in rows.items()
+             if k.startswith("default|")]
+    gain = ppo_gain()
+    assert gain.seeds == len(gains) and gain.points == pytest.approx(100 * statistics.mean(gains))
+    assert f"{gain.points:+.1f} ± {gain.std:.1f} points" in gain.sentence()
+    runs = json.loads((RESULTS / "quick_run.json").read_text())["runs"]
+    text = quick_run_cost()
+    assert all(f"{100 * r['full_test']['student_retrieval']:.1f}%" in text for r in runs)

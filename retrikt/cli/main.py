@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     full.add_argument("--ppo", action=argparse.BooleanOptionalAction, default=None,
                       help="do step 2 (PPO) between step 1 and the student (default: off, see `ppo.enabled`)")
     full.add_argument("--preset", choices=sorted(PRESETS),
-                      help="named settings under the config and --set: quick = the ~5-minute classroom run")
+                      help="named settings under the config and --set: quick = the Classroom's short live run")
     ppo = sub.add_parser("ppo", help="step 2: PPO on a run's step-1 soft prompt, then add generated:ppo samples")
     ppo.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="step-1 run name or folder")
     ppo.add_argument("--task", help="expected task of the run (checked)")

@@ -50,3 +50,21 @@ def ppo_gain() -> PPOGain | None:
         return None
     return PPOGain(points=100 * statistics.mean(gains), std=100 * statistics.stdev(gains), seeds=len(gains),
                    improved=sum(g > 0 for g in gains), minutes=statistics.mean(minutes))
+
+
+def quick_run_cost() -> str | None:
+    """What the quick classroom run costs, from bench/results/quick_run.json: its minutes on 2 cores as a studio
+    job, and its student + retrieval on the whole test split per seed."""
+    data = _read("quick_run.json")
+    runs = [r for r in (data or {}).get("runs", []) if r.get("full_test")]
+    if not runs:
+        return None
+    minutes = sorted(r["seconds"] / 60 for r in runs)
+    span = f"{minutes[0]:.1f}" if len(minutes) == 1 else f"{minutes[0]:.1f}–{minutes[-1]:.1f}"
+    scores = " and ".join(f"{100 * r['full_test']['student_retrieval']:.1f}%" for r in runs)
+    seeds = " and ".join(str(r["seed"]) for r in runs)
+    tasks = ", ".join(sorted({r["task"] for r in runs}))
+    with_ppo = "; those runs did step 2, which it now skips" if any(r["stages"].get("ppo") for r in runs) else ""
+    return (f"Measured on 2 CPU cores as a studio job (one thread{with_ppo}): {span} minutes on {tasks}. It costs "
+            f"accuracy: on the whole test split its student + retrieval scored {scores} (seeds {seeds}), because it "
+            "writes a few dozen samples where the default run writes about 500.")
