@@ -143,13 +143,17 @@ def _answer_loglik(teacher, scorer, fields, answer: str) -> float:
 
 
 @pytest.mark.parametrize("answer_score", ["sum", "mean"])
-def test_multi_token_answers_score_their_whole_log_likelihood(tiny_teacher, sst2, answer_score):
+@pytest.mark.parametrize("answers", [
+    # Both answers start with " very" (the old first-token scorer refused them) and differ in length.
+    {"negative": "very bad indeed", "positive": "very good"},
+    {"negative": "bad", "positive": "very good"},  # a one-token answer beside a longer one
+])
+def test_multi_token_answers_score_their_whole_log_likelihood(tiny_teacher, sst2, answer_score, answers):
     from dataclasses import replace
 
-    # Both answers start with " very" (the old first-token scorer refused them) and differ in length.
-    task = replace(sst2, verbalizers={"negative": "very bad indeed", "positive": "very good"})
+    task = replace(sst2, verbalizers=answers)
     scorer = TeacherScorer(tiny_teacher, task, ScorerConfig(batch_size=4, answer_score=answer_score))
-    assert not scorer.single_token and scorer.answer_ids[0][0] == scorer.answer_ids[1][0]
+    assert not scorer.single_token
     scorer._set_prefix(task.train[:4])
     queries = [e.fields for e in task.test[:6]]  # different lengths: right padding inside a batch
     scored = scorer.raw_probs(queries)

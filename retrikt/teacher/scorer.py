@@ -197,8 +197,9 @@ class TeacherScorer:
             positions = starts[:, None] + torch.arange(rest)[None, :]
             # design choice: at most ~4 query batches' worth of rows per pass bounds the repeated cache's memory.
             per_pass = max(1, (4 * self.config.batch_size) // n_queries)
-            for begin in range(0, n_classes, per_pass):
-                chunk = list(range(begin, min(n_classes, begin + per_pass)))
+            longer = [c for c, tokens in enumerate(self.answer_ids) if len(tokens) > 1]  # one-token answers are done
+            for begin in range(0, len(longer), per_pass):
+                chunk = longer[begin : begin + per_pass]
                 repeated = copy.deepcopy(cache)
                 repeated.batch_repeat_interleave(len(chunk))
                 row_query = torch.arange(n_queries).repeat_interleave(len(chunk))
