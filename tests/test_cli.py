@@ -77,7 +77,7 @@ def test_import_with_answers_then_check_the_teacher_on_the_task(workspace, teach
     data = _topic_csv(tmp_path / "topics.csv")
     name = f"topics-{uuid.uuid4().hex[:6]}"
     imported = _run(["task", "import", str(data), "--name", name, "--text", "text", "--label", "topic",
-                     "--answers", "World=world news", "--workspace", workspace])
+                     "--answers", "World=world news", "--query", "Subject:", "--workspace", workspace])
     assert imported.returncode == 0, imported.stderr[-2000:]
     assert "“sci/tech”" in imported.stdout and "“world news”" in imported.stdout  # what the teacher will read
     assert f"retrikt check --task {name}" in imported.stdout
@@ -86,7 +86,8 @@ def test_import_with_answers_then_check_the_teacher_on_the_task(workspace, teach
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout[: proc.stdout.rindex("}") + 1])
     assert report["answers"] == {"Sci/Tech": "sci/tech", "World": "world news"}  # two tokens or more each
-    assert report["candidate_queries"] == ["Topic:", "Label:", "Which label fits: sci/tech, world news? Answer:"]
+    assert report["candidate_queries"] == ["Subject:", "Topic:", "Label:",  # the user's line first
+                                           "Which label fits: sci/tech, world news? Answer:"]
     assert report["query"] in report["candidate_queries"] and report["rows"] == 32
     assert 0 <= report["ci_low"] <= report["accuracy"] <= report["ci_high"] <= 1
     assert report["knows"] == (report["ci_low"] > 0.5) and report["chance"] == 0.5

@@ -396,6 +396,14 @@ def test_bad_answers_get_one_clear_line(tmp_path, answers, message):
         load_custom(path, ["text"], "topic", k=4, verbalizers=answers)
 
 
+def test_a_query_line_of_the_users_is_tried_first_with_the_defaults(tmp_path):
+    path = write(tmp_path / "news.csv", [{"text": f"item {n}", "topic": ("World", "Sports")[n % 2]}
+                                         for n in range(80)], "csv")
+    task = load_custom(path, ["text"], "topic", k=4, query="Subject:")
+    assert (task.query, task.query_candidates) == ("Subject:", ("Topic:", "Label:",
+                                                                "Which label fits: sports, world? Answer:"))
+
+
 def test_chosen_answers_replace_the_defaults_of_their_labels_only(tmp_path):
     path = write(tmp_path / "news.csv", [{"text": f"item {n}", "topic": ("World", "Sci/Tech")[n % 2]}
                                          for n in range(80)], "csv")

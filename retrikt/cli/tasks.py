@@ -19,6 +19,9 @@ def add_parser(sub) -> None:
     imp.add_argument("--answers", nargs="+", metavar="LABEL=TEXT",
                      help="the words the teacher answers with for a label (default: the label name in lower case, "
                           "underscores as spaces), e.g. --answers 'Sci/Tech=science and technology'")
+    imp.add_argument("--query", metavar="LINE",
+                     help="a query line of your own, e.g. 'Sentiment:'; the teacher's scorer tries it with the label "
+                          "column's name, 'Label:' and a question, and keeps the best on the train rows")
     hub = actions.add_parser("hub", help="build a task from a datasets.load_dataset id and save it")
     hub.add_argument("dataset", help="hub id (e.g. glue) or a local dataset folder")
     hub.add_argument("--config", dest="dataset_config", help="dataset config (e.g. sst2)")
@@ -61,7 +64,7 @@ def main_task(args) -> int:
         if args.task_command == "import":
             name = save_uploaded_task(args.workspace, args.name, args.file, args.text, args.label, seed=args.seed,
                                       test_path=args.test, k=args.k, label_names=args.labels,
-                                      answers=_answers(args.answers))
+                                      answers=_answers(args.answers), query=args.query)
         else:
             name = save_hub_task(args.workspace, args.name, args.dataset, args.dataset_config, args.text, args.label,
                                  seed=args.seed, k=args.k)

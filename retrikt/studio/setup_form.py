@@ -285,16 +285,17 @@ class UploadLimits:
 
 def uploaded_task(path: str, text_columns: list[str], label_column: str, name: str = "custom", seed: int = 13,
                   limits: UploadLimits = UploadLimits(), test_path: str | None = None, k: int = 16,
-                  label_names: list[str] | None = None, answers: dict[str, str] | None = None):
+                  label_names: list[str] | None = None, answers: dict[str, str] | None = None,
+                  query: str | None = None):
     """The task an uploaded file makes with this column mapping (TaskDataError if it makes none); `test_path`, a
     second file with the same columns, is its test split (else test rows are cut from the first file);
     `label_names` fixes the labels' order (else sorted); `answers` (label -> text) the teacher's answer texts
-    (else the label names)."""
+    (else the label names); `query` a query line of the user's, tried first with the default ones."""
     text_columns = _mapped(text_columns, label_column)
     return load_custom(path, text_columns, label_column, name=name, seed=seed, k=k, filename=Path(path).name,
                        max_bytes=limits.max_bytes, max_rows=limits.max_rows, test_source=test_path or None,
                        test_filename=Path(test_path).name if test_path else None, label_names=label_names,
-                       verbalizers=answers)
+                       verbalizers=answers, query=(query or "").strip() or None)
 
 
 def check_mapping(path: str, text_columns: list[str], label_column: str, seed: int = 13,
@@ -315,7 +316,7 @@ def label_names(order: str | None) -> list[str] | None:
 def save_uploaded_task(workspace: str | Path, name: str, path: str, text_columns: list[str], label_column: str,
                        seed: int = 13, limits: UploadLimits = UploadLimits(), test_path: str | None = None,
                        k: int = 16, label_names: list[str] | None = None,
-                       answers: dict[str, str] | None = None) -> str:
+                       answers: dict[str, str] | None = None, query: str | None = None) -> str:
     """Build and save a task from an upload (and its own test split, if given) so runs can name it; returns its
     name."""
     name = check_task_name(name)
@@ -323,7 +324,7 @@ def save_uploaded_task(workspace: str | Path, name: str, path: str, text_columns
         raise TaskDataError(f"a saved task named {name!r} exists already; pick another name")
     text_columns = _mapped(text_columns, label_column)
     task = uploaded_task(path, text_columns, label_column, name=name, seed=seed, limits=limits, test_path=test_path,
-                         k=k, label_names=label_names, answers=answers)
+                         k=k, label_names=label_names, answers=answers, query=query)
     # Only the file's name is kept: an upload's temp path means nothing later and names a machine folder.
     origin = {"kind": "upload", "file": Path(path).name, "text_columns": text_columns,
               "label_column": label_column, "seed": seed, "k": k}
