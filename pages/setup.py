@@ -17,8 +17,8 @@ from retrikt.space import check_visitor_config
 from retrikt.studio.setup_form import (
     FORM_FIELDS, PACKAGED_TEACHER, PACKAGED_TEACHER_PARAMS, TEACHER_SOURCES, UploadLimits, base_dict, check_mapping,
     chosen_teacher_note, config_from_form, config_yaml, file_preview, form_values, label_names, save_hub_task,
-    save_uploaded_task, student_note, task_choices, teacher_check_text, teacher_choices, teacher_from_choice,
-    teacher_from_form, teacher_note, teacher_to_form,
+    parse_answers, save_uploaded_task, student_note, task_choices, teacher_check_text, teacher_choices,
+    teacher_from_choice, teacher_from_form, teacher_note, teacher_to_form,
 )
 from retrikt.studio.timing import estimate_text
 from retrikt.tasks import canonical_name, is_builtin, resolve_task
@@ -116,6 +116,11 @@ def build(studio) -> None:
                 label_order = gr.Textbox(label="Label order (optional: the labels, comma-separated, e.g. a rating "
                                                "scale; empty = sorted)")
                 check = gr.Button("Check the mapping")
+            with gr.Row():
+                answer_words = gr.Textbox("", label="Answer words (optional: LABEL=TEXT, one per line; empty = each "
+                                                "label's name, as the teacher will read it)", lines=2)
+                query_line = gr.Textbox("", label="Query line (optional, e.g. Sentiment:; tried beside the label "
+                                              "column's name, Label: and a question)")
             preview = gr.Dataframe(label="First rows", interactive=False, wrap=True)
             with gr.Row():
                 upload_name = gr.Textbox(label="Task name (3-64 letters, digits, . _ -)")
@@ -185,12 +190,13 @@ def build(studio) -> None:
     saved_outputs = [builtin, task_mode, upload_box, hub_box]
 
     @user_errors
-    def on_save_upload(path, first, second, label, name, seed, test_path, k, order):
+    def on_save_upload(path, first, second, label, name, seed, test_path, k, order, answers="", query_text=""):
         if not path:
             raise ConfigError("Upload a task file first.")
         name = save_uploaded_task(studio.workspace, name, path, [first, "" if second == NO_COLUMN else second],
                                   label, seed=int(seed or 13), limits=limits, test_path=test_path,
-                                  k=int(k or 16), label_names=label_names(order))
+                                  k=int(k or 16), label_names=label_names(order), answers=parse_answers(answers),
+                                  query=query_text)
         return _saved(name, Path(path).name)
 
     @user_errors
@@ -212,11 +218,12 @@ def build(studio) -> None:
                 f"{len(columns)} columns found; check the mapping below.")
 
     @user_errors
-    def on_check(path, first, second, label, seed, test_path, k, order):
+    def on_check(path, first, second, label, seed, test_path, k, order, answers="", query_text=""):
         if not path:
             raise ConfigError("Upload a task file first.")
         return check_mapping(path, [first, "" if second == NO_COLUMN else second], label, seed=int(seed or 13),
-                             limits=limits, test_path=test_path, k=int(k or 16), label_names=label_names(order))
+                             limits=limits, test_path=test_path, k=int(k or 16), label_names=label_names(order),
+                             answers=parse_answers(answers), query=query_text)
 
     def form_config(base_data, inputs, then: str) -> RunConfig:
         """The config the form's inputs (teacher widgets, task mode, task, FORM_FIELDS) describe, as the server
@@ -274,11 +281,12 @@ def build(studio) -> None:
     task_file.upload(on_file, task_file, [text_col1, text_col2, label_col, preview, mapping_result],
                      api_name="setup_preview")
     seed = widgets[[f.key for f in FORM_FIELDS].index("seed")]
-    check.click(on_check, [task_file, text_col1, text_col2, label_col, seed, test_file, k_per_label, label_order],
+    check.click(on_check, [task_file, text_col1, text_col2, label_col, seed, test_file, k_per_label, label_order,
+                           answer_words, query_line],
                 mapping_result,
                 api_name="setup_check_mapping")
     save_upload.click(on_save_upload, [task_file, text_col1, text_col2, label_col, upload_name, seed, test_file,
-                                       k_per_label, label_order],
+                                       k_per_label, label_order, answer_words, query_line],
                       [*saved_outputs, mapping_result], api_name="setup_save_upload_task")
     save_hub.click(on_save_hub, [hub_id, hub_config, hub_text1, hub_text2, hub_label, hub_name, seed],
                    [*saved_outputs, hub_result], api_name="setup_save_hub_task")

@@ -228,6 +228,13 @@ def test_setup_saves_an_upload_as_a_task_that_a_config_can_name(studio, tmp_path
         client.predict(handle_file(str(table)), "review", "(none)", "label", "sst2", 13, None, 16, "",
                        api_name="/setup_save_upload_task")
     assert not (workspace / "tasks").exists() or not any((workspace / "tasks").iterdir())
+    # What the teacher will read, before saving: the answer words (the user's, else the label names), the query lines.
+    shown = client.predict(handle_file(str(table)), "review", "(none)", "label", 13, None, 16, "", "pos=good",
+                           "Sentiment:", api_name="/setup_check_mapping")
+    assert "`neg` → “neg”, `pos` → “good”" in shown and "“Sentiment:” / “Label:”" in shown
+    with pytest.raises(AppError, match="LABEL=TEXT"):
+        client.predict(handle_file(str(table)), "review", "(none)", "label", 13, None, 16, "", "pos good", "",
+                       api_name="/setup_check_mapping")
     task_list, mode, note = client.predict(handle_file(str(table)), "review", "(none)", "label", "my-reviews",
                                            13, None, 16, "", api_name="/setup_save_upload_task")
     assert task_list["value"] == "my-reviews" and ["my-reviews", "my-reviews"] in task_list["choices"]

@@ -38,23 +38,8 @@ def add_parser(sub) -> None:
         command.add_argument("--workspace", default=RunConfig().workspace)
 
 
-def _answers(pairs: list[str] | None) -> dict[str, str] | None:
-    """`--answers LABEL=TEXT ...` as a dict; a pair without "=" is a TaskDataError with the fix."""
-    from ..errors import TaskDataError
-
-    if not pairs:
-        return None
-    answers = {}
-    for pair in pairs:
-        label, sep, text = pair.partition("=")
-        if not sep:
-            raise TaskDataError(f"--answers takes LABEL=TEXT pairs, got {pair!r}")
-        answers[label] = text
-    return answers
-
-
 def main_task(args) -> int:
-    from ..studio.setup_form import describe_task, save_hub_task, save_uploaded_task
+    from ..studio.setup_form import describe_task, parse_answers, save_hub_task, save_uploaded_task
     from ..tasks import BUILTIN_TASKS, list_saved, load_saved, tasks_root
 
     try:
@@ -64,7 +49,7 @@ def main_task(args) -> int:
         if args.task_command == "import":
             name = save_uploaded_task(args.workspace, args.name, args.file, args.text, args.label, seed=args.seed,
                                       test_path=args.test, k=args.k, label_names=args.labels,
-                                      answers=_answers(args.answers), query=args.query)
+                                      answers=parse_answers(args.answers), query=args.query)
         else:
             name = save_hub_task(args.workspace, args.name, args.dataset, args.dataset_config, args.text, args.label,
                                  seed=args.seed, k=args.k)

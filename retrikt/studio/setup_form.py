@@ -253,6 +253,22 @@ def describe_task(task) -> str:
             f"{answers}; {tried} {queries}.")
 
 
+def parse_answers(pairs) -> dict[str, str] | None:
+    """LABEL=TEXT pairs (a list, or lines of text) as {label: answer text}; None for none. A pair without "=" is a
+    TaskDataError with the fix; a label or a text is checked when the task is built."""
+    if isinstance(pairs, str):
+        pairs = pairs.splitlines()
+    answers = {}
+    for pair in pairs or []:
+        if not pair.strip():
+            continue
+        label, sep, text = pair.partition("=")
+        if not sep:
+            raise TaskDataError(f"answer words are LABEL=TEXT pairs, got {pair.strip()!r}")
+        answers[label.strip()] = text
+    return answers or None
+
+
 def teacher_check_text(report: dict) -> str:
     """The teacher check (`generate.check.run_check`) as the Setup tab shows it: the verdict, then what the teacher
     reads and how long the check took."""
@@ -300,11 +316,13 @@ def uploaded_task(path: str, text_columns: list[str], label_column: str, name: s
 
 def check_mapping(path: str, text_columns: list[str], label_column: str, seed: int = 13,
                   limits: UploadLimits = UploadLimits(), test_path: str | None = None, k: int = 16,
-                  label_names: list[str] | None = None) -> str:
+                  label_names: list[str] | None = None, answers: dict[str, str] | None = None,
+                  query: str | None = None) -> str:
     """Build the task from an uploaded file with this column mapping and describe it (TaskDataError if not)."""
     return "The mapping works: " + describe_task(uploaded_task(path, text_columns, label_column, seed=seed,
                                                                limits=limits, test_path=test_path, k=k,
-                                                               label_names=label_names))
+                                                               label_names=label_names, answers=answers,
+                                                               query=query))
 
 
 def label_names(order: str | None) -> list[str] | None:
