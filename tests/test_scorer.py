@@ -104,12 +104,15 @@ def test_scores_on_disk_are_reused_only_by_the_same_teacher_and_prefix(tiny_teac
 
     again = TeacherScorer(tiny_teacher, sst2, ScorerConfig(batch_size=4), cache_dir=tmp_path)
     again._set_prefix(sst2.train[:4])
-    monkeypatch.setattr(again, "_raw_batch", lambda fields: pytest.fail("a cached score was recomputed"))
+    monkeypatch.setattr(again, "_score_ids", lambda queries: pytest.fail("a cached score was recomputed"))
     assert np.array_equal(again.raw_probs(queries), scored)
 
     other_demos = TeacherScorer(tiny_teacher, sst2, ScorerConfig(batch_size=4), cache_dir=tmp_path)
     other_demos._set_prefix(sst2.train[4:8])
     assert not other_demos._raw_cache  # another prefix: nothing to reuse
+    other_query = TeacherScorer(tiny_teacher, sst2, ScorerConfig(batch_size=4), cache_dir=tmp_path)
+    other_query._set_prefix(sst2.train[:4], "Label:")
+    assert not other_query._raw_cache  # the same demonstrations asked another question: nothing to reuse
 
     model = type(tiny_teacher.model)(tiny_teacher.model.config).eval()  # same shape and name, other weights
     other_teacher = replace(tiny_teacher, model=model)

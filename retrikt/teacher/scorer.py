@@ -195,7 +195,7 @@ class TeacherScorer:
             # Position of an answer's t-th token: right after its own query, whatever the padding after the query.
             starts = torch.tensor([self._prefix_len + len(q) for q in queries])
             positions = starts[:, None] + torch.arange(rest)[None, :]
-            # design choice: at most ~4 query batches' worth of rows per pass bounds the repeated cache's memory.
+            # At most ~4 query batches' worth of rows per pass: the repeated cache's memory stays bounded.
             per_pass = max(1, (4 * self.config.batch_size) // n_queries)
             longer = [c for c, tokens in enumerate(self.answer_ids) if len(tokens) > 1]  # one-token answers are done
             for begin in range(0, len(longer), per_pass):
@@ -219,10 +219,6 @@ class TeacherScorer:
         if self.config.answer_score == "mean":
             total = total / torch.tensor([len(tokens) for tokens in self.answer_ids], device=total.device)
         return total
-
-    def _raw_batch(self, fields_list) -> np.ndarray:
-        """Uncalibrated class probabilities for queries that share the current prefix (one forward pass)."""
-        return self._score_ids([self.teacher.encode(self._prompt(f)) for f in fields_list])[0]
 
     def _batches(self, queries: list[list[int]]) -> list[list[int]]:
         """Positions of `queries` grouped into forward passes of `batch_size`, shortest first (so a batch is
