@@ -42,13 +42,19 @@ class _Embedder:
         return np.array([[self.label[t], 1 - self.label[t]] for t in texts]) + 0.1 * rng.normal(size=(len(texts), 2))
 
 
-@pytest.mark.parametrize("right,of,knows", [(1, 1, True), (4, 5, True), (1, 2, False), (0, 1, False)])
-def test_the_verdict_says_knows_only_when_the_interval_clears_chance(right, of, knows):
+@pytest.mark.parametrize("right,of,verdict", [
+    (1, 1, "The teacher knows this task"),
+    (4, 5, "The teacher knows this task"),
+    (3, 5, "The teacher is not clearly above chance here"),  # 62.5% of 32 rows: the interval reaches 50%
+    (1, 2, "The teacher is at chance here"),
+    (0, 1, "The teacher is at chance here"),
+])
+def test_the_verdict_says_knows_only_when_the_interval_clears_chance(right, of, verdict):
     task = load_builtin("SST-2", seed=13)
     check = check_teacher(task, _Scorer(task, right, of), _Embedder(task))
-    assert check.rows == 32 and check.chance == 0.5 and check.knows is knows
+    assert check.rows == 32 and check.chance == 0.5 and check.knows is verdict.endswith("knows this task")
     assert check.accuracy == pytest.approx(sum(n % of < right for n in range(32)) / 32, abs=1e-4)
-    assert check.verdict.startswith("The teacher knows this task" if knows else "The teacher is at chance here")
+    assert check.verdict.startswith(verdict)
     assert f"{check.accuracy:.0%} on 32 dev rows" in check.verdict
     assert check.baseline_accuracy == 1.0 and "logistic regression on the same rows: 100%" in check.verdict
     assert check.majority_label in task.labels and 0.5 <= check.majority_share < 1

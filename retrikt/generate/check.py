@@ -58,8 +58,9 @@ def verdict_line(accuracy: float, low: float, high: float, rows: int, chance: fl
     if knows:
         line = f"The teacher knows this task ({measured}): retrieval can add its knowledge."
     else:
-        line = (f"The teacher is at chance here ({measured}): the student will learn from the labels alone; "
-                "try a stronger teacher.")
+        where = "is at chance here" if accuracy <= chance else "is not clearly above chance here"
+        line = (f"The teacher {where} ({measured}): the student will learn from the labels alone; try a stronger "
+                "teacher.")
     return line + f" MiniLM + logistic regression on the same rows: {baseline:.0%}."
 
 
