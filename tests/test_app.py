@@ -67,3 +67,18 @@ def test_student_tab_trains_evaluates_and_cancels(workspace, teacher, workspace_
             time.sleep(1)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_setup_checks_the_teacher_on_a_task_before_any_run(workspace_studio):
+    from gradio_client import Client
+
+    from retrikt.config import RunConfig
+    from retrikt.studio.setup_form import form_values
+
+    client = Client(workspace_studio, verbose=False)
+    form = form_values(RunConfig())
+    shown = client.predict("packaged", "", "", "Built-in or saved task", "SST-2", *form, api_name="/setup_check")
+    verdict = shown.split("**")[1]
+    assert verdict.startswith("The teacher ") and "on 32 dev rows, 90% CI" in verdict
+    assert "`negative` → “negative”, `positive` → “positive”" in shown and "“Sentiment:”" in shown
+    assert "Checked in" in shown
