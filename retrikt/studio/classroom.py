@@ -145,19 +145,21 @@ def example_html(record: dict | None, kind: str) -> str:
 
 
 def classroom_figure(workspace, run_name: str | None) -> go.Figure:
-    """The view's one figure: test accuracy of the teacher and the three students, in large type."""
+    """The view's one figure: test accuracy of the teacher and the students, in large type; the student trained on
+    the gold labels alone shows what the teacher adds."""
     systems = eval_summary(workspace, run_name)["systems"]
-    names = {"teacher": "teacher", "student": "student alone", "plain_kd": "plain KD",
-             "student_retrieval": "student + retrieval"}
-    shown = [(label, 100 * systems[key]["accuracy"]) for key, label in names.items()
+    names = {"teacher": ("teacher", "#f5b041"), "student_gold": ("gold labels only", "#bdc3c7"),
+             "student": ("student alone", "#5dade2"), "plain_kd": ("plain KD", "#7f8c8d"),
+             "student_retrieval": ("student + retrieval", "#2e86de")}
+    shown = [(label, 100 * systems[key]["accuracy"], colour) for key, (label, colour) in names.items()
              if "accuracy" in systems.get(key, {})]
     fig = go.Figure(go.Bar(x=[s[0] for s in shown], y=[s[1] for s in shown], text=[f"{s[1]:.1f}%" for s in shown],
-                           textposition="outside", textfont=dict(size=26),
-                           marker_color=["#f5b041", "#5dade2", "#7f8c8d", "#2e86de"][: len(shown)]))
+                           textposition="outside", textfont=dict(size=26), marker_color=[s[2] for s in shown]))
     majority = systems.get("majority", {}).get("accuracy")
     if majority is not None:
+        # Its label sits at the left end of the line, over the teacher's bar, where no bar's own label is.
         fig.add_hline(y=100 * majority, line_dash="dot", annotation_text=f"majority class {100 * majority:.1f}%",
-                      annotation_font_size=18)
+                      annotation_position="bottom left", annotation_font_size=18)
     fig.update_layout(height=420, margin=dict(l=40, r=20, t=20, b=40), font=dict(size=22),
                       yaxis=dict(title="test accuracy %", range=[0, 105]))
     return fig
