@@ -77,6 +77,8 @@ def test_a_planted_wrong_neighbour_flips_an_example_and_fixing_its_label_flips_i
     after, line = live.edit_neighbour(rs, "tester", planted.id, record["gold"], record["text"], record["gold"])
     wall_ms = 1000 * (time.perf_counter() - started)
     assert max(after.mixed, key=after.mixed.get) == record["gold"]
+    # The verdict names the outcome against the gold label, not only that retrieval changed the answer.
+    assert after.verdict.endswith(("→ retrieval fixed it.", "→ both right.")) and "changed the answer" not in after.verdict
     assert f"**{wrong}**" in line and f"**{record['gold']}**" in line and "changed" in line
     ms = float(line.rsplit("took ", 1)[1].split(" ms")[0])
     print(f"edit + new prediction: {ms:.0f} ms (the call took {wall_ms:.0f} ms)")

@@ -257,8 +257,12 @@ class LiveStudent:
         """An input in the task's serialized form, predicted now (neighbours from the store as it is)."""
         only, mixed = self.through(rs).predict_texts([text])
         a, m = only.labels[0], mixed.labels[0]
+        if gold:  # with the gold label, say what retrieval did: fixed it, broke it, or both right / both wrong
+            said = f" → {outcome({'gold': gold, 'student': {'pred': a}, 'student_retrieval': {'pred': m}})}."
+        else:
+            said = " → retrieval changed the answer." if a != m else "."
         verdict = ((f"Gold **{gold}** · " if gold else "") + f"Student alone **{a}** · with retrieval **{m}** "
-                   f"(beta {self.beta})" + (" → retrieval changed the answer." if a != m else ".") + note)
+                   f"(beta {self.beta})" + said + note)
         return ExampleView(text, gold, only.probs[0], mixed.probs[0], neighbour_rows(mixed.neighbours[0]), verdict)
 
     def record_view(self, record: dict, rs=None) -> ExampleView:
