@@ -61,6 +61,10 @@ def verdict_line(accuracy: float, low: float, high: float, rows: int, chance: fl
         where = "is at chance here" if accuracy <= chance else "is not clearly above chance here"
         line = (f"The teacher {where} ({measured}): the student will learn from the labels alone; try a stronger "
                 "teacher.")
+    if knows and high < baseline:
+        return line[:-1] + (f", but less than MiniLM + logistic regression on the same rows ({baseline:.0%}): the "
+                            "labels alone may teach the student more; retrieval is used only where the teacher beats "
+                            "the student on dev.")
     return line + f" MiniLM + logistic regression on the same rows: {baseline:.0%}."
 
 

@@ -1,0 +1,193 @@
+"""The teacher on tasks a user brings: old answers and query line against the new ones, and the teacher check's
+verdict against the teacher's accuracy on test.
+
+    python bench/teacher_check.py [--test-items 300] [--seed 13] [--only NAME ...]
+
+Each task is imported from its CSV as `task import` would (SST-5 with the treebank's own label names, "very
+negative" ... "very positive"; TREC; DBpedia-14, 14 classes written as phrases; SST-2 itself from its GLUE train
+file). Settings per task:
+- `old`: the import defaults before this change: a label is its own answer only when every label is one alphabetic
+  word, else every label gets a letter A, B, C...; the query line is the generic question; the first token of each
+  answer is scored (every old answer is one token here, so the scorer's one-token path is exactly the old scorer);
+- `new`: the label names as answers, every token scored (`sum` of log-probabilities), the query line chosen among
+  the label column's name, "Label:" and the question on held-out train rows;
+- `new-mean`: the same with length-normalised scores (tasks with multi-token answers only).
+For each: the teacher's accuracy on a seeded sample of `--test-items` test rows, the check (dev accuracy, 90%
+interval, verdict) and the seconds of fitting + checking. The built-in SST-2 is the reference row of the SST-2 CSV.
+Writes bench/results/teacher_check.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results"
+DATA = ROOT / "bench" / "data"
+WORKSPACE = ROOT / "workspace"
+
+SST5_NAMES = {"terrible": "very negative", "bad": "negative", "okay": "neutral", "good": "positive",
+              "great": "very positive"}
+
+
+def _csv_rows(path: Path, text: str, label: str, rename: dict | None = None, limit: int | None = None) -> bytes:
+    """The file as a `text,label` CSV, labels renamed; at most `limit` rows, a seeded sample (an upload's limit)."""
+    import csv
+    import io
+
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t" if path.suffix == ".tsv" else ","))
+    if limit is not None and len(rows) > limit:
+        rows = random.Random(0).sample(rows, limit)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([text, "label"])
+    for row in rows:
+        writer.writerow([row[text], (rename or {}).get(row[label], row[label])])
+    return out.getvalue().encode("utf-8")
+
+
+def imported(name: str, seed: int):
+    """The task as `task import` builds it today (new defaults)."""
+    from retrikt.tasks.loaders import load_custom
+
+    if name == "SST-5":
+        train = _csv_rows(DATA / "SST-5" / "train.csv", "sentence", "label", SST5_NAMES)
+        test = _csv_rows(DATA / "SST-5" / "test.csv", "sentence", "label", SST5_NAMES)
+        order = list(SST5_NAMES.values())
+        return load_custom(train, ["sentence"], "label", name=name, filename="train.csv", test_source=test,
+                           test_filename="test.csv", seed=seed, label_names=order)
+    if name == "SST-2 (CSV)":
+        import json as _json
+
+        train = _csv_rows(ROOT / "retrikt" / "data" / "SST-2" / "train-full.tsv", "sentence", "label",
+                          {"0": "negative", "1": "positive"}, limit=20_000)
+        rows = [_json.loads(line) for line in (ROOT / "retrikt" / "data" / "SST-2" / "test.jsonl").open()]
+        test = ("sentence,label\n" + "".join(f'"{r["fields"]["sentence"].replace(chr(34), chr(34) * 2)}",{r["label"]}\n'
+                                             for r in rows)).encode("utf-8")
+        return load_custom(train, ["sentence"], "label", name="SST-2-csv", filename="train.csv", test_source=test,
+                           test_filename="test.csv", seed=seed)
+    column = {"TREC": "question", "DBpedia-14": "text"}[name]
+    return load_custom((DATA / name / "train.csv").read_bytes(), [column], "label", name=name,
+                       filename="train.csv", test_source=(DATA / name / "test.csv").read_bytes(),
+                       test_filename="test.csv", seed=seed)
+
+
+def old_defaults(task):
+    """The task with the import defaults before whole-answer scoring: words or letters, the generic question."""
+    words = [label.lower() for label in task.labels]
+    if all(re.fullmatch(r"[^\W\d_]+", w) for w in words) and len(set(words)) == len(words):
+        answers = dict(zip(task.labels, words))
+        query = f"Which label fits: {', '.join(words)}? Answer:"
+    else:
+        answers = dict(zip(task.labels, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+        options = ", ".join(f"{answers[label]} = {label}" for label in task.labels)
+        query = f"Which label fits ({options})? Answer with the letter:"
+    return replace(task, verbalizers=answers, query=query, query_candidates=())
+
+
+def measure(task, teacher, config, seed: int, test_items: int) -> dict:
+    import numpy as np
+
+    from retrikt.context import run_embedder
+    from retrikt.generate.check import check_teacher
+    from retrikt.teacher.scorer import TeacherScorer
+
+    started = time.perf_counter()
+    scorer = TeacherScorer(teacher, task, config.scorer, seed=seed)  # no score cache: the seconds are real
+    fit = scorer.fit()
+    check = check_teacher(task, scorer, run_embedder(config)).to_dict()
+    check_seconds = time.perf_counter() - started
+    test = random.Random(seed).sample(task.test, min(test_items, len(task.test)))
+    started = time.perf_counter()
+    probs = scorer.probs([e.fields for e in test])
+    per_input = (time.perf_counter() - started) / len(test)
+    gold = np.array([task.labels.index(e.label) for e in test])
+    accuracy = float((probs.argmax(-1) == gold).mean())
+    counts = np.bincount(gold, minlength=len(task.labels))
+    majority = float(counts.max() / counts.sum())
+    return {"answers": dict(task.verbalizers), "query": scorer.query, "candidate_queries": fit.candidate_queries,
+            "candidate_accuracies": fit.candidate_accuracies, "answer_score": config.scorer.answer_score,
+            "test_items": len(test), "test_accuracy": round(accuracy, 4), "test_majority": round(majority, 4),
+            "check": check, "fit_and_check_seconds": round(check_seconds, 1),
+            "seconds_per_test_input": round(per_input, 4),
+            "ci_holds_test": check["ci_low"] <= accuracy <= check["ci_high"],
+            "verdict_right": check["knows"] == (accuracy > majority)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--test-items", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--only", nargs="+", help="these tasks (the others keep their rows in the results)")
+    parser.add_argument("--settings", nargs="+", help="these settings of each task (the others keep their rows)")
+    args = parser.parse_args()
+
+    import torch
+
+    from retrikt.config import RunConfig, override
+    from retrikt.tasks import load_builtin
+    from retrikt.teacher.load import load_teacher
+
+    torch.set_num_threads(2)
+    config = RunConfig(workspace=str(WORKSPACE), seed=args.seed)
+    teacher = load_teacher(config.teacher, cache_dir=str(WORKSPACE / "cache"))
+    out_path = RESULTS / "teacher_check.json"
+    results = json.loads(out_path.read_text()) if out_path.exists() and (args.only or args.settings) else {}
+    for name in args.only or ["SST-2 (CSV)", "SST-5", "TREC", "DBpedia-14"]:
+        task = imported(name, args.seed)
+        settings = {"old": (old_defaults(task), config), "new": (task, config)}
+        if any(len(teacher.tokenizer.encode(" " + a, add_special_tokens=False)) > 1 for a in task.verbalizers.values()):
+            settings["new-mean"] = (task, override(config, {"scorer.answer_score": "mean"}))
+        if name == "SST-2 (CSV)":
+            settings["built-in SST-2"] = (load_builtin("SST-2", seed=args.seed), config)
+        results[name] = results.get(name, {}) if args.settings else {}
+        for setting, (variant, cfg) in settings.items():
+            if args.settings and setting not in args.settings:
+                continue
+            row = measure(variant, teacher, cfg, args.seed, args.test_items)
+            results[name][setting] = row
+            print(f"{name} {setting}: teacher {row['test_accuracy']:.1%} on {row['test_items']} test items "
+                  f"(majority {row['test_majority']:.1%}); check {row['check']['accuracy']:.1%} "
+                  f"[{row['check']['ci_low']:.0%}, {row['check']['ci_high']:.0%}] in {row['fit_and_check_seconds']} s; "
+                  f"query {row['query']!r}", flush=True)
+            out_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_markdown(results, args)
+
+
+def write_markdown(results: dict, args) -> None:
+    lines = ["# The teacher on imported tasks: answers and query line, and the teacher check",
+             "",
+             f"Written by `bench/teacher_check.py` (seed {args.seed}, embedded SmolLM2-135M teacher, 2 threads). "
+             "Teacher = accuracy on a seeded sample of the test split. Check = accuracy on the dev rows (k per "
+             "label, never used to choose the demonstrations or the query line) with its 90% interval; the verdict "
+             "says the teacher knows the task when the interval's low end is above chance. `old` = letters for "
+             "labels that are not one word, the generic question, first token; `new` = label names, every token "
+             "(sum), query line chosen; `new-mean` = length-normalised.",
+             "",
+             "| task | setting | answers | query line chosen | teacher (test) | test majority | check (dev) | 90% CI | "
+             "verdict | verdict right | CI holds test | fit + check s | s / test input |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, settings in results.items():
+        for setting, row in settings.items():
+            check = row["check"]
+            answers = ", ".join(row["answers"].values())
+            lines.append(
+                f"| {name} | {setting} | {answers[:60]}{'…' if len(answers) > 60 else ''} | `{row['query'][:50]}` | "
+                f"{row['test_accuracy']:.1%} (n = {row['test_items']}) | {row['test_majority']:.1%} | "
+                f"{check['accuracy']:.1%} (n = {check['rows']}) | {check['ci_low']:.0%}–{check['ci_high']:.0%} | "
+                f"{'knows' if check['knows'] else 'at chance'} | {'yes' if row['verdict_right'] else 'no'} | "
+                f"{'yes' if row['ci_holds_test'] else 'no'} | {row['fit_and_check_seconds']} | "
+                f"{row['seconds_per_test_input']} |")
+    (RESULTS / "teacher_check.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
