@@ -116,8 +116,9 @@ def headline(summary: dict, student_block: dict | None = None, check: dict | Non
     warning = weak_teacher_warning(summary)
     if warning:
         parts.append(warning)
-    if check_line(check):
-        parts.append(check_line(check))
+    checked = check_line(check)
+    if checked:
+        parts.append(checked)
     return " ".join(parts)
 
 

@@ -242,10 +242,15 @@ def task_choices(workspace: str | Path) -> list[str]:
     return [*BUILTIN_TASKS, *list_saved(workspace)]
 
 
+def answers_text(answers: dict[str, str]) -> str:
+    """Each label with the words the teacher answers with, as the Setup tab and `task import` show them."""
+    return ", ".join(f"`{label}` → “{text}”" for label, text in answers.items())
+
+
 def describe_task(task) -> str:
     """Labels, split sizes and what the teacher will read: each label's answer text and the query line(s)."""
     labels = ", ".join(f"`{label}`" for label in task.labels)
-    answers = ", ".join(f"`{label}` → “{task.verbalizers[label]}”" for label in task.labels)
+    answers = answers_text({label: task.verbalizers[label] for label in task.labels})
     queries = " / ".join(f"“{line}”" for line in (task.query, *task.query_candidates))
     tried = "the scorer keeps the best of" if task.query_candidates else "the query line is"
     return (f"{len(task.labels)} labels ({labels}); train {len(task.train)}, dev {len(task.dev)}, "
@@ -272,7 +277,7 @@ def parse_answers(pairs) -> dict[str, str] | None:
 def teacher_check_text(report: dict) -> str:
     """The teacher check (`generate.check.run_check`) as the Setup tab shows it: the verdict, then what the teacher
     reads and how long the check took."""
-    answers = ", ".join(f"`{label}` → “{text}”" for label, text in report["answers"].items())
+    answers = answers_text(report["answers"])
     tried = sorted(set(report["candidate_queries"]))
     return (f"**{report['verdict']}**\n\nThe teacher answers with {answers} after the query line "
             f"“{report['query']}” (the best of {len(tried)} tried on the train rows). The commonest label, "
