@@ -118,7 +118,7 @@ def build(studio) -> None:
                 check = gr.Button("Check the mapping")
             with gr.Row():
                 answer_words = gr.Textbox("", label="Answer words (optional: LABEL=TEXT, one per line; empty = each "
-                                                "label's name, as the teacher will read it)", lines=2)
+                                                "label's own name, in lower case)", lines=2)
                 query_line = gr.Textbox("", label="Query line (optional, e.g. Sentiment:; tried beside the label "
                                               "column's name, Label: and a question)")
             preview = gr.Dataframe(label="First rows", interactive=False, wrap=True)

@@ -251,7 +251,7 @@ def test_hosted_teacher_list_names_models_not_paths(tmp_path):
     allowed = [PACKAGED_TEACHER, "HuggingFaceTB/SmolLM2-360M-Instruct", str(tmp_path / "models" / "mine.gguf"),
                "gpt2"]
     assert teacher_choices(allowed) == [  # what each is: the packaged quantised copy, or the hub's own weights
-        ("SmolLM2-135M-Instruct, packaged GGUF Q4_1 on this server (default)", PACKAGED_TEACHER),
+        ("SmolLM2-135M-Instruct, packaged 4-bit copy (Q4_1) on this server (default)", PACKAGED_TEACHER),
         ("SmolLM2-360M-Instruct from the Hugging Face Hub (HuggingFaceTB), its published weights",
          "HuggingFaceTB/SmolLM2-360M-Instruct"),
         ("mine (installed on this server)", str(tmp_path / "models" / "mine.gguf")),  # a host's own model

@@ -124,7 +124,7 @@ def teacher_note(source: str, model: str, gguf_file: str) -> str:
 def teacher_label(model: str) -> str:
     """A readable name for a teacher of the hosted allow-list: a visitor picks a model, not a path or a hub id."""
     if model == PACKAGED_TEACHER:
-        return f"{PACKAGED_TEACHER_NAME}, packaged GGUF Q4_1 on this server (default)"
+        return f"{PACKAGED_TEACHER_NAME}, packaged 4-bit copy (Q4_1) on this server (default)"
     if model.startswith("packaged:"):
         return f"{model.split(':', 1)[1]} (packaged)"
     if teacher_to_form(model, None)[0] == "local":  # the host may allow a model of its own disk
