@@ -141,7 +141,9 @@ def run_generate(config: RunConfig, progress: Progress = noop_progress, should_s
         with interruptible(ctx.teacher.model, should_stop):
             run.update_summary(score=stage_score(ctx, progress, should_stop))
             run.update_summary(check=stage_check(ctx, should_stop))
-            progress("score", 1, 1, {"message": ctx.run.summary()["check"]["verdict"]})
+            # The verdict as the score stage's last word, at the step count it ended on (progress never goes back).
+            scored = len(ctx.scorer.report.candidate_accuracies)
+            progress("score", scored, scored, {"message": ctx.run.summary()["check"]["verdict"]})
             run.update_summary(train_entries=stage_store_train(ctx))
             run.update_summary(tune=stage_tune(ctx, progress, should_stop))
             run.update_summary(generate=stage_generate(ctx, progress, should_stop))
