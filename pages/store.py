@@ -239,8 +239,8 @@ def build(studio) -> None:
 
     @user_errors
     def on_map(request: gr.Request, run_name, selected, *values):
-        # design choice: the map is its own event after the rows: drawing ~1,000 points took ~0.5 s of the browser's
-        # ~0.9 s per filter here, and the table, which the user reads first, no longer waits for it.
+        # The map is its own event after the rows: drawing ~1,000 points took ~0.5 s of the browser's ~0.9 s per
+        # filter here, and the table, which the user reads first, no longer waits for it.
         return _map_view(_open(request, run_name), selected, *values[:7])
 
     def opened(request, run_name, entry_id_value, values):

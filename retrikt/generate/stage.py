@@ -140,10 +140,11 @@ def run_generate(config: RunConfig, progress: Progress = noop_progress, should_s
     try:
         with interruptible(ctx.teacher.model, should_stop):
             run.update_summary(score=stage_score(ctx, progress, should_stop))
-            run.update_summary(check=stage_check(ctx, should_stop))
+            check = stage_check(ctx, should_stop)
+            run.update_summary(check=check)
             # The verdict as the score stage's last word, at the step count it ended on (progress never goes back).
             scored = len(ctx.scorer.report.candidate_accuracies)
-            progress("score", scored, scored, {"message": ctx.run.summary()["check"]["verdict"]})
+            progress("score", scored, scored, {"message": check["verdict"]})
             run.update_summary(train_entries=stage_store_train(ctx))
             run.update_summary(tune=stage_tune(ctx, progress, should_stop))
             run.update_summary(generate=stage_generate(ctx, progress, should_stop))
