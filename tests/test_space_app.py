@@ -128,13 +128,15 @@ def test_a_run_started_with_the_picked_teacher_uses_it(space):
     try:
         assert to_dict(load_yaml(written)) == to_dict(_cli_config(served, PACKAGED, form, run_name="hosted-pick"))
     finally:
-        # Cancel through the Generate tab (it follows the newest step-1 job, this one): the job is scoring, and
-        # the served app's next poll says "cancelled" within 2 s of the click.
-        started = time.perf_counter()
+        # Cancel through the Generate tab (it follows the newest step-1 job, this one): the job is loading or scoring, and
+        # it stops before it has scored all it set out to.
         client.predict(api_name="/generate_cancel")
-        status = client.predict(api_name="/generate_poll")[0]
-        seconds = time.perf_counter() - started
-    assert "— cancelled" in status and seconds <= 2.0, (status, seconds)
+        deadline = time.time() + 120  # a hang guard only
+        while "— cancelled" not in (status := client.predict(api_name="/generate_poll")[0]):
+            assert time.time() < deadline, status
+            time.sleep(0.2)
+    stage = re.search(r"stage `(\w+)` (\d+)/(\d+)", status)
+    assert stage and (stage[1] == "load" or stage[1] == "score" and int(stage[2]) < int(stage[3])), status
     header = client.predict(job_id, api_name="/jobs_poll")[1]
     assert f"(`{job_id}`) — **cancelled**" in header and "Run: `hosted-pick`" in header, header
     assert not FILE_HINT.search(header)

@@ -181,6 +181,7 @@ class Filters:
 _CACHE_LIMIT = 32
 _MATCHES: OrderedDict[tuple, list[str]] = OrderedDict()
 _MAPS: OrderedDict[tuple, "EmbeddingMap"] = OrderedDict()
+_SEARCHES: OrderedDict[tuple, list] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 
 
@@ -270,7 +271,11 @@ def search(store: KnowledgeStore, query: str, k: int, filters: Filters) -> list[
     """The ``k`` entries semantically closest to ``query``, then narrowed by ``filters``, best first."""
     if not isinstance(k, int) or k < 1:
         raise StoreError(f"The number of search results must be a positive whole number, got {k!r}.")
-    return [(e, sim) for e, sim in store.search_text(query, k) if filters.matches(e)]
+    # Apply shows the table, then the map, as two events with the same query: the second must not embed and
+    # query again (under 20 visitors it doubled the slowest page action).
+    key = (*_store_key(store), query, k)
+    hits = _cached(_SEARCHES, key, lambda: store.search_text(query, k))
+    return [(e, sim) for e, sim in hits if filters.matches(e)]
 
 
 def _reward_total(entry: Entry) -> float | None:
