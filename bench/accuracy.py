@@ -1,6 +1,6 @@
 """Accuracy benchmark: the whole pipeline (step 1 + student + evaluation) per task and seed on the embedded teacher.
 
-Usage: python bench/accuracy.py [--tasks SST-2 CB ...] [--seeds 13 21 ...] [--workspace DIR] [--hours H]
+Usage: python -m bench.accuracy [--tasks SST-2 CB ...] [--seeds 13 21 ...] [--workspace DIR] [--hours H]
 
 Step-1 runs are named `bench-<task>-s<seed>` and reused when a finished one exists, and so are finished
 evaluations (unless `--retrain`), so an interrupted benchmark resumes. Writes `bench/results/accuracy.md` and
@@ -22,14 +22,13 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
+from retrikt.config import RunConfig, override
+from retrikt.student.evaluate import SYSTEMS
+from retrikt.runs import Run, open_run, read_summary, run_path
+from retrikt.student.stage import run_student
+from retrikt.teacher.load import load_teacher
 
-from retrikt.config import RunConfig, override  # noqa: E402
-from retrikt.student.evaluate import SYSTEMS  # noqa: E402
-from retrikt.runs import Run, open_run, read_summary, run_path  # noqa: E402
-from retrikt.student.stage import run_student  # noqa: E402
-from retrikt.teacher.load import load_teacher  # noqa: E402
+ROOT = Path(__file__).resolve().parent
 
 TASKS = ("SST-2", "CB", "RTE", "COPA", "BoolQ", "WiC", "MRPC")
 SEEDS = (13, 21, 42, 87, 100)

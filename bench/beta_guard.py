@@ -1,7 +1,7 @@
 """The beta guard on finished runs: does the teacher beat the student alone on the dev split, and what would
 retrieval have done on test without the guard?
 
-Usage: python bench/beta_guard.py --runs WORKSPACE:RUN [WORKSPACE:RUN ...] [--out bench/results]
+Usage: python -m bench.beta_guard --runs WORKSPACE:RUN [WORKSPACE:RUN ...] [--out bench/results]
 
 For every run whose students are trained (nothing is retrained): the teacher's and the student-alone's answers on
 the dev split (the teacher's step-1 scorer, restored from the run), the counts each gets right, the discordant pairs
@@ -15,29 +15,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from retrikt.context import run_store
+from retrikt.runs import open_run
+from retrikt.student.evaluate import test_subset
+from retrikt.student.retrieval import predict
+from retrikt.student.stage import binomial_tail, load_students, most_agreeing_beta
+from retrikt.tasks import task_of_run
+from retrikt.teacher.load import load_teacher
+from retrikt.teacher.scorer import run_scorer
+
+from bench.accuracy import EVAL_LIMIT  # the same test subsets, so test numbers match its table
+from bench.user_tasks import replace_table
+
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
-sys.path.insert(0, str(ROOT))
-
-from retrikt.context import run_store  # noqa: E402
-from retrikt.runs import open_run  # noqa: E402
-from retrikt.student.evaluate import test_subset  # noqa: E402
-from retrikt.student.retrieval import predict  # noqa: E402
-from retrikt.student.stage import binomial_tail, load_students, most_agreeing_beta  # noqa: E402
-from retrikt.tasks import task_of_run  # noqa: E402
-from retrikt.teacher.load import load_teacher  # noqa: E402
-from retrikt.teacher.scorer import run_scorer  # noqa: E402
-
-from accuracy import EVAL_LIMIT  # noqa: E402 - the same test subsets, so test numbers match its table
-from user_tasks import replace_table  # noqa: E402
-
 
 
 def one_run(workspace: str, name: str, teachers: dict) -> dict:

@@ -1,6 +1,6 @@
 """Grow the demo run's knowledge store to a given size, for the studio's latency at scale.
 
-Usage: python bench/big_store.py WORKSPACE --entries 100000 [--seed 13]
+Usage: python -m bench.big_store WORKSPACE --entries 100000 [--seed 13]
 
 The demo run is installed in WORKSPACE (a fresh folder), then `--entries` more entries are added to its store and
 to its trained key index, as if the student had been trained on a store that large:
@@ -17,21 +17,19 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
+from retrikt.context import run_store
+from retrikt.runs import open_run
+from retrikt.store.knowledge_store import Entry
+from retrikt.student.retrieval import KeyIndex
+from retrikt.studio.demo import DEMO_RUN, install_demo
+from retrikt.tasks import task_of_run
 
-from retrikt.context import run_store  # noqa: E402
-from retrikt.runs import open_run  # noqa: E402
-from retrikt.store.knowledge_store import Entry  # noqa: E402
-from retrikt.student.retrieval import KeyIndex  # noqa: E402
-from retrikt.studio.demo import DEMO_RUN, install_demo  # noqa: E402
-from retrikt.tasks import task_of_run  # noqa: E402
+ROOT = Path(__file__).resolve().parent
 
 SST2_FULL = ROOT.parent / "retrikt" / "data" / "SST-2" / "train-full.tsv"
 LABELS = {"0": "negative", "1": "positive"}

@@ -1,7 +1,7 @@
 """How close the studio's time estimate comes to the real wall time: estimate a run from the runs already finished in
 the workspace, then run it (as a studio job would: the job's torch threads) and compare, step by step.
 
-Usage: python bench/estimate_check.py --task SST-2 [--preset quick] [--set KEY=VALUE ...] [--workspace DIR]
+Usage: python -m bench.estimate_check --task SST-2 [--preset quick] [--set KEY=VALUE ...] [--workspace DIR]
        [--previous bench/results/estimate.json]
 
 The estimate is what Setup shows (`retrikt.estimate`): unit costs measured by the workspace's finished runs on the
@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
+import torch
+
+from retrikt.config import PRESETS, RunConfig, apply_preset, override, parse_sets
+from retrikt.estimate import estimate, measured_seconds, unit_costs
+from retrikt.jobs import job_threads
+from retrikt.runs import open_run
+from retrikt.tasks import resolve_task
+from retrikt.workflow import run_all
+
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
-
-import torch  # noqa: E402
-
-from retrikt.config import PRESETS, RunConfig, apply_preset, override, parse_sets  # noqa: E402
-from retrikt.estimate import estimate, measured_seconds, unit_costs  # noqa: E402
-from retrikt.jobs import job_threads  # noqa: E402
-from retrikt.runs import open_run  # noqa: E402
-from retrikt.tasks import resolve_task  # noqa: E402
-from retrikt.workflow import run_all  # noqa: E402
 
 
 def replay(args) -> int:

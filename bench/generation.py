@@ -1,7 +1,7 @@
 """Step-1 benchmark: the full `generate` pipeline on a task, then batched vs one-at-a-time sampling in the same process.
 
-    python bench/generation.py --task SST-2 [--task RTE] [--baseline-samples 16]
-    python bench/generation.py --task SST-2 --workspace DIR --speed-only   # re-time sampling on a finished run
+    python -m bench.generation --task SST-2 [--task RTE] [--baseline-samples 16]
+    python -m bench.generation --task SST-2 --workspace DIR --speed-only   # re-time sampling on a finished run
 
 Writes bench/results/generation.json and generation.md (appending/replacing the task's row).
 """
@@ -11,21 +11,18 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from retrikt.config import RunConfig, override  # noqa: E402
-from retrikt.generate.generation import default_max_new_tokens  # noqa: E402
-from retrikt.context import load_context, open_store  # noqa: E402
-from retrikt.generate.prompt_tuning import load_soft_prompt  # noqa: E402
-from retrikt.runs import open_run  # noqa: E402
-from retrikt.teacher.sampling import prompt_embeddings, sample  # noqa: E402
+from retrikt.config import RunConfig, override
+from retrikt.generate.generation import default_max_new_tokens
+from retrikt.context import load_context, open_store
+from retrikt.generate.prompt_tuning import load_soft_prompt
+from retrikt.runs import open_run
+from retrikt.teacher.sampling import prompt_embeddings, sample
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -1,6 +1,6 @@
 """Collect the "student, gold only" row next to the other systems from evaluated runs.
 
-Usage: python bench/gold_only.py WORKSPACE RUN [RUN ...] [--note TEXT]
+Usage: python -m bench.gold_only WORKSPACE RUN [RUN ...] [--note TEXT]
 
 Each RUN must have been trained and evaluated with the gold-only baseline (`student --from RUN`). Writes
 bench/results/gold_only.{json,md}: per run and mean ± std, test accuracy of every system, and what the teacher adds
@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from retrikt.runs import open_run
+
+from bench.accuracy import fmt
+
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
-
-from retrikt.runs import open_run  # noqa: E402
-
-sys.path.insert(0, str(ROOT))
-from accuracy import fmt  # noqa: E402
 
 SYSTEMS = ("teacher", "student", "plain_kd", "student_retrieval", "student_gold")
 NAMES = {"teacher": "teacher", "student": "student alone", "plain_kd": "plain KD",

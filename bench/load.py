@@ -1,6 +1,6 @@
 """Load: many concurrent visitors browsing Compare and the Knowledge store while one job runs.
 
-    python bench/load.py [--sessions 20] [--rounds 10] [--teacher-cache DIR] [--space]
+    python -m bench.load [--sessions 20] [--rounds 10] [--teacher-cache DIR] [--space]
 
 Starts a real `python app.py` on a fresh workspace (loopback only), starts one step-1 job, then runs `--sessions`
 gradio_client visitors at once, each doing `--rounds` rounds of the page actions below, and stops by itself.
@@ -15,14 +15,12 @@ import os
 import random
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 DEMO = "demo-SST-2"
 FILTERS = ["any", "any", "any", None, "", "", 20]
@@ -145,8 +143,7 @@ def main() -> None:
     parser.add_argument("--think", type=float, default=1.0, help="mean seconds a visitor waits between actions")
     parser.add_argument("--ramp", type=float, default=10.0, help="seconds over which the visitors arrive")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT / "bench"))
-    from ui_latency import serve  # noqa: E402
+    from bench.ui_latency import serve
 
     workspace = Path(tempfile.mkdtemp(prefix="retrikt-load-"))
     if args.teacher_cache:

@@ -1,6 +1,6 @@
 """Step-2 benchmark: step-1 samples vs after-PPO samples, per reward setting, over seeds (SST-2; CB as control).
 
-Usage: python bench/ppo.py --step1-runs DIR [--task SST-2] [--seeds 13 21] [--variants default gate_margin ...]
+Usage: python -m bench.ppo --step1-runs DIR [--task SST-2] [--seeds 13 21] [--variants default gate_margin ...]
                            [--eval-per-label 64] [--workspace DIR] [--out ppo]
 
 Each (seed, variant) copies the step-1 run `bench-<task>-s<seed>` from `--step1-runs` (its adapter, scorer and
@@ -20,17 +20,12 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
-sys.path.insert(0, str(ROOT))
 
 from retrikt.config import override  # noqa: E402
 from retrikt.context import load_context  # noqa: E402
@@ -40,6 +35,8 @@ from retrikt.generate.prompt_tuning import load_soft_prompt  # noqa: E402
 from retrikt.ppo.stage import restore_scorer, stage_ppo  # noqa: E402
 from retrikt.runs import open_run  # noqa: E402
 from retrikt.student.stage import BETA_GRID  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
 
 # name -> (what it changes, PPOConfig overrides). Every lever tried stays here and in the results, kept or not.
 VARIANTS = {
@@ -435,7 +432,7 @@ def main() -> None:
         (args.workspace / "cache").symlink_to(args.cache.resolve(), target_is_directory=True)
     judge = None
     if args.task == "SST-2":
-        from sst2_judge import load_judge
+        from bench.sst2_judge import load_judge
         judge = load_judge(args.cache)
         log(f"judge test accuracy {judge.accuracy:.4f}")
     path = ROOT / "results" / f"{args.out}.json"

@@ -1,7 +1,7 @@
 """Downstream value of step 2: student + retrieval accuracy with a step-1-only store vs a store that includes PPO
 samples, at an equal number of store entries (per label).
 
-Usage: python bench/ppo_downstream.py --step1-runs DIR --variant gate_margin_novelty [--seeds 13 21]
+Usage: python -m bench.ppo_downstream --step1-runs DIR --variant gate_margin_novelty [--seeds 13 21]
                                       [--ppo-workspace DIR] [--workspace DIR]
 
 Needs the `bench/ppo.py` run of that setting and seed (its store holds the PPO samples it kept). Arm "step 1": a
@@ -19,17 +19,12 @@ import json
 import os
 import random
 import shutil
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
-sys.path.insert(0, str(ROOT))
 
 from retrikt.config import RunConfig, override, save_yaml  # noqa: E402
 from retrikt.context import run_store  # noqa: E402
@@ -41,6 +36,8 @@ from retrikt.student.retrieval import predict  # noqa: E402
 from retrikt.student.stage import BETA_GRID, load_students, run_student  # noqa: E402
 from retrikt.tasks import task_of_run  # noqa: E402
 from retrikt.teacher.load import load_teacher  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
 
 STEP1_SOURCE, PPO_SOURCE = "generated:step1", "generated:ppo"
 
@@ -200,7 +197,7 @@ def main() -> None:
         data = json.loads(path.read_text()) if path.is_file() else {}
         data[f"{args.variant}|{seed}"] = result
         path.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    from ppo import rebuild_report
+    from bench.ppo import rebuild_report
     rebuild_report()
     print((ROOT / "results" / "ppo.md").read_text())
 

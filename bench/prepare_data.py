@@ -1,6 +1,6 @@
 """Rebuild the packaged task data (`retrikt/data/<TASK>/*.jsonl`) from the public source files.
 
-Usage: python bench/prepare_data.py SOURCE_DIR [--out OUT_DIR]
+Usage: python -m bench.prepare_data SOURCE_DIR [--out OUT_DIR]
 
 SOURCE_DIR holds one folder per task: FewGLUE_32dev jsonl files (`train.jsonl`, `dev32.jsonl`, `val.jsonl`)
 for CB, RTE, COPA, BoolQ, WiC and GLUE tsv files (`train.tsv`, `dev.tsv`) for MRPC and SST-2.

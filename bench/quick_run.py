@@ -1,6 +1,6 @@
 """The quick classroom preset (`run --preset quick`): wall time of all three steps and what it costs in accuracy.
 
-Usage: python bench/quick_run.py --seeds 13 [--task SST-2] [--workspace DIR] [--previous bench/results/quick_run.json]
+Usage: python -m bench.quick_run --seeds 13 [--task SST-2] [--workspace DIR] [--previous bench/results/quick_run.json]
 
 Each seed runs the whole pipeline in a fresh run folder, in this process, with the preset's settings and evaluation
 subset; the per-stage times come from the run's summary. The accuracy of the default settings for the same seeds is
@@ -13,18 +13,16 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
+import torch
+
+from retrikt.config import PRESETS, RunConfig, apply_preset, override
+from retrikt.jobs import job_threads
+from retrikt.workflow import run_all
+
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
-
-import torch  # noqa: E402
-
-from retrikt.config import PRESETS, RunConfig, apply_preset, override  # noqa: E402
-from retrikt.jobs import job_threads  # noqa: E402
-from retrikt.workflow import run_all  # noqa: E402
 
 SYSTEMS = ("teacher", "student", "plain_kd", "student_retrieval")
 

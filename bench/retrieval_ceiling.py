@@ -1,7 +1,7 @@
 """How far can retrieval of teacher soft labels go? k-NN over a run's knowledge store in the packaged MiniLM's
 sentence space (22M parameters, what the tiny student's encoder is distilled towards), on the test split.
 
-Usage: python bench/retrieval_ceiling.py --workspace DIR --run NAME [--unlabeled N]
+Usage: python -m bench.retrieval_ceiling --workspace DIR --run NAME [--unlabeled N]
 
 The vote of the k nearest entries (softmax(cosine / tau) weights over their teacher soft labels) is the
 retrieval-only prediction (beta = 1) with a far larger encoder than the student's, so it bounds what the
@@ -14,19 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
+from retrikt.store.embed import default_embedder
+from retrikt.runs import open_run
+from retrikt.context import run_store, run_teacher
+from retrikt.tasks import task_of_run
 
-from retrikt.store.embed import default_embedder  # noqa: E402
-from retrikt.runs import open_run  # noqa: E402
-from retrikt.context import run_store, run_teacher  # noqa: E402
-from retrikt.tasks import task_of_run  # noqa: E402
+ROOT = Path(__file__).resolve().parent
 
 GRID = [(8, 0.05), (8, 1.0), (32, 0.05), (32, 1.0)]
 

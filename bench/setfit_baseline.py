@@ -1,7 +1,7 @@
 """SetFit baseline: contrastive fine-tuning of the packaged MiniLM sentence embedder on the task's labelled k-shot
 examples, then a logistic-regression head; test accuracy, prediction speed and training time per task and seed.
 
-Usage: python bench/setfit_baseline.py [--tasks SST-2 CB ...] [--seeds 13 21 ...] [--minutes M] [--out DIR]
+Usage: python -m bench.setfit_baseline [--tasks SST-2 CB ...] [--seeds 13 21 ...] [--minutes M] [--out DIR]
 
 Needs the `setfit` package, which the studio does not: `pip install --no-deps setfit==1.2.0 evaluate==0.4.6` (the
 only two packages it adds to the pinned set; it runs with transformers 5.23 and sentence-transformers 6.2).
@@ -27,19 +27,17 @@ import argparse
 import json
 import logging
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
+from retrikt.store.embed import PACKAGED_NAME, packaged_model_dir
+from retrikt.student.evaluate import test_subset
+from retrikt.tasks import load_builtin
 
-from retrikt.store.embed import PACKAGED_NAME, packaged_model_dir  # noqa: E402
-from retrikt.student.evaluate import test_subset  # noqa: E402
-from retrikt.tasks import load_builtin  # noqa: E402
+ROOT = Path(__file__).resolve().parent
 
 TASKS = ("SST-2", "CB", "RTE", "COPA", "BoolQ", "WiC", "MRPC")
 SEEDS = (13, 21, 42, 87, 100)

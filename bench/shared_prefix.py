@@ -1,7 +1,7 @@
 """Shared-prefix speed-up of step 1 sampling and of the PPO forward/backward, against the per-row baseline in the
 same process, on the packaged teacher.
 
-    python bench/shared_prefix.py [--repeats 5] [--threads 2] [--workspace DIR]
+    python -m bench.shared_prefix [--repeats 5] [--threads 2] [--workspace DIR]
 
 Every row of a generation batch and of a PPO minibatch starts with the same [soft prompt; label prompt]. The
 baseline runs that prefix once per row (what the code did before); the shared path runs it once and repeats its
@@ -15,24 +15,22 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
+from retrikt.config import GenerationConfig, PPOConfig, PromptTuningConfig, TeacherConfig
+from retrikt.generate.generation import default_max_new_tokens
+from retrikt.generate.prompt_tuning import init_embeddings
+from retrikt.ppo.trainer import PPOTrainer, PromptSpec
+from retrikt.ppo.rewards import RewardBreakdown
+from retrikt.tasks import load_builtin
+from retrikt.teacher.load import load_teacher
+from retrikt.teacher.sampling import prompt_embeddings, sample
 
-from retrikt.config import GenerationConfig, PPOConfig, PromptTuningConfig, TeacherConfig  # noqa: E402
-from retrikt.generate.generation import default_max_new_tokens  # noqa: E402
-from retrikt.generate.prompt_tuning import init_embeddings  # noqa: E402
-from retrikt.ppo.trainer import PPOTrainer, PromptSpec  # noqa: E402
-from retrikt.ppo.rewards import RewardBreakdown  # noqa: E402
-from retrikt.tasks import load_builtin  # noqa: E402
-from retrikt.teacher.load import load_teacher  # noqa: E402
-from retrikt.teacher.sampling import prompt_embeddings, sample  # noqa: E402
+ROOT = Path(__file__).resolve().parent
 
 
 def per_row_forward(trainer: PPOTrainer, prompt: torch.Tensor, prompt_ids: list[int], tokens: torch.Tensor):

@@ -3,18 +3,16 @@
 The judge lives in the package (`retrikt/generate/judge.py`): TF-IDF word 1-2 grams + logistic regression on the
 full SST-2 train set. The step-2 bench (`bench/ppo.py`) imports `load_judge` from here.
 
-Usage: python bench/sst2_judge.py [--cache DIR]
+Usage: python -m bench.sst2_judge [--cache DIR]
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
+from retrikt.generate.judge import load_judge  # noqa: F401 - re-exported for bench/ppo.py
 
-from retrikt.generate.judge import load_judge  # noqa: E402,F401 - re-exported for bench/ppo.py
+ROOT = Path(__file__).resolve().parent
 
 
 def main() -> None:

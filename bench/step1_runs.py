@@ -1,22 +1,19 @@
 """Step-1 runs `bench-SST-2-s<seed>` (same settings as the accuracy benchmark), one after the other.
 
-Usage: python bench/step1_runs.py --workspace DIR --seeds 13 21
+Usage: python -m bench.step1_runs --workspace DIR --seeds 13 21
 """
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
-sys.path.insert(0, str(ROOT))
+from bench.accuracy import log, quiet_progress, step1  # noqa: E402
 
-from accuracy import log, quiet_progress, step1  # noqa: E402
+ROOT = Path(__file__).resolve().parent
 
 
 def main() -> int:

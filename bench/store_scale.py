@@ -1,7 +1,7 @@
 """A knowledge store of 10k to 1M entries, embedded and on a Chroma server: add, key-index build, open, disk, memory,
 top-k latency and recall against exact search, each next to exact brute-force top-k measured in the same run.
 
-    python bench/store_scale.py [--sizes 10000,100000,1000000] [--backends embedded,server] [--cache DIR]
+    python -m bench.store_scale [--sizes 10000,100000,1000000] [--backends embedded,server] [--cache DIR]
 
 The first 67,349 entries are the SST-2 train sentences (retrikt/data/SST-2/train-full.tsv), keyed by the shipped demo run's
 trained student (64-d) and embedded by the packaged MiniLM (384-d); their soft labels are teacher-style (see
@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 TRAIN_TSV = ROOT / "retrikt" / "data" / "SST-2" / "train-full.tsv"
 TEST_JSONL = ROOT / "retrikt" / "data" / "SST-2" / "test.jsonl"
@@ -184,7 +183,6 @@ def rows(real: dict, start: int, stop: int) -> dict:
         return parts[0]
     return {"texts": parts[0]["texts"] + parts[1]["texts"],
             **{k: np.concatenate([parts[0][k], parts[1][k]]) for k in ("gold", "keys", "embeddings", "soft")}}
-
 
 
 # ---- measuring ---------------------------------------------------------------------------------------------------
@@ -466,12 +464,12 @@ class Server:
 
 
 def child(mode: str, args, size: int, store: Path | None = None, url: str | None = None, ef: int = 0) -> dict:
-    cmd = [sys.executable, __file__, "--mode", mode, "--size", str(size), "--cache",
+    cmd = [sys.executable, "-m", "bench.store_scale", "--mode", mode, "--size", str(size), "--cache",
            str(args.cache), "--single", str(args.single), "--ef", str(ef)]
     if args.hnsw:
         cmd += ["--hnsw", args.hnsw]
     cmd += ["--url", url] if url else ["--store", str(store)]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     if proc.returncode:
         raise RuntimeError(f"{mode} {size} failed ({proc.returncode})")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -695,7 +693,7 @@ def report(data: dict, out: Path) -> None:
     lines = [
         "# Knowledge store at scale: 10k to 1M entries, embedded and on a Chroma server",
         "",
-        "`python bench/store_scale.py --sizes 10000,100000,1000000` (chart: `store_scale.html`). "
+        "`python -m bench.store_scale --sizes 10000,100000,1000000` (chart: `store_scale.html`). "
         f"{data['cpus']} CPU cores shared with other jobs, the bench at nice 5, torch and BLAS at 1 thread; so every "
         "latency comes with exact brute-force top-k (numpy, one thread, float32 matrix product + argpartition) "
         "measured in the same process on the same keys: the ratio is the number to trust.",

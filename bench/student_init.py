@@ -1,7 +1,7 @@
 """Does initialising the student from the packaged MiniLM help? Trains the same student three ways on a finished
 step-1 run and reports test accuracy without and with retrieval.
 
-Usage: python bench/student_init.py RUN [--workspace DIR]
+Usage: python -m bench.student_init RUN [--workspace DIR]
 
 Variants: random init; token/position embeddings projected from MiniLM (PCA); that plus MiniLM sentence-embedding
 distillation on the unlabeled pool (the default). Retrieval here is exact cosine over the student keys in memory with
@@ -19,15 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
+from retrikt.student.retrieval import mix
+from retrikt.runs import open_run
+from retrikt.student.model import build_student, task_texts
+from retrikt.context import run_store
+from retrikt.student.train import finetune, pretrain, pretraining_corpus, select_items
+from retrikt.tasks import load_builtin
 
-from retrikt.student.retrieval import mix  # noqa: E402
-from retrikt.runs import open_run  # noqa: E402
-from retrikt.student.model import build_student, task_texts  # noqa: E402
-from retrikt.context import run_store  # noqa: E402
-from retrikt.student.train import finetune, pretrain, pretraining_corpus, select_items  # noqa: E402
-from retrikt.tasks import load_builtin  # noqa: E402
+ROOT = Path(__file__).resolve().parent
 
 VARIANTS = (("random", "random", 0), ("MiniLM embeddings (PCA)", "minilm", 0),
             ("MiniLM embeddings + sentence distillation", "minilm", None))

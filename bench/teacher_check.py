@@ -1,7 +1,7 @@
 """The teacher on tasks a user brings: old answers and query line against the new ones, and the teacher check's
 verdict against the teacher's accuracy on test.
 
-    python bench/teacher_check.py [--test-items 300] [--seed 13] [--only NAME ...]
+    python -m bench.teacher_check [--test-items 300] [--seed 13] [--only NAME ...]
 
 Each task is imported from its CSV as `task import` would (SST-5 with the treebank's own label names, "very
 negative" ... "very positive"; TREC; DBpedia-14, 14 classes written as phrases; SST-2 itself from its GLUE train
@@ -22,13 +22,11 @@ import argparse
 import json
 import random
 import re
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 DATA = ROOT / "bench" / "data"
 WORKSPACE = ROOT / "workspace"

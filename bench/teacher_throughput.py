@@ -2,7 +2,7 @@
 full-vocabulary head on every position) against length-sorted batches that apply the head to the answer position
 only, all on the same inputs and demonstrations in one process.
 
-Usage: python bench/teacher_throughput.py [--n 160] [--threads 1 2] [--workspace DIR]
+Usage: python -m bench.teacher_throughput [--n 160] [--threads 1 2] [--workspace DIR]
 
 Inputs: the first N whole SST-2 train sentences of `unlabeled-sentences.jsonl` (a fixed shuffle). Demonstrations: two
 per label from the seed-13 train split. Checks that every path gives the same probabilities (max abs difference)
@@ -15,7 +15,6 @@ import copy
 import json
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -23,14 +22,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
-
 from retrikt.config import ScorerConfig, TeacherConfig  # noqa: E402
 from retrikt.teacher.scorer import TeacherScorer  # noqa: E402
 from retrikt.tasks import load_builtin  # noqa: E402
 from retrikt.tasks.builtin import teacher_pool  # noqa: E402
 from retrikt.teacher.load import load_teacher  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
 
 
 def whole_sentences(task_name: str = "SST-2") -> list[dict]:

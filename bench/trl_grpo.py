@@ -1,10 +1,10 @@
 """Can TRL's GRPO / RLOO trainers train a PEFT prompt-tuning soft prompt? A feasibility check, then (if it passes) the
 real comparison against the project's own PPO.
 
-Usage: python bench/trl_grpo.py check [--trainers grpo rloo] [--out trl_grpo]
-       python bench/trl_grpo.py sst2 --step1-runs DIR --workspace DIR --cache DIR [--seed 13]
+Usage: python -m bench.trl_grpo check [--trainers grpo rloo] [--out trl_grpo]
+       python -m bench.trl_grpo sst2 --step1-runs DIR --workspace DIR --cache DIR [--seed 13]
                                      [--arms trl_grpo trl_rloo project_ppo] [--updates N] [--out trl_grpo]
-       python bench/trl_grpo.py render [--out trl_grpo]
+       python -m bench.trl_grpo render [--out trl_grpo]
 
 `sst2` copies the step-1 run `bench-SST-2-s<seed>` per arm and trains its soft prompt with TRL's GRPO or RLOO
 (reward = the run's default reward callables, budget = the PPOConfig defaults: 24 rollout batches of 8, 2 epochs of
@@ -39,8 +39,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
-sys.path.insert(0, str(ROOT))
 
 torch.set_num_threads(1)
 
@@ -298,7 +296,7 @@ def quiet(stage, done, total, info):
 
 def step1_samples(ctx, run, task_name: str, seed: int, args):
     """The step-1 arm's evaluation samples, cached under the name `bench/ppo.py` uses (so both arms share them)."""
-    from ppo import _sample_dicts, _samples_from
+    from bench.ppo import _sample_dicts, _samples_from
 
     from retrikt.generate.generation import generate_samples
     from retrikt.generate.prompt_tuning import load_soft_prompt
@@ -358,7 +356,7 @@ def trl_one(kind: str, task_name: str, seed: int, args, judge) -> dict:
     from peft import PromptTuningConfig, get_peft_model
     import trl
 
-    from ppo import copy_step1_run, sample_metrics
+    from bench.ppo import copy_step1_run, sample_metrics
 
     from retrikt.config import override
     from retrikt.context import load_context, open_store
@@ -466,7 +464,7 @@ def trl_one(kind: str, task_name: str, seed: int, args, judge) -> dict:
 
 
 def cmd_sst2(args) -> int:
-    from ppo import bench_one
+    from bench.ppo import bench_one
 
     from retrikt.generate.judge import load_judge
 
@@ -526,7 +524,7 @@ def render(out_name: str) -> str:
         check = json.loads(path.read_text())
         versions_ = ", ".join(f"{k} {v}" for k, v in check["versions"].items())
         lines += [f"## Feasibility check, tiny model, {title}", "",
-                  f"`python bench/trl_grpo.py check{' --bf16' if suffix else ''}`; {versions_}. 2-layer Llama "
+                  f"`python -m bench.trl_grpo check{' --bf16' if suffix else ''}`; {versions_}. 2-layer Llama "
                   "(hidden 16) from config with random weights and the packaged teacher's tokenizer, "
                   f"`get_peft_model(PromptTuningConfig(num_virtual_tokens={VIRTUAL}))`, 2 optimizer steps on CPU, "
                   "4 prompts x 4 generations of 8 tokens, reward = characters written / 40, beta 0.1, lr 0.05.", "",

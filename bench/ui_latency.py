@@ -1,6 +1,6 @@
 """Page-action latency of every tab, idle and while a step-1 job holds the CPU, against a real `python app.py`.
 
-    python bench/ui_latency.py [--teacher-cache DIR] [--rounds 5] [--store-entries 100000]
+    python -m bench.ui_latency [--teacher-cache DIR] [--rounds 5] [--store-entries 100000]
 
 Each action is one gradio_client call (the server round trip a click makes; the browser's rendering is not in
 it). `--teacher-cache` is a workspace `cache/` folder holding the converted teacher, so the job starts quickly.
@@ -126,8 +126,7 @@ def main() -> None:
         shutil.copytree(args.teacher_cache, workspace / "cache")
     grown = None
     if args.store_entries:
-        sys.path.insert(0, str(ROOT / "bench"))
-        from big_store import grow
+        from bench.big_store import grow
 
         grown = grow(workspace, args.store_entries)
     try:

@@ -1,7 +1,7 @@
 """How much do teacher soft labels on real unlabeled inputs lift the student? Student alone, plain KD and student +
 retrieval for N teacher-labelled SST-2 train inputs added to a step-1 run's store.
 
-Usage: python bench/unlabeled_ablation.py --seeds 13 21 --ns 0 500 2000 5000 [--pool sentences]
+Usage: python -m bench.unlabeled_ablation --seeds 13 21 --ns 0 500 2000 5000 [--pool sentences]
        [--teacher-keys-ns 2000] [--key-weight 4 --key-weight-ns 500] [--heldout 256]
        [--previous OTHER.json ...] [--workspace DIR] [--out DIR] [--tag NAME] [--set epochs=4 ...]
 
@@ -39,7 +39,6 @@ import math
 import os
 import random
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -48,9 +47,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
 
 from retrikt.config import StudentConfig  # noqa: E402
 from retrikt.student.retrieval import bank_neighbours, mix, mixed_log_probs, relational_loss  # noqa: E402
@@ -62,6 +58,8 @@ from retrikt.student.stage import BETA_GRID, choose_beta, teacher_inputs, teache
 from retrikt.student.train import (Items, _epoch_order, clone, finetune, minilm_targets, pretrain,  # noqa: E402
                                    pretraining_corpus, select_items)
 from retrikt.tasks import task_of_run  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
 
 
 def log(message: str) -> None:

@@ -1,6 +1,6 @@
 """Imported (user) tasks: collect finished `run`s of tasks brought in with `task import` into one table.
 
-Usage: python bench/user_tasks.py --workspace DIR RUN [RUN ...] [--wall RUN=SECONDS ...]
+Usage: python -m bench.user_tasks --workspace DIR RUN [RUN ...] [--wall RUN=SECONDS ...]
 
 Reads each run's `summary.json` and `eval/summary.json` (nothing is re-run) and writes
 `bench/results/user_tasks.json` and the table part of `user_tasks.md` (between the markers below, so the prose
@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
+from retrikt.estimate import measured_seconds
+from retrikt.runs import open_run
+from retrikt.studio.compare import weak_teacher_warning
 
-from retrikt.estimate import measured_seconds  # noqa: E402
-from retrikt.runs import open_run  # noqa: E402
-from retrikt.studio.compare import weak_teacher_warning  # noqa: E402
+ROOT = Path(__file__).resolve().parent
 
 SYSTEMS = ("majority", "teacher", "student", "plain_kd", "student_retrieval", "student_gold")
 GOAL_POINTS = 3.0

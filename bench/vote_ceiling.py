@@ -4,7 +4,7 @@ perfect? k-NN vote (beta = 1) over the store items + the first N scored unlabele
 (576-d, and PCA to 64-d as the student's key head would predict it) or from MiniLM sentence embeddings. Neither
 query key is allowed at inference (both need a model far above the student's budget): these are ceilings.
 
-Usage: python bench/vote_ceiling.py --seeds 13 21 --ns 0 500 2000
+Usage: python -m bench.vote_ceiling --seeds 13 21 --ns 0 500 2000
 
 Also scores the test split with the batched scorer, so the teacher's test accuracy is checked against the
 accuracy benchmark's. Needs the caches the ablation wrote (`--teacher-keys-ns`). Writes
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -23,11 +22,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
-sys.path.insert(0, str(ROOT))
-
-from unlabeled_ablation import pca_keys  # noqa: E402
+from bench.unlabeled_ablation import pca_keys  # noqa: E402
 
 from retrikt.config import StudentConfig  # noqa: E402
 from retrikt.store.embed import default_embedder  # noqa: E402
@@ -38,6 +33,8 @@ from retrikt.context import run_store, run_teacher  # noqa: E402
 from retrikt.student.stage import teacher_inputs  # noqa: E402
 from retrikt.student.train import minilm_targets, select_items  # noqa: E402
 from retrikt.tasks import task_of_run  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
 
 GRID = [(8, 0.05), (32, 0.05), (32, 1.0)]
 

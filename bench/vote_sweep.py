@@ -1,6 +1,6 @@
 """The vote's own levers on trained runs: k, temperature, per-class normalisation, teacher-confidence weighting.
 
-Usage: python bench/vote_sweep.py WORKSPACE RUN [RUN ...] [--note TEXT]
+Usage: python -m bench.vote_sweep WORKSPACE RUN [RUN ...] [--note TEXT]
 
 Each RUN must have a trained retrieval student (`run` or `student --from RUN`). Nothing is retrained: per run the
 student encodes the test split and the held-out inputs of the `teacher` beta rule once, its key index returns the
@@ -13,23 +13,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from retrikt.context import run_store, run_teacher
+from retrikt.runs import open_run
+from retrikt.student.retrieval import neighbour_weights
+from retrikt.student.stage import BETA_GRID, heldout_inputs, load_students
+from retrikt.tasks import task_of_run
+from retrikt.teacher.scorer import run_scorer
+
+from bench.accuracy import fmt
+
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
-
-from retrikt.context import run_store, run_teacher  # noqa: E402
-from retrikt.runs import open_run  # noqa: E402
-from retrikt.student.retrieval import neighbour_weights  # noqa: E402
-from retrikt.student.stage import BETA_GRID, heldout_inputs, load_students  # noqa: E402
-from retrikt.tasks import task_of_run  # noqa: E402
-from retrikt.teacher.scorer import run_scorer  # noqa: E402
-
-sys.path.insert(0, str(ROOT))
-from accuracy import fmt  # noqa: E402
 
 K_MAX = 32
 

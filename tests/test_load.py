@@ -2,12 +2,8 @@
 step-1 job runs on the same 2-core machine. Loopback only; it stops by itself."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-from load import run_load, start_job  # noqa: E402
+from bench.load import run_load, start_job
 
 
 SESSIONS, ROUNDS = 20, 2

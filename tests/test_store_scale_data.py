@@ -3,14 +3,10 @@ chunks of Chroma's max batch while the exact search reads all keys at once, and 
 measures the index if both see the same keys."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-import store_scale  # noqa: E402
+from bench import store_scale
 
 
 def _real(n: int = 5) -> dict:
