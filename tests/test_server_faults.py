@@ -119,10 +119,16 @@ def test_server_killed_during_a_student_evaluation(workspace, teacher, tmp_path)
         assert summary["student_retrieval"]["accuracy"] > 0.5
 
 
-@pytest.mark.parametrize("delay", [0.1, 0.6, 1.5])
-def test_a_batch_killed_in_flight_is_stored_whole_or_not_at_all(tmp_path, monkeypatch, delay):
-    """The server is killed `delay` seconds after our add request starts going out (a 5,000-entry batch, one
-    request): after a restart the batch is all there or absent, never in part."""
+KILL_AT = (0.5, 0.25, 0.75, 0.1, 0.9, 0.05)
+"""When the server is killed, as a fraction of the time an unkilled server took from receiving the whole batch to
+answering; tried in turn until a kill lands between the two."""
+
+
+def test_a_batch_killed_in_flight_is_stored_whole_or_not_at_all(tmp_path, monkeypatch):
+    """The server is killed (SIGKILL) after it has received a 5,000-entry batch (one request) and before it answered:
+    after a restart the batch is all there or absent, never in part. A kill that lands before the batch is sent in
+    full or after the answer proves nothing, so the kill moment is moved until one lands in between, or the test
+    fails."""
     import threading
     import time
 
@@ -133,41 +139,88 @@ def test_a_batch_killed_in_flight_is_stored_whole_or_not_at_all(tmp_path, monkey
 
     rng = np.random.default_rng(0)
     n = 5000
-    entries = [Entry(fields={"sentence": f"text {i}"}, label="positive", source="unlabeled", text=f"text {i}",
-                     id=f"x{i}") for i in range(n)]
     vectors = rng.normal(size=(n, 384)).astype(np.float32)
-    sent = threading.Event()
+    labels = ["negative", "positive"]
+    uploaded, answered = threading.Event(), threading.Event()
     send = httpx.Client.send
+
+    class Announcing(httpx.SyncByteStream):
+        """The request body, which says when its last byte has been handed to the socket."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __iter__(self):
+            yield from self.inner
+            uploaded.set()
 
     def spying_send(self, request, *args, **kwargs):
         if request.method == "POST" and request.url.path.endswith("/add"):
-            sent.set()
+            request.stream = Announcing(request.stream)
+            response = send(self, request, *args, **kwargs)
+            answered.set()
+            return response
         return send(self, request, *args, **kwargs)
 
+    def entries(tag):
+        return [Entry(fields={"sentence": f"text {i}"}, label="positive", source="unlabeled", text=f"text {i}",
+                      id=f"{tag}-{i}") for i in range(n)]
+
     monkeypatch.setattr(httpx.Client, "send", spying_send)
-    with run_chroma_server(tmp_path) as (url, server):
-        port = int(url.rsplit(":", 1)[1])
-        store = KnowledgeStore(url=url, collection="in-flight", task_labels=["negative", "positive"])
-        assert store._batch >= n  # one request
-        failure: list[Exception] = []
+    port, landed, tried, previous = None, False, [], None
+    for attempt, fraction in enumerate(KILL_AT):
+        with run_chroma_server(tmp_path, port) as (url, server):
+            port = int(url.rsplit(":", 1)[1])
+            if previous:  # the batch of the attempt before, with the server up again
+                stored = KnowledgeStore(url=url, collection=previous, task_labels=labels).count()
+                assert stored in (0, n), f"{stored} of {n} entries of one batch were stored"
+                if landed:
+                    break
+            if attempt == 0:
+                # The baseline: how long this server takes, unkilled, from the whole batch to its answer.
+                store = KnowledgeStore(url=url, collection="baseline", task_labels=labels)
+                assert store._batch >= n  # one request
+                uploaded.clear()
+                answered.clear()
+                writer = threading.Thread(target=store.add, args=(entries("baseline"), vectors))
+                writer.start()
+                assert uploaded.wait(timeout=120), "the add request was never sent in full"
+                sent_at = time.monotonic()
+                assert answered.wait(timeout=120), "the server never answered the add request"
+                processing = time.monotonic() - sent_at
+                writer.join(timeout=120)
+                assert store.count() == n
+            previous = f"in-flight-{attempt}"
+            store = KnowledgeStore(url=url, collection=previous, task_labels=labels)
+            uploaded.clear()
+            answered.clear()
+            failure: list[BaseException] = []
 
-        def write():
-            try:
-                store.add(entries, vectors)
-            except StoreError as exc:
-                failure.append(exc)
+            def write():
+                try:
+                    store.add(entries(previous), vectors)
+                except BaseException as exc:  # noqa: BLE001 - checked below, in the test's thread
+                    failure.append(exc)
 
-        writer = threading.Thread(target=write)
-        writer.start()
-        assert sent.wait(timeout=120), "the add request was never sent"
-        time.sleep(delay)
-        server.kill()
-        server.wait()
-        writer.join(timeout=120)
-    with run_chroma_server(tmp_path, port):
-        stored = KnowledgeStore(url=url, collection="in-flight", task_labels=["negative", "positive"]).count()
-    assert stored in (0, n), f"{stored} of {n} entries of one batch were stored"
-    if failure:  # the kill landed before the answer: the error names the server
-        assert url in str(failure[0]) and "\n" not in str(failure[0])
-    print(f"killed {delay} s into the request: {stored} of {n} stored; the writer "
-          f"{'failed' if failure else 'finished first'}")
+            writer = threading.Thread(target=write)
+            writer.start()
+            assert uploaded.wait(timeout=120), "the add request was never sent in full"
+            time.sleep(fraction * processing)
+            # Read before the kill: an answer that slips in after this read still leaves the writer successful, which
+            # the check below also requires to be absent.
+            before_answer = not answered.is_set()
+            server.kill()
+            server.wait()
+            writer.join(timeout=120)
+            assert not writer.is_alive(), "the writer still waits on a killed server"
+            if failure:
+                assert isinstance(failure[0], StoreError), repr(failure[0])
+                assert url in str(failure[0]) and "\n" not in str(failure[0])
+            landed = before_answer and bool(failure)
+            tried.append(f"{fraction:.2f} x {processing:.3f} s: "
+                         f"{'mid-write' if landed else 'after the answer' if not failure else 'answer lost'}")
+    else:
+        with run_chroma_server(tmp_path, port) as (url, _):
+            stored = KnowledgeStore(url=url, collection=previous, task_labels=labels).count()
+        assert stored in (0, n), f"{stored} of {n} entries of one batch were stored"
+    assert landed, f"no kill landed between the whole batch and the server's answer ({'; '.join(tried)})"
