@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import RunConfig
+from .errors import RetriktError
 from .runs import Run, open_run, runs_newest_first
 
 STAGES = ("load", "score", "tune", "generate", "ppo", "ppo-generate", "unlabeled", "student", "eval")
@@ -30,6 +31,9 @@ LATENCY_SAMPLE = 32
 _DEMO = "demo-SST-2"
 UNITS_VERSION = 3
 """Bumped whenever a stage's unit of work changes, so cached unit costs are computed again."""
+DAMAGED = (OSError, UnicodeDecodeError, json.JSONDecodeError, RetriktError)
+"""What reading a damaged or foreign run raises: a file gone or unreadable, a summary that is not JSON, a config this
+version cannot read or rejects, or a task it no longer finds (the last two RetriktError)."""
 
 
 def _mean_chars(task, examples) -> float:
@@ -91,7 +95,7 @@ def measured_seconds(run: Run) -> dict[str, float]:
                "unlabeled": (summary.get("unlabeled") or {}).get("seconds"),
                "student": (summary.get("student") or {}).get("seconds")}
     if run.eval_summary_path.is_file():
-        systems = json.loads(run.eval_summary_path.read_text(encoding="utf-8"))["systems"]
+        systems = json.loads(run.eval_summary_path.read_text(encoding="utf-8")).get("systems") or {}
         seconds["eval"] = (systems.get("teacher") or {}).get("seconds")
     return {stage: float(s) for stage, s in seconds.items() if isinstance(s, (int, float))}
 
@@ -133,7 +137,7 @@ def _cached_costs(workspace: str | Path, names: list[str]) -> dict[str, dict]:
         if not entry or entry.get("stamp") != stamp or entry.get("units") != UNITS_VERSION:
             try:
                 entry = {"stamp": stamp, "units": UNITS_VERSION, "costs": unit_costs(open_run(workspace, name))}
-            except Exception:  # noqa: BLE001 - a damaged or foreign run just gives no measurement
+            except DAMAGED:  # a damaged or foreign run gives no measurement; a bug in this module still raises
                 entry = {"stamp": stamp, "units": UNITS_VERSION, "costs": {}}
             known[name], changed = entry, True
         out[name] = entry["costs"]

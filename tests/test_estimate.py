@@ -113,3 +113,52 @@ def test_status_lines_show_the_time_left_of_a_running_job():
     assert "this stage: about" in job_status(job, None)  # its own pace when nothing was measured here
     job.state = "done"
     assert "left" not in job_status(job, None, left=300.0)
+
+
+def _bad_yaml(run):
+    run.config_path.write_text("task: [SST-2\n", encoding="utf-8")
+
+
+def _unknown_setting(run):
+    run.config_path.write_text(run.config_path.read_text(encoding="utf-8") + "no_such_setting: 1\n", encoding="utf-8")
+
+
+def _unknown_task(run):
+    text = run.config_path.read_text(encoding="utf-8")
+    run.config_path.write_text(text.replace("task: SST-2", "task: a-task-deleted-since", 1), encoding="utf-8")
+
+
+@pytest.mark.parametrize("damage", [
+    _bad_yaml,
+    _unknown_setting,
+    _unknown_task,
+    lambda run: run.summary_path.write_text('{"status": "done", ', encoding="utf-8"),
+    lambda run: run.summary_path.write_bytes(b'{"status": "\xff"}'),
+    lambda run: run.eval_summary_path.write_text("not json", encoding="utf-8"),
+], ids=["config not YAML", "unknown setting", "task gone", "summary cut short", "summary not UTF-8",
+        "evaluation not JSON"])
+def test_a_damaged_run_gives_no_measurement_and_the_others_still_count(tmp_path, sst2, damage):
+    config = RunConfig(task="SST-2")
+    finished_run(tmp_path, "good", config)
+    bad = finished_run(tmp_path, "damaged", config)
+    damage(bad)
+    found = estimate(config, sst2, tmp_path, threads=1)
+    assert found.total is not None and found.based_on["tune"] == ["good"]
+    cached = json.loads((tmp_path / "cache" / "costs.json").read_text(encoding="utf-8"))
+    assert cached["damaged"]["costs"] == {} and cached["good"]["costs"]
+
+
+@pytest.mark.parametrize("bug", [TypeError, KeyError, AttributeError, ZeroDivisionError, ValueError])
+def test_a_bug_in_the_cost_reckoning_raises_instead_of_leaving_no_measurement(tmp_path, sst2, monkeypatch, bug):
+    import retrikt.estimate as estimate_module
+
+    config = RunConfig(task="SST-2")
+    finished_run(tmp_path, "good", config)
+
+    def broken(run):
+        raise bug("a bug")
+
+    monkeypatch.setattr(estimate_module, "measured_seconds", broken)
+    with pytest.raises(bug, match="a bug"):
+        estimate(config, sst2, tmp_path, threads=1)
+    assert not (tmp_path / "cache" / "costs.json").exists()  # nothing cached for a later call to trust
