@@ -1,6 +1,7 @@
 """Accuracy benchmark: the whole pipeline (step 1 + student + evaluation) per task and seed on the embedded teacher.
 
 Usage: python -m bench.accuracy [--tasks SST-2 CB ...] [--seeds 13 21 ...] [--workspace DIR] [--hours H]
+       python -m bench.accuracy --render   # rewrite accuracy.md from accuracy.json, running nothing
 
 Step-1 runs are named `bench-<task>-s<seed>` and reused when a finished one exists, and so are finished
 evaluations (unless `--retrain`), so an interrupted benchmark resumes. Writes `bench/results/accuracy.md` and
@@ -27,6 +28,9 @@ from retrikt.student.evaluate import SYSTEMS
 from retrikt.runs import Run, open_run, read_summary, run_path
 from retrikt.student.stage import run_student
 from retrikt.teacher.load import load_teacher
+
+from bench.report import write_json, write_md
+from bench.stats import mean_std
 
 ROOT = Path(__file__).resolve().parent
 
@@ -98,14 +102,6 @@ def quiet_progress(stage, done, total, info):
         print(f"    {stage:<9} {done}/{total} {extra[:100]}", flush=True)
 
 
-def fmt(values: list[float], scale: float = 100.0) -> str:
-    if not values:
-        return "-"
-    mean = statistics.mean(values) * scale
-    std = statistics.stdev(values) * scale if len(values) > 1 else 0.0
-    return f"{mean:.1f} ± {std:.1f}"
-
-
 def aggregate(results: dict[str, list[dict]]) -> dict:
     table = {}
     for task, runs in results.items():
@@ -143,7 +139,8 @@ def setfit_cell(task: str, seeds: list[int], setfit: dict) -> str:
     if not accs:
         return "not run"
     missing = [str(s) for s in seeds if (task, s) not in setfit]
-    return fmt(accs) + (f" (seeds {','.join(s for s in map(str, seeds) if s not in missing)})" if missing else "")
+    return mean_std(accs, 100) + (f" on seeds {','.join(s for s in map(str, seeds) if s not in missing)}"
+                                  if missing else "")
 
 
 def teacher_adds(task_runs: list[dict]) -> list[float]:
@@ -157,24 +154,24 @@ def write_report(table: dict, runs: dict, out: Path, notes: list[str]) -> None:
              "student_retrieval": "student + retrieval", "plain_kd": "plain KD", "student_gold": "student, gold only"}
     setfit = setfit_runs()
     lines = ["# Accuracy benchmark (embedded teacher SmolLM2-135M, CPU)", "",
-             "Mean ± std over seeds of test accuracy (%), produced by `bench/accuracy.py`. SetFit: "
-             "`bench/setfit_baseline.py` (`setfit.md`), 22.7M parameters, on the same 32 labelled examples and seeds. "
+             "Mean ± std over seeds of test accuracy (%), with the number of seeds n. SetFit: "
+             "`python -m bench.setfit_baseline` (`setfit.md`), 22.7M parameters, on the same 32 labelled examples and seeds. "
              "Teacher adds: student + retrieval minus the student trained on the gold labels alone, per seed.", ""]
     lines += ["| task | seeds | test n | " + " | ".join(names[s] for s in SYSTEMS) + " | SetFit | teacher adds | "
               "beta (per seed) | student size | step-1 parse rate |",
               "|---|---|---|" + "---|" * len(SYSTEMS) + "---|---|---|---|---|"]
     for task, row in table.items():
-        cells = [fmt(row[s]["accuracy"]) for s in SYSTEMS]
+        cells = [mean_std(row[s]["accuracy"], 100) for s in SYSTEMS]
         lines.append(f"| {task} | {','.join(map(str, row['seeds']))} | {row['test_examples']}/{row['test_total']} | "
                      + " | ".join(cells) + f" | {setfit_cell(task, row['seeds'], setfit)} | "
-                     f"{fmt(teacher_adds(runs.get(task, [])))} | {','.join(str(b) for b in row['beta'])} | "
-                     f"{statistics.mean(row['compression_ratio']):.2%} | {fmt(row.get('parse_rate', []))} |")
+                     f"{mean_std(teacher_adds(runs.get(task, [])), 100)} | {','.join(str(b) for b in row['beta'])} | "
+                     f"{statistics.mean(row['compression_ratio']):.2%} | {mean_std(row.get('parse_rate', []), 100)} |")
     extra = [(t, r) for t, r in table.items() if t in EXTRA_METRIC]
     if extra:
         lines += ["", "Secondary metric (%): " + ", ".join(f"{t} {EXTRA_METRIC[t]}" for t, _ in extra), "",
                   "| task | " + " | ".join(names[s] for s in SYSTEMS) + " |", "|---|" + "---|" * len(SYSTEMS)]
         for task, row in extra:
-            lines.append(f"| {task} | " + " | ".join(fmt(row[s][EXTRA_METRIC[task]]) for s in SYSTEMS) + " |")
+            lines.append(f"| {task} | " + " | ".join(mean_std(row[s][EXTRA_METRIC[task]], 100) for s in SYSTEMS) + " |")
     lines += ["", "## Speed (test split, batch 64 for students / 16 for the teacher, 1 CPU thread)", "",
               "| task | teacher ex/s | student ex/s | student + retrieval ex/s | speed-up vs teacher | "
               "retrieval overhead | latency ms (teacher / student + retrieval, batch 1) |", "|---|---|---|---|---|---|---|"]
@@ -194,7 +191,7 @@ def write_report(table: dict, runs: dict, out: Path, notes: list[str]) -> None:
             lines.append(f"- {task} seed {r['seed']}: {accs}; beta {r['systems']['student_retrieval']['beta']}; "
                          f"store {r.get('store', '?')}")
     lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_md(out, "\n".join(lines), __file__)
 
 
 def goal_lines(table: dict) -> list[str]:
@@ -268,7 +265,6 @@ def report(results: dict, overrides: dict, failed: list[str], skipped: list[str]
     if not results:
         return
     table = aggregate(results)
-    (out / "accuracy.json").write_text(json.dumps({"table": table, "runs": results}, indent=2))
     notes = [f"step-1 samples per label: {', '.join(f'{t} {SAMPLES_PER_LABEL[t]}' for t in results)}",
              f"student overrides: {overrides or 'none (defaults)'}"]
     notes += [f"{t}: evaluated on a fixed random subset of {n} test examples" for t, n in EVAL_LIMIT.items()
@@ -278,7 +274,19 @@ def report(results: dict, overrides: dict, failed: list[str], skipped: list[str]
         notes.append(f"not run ({why_skipped}): {', '.join(skipped)}")
     if kept:
         notes.append(f"taken from an earlier report (`--previous`), not re-run: {', '.join(kept)}")
+    write_json(out / "accuracy.json", {"table": table, "runs": results, "notes": notes}, __file__)
     write_report(table, results, out / "accuracy.md", notes)
+
+
+def render(out: Path) -> None:
+    """Rewrite accuracy.md from accuracy.json (its table, runs and notes) without running anything."""
+    data = json.loads((out / "accuracy.json").read_text(encoding="utf-8"))
+    notes = data.get("notes")
+    if notes is None:  # a report from before the notes were kept in the JSON: they are the md's last section
+        md = (out / "accuracy.md").read_text(encoding="utf-8")
+        notes = [line[2:] for line in md.split("\n## Notes\n", 1)[1].splitlines() if line.startswith("- ")]
+    write_json(out / "accuracy.json", {"table": data["table"], "runs": data["runs"], "notes": notes}, __file__)
+    write_report(data["table"], data["runs"], out / "accuracy.md", notes)
 
 
 def main(argv=None) -> int:
@@ -296,7 +304,12 @@ def main(argv=None) -> int:
                                                                     "machine's load while it ran)")
     parser.add_argument("--report-only", action="store_true",
                         help="start nothing: report the finished evaluations (e.g. of benchmarks run in parallel)")
+    parser.add_argument("--render", action="store_true",
+                        help="start nothing: rewrite accuracy.md from accuracy.json in --out")
     args = parser.parse_args(argv)
+    if args.render:
+        render(Path(args.out))
+        return 0
     torch.set_num_threads(1)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import yaml

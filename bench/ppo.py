@@ -2,6 +2,7 @@
 
 Usage: python -m bench.ppo --step1-runs DIR [--task SST-2] [--seeds 13 21] [--variants default gate_margin ...]
                            [--eval-per-label 64] [--workspace DIR] [--out ppo]
+       python -m bench.ppo --render [--out ppo]   # rewrite the md from the json, running nothing
 
 Each (seed, variant) copies the step-1 run `bench-<task>-s<seed>` from `--step1-runs` (its adapter, scorer and
 store are reused, so step 1 is not re-tuned), runs PPO with the variant's PPOConfig overrides, and generates
@@ -19,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import time
 from pathlib import Path
 
@@ -36,9 +36,13 @@ from retrikt.ppo.stage import restore_scorer, stage_ppo  # noqa: E402
 from retrikt.runs import open_run  # noqa: E402
 from retrikt.student.stage import BETA_GRID  # noqa: E402
 
+from bench.report import entries, write_json, write_md  # noqa: E402
+from bench.stats import mean_std  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent
 
-# name -> (what it changes, PPOConfig overrides). Every lever tried stays here and in the results, kept or not.
+# name -> (what it changes, PPOConfig fields and ppo_levers.py levers it sets). Every lever tried stays here and in
+# the results, kept or not.
 VARIANTS = {
     "default": ("the PPOConfig defaults", {}),
     "gate_margin": ("validity as a gate, label term = calibrated margin",
@@ -96,13 +100,13 @@ VARIANTS = {
 }
 
 METRICS = [
-    ("parse_rate", "parse rate", 100, "{:.1f}"),
-    ("teacher_agreement", "teacher agrees with intended label (%)", 100, "{:.1f}"),
-    ("judge_agreement", "independent judge agrees (%)", 100, "{:.1f}"),
-    ("self_bleu", "Self-BLEU (lower = more diverse)", 1, "{:.3f}"),
-    ("distinct_2", "distinct-2 (higher = more diverse)", 1, "{:.3f}"),
-    ("mean_words", "mean words per sample", 1, "{:.1f}"),
-    ("duplicate_rate", "duplicate rate", 100, "{:.1f}"),
+    ("parse_rate", "parse rate", 100, 1),
+    ("teacher_agreement", "teacher agrees with intended label (%)", 100, 1),
+    ("judge_agreement", "independent judge agrees (%)", 100, 1),
+    ("self_bleu", "Self-BLEU (lower = more diverse)", 1, 3),
+    ("distinct_2", "distinct-2 (higher = more diverse)", 1, 3),
+    ("mean_words", "mean words per sample", 1, 1),
+    ("duplicate_rate", "duplicate rate", 100, 1),
 ]
 
 
@@ -182,9 +186,12 @@ def bench_one(task: str, seed: int, variant: str, args, judge) -> dict:
     name = source.name
     workspace = args.workspace / variant
     run = copy_step1_run(source, workspace, args.cache)
+    from bench.ppo_levers import LeverTrainer, make_reward, min_words, split
+
+    levers, settings = split(VARIANTS[variant][1])
     overrides = {"workspace": str(workspace), "run_name": name,
                  "generation.samples_per_label": args.eval_per_label,
-                 **{f"ppo.{k}": v for k, v in VARIANTS[variant][1].items()}}
+                 **{f"ppo.{k}": v for k, v in settings.items()}}
     if args.updates is not None:
         overrides["ppo.updates"] = args.updates
     run.config = override(run.config, overrides)
@@ -211,7 +218,14 @@ def bench_one(task: str, seed: int, variant: str, args, judge) -> dict:
             log(f"{name} {variant} ppo {done}/{total} {info.get('message', '')}")
 
     started = time.perf_counter()
-    summary = stage_ppo(ctx, progress)
+    built = []
+
+    def reward_with_levers(*parts):
+        built.append(make_reward(levers)(*parts))
+        return built[-1]
+
+    summary = stage_ppo(ctx, progress, make_reward=reward_with_levers,
+                        trainer_class=LeverTrainer.with_levers(levers))
     stage_seconds = time.perf_counter() - started
     history = [e for e in run.read_log() if e["event"] == "ppo_update"]
     rollouts = sum(run.config.ppo.rollout_batch_size for _ in history)
@@ -226,7 +240,7 @@ def bench_one(task: str, seed: int, variant: str, args, judge) -> dict:
         "generate_samples_per_second": (len(captured) / summary["generate_seconds"]
                                         if summary.get("generate_seconds") else None),
         "step1_generate_seconds": step1_seconds, "prompt_shift": summary.get("prompt_shift"),
-        "min_words": summary.get("min_words"),
+        "min_words": min_words(built[0]),
         "reward_first_quarter": summary.get("reward_first_quarter"),
         "reward_last_quarter": summary.get("reward_last_quarter"),
         "kl_last_quarter": summary.get("kl_last_quarter"),
@@ -263,15 +277,6 @@ def measure_checkpoint(task: str, seed: int, variant: str, args, judge) -> dict:
 
 
 # ---- report ----------------------------------------------------------------------------------------------------
-def _mean_std(values, scale=1.0, pattern="{:.1f}") -> str:
-    values = [v * scale for v in values if v is not None]
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return pattern.format(values[0])
-    return f"{pattern.format(statistics.mean(values))} ± {pattern.format(statistics.stdev(values))}"
-
-
 def _key(r: dict) -> str:
     return f"{r['task']}|{r['variant']}|{r['seed']}"
 
@@ -285,13 +290,16 @@ def write_report(results: dict, eval_per_label: int, judge_accuracy: float | Non
             "results": results}
     if previous_notes := (json.loads(path.read_text()).get("notes") if path.is_file() else None):
         data["notes"] = previous_notes  # the findings written after reading the rows
-    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    (out / f"{out_name}.md").write_text(render(data), encoding="utf-8")
+    write_json(path, data, __file__, indent=1, newline=False)
+    write_md(out / f"{out_name}.md", render(data), __file__)
 
 
 def rebuild_report(out_name: str = "ppo") -> None:
-    data = json.loads((ROOT / "results" / f"{out_name}.json").read_text())
-    (ROOT / "results" / f"{out_name}.md").write_text(render(data), encoding="utf-8")
+    """Rewrite `<out_name>.md` (and the JSON, unchanged but for its "written_by") from `<out_name>.json`."""
+    path = ROOT / "results" / f"{out_name}.json"
+    data = json.loads(path.read_text())
+    write_json(path, data, __file__, indent=1, newline=False)
+    write_md(ROOT / "results" / f"{out_name}.md", render(data), __file__)
 
 
 def render(data: dict) -> str:
@@ -319,12 +327,12 @@ def render(data: dict) -> str:
             if not group:
                 continue
             cells = []
-            for key, _, scale, pattern in METRICS:
-                cells += [_mean_std([r["step1"][key] for r in group], scale, pattern),
-                          _mean_std([r["ppo"][key] for r in group], scale, pattern)]
-            cells += [_mean_std([r["seconds_per_update"] for r in group]),
-                      _mean_std([r["rollout_samples_per_second"] for r in group], pattern="{:.2f}"),
-                      _mean_std([r["ppo_minutes"] for r in group])]
+            for key, _, scale, digits in METRICS:
+                cells += [mean_std([r["step1"][key] for r in group], scale, digits),
+                          mean_std([r["ppo"][key] for r in group], scale, digits)]
+            cells += [mean_std([r["seconds_per_update"] for r in group]),
+                      mean_std([r["rollout_samples_per_second"] for r in group], digits=2),
+                      mean_std([r["ppo_minutes"] for r in group])]
             seeds = ", ".join(str(r["seed"]) for r in group)
             lines.append(f"| {variant} | {len(group)} ({seeds}) | " + " | ".join(cells) + " |")
         lines += ["", "Change PPO − step 1 per seed (points for agreements), mean ± std:", "",
@@ -335,13 +343,13 @@ def render(data: dict) -> str:
             if not group:
                 continue
 
-            def delta(key, scale, pattern, group=group):
+            def delta(key, scale, digits, group=group):
                 pairs = [(r["ppo"][key], r["step1"][key]) for r in group]
-                return _mean_std([a - b for a, b in pairs if a is not None and b is not None], scale, pattern)
+                return mean_std([a - b for a, b in pairs if a is not None and b is not None], scale, digits, signed=True)
 
-            lines.append(f"| {variant} | {len(group)} | {delta('teacher_agreement', 100, '{:+.1f}')} | "
-                         f"{delta('judge_agreement', 100, '{:+.1f}')} | {delta('self_bleu', 1, '{:+.3f}')} | "
-                         f"{delta('distinct_2', 1, '{:+.3f}')} | {delta('mean_words', 1, '{:+.1f}')} |")
+            lines.append(f"| {variant} | {len(group)} | {delta('teacher_agreement', 100, 1)} | "
+                         f"{delta('judge_agreement', 100, 1)} | {delta('self_bleu', 1, 3)} | "
+                         f"{delta('distinct_2', 1, 3)} | {delta('mean_words', 1, 1)} |")
         lines.append("")
     downstream = ROOT / "results" / "ppo_downstream.json"
     lines += render_downstream(json.loads(downstream.read_text()) if downstream.is_file() else {})
@@ -350,6 +358,7 @@ def render(data: dict) -> str:
 
 
 def render_downstream(downstream: dict) -> list[str]:
+    downstream = entries(downstream)
     if not any(r.get("variant") for r in downstream.values()):
         return []
     lines = ["## Downstream: student + retrieval at an equal store size (SST-2 test, 872 sentences)", "",
@@ -374,12 +383,13 @@ def render_downstream(downstream: dict) -> list[str]:
 
         ppo_entries = [sum(v["ppo"] for k, v in r["stores"]["with_ppo"].items() if k != "total") for r in group]
         lines.append(
-            f"| {variant} | {len(group)} ({seeds}) | {_mean_std([r['stores']['with_ppo']['total'] for r in group], pattern='{:.0f}')} | "
-            f"{_mean_std(ppo_entries, pattern='{:.0f}')} | "
-            f"{_mean_std(col('step1', 'student_retrieval'), 100)} | {_mean_std(col('with_ppo', 'student_retrieval'), 100)} | "
-            f"{_mean_std([a - b for a, b in zip(col('with_ppo', 'student_retrieval'), col('step1', 'student_retrieval'))], 100, '{:+.1f}')} | "
-            f"{_mean_std(col('step1', 'student'), 100)} | {_mean_std(col('with_ppo', 'student'), 100)} | "
-            f"{_mean_std(indexed('step1'), pattern='{:.0f}')} | {_mean_std(indexed('with_ppo'), pattern='{:.0f}')} |")
+            f"| {variant} | {len(group)} ({seeds}) | "
+            f"{mean_std([r['stores']['with_ppo']['total'] for r in group], digits=0)} | "
+            f"{mean_std(ppo_entries, digits=0)} | "
+            f"{mean_std(col('step1', 'student_retrieval'), 100)} | {mean_std(col('with_ppo', 'student_retrieval'), 100)} | "
+            f"{mean_std([a - b for a, b in zip(col('with_ppo', 'student_retrieval'), col('step1', 'student_retrieval'))], 100, signed=True)} | "
+            f"{mean_std(col('step1', 'student'), 100)} | {mean_std(col('with_ppo', 'student'), 100)} | "
+            f"{mean_std(indexed('step1'), digits=0)} | {mean_std(indexed('with_ppo'), digits=0)} |")
         bullets += [f"- {variant} seed {r['seed']}: student + retrieval {100 * r['step1']['student_retrieval']:.1f} -> "
                   f"{100 * r['with_ppo']['student_retrieval']:.1f} (beta {r['step1']['beta']} / {r['with_ppo']['beta']}), "
                   f"student {100 * r['step1']['student']:.1f} -> {100 * r['with_ppo']['student']:.1f}; "
@@ -403,7 +413,7 @@ def _render_by_beta(downstream: dict) -> list[str]:
         if not group:
             continue
         any_row = True
-        cells = [_mean_std([r["with_ppo"]["by_beta"][b] - r["step1"]["by_beta"][b] for r in group], 100, "{:+.1f}")
+        cells = [mean_std([r["with_ppo"]["by_beta"][b] - r["step1"]["by_beta"][b] for r in group], 100, signed=True)
                  for b in betas]
         gains = sum(r["with_ppo"]["by_beta"]["1.0"] > r["step1"]["by_beta"]["1.0"] for r in group)
         seeds = ", ".join(str(r["seed"]) for r in group)
@@ -413,7 +423,7 @@ def _render_by_beta(downstream: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--step1-runs", dest="step1_runs", type=Path, required=True)
+    parser.add_argument("--step1-runs", dest="step1_runs", type=Path)
     parser.add_argument("--task", default="SST-2")
     parser.add_argument("--seeds", type=int, nargs="+", default=[13, 21, 42, 87, 100])
     parser.add_argument("--variants", nargs="+", default=["default"], choices=list(VARIANTS))
@@ -424,7 +434,14 @@ def main() -> None:
     parser.add_argument("--out", default="ppo")
     parser.add_argument("--from-checkpoint", dest="from_checkpoint", action="store_true",
                         help="measure a stopped run from its last checkpoint (a `<variant>_partial` row)")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: rewrite <out>.md from <out>.json (and ppo_downstream.json)")
     args = parser.parse_args()
+    if args.render:
+        rebuild_report(args.out)
+        return
+    if not args.step1_runs:
+        parser.error("--step1-runs is required (unless --render)")
     torch.set_num_threads(1)
     args.workspace = args.workspace.resolve()
     args.workspace.mkdir(parents=True, exist_ok=True)

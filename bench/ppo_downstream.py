@@ -3,6 +3,7 @@ samples, at an equal number of store entries (per label).
 
 Usage: python -m bench.ppo_downstream --step1-runs DIR --variant gate_margin_novelty [--seeds 13 21]
                                       [--ppo-workspace DIR] [--workspace DIR]
+       python -m bench.ppo_downstream --render   # rewrite the json as it is and rebuild ppo.md
 
 Needs the `bench/ppo.py` run of that setting and seed (its store holds the PPO samples it kept). Arm "step 1": a
 copy of the step-1 run, store as step 1 left it. Arm "with PPO": another copy of the step-1 run into which the PPO
@@ -36,6 +37,8 @@ from retrikt.student.retrieval import predict  # noqa: E402
 from retrikt.student.stage import BETA_GRID, load_students, run_student  # noqa: E402
 from retrikt.tasks import task_of_run  # noqa: E402
 from retrikt.teacher.load import load_teacher  # noqa: E402
+
+from bench.report import entries, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 
@@ -129,7 +132,7 @@ def student(run: Run, teacher) -> dict:
 def rescore(workspace: Path, path: Path) -> None:
     """Add `by_beta` to every arm recorded without it, from the students still in `workspace`."""
     data = json.loads(path.read_text())
-    for key, row in data.items():
+    for key, row in entries(data).items():
         arms = [(row, "step1")] if key.startswith("step1-arm|") else [(row["step1"], "step1"),
                                                                        (row["with_ppo"], row["variant"])]
         seed = int(key.split("|")[1]) if key.startswith("step1-arm|") else row["seed"]
@@ -144,12 +147,12 @@ def rescore(workspace: Path, path: Path) -> None:
                 continue  # the folder holds a later training than this row (e.g. a row from older step-1 runs)
             arm["by_beta"] = test_by_beta(run)
             log(f"{key} {folder}: {arm['by_beta']}")
-    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    write_json(path, data, __file__, indent=1, newline=False)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--step1-runs", dest="step1_runs", type=Path, required=True)
+    parser.add_argument("--step1-runs", dest="step1_runs", type=Path)
     parser.add_argument("--variant")
     parser.add_argument("--seeds", type=int, nargs="+", default=[13, 21, 42, 87, 100])
     parser.add_argument("--ppo-workspace", dest="ppo_workspace", type=Path,
@@ -158,12 +161,21 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=ROOT.parent / "workspace" / "cache")
     parser.add_argument("--rescore", action="store_true",
                         help="only add the per-beta test accuracies to arms recorded without them, then stop")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: rewrite ppo_downstream.json as it is and rebuild ppo.md from it")
     args = parser.parse_args()
+    path = ROOT / "results" / "ppo_downstream.json"
+    if args.render:
+        write_json(path, json.loads(path.read_text()), __file__, indent=1, newline=False)
+        from bench.ppo import rebuild_report
+        rebuild_report()
+        return
+    if not args.step1_runs and not args.rescore:
+        parser.error("--step1-runs is required (unless --rescore or --render)")
     torch.set_num_threads(1)
     workspace = args.workspace.resolve()
     workspace.mkdir(parents=True, exist_ok=True)
     teacher = None
-    path = ROOT / "results" / "ppo_downstream.json"
     if args.rescore:
         rescore(workspace, path)
         args.seeds = []
@@ -184,7 +196,7 @@ def main() -> None:
             base = copy_run(args.step1_runs / f"bench-SST-2-s{seed}", workspace / "step1", args.cache)
             data = json.loads(path.read_text()) if path.is_file() else {}
             data[base_key] = {"stores": store_counts(base), **student(base, teacher)}
-            path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+            write_json(path, data, __file__, indent=1, newline=False)
         mixed = copy_run(args.step1_runs / f"bench-SST-2-s{seed}", workspace / args.variant, args.cache)
         counts = {"step1": data[base_key]["stores"],
                   "with_ppo": equalise(mixed, seed, *ppo_entries(ppo_run, task_of_run(mixed)))}
@@ -196,7 +208,7 @@ def main() -> None:
             f"{result['with_ppo']['student_retrieval']:.4f} (with PPO)")
         data = json.loads(path.read_text()) if path.is_file() else {}
         data[f"{args.variant}|{seed}"] = result
-        path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        write_json(path, data, __file__, indent=1, newline=False)
     from bench.ppo import rebuild_report
     rebuild_report()
     print((ROOT / "results" / "ppo.md").read_text())

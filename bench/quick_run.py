@@ -1,6 +1,7 @@
 """The quick classroom preset (`run --preset quick`): wall time of all three steps and what it costs in accuracy.
 
 Usage: python -m bench.quick_run --seeds 13 [--task SST-2] [--workspace DIR] [--previous bench/results/quick_run.json]
+       python -m bench.quick_run --render   # rewrite the md from the json, running nothing
 
 Each seed runs the whole pipeline in a fresh run folder, in this process, with the preset's settings and evaluation
 subset; the per-stage times come from the run's summary. The accuracy of the default settings for the same seeds is
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -21,6 +21,9 @@ import torch
 from retrikt.config import PRESETS, RunConfig, apply_preset, override
 from retrikt.jobs import job_threads
 from retrikt.workflow import run_all
+
+from bench.report import write_json, write_md
+from bench.stats import mean_std
 
 ROOT = Path(__file__).resolve().parent
 
@@ -68,19 +71,19 @@ def one(task: str, seed: int, workspace: Path) -> dict:
             "beta": systems.get("student_retrieval", {}).get("beta")}
 
 
-def write(rows: list[dict], out: Path) -> None:
+def write(data: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "quick_run.json").write_text(json.dumps({"machine": platform.machine(), "runs": rows}, indent=2),
-                                        encoding="utf-8")
+    write_json(out / "quick_run.json", data, __file__, newline=False)
+    write_md(out / "quick_run.md", render(data), __file__)
 
-    def ms(values):
-        values = [v for v in values if v is not None]
-        if not values:
-            return "–"
-        return f"{statistics.mean(values):.1f}" + (f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else "")
 
+def render(data: dict) -> str:
+    rows = data["runs"]
+    # Reports from before the settings were kept in the JSON were written with the preset as it is now.
+    settings = data.get("settings", PRESETS["quick"].overrides)
+    eval_limit = data.get("eval_limit", PRESETS["quick"].eval_limit)
     lines = ["# Quick classroom run (`run --preset quick`)", "",
-             f"Settings: {json.dumps(PRESETS['quick'].overrides)}; evaluation on the first {PRESETS['quick'].eval_limit} "
+             f"Settings: {json.dumps(settings)}; evaluation on the first {eval_limit} "
              "test examples. Default-settings accuracy (whole test split, same seed) from `accuracy.json`.", "",
              "| task | seed | threads | wall min | stages s (load / score / tune / generate / PPO / student) | stored (step 1 + PPO) "
              "| teacher | student | plain KD | student + retrieval (beta) | whole test split: student / + retrieval "
@@ -97,8 +100,8 @@ def write(rows: list[dict], out: Path) -> None:
                         if r.get("full_test") else "–") + " | "
                      + (f"{100 * d['student']:.1f} / {100 * dflt:.1f}" if isinstance(dflt, (int, float)) else "–")
                      + " |")
-    lines += ["", f"Mean wall time: {ms([r['seconds'] / 60 for r in rows])} min over {len(rows)} run(s)."]
-    (out / "quick_run.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    lines += ["", f"Mean wall time: {mean_std([r['seconds'] / 60 for r in rows])} min over {len(rows)} run(s)."]
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -110,12 +113,18 @@ def main() -> int:
     parser.add_argument("--previous", help="earlier quick_run.json whose runs are kept")
     parser.add_argument("--threads", type=int, default=job_threads(),
                         help="torch threads (default: what the studio gives its jobs, as the Classroom tab runs it)")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: rewrite quick_run.md from quick_run.json in --out")
     args = parser.parse_args()
+    if args.render:
+        write(json.loads((Path(args.out) / "quick_run.json").read_text(encoding="utf-8")), Path(args.out))
+        return 0
     torch.set_num_threads(args.threads)
     rows = json.loads(Path(args.previous).read_text())["runs"] if args.previous else []
     for seed in args.seeds:
         rows.append(one(args.task, seed, Path(args.workspace)))
-        write(rows, Path(args.out))
+        write({"machine": platform.machine(), "settings": PRESETS["quick"].overrides,
+               "eval_limit": PRESETS["quick"].eval_limit, "runs": rows}, Path(args.out))
         print(json.dumps(rows[-1]), flush=True)
     return 0
 

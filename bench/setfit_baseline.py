@@ -37,6 +37,9 @@ from retrikt.store.embed import PACKAGED_NAME, packaged_model_dir
 from retrikt.student.evaluate import test_subset
 from retrikt.tasks import load_builtin
 
+from bench.report import write_json, write_md
+from bench.stats import mean_std
+
 ROOT = Path(__file__).resolve().parent
 
 TASKS = ("SST-2", "CB", "RTE", "COPA", "BoolQ", "WiC", "MRPC")
@@ -131,13 +134,6 @@ def job_order(tasks: list[str], seeds: list[int]) -> list[tuple[str, int]]:
     return jobs + [(t, s) for s in seeds for t in rest]
 
 
-def mean_std(values: list[float]) -> str:
-    """Mean ± std, or the single value alone when there is one seed."""
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
-
-
 def aggregate(runs: list[dict]) -> dict:
     table = {}
     for run in runs:
@@ -148,7 +144,7 @@ def aggregate(runs: list[dict]) -> dict:
             "seeds": [r["seed"] for r in rows],
             "test_examples": rows[0]["test_examples"], "test_total": rows[0]["test_total"],
             "accuracy_mean": round(statistics.mean(r["accuracy"] for r in rows), 2),
-            "accuracy_std": round(statistics.stdev([r["accuracy"] for r in rows]), 2) if len(rows) > 1 else 0.0,
+            "accuracy_std": None if len(rows) < 2 else round(statistics.stdev(r["accuracy"] for r in rows), 2),
             "accuracy": mean_std([r["accuracy"] for r in rows]),
             "frozen_accuracy": mean_std([r["frozen_accuracy"] for r in rows]),
             "examples_per_second": round(statistics.mean(r["examples_per_second"] for r in rows), 1),
@@ -180,21 +176,23 @@ def pipeline_reference(table: dict, out: Path) -> dict:
     return reference
 
 
-def report(runs: list[dict], not_run: list[str], out: Path) -> None:
+def report(runs: list[dict], not_run: list[str], out: Path, versions_: dict | None = None) -> None:
+    """`versions_`: the packages the runs used, when rewriting the report of earlier runs (default: installed now)."""
     table = aggregate(runs)
     reference = pipeline_reference(table, out)
     share = 100 * BODY_PARAMETERS / TEACHER_PARAMETERS
-    meta = {"method": "setfit package (SetFitModel + Trainer)", "versions": versions(), "settings": SETTINGS,
+    meta = {"method": "setfit package (SetFitModel + Trainer)", "versions": versions_ or versions(),
+            "settings": SETTINGS,
             "body": PACKAGED_NAME, "body_parameters": BODY_PARAMETERS, "teacher": TEACHER_NAME,
             "teacher_parameters": TEACHER_PARAMETERS, "size_vs_teacher_percent": round(share, 1),
             "eval_limit": EVAL_LIMIT, "not_run": not_run}
     meta["pipeline_reference"] = reference
     out.mkdir(parents=True, exist_ok=True)
-    (out / "setfit.json").write_text(json.dumps({"meta": meta, "table": table, "runs": runs}, indent=2) + "\n")
+    write_json(out / "setfit.json", {"meta": meta, "table": table, "runs": runs}, __file__)
     v = meta["versions"]
     lines = [
         f"# SetFit baseline ({PACKAGED_NAME} + logistic regression, CPU)", "",
-        f"Produced by `bench/setfit_baseline.py` with the `setfit` package {v['setfit']} (sentence-transformers "
+        f"Run with the `setfit` package {v['setfit']} (sentence-transformers "
         f"{v['sentence-transformers']}, transformers {v['transformers']}, torch {v['torch']}, scikit-learn "
         f"{v['scikit-learn']}). Body: the packaged {PACKAGED_NAME}, {BODY_PARAMETERS / 1e6:.1f}M parameters, "
         f"{share:.0f}% of the {TEACHER_PARAMETERS / 1e6:.1f}M-parameter teacher ({TEACHER_NAME}). Trained on the "
@@ -219,20 +217,20 @@ def report(runs: list[dict], not_run: list[str], out: Path) -> None:
                      f"{row['train_seconds']:.0f} | {ref.get('student_retrieval', '-')}{mark} | "
                      f"{ref.get('teacher', '-')} | {ref.get('student_retrieval_examples_per_second', '-')} |")
     lines += ["", "Notes:", "",
-              "- SST-2 and MRPC: the seed picks the k-shot train split (as in `bench/accuracy.py`); CB, RTE, COPA, "
+              "- SST-2 and MRPC: the seed picks the k-shot train split (as in `python -m bench.accuracy`); CB, RTE, COPA, "
               "BoolQ and WiC have one fixed train split, so their seed only changes pair sampling and training order.",
               "- frozen MiniLM + LR: the untuned embeddings with the same head, for reference (no contrastive step).",
               "- pipeline columns: from `bench/results/accuracy.json` (student about 1% of the teacher's size, "
               "trained on teacher soft labels of generated data), restricted to the seeds SetFit ran; their speed "
               "was measured in another session, so compare speeds as orders of magnitude only."]
-    lines += [f"- {t}: evaluated on the fixed random subset of {n} test examples used by `bench/accuracy.py`"
+    lines += [f"- {t}: evaluated on the fixed random subset of {n} test examples used by `python -m bench.accuracy`"
               for t, n in EVAL_LIMIT.items() if t in table]
     if not_run:
         lines.append(f"- not run (time budget): {', '.join(not_run)}")
     lines += ["", "## Runs", ""]
     lines += [f"- {r['task']} seed {r['seed']}: accuracy {r['accuracy']}, frozen {r['frozen_accuracy']}, "
               f"{r['examples_per_second']} ex/s, train {r['train_seconds']} s" for r in runs]
-    (out / "setfit.md").write_text("\n".join(lines) + "\n")
+    write_md(out / "setfit.md", "\n".join(lines), __file__)
 
 
 def main(argv=None) -> int:
@@ -248,7 +246,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.report_only:
         existing = json.loads((Path(args.out) / "setfit.json").read_text())
-        report(existing["runs"], existing["meta"].get("not_run", []), Path(args.out))
+        report(existing["runs"], existing["meta"].get("not_run", []), Path(args.out), existing["meta"].get("versions"))
         return 0
 
     import torch

@@ -1,6 +1,7 @@
 """The vote's own levers on trained runs: k, temperature, per-class normalisation, teacher-confidence weighting.
 
 Usage: python -m bench.vote_sweep WORKSPACE RUN [RUN ...] [--note TEXT]
+       python -m bench.vote_sweep --render   # rewrite the md from the json
 
 Each RUN must have a trained retrieval student (`run` or `student --from RUN`). Nothing is retrained: per run the
 student encodes the test split and the held-out inputs of the `teacher` beta rule once, its key index returns the
@@ -20,11 +21,12 @@ import numpy as np
 from retrikt.context import run_store, run_teacher
 from retrikt.runs import open_run
 from retrikt.student.retrieval import neighbour_weights
-from retrikt.student.stage import BETA_GRID, heldout_inputs, load_students
+from retrikt.student.stage import BETA_GRID, BETA_HELDOUT, heldout_inputs, load_students
 from retrikt.tasks import task_of_run
 from retrikt.teacher.scorer import run_scorer
 
-from bench.accuracy import fmt
+from bench.report import write_json, write_md
+from bench.stats import mean_std
 
 ROOT = Path(__file__).resolve().parent
 
@@ -66,7 +68,7 @@ def sweep_run(workspace: str, name: str) -> dict:
     labels = list(task.labels)
     test_texts = [task.serialize(e.fields) for e in task.test]
     gold = np.array([labels.index(e.label) for e in task.test])
-    held = heldout_inputs(task, run.config.student.beta_heldout)
+    held = heldout_inputs(task, BETA_HELDOUT)
     held_texts = [task.serialize(f) for f in held]
     teacher_target = run_scorer(run, task, run_teacher(run)).probs(held).argmax(-1)
     trusted = (block.get("teacher_trust") or {}).get("trusted", True)
@@ -96,23 +98,11 @@ def sweep_run(workspace: str, name: str) -> dict:
             "student_alone": student_alone, "prior": [round(float(p), 4) for p in prior], "variants": results}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("workspace")
-    parser.add_argument("runs", nargs="+")
-    parser.add_argument("--note", default="")
-    args = parser.parse_args()
-    runs = [sweep_run(args.workspace, name) for name in args.runs]
-
-    def stat(values):
-        return fmt(values, scale=1.0)
-
-    out = ROOT / "results"
-    (out / "vote_sweep.json").write_text(json.dumps({"note": args.note, "runs": runs}, indent=2) + "\n",
-                                         encoding="utf-8")
+def render(data: dict) -> str:
+    runs = data["runs"]
     seeds = ", ".join(str(r["seed"]) for r in runs)
-    lines = ["# The vote's levers on trained students (SST-2 test)", "", args.note, "",
-             f"Runs: seeds {seeds} (n = {len(runs)}); student alone {stat([r['student_alone'] for r in runs])}. "
+    lines = ["# The vote's levers on trained students (SST-2 test)", "", data["note"], "",
+             f"Runs: seeds {seeds}; student alone {mean_std([r['student_alone'] for r in runs])}. "
              "k = neighbours, tau = softmax temperature over cosine similarities, class norm = vote divided by the "
              "index's mean soft label, confidence = each neighbour also weighted by its teacher margin. 'chosen "
              "beta' is the shipped rule on held-out inputs; 'best beta on test' is an oracle, for reference only.", "",
@@ -121,11 +111,30 @@ def main() -> None:
     for i, v in enumerate(runs[0]["variants"]):
         cells = [r["variants"][i] for r in runs]
         lines.append(f"| {v['k']} | {v['tau']} | {'yes' if v['class_norm'] else ''} | "
-                     f"{'yes' if v['confidence'] else ''} | {stat([c['test'] for c in cells])} | "
-                     f"{stat([c['vote_alone'] for c in cells])} | {stat([c['best_beta_test'] for c in cells])} | "
+                     f"{'yes' if v['confidence'] else ''} | {mean_std([c['test'] for c in cells])} | "
+                     f"{mean_std([c['vote_alone'] for c in cells])} | "
+                     f"{mean_std([c['best_beta_test'] for c in cells])} | "
                      + ", ".join(str(c["beta"]) for c in cells) + " |")
-    (out / "vote_sweep.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("workspace", nargs="?")
+    parser.add_argument("runs", nargs="*")
+    parser.add_argument("--note", default="")
+    parser.add_argument("--render", action="store_true", help="rewrite vote_sweep.md from vote_sweep.json")
+    args = parser.parse_args()
+    out = ROOT / "results"
+    if args.render:
+        data = json.loads((out / "vote_sweep.json").read_text(encoding="utf-8"))
+    elif not (args.workspace and args.runs):
+        parser.error("WORKSPACE and at least one RUN, or --render")
+    else:
+        data = {"note": args.note, "runs": [sweep_run(args.workspace, name) for name in args.runs]}
+    write_json(out / "vote_sweep.json", data, __file__)
+    write_md(out / "vote_sweep.md", render(data), __file__)
+    print(render(data))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,57 @@
+"""Every file in bench/results/ names the command that writes it, so a number can be traced to the code behind it
+and regenerated rather than edited: a report's first lines say "Written by `python -m bench.x`", a JSON report
+carries a "written_by" key.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+KEY = "written_by"
+# Findings written after reading a report's numbers go below this line, where a rewrite of the report keeps them.
+NOTES = "<!-- Notes written by hand after the run: the script keeps everything below this line as it is. -->"
+
+
+def command(script: str) -> str:
+    """`python -m bench.<name>` for a bench module's `__file__` (or its name)."""
+    return f"python -m bench.{Path(script).stem}"
+
+
+def header(script: str, how: str = "") -> str:
+    """The line under a report's title. `how` adds the arguments or the mode that wrote this file."""
+    return f"Written by `{command(script)}{' ' + how if how else ''}`."
+
+
+def stamp(text: str, script: str, how: str = "") -> str:
+    """`text` with the header as its first line under the title (a header already there is replaced)."""
+    lines = text.split("\n")
+    title = lines[:1] if lines and lines[0].startswith("# ") else []
+    rest = lines[len(title):]
+    while rest and (not rest[0].strip() or rest[0].startswith("Written by `python -m bench.")):
+        rest.pop(0)
+    return "\n".join(title + [""] * bool(title) + [header(script, how), ""] + rest)
+
+
+def write_md(path: Path, text: str, script: str, how: str = "") -> None:
+    """Write a report; what stands below the NOTES line of the file already there is kept as it is."""
+    text = stamp(text, script, how).rstrip("\n") + "\n"
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if NOTES in old:
+        text += "\n" + NOTES + old.split(NOTES, 1)[1]
+    path.write_text(text, encoding="utf-8")
+
+
+def with_key(data: dict, script: str, how: str = "") -> dict:
+    """`data` with "written_by" first (any older value replaced)."""
+    return {KEY: command(script) + (f" {how}" if how else ""), **{k: v for k, v in data.items() if k != KEY}}
+
+
+def write_json(path: Path, data: dict, script: str, how: str = "", indent: int = 2, newline: bool = True) -> None:
+    text = json.dumps(with_key(data, script, how), indent=indent)
+    path.write_text(text + ("\n" if newline else ""), encoding="utf-8")
+
+
+def entries(data: dict) -> dict:
+    """A JSON report keyed by run (task, variant|seed, ...) without its "written_by" key."""
+    return {k: v for k, v in data.items() if k != KEY}
