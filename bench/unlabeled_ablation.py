@@ -4,6 +4,7 @@ retrieval for N teacher-labelled SST-2 train inputs added to a step-1 run's stor
 Usage: python -m bench.unlabeled_ablation --seeds 13 21 --ns 0 500 2000 5000 [--pool sentences]
        [--teacher-keys-ns 2000] [--key-weight 4 --key-weight-ns 500] [--heldout 256]
        [--previous OTHER.json ...] [--workspace DIR] [--out DIR] [--tag NAME] [--set epochs=4 ...]
+       python -m bench.unlabeled_ablation --render [--tag NAME]   # rewrite the md from the json, running nothing
 
 Per seed: the step-1 run `bench-SST-2-s<seed>` (from `bench/step1_runs.py`) gives the store and the restored
 few-shot scorer; the first max(N) inputs of a fixed shuffle (seed 0) of `unlabeled-sentences.jsonl` (`--pool sentences`:
@@ -38,7 +39,6 @@ import json
 import math
 import os
 import random
-import statistics
 import time
 from pathlib import Path
 
@@ -58,6 +58,9 @@ from retrikt.student.stage import BETA_GRID, choose_beta, teacher_inputs, teache
 from retrikt.student.train import (Items, _epoch_order, clone, finetune, minilm_targets, pretrain,  # noqa: E402
                                    pretraining_corpus, select_items)
 from retrikt.tasks import task_of_run  # noqa: E402
+
+from bench.report import write_json, write_md  # noqa: E402
+from bench.stats import mean_std  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 
@@ -348,30 +351,29 @@ def write_report(args, results_so_far: list[dict]) -> None:
     stem = "unlabeled_ablation" + (f"-{args.tag}" if args.tag else "")
     recorded = {k: v for k, v in vars(args).items() if k not in ("_all", "_previous_args", "workspace", "out")}
     recorded["previous"] = [Path(f).name for f in args.previous]
-    (out / f"{stem}.json").write_text(json.dumps({"args": recorded, "previous_args": args._previous_args,
-                                                   "runs": results_so_far}, indent=2), encoding="utf-8")
+    data = {"args": recorded, "previous_args": args._previous_args, "runs": results_so_far}
+    write_json(out / f"{stem}.json", data, __file__, newline=False)
+    write_md(out / f"{stem}.md", render(data), __file__)
+
+
+def render(data: dict) -> str:
+    results_so_far, pool, heldout = data["runs"], data["args"]["pool"], data["args"]["heldout"]
 
     def ms(values, scale=100.0, digits=1):
-        values = [scale * v for v in values if v is not None]
-        if not values:
-            return "–"
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+        return mean_std(values, scale, digits)
 
     def signed(values):
-        values = [100 * v for v in values]
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):+.1f} ± {sd:.1f}"
+        return mean_std(values, 100, signed=True)
 
     def betas(rows, key):
         return ", ".join(f"{r[key]:g}" for r in rows if key in r)
 
     seeds = sorted({r["seed"] for r in results_so_far})
-    lines = [f"# Student with N teacher-labelled real SST-2 inputs (pool: {args.pool})", "",
+    lines = [f"# Student with N teacher-labelled real SST-2 inputs (pool: {pool})", "",
              f"Test accuracy (%) on the 872 GLUE dev sentences, mean ± std over seeds {', '.join(map(str, seeds))}. "
-             "Produced by `bench/unlabeled_ablation.py`. Beta rules: *dev* = the shipped `choose_beta` on the 32 dev "
+             "Beta rules: *dev* = the shipped `choose_beta` on the 32 dev "
              "examples; *held-out* = the beta whose prediction agrees most with the teacher's argmax on "
-             f"{args.heldout} further pool inputs (never trained on or indexed; ties: the larger beta). Both are 0 when "
+             f"{heldout} further pool inputs (never trained on or indexed; ties: the larger beta). Both are 0 when "
              "`teacher_trust` rejects the teacher. *Gold only*: the same pretrained student fine-tuned with CE on the "
              "labelled train examples alone (no generated rows, no teacher labels, no store), at the shipped epoch "
              "count and at as many steps as the N = 0 fine-tune. Betas are listed in seed order.", "",
@@ -419,7 +421,7 @@ def write_report(args, results_so_far: list[dict]) -> None:
                      f"held-out agreement by beta {r.get('heldout_agreement_by_beta')}; fine-tune "
                      f"{r['finetune_seconds_retrieval']} s + KD {r['finetune_seconds_kd']} s; "
                      f"student {100 * r['compression']:.2f}% of the teacher, teacher trusted: {r['teacher_trusted']}")
-    (out / f"{stem}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -446,7 +448,15 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "results"))
     parser.add_argument("--tag", default="")
     parser.add_argument("--set", nargs="*", default=[], help="student config overrides, e.g. epochs=4")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: rewrite the md of --out/unlabeled_ablation[-TAG].json from that json")
     args = parser.parse_args(argv)
+    if args.render:
+        stem = Path(args.out) / ("unlabeled_ablation" + (f"-{args.tag}" if args.tag else ""))
+        data = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+        write_json(stem.with_suffix(".json"), data, __file__, newline=False)
+        write_md(stem.with_suffix(".md"), render(data), __file__)
+        return 0
     torch.set_num_threads(1)
     overrides = {}
     for item in args.set:
