@@ -2,6 +2,7 @@
 retrieval have done on test without the guard?
 
 Usage: python -m bench.beta_guard --runs WORKSPACE:RUN [WORKSPACE:RUN ...] [--out bench/results]
+       python -m bench.beta_guard --render   # rewrite the md's table from beta_guard.json, running nothing
 
 For every run whose students are trained (nothing is retrained): the teacher's and the student-alone's answers on
 the dev split (the teacher's step-1 scorer, restored from the run), the counts each gets right, the discordant pairs
@@ -31,7 +32,7 @@ from retrikt.teacher.load import load_teacher
 from retrikt.teacher.scorer import run_scorer
 
 from bench.accuracy import EVAL_LIMIT  # the same test subsets, so test numbers match its table
-from bench.user_tasks import replace_table
+from bench.report import replace_table, write_json
 
 ROOT = Path(__file__).resolve().parent
 
@@ -77,9 +78,8 @@ def one_run(workspace: str, name: str, teachers: dict) -> dict:
 
 def write(rows: list[dict], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "beta_guard.json").write_text(json.dumps({"runs": rows}, indent=2), encoding="utf-8")
-    lines = ["# The beta guard on finished runs (`bench/beta_guard.py`)", "",
-             "Dev split: right answers of the teacher (the run's step-1 scorer) and of the student alone, the pairs "
+    write_json(out / "beta_guard.json", {"runs": rows}, __file__, newline=False)
+    lines = ["", "Dev split: right answers of the teacher (the run's step-1 scorer) and of the student alone, the pairs "
              "only one of them gets right, and the one-sided sign-test p of \"the student is better\". Test: "
              "accuracy (%) of the student alone, of student + retrieval at the beta the `teacher` rule picks before "
              "any guard, and at the run's own beta (after the guard). Nothing is retrained.", "",
@@ -93,14 +93,20 @@ def write(rows: list[dict], out: Path) -> None:
         lines.append(f"| {r['task']} | {r['seed']} | {r['dev_examples']} | {r['teacher_right']} | "
                      f"{r['student_right']} | {r['teacher_only']} | {r['student_only']} | {r['p_student_better']} | "
                      f"{r['trusted']} | {teacher} | " + " | ".join(tests) + " |")
-    replace_table(out / "beta_guard.md", "\n".join(lines))
+    replace_table(out / "beta_guard.md", "\n".join(lines), __file__, "# The beta guard on finished runs\n\n")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", required=True, metavar="WORKSPACE:RUN")
+    parser.add_argument("--runs", nargs="+", metavar="WORKSPACE:RUN")
     parser.add_argument("--out", default=str(ROOT / "results"))
+    parser.add_argument("--render", action="store_true", help="rewrite the md's table from beta_guard.json in --out")
     args = parser.parse_args()
+    if args.render:
+        write(json.loads((Path(args.out) / "beta_guard.json").read_text(encoding="utf-8"))["runs"], Path(args.out))
+        return 0
+    if not args.runs:
+        parser.error("--runs is required (unless --render)")
     torch.set_num_threads(1)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     teachers, rows = {}, []

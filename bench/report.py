@@ -9,6 +9,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEY = "written_by"
+BEGIN, END = "<!-- table:begin -->", "<!-- table:end -->"
 # Findings written after reading a report's numbers go below this line, where a rewrite of the report keeps them.
 NOTES = "<!-- Notes written by hand after the run: the script keeps everything below this line as it is. -->"
 
@@ -40,6 +41,14 @@ def write_md(path: Path, text: str, script: str, how: str = "") -> None:
     if NOTES in old:
         text += "\n" + NOTES + old.split(NOTES, 1)[1]
     path.write_text(text, encoding="utf-8")
+
+
+def replace_table(md: Path, body: str, script: str, new_head: str = "") -> None:
+    """Write `body` between the table markers of `md` (a new file: `new_head` then the markers), so the prose a
+    person wrote around the table survives a re-run; the header under the title names `script`."""
+    text = md.read_text(encoding="utf-8") if md.is_file() else f"{new_head}{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    md.write_text(stamp(head + BEGIN + "\n" + body + "\n" + END + rest.split(END, 1)[1], script), encoding="utf-8")
 
 
 def with_key(data: dict, script: str, how: str = "") -> dict:

@@ -1,6 +1,7 @@
 """Imported (user) tasks: collect finished `run`s of tasks brought in with `task import` into one table.
 
 Usage: python -m bench.user_tasks --workspace DIR RUN [RUN ...] [--wall RUN=SECONDS ...]
+       python -m bench.user_tasks --render   # rewrite the md's table from user_tasks.json, reading no run
 
 Reads each run's `summary.json` and `eval/summary.json` (nothing is re-run) and writes
 `bench/results/user_tasks.json` and the table part of `user_tasks.md` (between the markers below, so the prose
@@ -17,11 +18,12 @@ from retrikt.estimate import measured_seconds
 from retrikt.runs import open_run
 from retrikt.studio.compare import weak_teacher_warning
 
+from bench.report import replace_table, write_json
+
 ROOT = Path(__file__).resolve().parent
 
 SYSTEMS = ("majority", "teacher", "student", "plain_kd", "student_retrieval", "student_gold")
 GOAL_POINTS = 3.0
-BEGIN, END = "<!-- table:begin -->", "<!-- table:end -->"
 
 
 def collect(workspace: str, name: str, wall: float | None) -> dict:
@@ -49,21 +51,21 @@ def collect(workspace: str, name: str, wall: float | None) -> dict:
         "wall_seconds": wall,
         "teacher_beats_majority": teacher_wins,
         "sr_minus_kd_points": round(margin, 1),
-        "goal_met": (margin >= GOAL_POINTS) if teacher_wins else None,
         "weak_teacher_message": weak_teacher_warning(ev),
     }
 
 
+def goal_met(row: dict) -> bool | None:
+    """The issue's goal where the teacher beats the majority class (None elsewhere): student + retrieval at least
+    GOAL_POINTS over plain KD with retrieval on. At beta 0 "student + retrieval" is the retrieval-trained student's
+    own head with the neighbours' vote switched off, so a margin there is not retrieval's doing."""
+    if not row["teacher_beats_majority"]:
+        return None
+    return row["sr_minus_kd_points"] >= GOAL_POINTS and (row["beta"] or 0) > 0
+
+
 def pct(x) -> str:
     return "" if x is None else f"{100 * x:.1f}"
-
-
-def replace_table(md: Path, body: str, new_head: str = "") -> None:
-    """Write `body` between the table markers of `md` (a new file: `new_head` then the markers), so the prose a
-    person wrote around the table survives a re-run."""
-    text = md.read_text(encoding="utf-8") if md.is_file() else f"{new_head}{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    md.write_text(head + BEGIN + "\n" + body + "\n" + END + rest.split(END, 1)[1], encoding="utf-8")
 
 
 def table(rows: list[dict]) -> str:
@@ -72,8 +74,13 @@ def table(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         a = r["accuracy"]
-        if r["goal_met"] is not None:
-            goal = f"{'met' if r['goal_met'] else 'not met'} (S+R − KD ≥ {GOAL_POINTS:g}?)"
+        met = goal_met(r)
+        if met:
+            goal = f"met (S+R − KD ≥ {GOAL_POINTS:g}, retrieval on)"
+        elif met is False and r["sr_minus_kd_points"] >= GOAL_POINTS:
+            goal = f"not met: retrieval off (β {r['beta']}), the margin is not retrieval's"
+        elif met is False:
+            goal = f"not met (S+R − KD < {GOAL_POINTS:g})"
         else:  # the other half of the goal: the studio must say the teacher is below the majority class
             goal = "met (says so)" if r["weak_teacher_message"] else "NOT met (no message)"
         wall = f"{r['wall_seconds'] / 60:.1f}" if r["wall_seconds"] else ""
@@ -96,16 +103,23 @@ STAGES = ("load", "score", "tune", "generate", "ppo", "ppo-generate", "student",
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workspace", required=True)
-    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--workspace")
+    parser.add_argument("runs", nargs="*")
     parser.add_argument("--wall", nargs="*", default=[], metavar="RUN=SECONDS")
+    parser.add_argument("--render", action="store_true", help="rewrite the md's table from user_tasks.json")
     args = parser.parse_args()
-    walls = {k: float(v) for k, v in (item.split("=", 1) for item in args.wall)}
-    rows = [collect(args.workspace, name, walls.get(name)) for name in args.runs]
     out = ROOT / "results"
-    (out / "user_tasks.json").write_text(json.dumps({"runs": rows}, indent=2) + "\n", encoding="utf-8")
-    md = out / "user_tasks.md"
-    replace_table(md, table(rows), "# Imported tasks\n\n")
+    if args.render:
+        rows = json.loads((out / "user_tasks.json").read_text(encoding="utf-8"))["runs"]
+    elif not (args.workspace and args.runs):
+        parser.error("--workspace and at least one RUN, or --render")
+    else:
+        walls = {k: float(v) for k, v in (item.split("=", 1) for item in args.wall)}
+        rows = [collect(args.workspace, name, walls.get(name)) for name in args.runs]
+    for row in rows:
+        row["goal_met"] = goal_met(row)
+    write_json(out / "user_tasks.json", {"runs": rows}, __file__)
+    replace_table(out / "user_tasks.md", table(rows), __file__, "# Imported tasks\n\n")
     print(table(rows))
     return 0
 
