@@ -3,6 +3,7 @@ the workspace, then run it (as a studio job would: the job's torch threads) and 
 
 Usage: python -m bench.estimate_check --task SST-2 [--preset quick] [--set KEY=VALUE ...] [--workspace DIR]
        [--previous bench/results/estimate.json]
+       python -m bench.estimate_check --render   # rewrite the md's table from estimate.json, running nothing
 
 The estimate is what Setup shows (`retrikt.estimate`): unit costs measured by the workspace's finished runs on the
 same number of threads, times this config's work. Writes `bench/results/estimate.{md,json}` (appending to
@@ -24,6 +25,8 @@ from retrikt.runs import open_run
 from retrikt.tasks import resolve_task
 from retrikt.workflow import run_all
 
+from bench.report import replace_table, write_json
+
 ROOT = Path(__file__).resolve().parent
 
 
@@ -43,9 +46,8 @@ def replay(args) -> int:
 
 def write(rows: list[dict], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "estimate.json").write_text(json.dumps({"runs": rows}, indent=2), encoding="utf-8")
-    lines = ["# Time estimate vs actual wall time", "",
-             "Each row: the estimate Setup would show before the run (from the runs already finished in the workspace, "
+    write_json(out / "estimate.json", {"runs": rows}, __file__, newline=False)
+    lines = ["Each row: the estimate Setup would show before the run (from the runs already finished in the workspace, "
              "same torch threads as a studio job), then the run's measured time. Error = estimate / actual − 1.", "",
              "| task | settings | estimated from | estimate min | actual min (whole run) | error | per stage: estimate / actual s |",
              "|---|---|---|---|---|---|---|"]
@@ -56,7 +58,7 @@ def write(rows: list[dict], out: Path) -> None:
         lines.append(f"| {r['task']} s{r['seed']} | {r['preset'] or 'default'} {' '.join(r['set'])} | "
                      f"{', '.join(r['based_on']) or 'nothing'} | {total / 60 if total else 0:.1f} | "
                      f"{r['wall_seconds'] / 60:.1f} | {error} | {stages} |")
-    (out / "estimate.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    replace_table(out / "estimate.md", "\n".join(lines), __file__, "# Time estimate vs actual wall time\n\n")
 
 
 def main() -> int:
@@ -69,7 +71,12 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "results"))
     parser.add_argument("--previous")
     parser.add_argument("--replay", help="an estimate.json: recompute its estimates with this estimator, run nothing")
+    parser.add_argument("--render", action="store_true",
+                        help="rewrite the md's table from estimate.json in --out, recomputing nothing")
     args = parser.parse_args()
+    if args.render:
+        write(json.loads((Path(args.out) / "estimate.json").read_text(encoding="utf-8"))["runs"], Path(args.out))
+        return 0
     if args.replay:
         return replay(args)
     threads = job_threads()

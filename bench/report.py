@@ -19,19 +19,21 @@ def command(script: str) -> str:
     return f"python -m bench.{Path(script).stem}"
 
 
-def header(script: str, how: str = "") -> str:
-    """The line under a report's title. `how` adds the arguments or the mode that wrote this file."""
-    return f"Written by `{command(script)}{' ' + how if how else ''}`."
+def header(script: str, how: str = "", tables_only: bool = False) -> str:
+    """The line under a report's title. `how` adds the arguments or the mode that wrote this file; `tables_only`
+    says that the script writes only what stands between the table markers."""
+    written = f"Written by `{command(script)}{' ' + how if how else ''}`"
+    return written + (" between the table markers; the text around them is written by hand." if tables_only else ".")
 
 
-def stamp(text: str, script: str, how: str = "") -> str:
+def stamp(text: str, script: str, how: str = "", tables_only: bool = False) -> str:
     """`text` with the header as its first line under the title (a header already there is replaced)."""
     lines = text.split("\n")
     title = lines[:1] if lines and lines[0].startswith("# ") else []
     rest = lines[len(title):]
     while rest and (not rest[0].strip() or rest[0].startswith("Written by `python -m bench.")):
         rest.pop(0)
-    return "\n".join(title + [""] * bool(title) + [header(script, how), ""] + rest)
+    return "\n".join(title + [""] * bool(title) + [header(script, how, tables_only), ""] + rest)
 
 
 def write_md(path: Path, text: str, script: str, how: str = "") -> None:
@@ -48,7 +50,8 @@ def replace_table(md: Path, body: str, script: str, new_head: str = "") -> None:
     person wrote around the table survives a re-run; the header under the title names `script`."""
     text = md.read_text(encoding="utf-8") if md.is_file() else f"{new_head}{BEGIN}\n{END}\n"
     head, rest = text.split(BEGIN, 1)
-    md.write_text(stamp(head + BEGIN + "\n" + body + "\n" + END + rest.split(END, 1)[1], script), encoding="utf-8")
+    text = head + BEGIN + "\n" + body + "\n" + END + rest.split(END, 1)[1]
+    md.write_text(stamp(text, script, tables_only=True), encoding="utf-8")
 
 
 def with_key(data: dict, script: str, how: str = "") -> dict:
