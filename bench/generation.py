@@ -2,6 +2,7 @@
 
     python -m bench.generation --task SST-2 [--task RTE] [--baseline-samples 16]
     python -m bench.generation --task SST-2 --workspace DIR --speed-only   # re-time sampling on a finished run
+    python -m bench.generation --render   # rewrite generation.md from generation.json, running nothing
 
 Writes bench/results/generation.json and generation.md (appending/replacing the task's row).
 """
@@ -23,6 +24,8 @@ from retrikt.context import load_context, open_store
 from retrikt.generate.prompt_tuning import load_soft_prompt
 from retrikt.runs import open_run
 from retrikt.teacher.sampling import prompt_embeddings, sample
+
+from bench.report import entries, write_json, write_md
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -86,7 +89,9 @@ def bench_task(task: str, workspace: str, baseline_samples: int, overrides: dict
 
 
 def markdown(results: dict) -> str:
-    lines = ["| task | wall (s) | load (s) | score (s) | tune (s) | generate (s) | label+store (s) | generated | "
+    results = entries(results)
+    lines = ["# Step 1: the `generate` pipeline, and batched vs one-at-a-time sampling", "",
+             "| task | wall (s) | load (s) | score (s) | tune (s) | generate (s) | label+store (s) | generated | "
              "parse rate | stored | teacher agreement | Self-BLEU | dup rate | batched samples/s | 1-at-a-time "
              "samples/s | speed-up | pipeline samples/s (speed-up) |", "|" + "---|" * 17]
     for r in results.values():
@@ -110,13 +115,16 @@ def markdown(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--task", action="append", required=True)
+    parser.add_argument("--task", action="append", default=[])
     parser.add_argument("--baseline-samples", type=int, default=16)
     parser.add_argument("--workspace", default=None)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--speed-only", action="store_true",
                         help="re-measure only the sampling speeds on the finished bench-TASK runs of --workspace")
+    parser.add_argument("--render", action="store_true", help="rewrite generation.md from generation.json")
     args = parser.parse_args()
+    if not (args.task or args.render):
+        parser.error("--task is required (unless --render)")
     import yaml
 
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
@@ -124,14 +132,17 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "generation.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
+    if args.render:
+        write_json(path, results, __file__, newline=False)
+        write_md(RESULTS / "generation.md", markdown(results), __file__)
     for task in args.task:
         if args.speed_only:
             results[task].update(measure_speed(workspace, f"bench-{task}", args.baseline_samples)[1],
                                  speed_load_average_1m=os.getloadavg()[0])
         else:
             results[task] = bench_task(task, workspace, args.baseline_samples, overrides)
-        path.write_text(json.dumps(results, indent=2))
-        (RESULTS / "generation.md").write_text(markdown(results))
+        write_json(path, results, __file__, newline=False)
+        write_md(RESULTS / "generation.md", markdown(results), __file__)
         print(markdown({task: results[task]}), flush=True)
 
 
