@@ -1,6 +1,7 @@
 """Page-action latency of every tab, idle and while a step-1 job holds the CPU, against a real `python app.py`.
 
     python -m bench.ui_latency [--teacher-cache DIR] [--rounds 5] [--store-entries 100000]
+    python -m bench.ui_latency --render [--store-entries 100000]   # rewrite the md from the JSON
 
 Each action is one gradio_client call (the server round trip a click makes; the browser's rendering is not in
 it). `--teacher-cache` is a workspace `cache/` folder holding the converted teacher, so the job starts quickly.
@@ -23,6 +24,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from bench.report import write_json, write_md
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -118,7 +121,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--store-entries", type=int, default=0,
                         help="grow the demo run's store by this many entries first")
+    parser.add_argument("--render", action="store_true",
+                        help="start nothing: rewrite the md of --store-entries' report from its JSON")
     args = parser.parse_args()
+    if args.render:
+        stem = f"ui_latency-{args.store_entries}" if args.store_entries else "ui_latency"
+        write(json.loads((RESULTS / f"{stem}.json").read_text(encoding="utf-8")), args.store_entries)
+        return
     from gradio_client import Client
 
     workspace = Path(tempfile.mkdtemp(prefix="retrikt-ui-"))
@@ -154,19 +163,35 @@ def main() -> None:
             for tab in todo}
     result = {"rounds": args.rounds, "job_while_busy": state, "cpu_threads": os.cpu_count(), "actions": rows,
               "store": grown or "the demo run's own store"}
+    write(result, args.store_entries)
+    print(render(result))
+
+
+def write(result: dict, store_entries: int) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = f"ui_latency-{args.store_entries}" if args.store_entries else "ui_latency"
-    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    size = (f"The demo run's store grown to {grown['entries']:,} entries (`bench/big_store.py`), with one store "
-            "edit, so Compare redoes retrieval through the edited store." if grown else "The demo run's own store.")
-    lines = [f"# Page-action latency (gradio_client round trip, median of {args.rounds})", "", size, "",
-             f"First call = the action's first call after the studio started (cold caches). Busy = while a step-1 "
-             f"job ran ({state}).", "",
-             "| tab | action | first call s | idle s | busy s | busy max s |", "|---|---|---|---|---|---|"]
-    lines += [f"| {tab} | {r['action']} | {r['first_call_s']} | {r['idle_median_s']} | {r['busy_median_s']} | "
-              f"{r['busy_max_s']} |" for tab, r in rows.items()]
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    stem = f"ui_latency-{store_entries}" if store_entries else "ui_latency"
+    how = f"--store-entries {store_entries}" if store_entries else ""
+    write_json(RESULTS / f"{stem}.json", result, __file__, how)
+    write_md(RESULTS / f"{stem}.md", render(result), __file__, how)
+
+
+def render(result: dict) -> str:
+    rows, grown = result["actions"], result.get("store")
+    # Reports from before the store line and the first-call column were measured have neither.
+    first = all("first_call_s" in r for r in rows.values())
+    lines = [f"# Page-action latency (gradio_client round trip, median of {result['rounds']})", ""]
+    if isinstance(grown, dict):
+        lines += [f"The demo run's store grown to {grown['entries']:,} entries (`bench/big_store.py`), with one store "
+                  "edit, so Compare redoes retrieval through the edited store.", ""]
+    elif grown:
+        lines += ["The demo run's own store.", ""]
+    lines += [("First call = the action's first call after the studio started (cold caches). " if first else "")
+              + f"Busy = while a step-1 job ran ({result['job_while_busy']}).", "",
+              "| tab | action | " + ("first call s | " if first else "") + "idle s | busy s | busy max s |",
+              "|---|---|" + "---|" * (4 if first else 3)]
+    lines += [f"| {tab} | {r['action']} | " + (f"{r['first_call_s']} | " if first else "")
+              + f"{r['idle_median_s']} | {r['busy_median_s']} | {r['busy_max_s']} |" for tab, r in rows.items()]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
