@@ -2,6 +2,7 @@
 sentence space (22M parameters, what the tiny student's encoder is distilled towards), on the test split.
 
 Usage: python -m bench.retrieval_ceiling --workspace DIR --run NAME [--unlabeled N]
+       python -m bench.retrieval_ceiling --render   # rewrite the md from the JSON, running nothing
 
 The vote of the k nearest entries (softmax(cosine / tau) weights over their teacher soft labels) is the
 retrieval-only prediction (beta = 1) with a far larger encoder than the student's, so it bounds what the
@@ -24,6 +25,8 @@ from retrikt.runs import open_run
 from retrikt.context import run_store, run_teacher
 from retrikt.tasks import task_of_run
 
+from bench.report import write_json, write_md
+
 ROOT = Path(__file__).resolve().parent
 
 GRID = [(8, 0.05), (8, 1.0), (32, 0.05), (32, 1.0)]
@@ -45,11 +48,17 @@ def unit(rows: np.ndarray) -> np.ndarray:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workspace", required=True)
-    parser.add_argument("--run", required=True)
+    parser.add_argument("--workspace")
+    parser.add_argument("--run")
     parser.add_argument("--unlabeled", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "results"))
+    parser.add_argument("--render", action="store_true", help="rewrite the md from the JSON in --out")
     args = parser.parse_args(argv)
+    if args.render:
+        write(json.loads((Path(args.out) / "retrieval_ceiling.json").read_text(encoding="utf-8")), Path(args.out))
+        return 0
+    if not (args.workspace and args.run):
+        parser.error("--workspace and --run are required (unless --render)")
     run = open_run(args.workspace, args.run)
     task = task_of_run(run)
     store = run_store(run, task)
@@ -90,24 +99,31 @@ def main(argv=None) -> int:
     report = {"run": args.run, "task": task.name, "test": len(gold), "knn": results,
               "teacher_seconds_per_input": seconds / args.unlabeled if seconds else None,
               "evaluated": {name: s.get("accuracy") for name, s in systems.items()}}
-    out = Path(args.out)
+    write(report, Path(args.out))
+    print(render(report))
+    return 0
+
+
+def write(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "retrieval_ceiling.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    lines = [f"# Retrieval ceiling: MiniLM k-NN over teacher soft labels ({task.name}, run {args.run})", "",
-             f"Test accuracy (%) of the retrieval-only vote on {len(gold)} test examples.", "",
+    write_json(out / "retrieval_ceiling.json", report, __file__, newline=False)
+    write_md(out / "retrieval_ceiling.md", render(report), __file__)
+
+
+def render(report: dict) -> str:
+    lines = [f"# Retrieval ceiling: MiniLM k-NN over teacher soft labels ({report['task']}, run {report['run']})", "",
+             f"Test accuracy (%) of the retrieval-only vote on {report['test']} test examples.", "",
              "| entries searched | n | " + " | ".join(f"k={k}, tau={t}" for k, t in GRID) + " |",
              "|---|---|" + "---|" * len(GRID)]
-    for name, row in results.items():
+    for name, row in report["knn"].items():
         lines.append(f"| {name} | {row['entries']} | "
                      + " | ".join(f"{100 * row[f'k={k} tau={t}']:.1f}" for k, t in GRID) + " |")
     if report["evaluated"]:
         lines += ["", "The same run's evaluation: " + ", ".join(
             f"{name} {100 * acc:.1f}" for name, acc in report["evaluated"].items() if acc is not None) + "."]
-    if seconds:
-        lines += ["", f"Teacher scoring of the unlabeled inputs: {seconds / args.unlabeled:.3f} s per input."]
-    (out / "retrieval_ceiling.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
-    return 0
+    if report["teacher_seconds_per_input"]:
+        lines += ["", f"Teacher scoring of the unlabeled inputs: {report['teacher_seconds_per_input']:.3f} s per input."]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
