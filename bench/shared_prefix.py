@@ -2,6 +2,7 @@
 same process, on the packaged teacher.
 
     python -m bench.shared_prefix [--repeats 5] [--threads 2] [--workspace DIR]
+    python -m bench.shared_prefix --render   # rewrite the md from the JSON, timing nothing
 
 Every row of a generation batch and of a PPO minibatch starts with the same [soft prompt; label prompt]. The
 baseline runs that prefix once per row (what the code did before); the shared path runs it once and repeats its
@@ -29,6 +30,8 @@ from retrikt.ppo.rewards import RewardBreakdown
 from retrikt.tasks import load_builtin
 from retrikt.teacher.load import load_teacher
 from retrikt.teacher.sampling import prompt_embeddings, sample
+
+from bench.report import write_json, write_md
 
 ROOT = Path(__file__).resolve().parent
 
@@ -74,7 +77,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workspace", default=None, help="cache dir for the converted teacher (default: a temp dir)")
+    parser.add_argument("--render", action="store_true", help="rewrite the md from shared_prefix.json, timing nothing")
     args = parser.parse_args()
+    if args.render:
+        write(json.loads((ROOT / "results" / "shared_prefix.json").read_text(encoding="utf-8")))
+        return
     torch.set_num_threads(args.threads)
     cache = Path(args.workspace or tempfile.mkdtemp(prefix="shared-prefix-")) / "cache"
     teacher = load_teacher(TeacherConfig(), cache_dir=cache)
@@ -127,6 +134,7 @@ def main() -> None:
     result = {
         "threads": args.threads, "repeats": args.repeats, "prefix_tokens": prefix_tokens,
         "generation": {"batch": batch, "budget": budget, "same_tokens": same_tokens,
+                       "temperature": gen.temperature, "top_p": gen.top_p,
                        "mean_sample_tokens": round(float(draw(True).mask.sum(1).float().mean()), 1),
                        **summary(shared_gen, baseline_gen, batch, "samples")},
         "ppo_rollout_forward": {"rows": ppo.rollout_batch_size, "steps": steps,
@@ -135,29 +143,39 @@ def main() -> None:
                                            "max_abs_logprob_diff": logprob_diff, "prompt_grad_rel_diff": grad_rel,
                                            **summary(shared_bwd, baseline_bwd, ppo.minibatch_size, "rows")},
     }
+    write(result)
+    print(render(result))
+
+
+def write(result: dict) -> None:
     out = ROOT / "results"
-    (out / "shared_prefix.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "shared_prefix.json", result, __file__)
+    write_md(out / "shared_prefix.md", render(result), __file__)
+
+
+def render(result: dict) -> str:
+    g, f, b = result["generation"], result["ppo_rollout_forward"], result["ppo_minibatch_forward_backward"]
+    # Reports from before the sampling settings were kept in the JSON ran with the defaults.
+    temperature, top_p = g.get("temperature", GenerationConfig().temperature), g.get("top_p", GenerationConfig().top_p)
     lines = [
         "# Shared prefix: run [soft prompt; label prompt] once per batch, not once per row",
         "",
-        f"Packaged teacher, SST-2 `positive` prompt ({prefix_tokens} prefix tokens: soft prompt + label prompt), "
-        f"{args.threads} threads, {args.repeats} timed pairs after a warm-up, shared and per-row in turn in one "
-        "process; speed-up = per-row time / shared time, per pair (median, min–max).",
+        f"Packaged teacher, SST-2 `positive` prompt ({result['prefix_tokens']} prefix tokens: soft prompt + label "
+        f"prompt), {result['threads']} threads, {result['repeats']} timed pairs after a warm-up, shared and per-row in "
+        "turn in one process; speed-up = per-row time / shared time, per pair (median, min–max).",
         "",
         "| what | rows | tokens | per-row (s) | shared (s) | speed-up | check |",
         "|---|---|---|---|---|---|---|",
     ]
-    g, f, b = result["generation"], result["ppo_rollout_forward"], result["ppo_minibatch_forward_backward"]
-    lines.append(f"| step 1 sampling (T {gen.temperature}, top-p {gen.top_p}) | {batch} | budget {budget}, mean "
+    lines.append(f"| step 1 sampling (T {temperature}, top-p {top_p}) | {g['batch']} | budget {g['budget']}, mean "
                  f"{g['mean_sample_tokens']} | {g['baseline_s']} | {g['shared_s']} | {g['speedup_median']}× "
-                 f"({g['speedup_min']}–{g['speedup_max']}) | same tokens: {same_tokens} |")
-    lines.append(f"| PPO rollout forward, no grad | {f['rows']} | {steps} | {f['baseline_s']} | {f['shared_s']} | "
+                 f"({g['speedup_min']}–{g['speedup_max']}) | same tokens: {g['same_tokens']} |")
+    lines.append(f"| PPO rollout forward, no grad | {f['rows']} | {f['steps']} | {f['baseline_s']} | {f['shared_s']} | "
                  f"{f['speedup_median']}× ({f['speedup_min']}–{f['speedup_max']}) | |")
-    lines.append(f"| PPO minibatch forward + backward | {b['rows']} | {steps} | {b['baseline_s']} | {b['shared_s']} | "
+    lines.append(f"| PPO minibatch forward + backward | {b['rows']} | {b['steps']} | {b['baseline_s']} | {b['shared_s']} | "
                  f"{b['speedup_median']}× ({b['speedup_min']}–{b['speedup_max']}) | max Δ log-prob "
-                 f"{logprob_diff:.1e}, prompt grad rel. Δ {grad_rel:.1e} |")
-    (out / "shared_prefix.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+                 f"{b['max_abs_logprob_diff']:.1e}, prompt grad rel. Δ {b['prompt_grad_rel_diff']:.1e} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

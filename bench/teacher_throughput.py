@@ -3,6 +3,7 @@ full-vocabulary head on every position) against length-sorted batches that apply
 only, all on the same inputs and demonstrations in one process.
 
 Usage: python -m bench.teacher_throughput [--n 160] [--threads 1 2] [--workspace DIR]
+       python -m bench.teacher_throughput --render   # rewrite the md from the JSON, timing nothing
 
 Inputs: the first N whole SST-2 train sentences of `unlabeled-sentences.jsonl` (a fixed shuffle). Demonstrations: two
 per label from the seed-13 train split. Checks that every path gives the same probabilities (max abs difference)
@@ -27,6 +28,8 @@ from retrikt.teacher.scorer import TeacherScorer  # noqa: E402
 from retrikt.tasks import load_builtin  # noqa: E402
 from retrikt.tasks.builtin import teacher_pool  # noqa: E402
 from retrikt.teacher.load import load_teacher  # noqa: E402
+
+from bench.report import write_json, write_md  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 
@@ -71,7 +74,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "results"))
     parser.add_argument("--int8", action="store_true", help="also int8 dynamic quantization of the decoder's "
                         "linear layers (not exact: reported with its difference and argmax agreement)")
+    parser.add_argument("--render", action="store_true", help="rewrite the md from the JSON in --out, timing nothing")
     args = parser.parse_args(argv)
+    if args.render:
+        write(json.loads((Path(args.out) / "teacher_throughput.json").read_text(encoding="utf-8")), Path(args.out))
+        return 0
     torch.set_num_threads(1)
     task = load_builtin("SST-2", seed=13)
     teacher = load_teacher(TeacherConfig(), cache_dir=Path(args.workspace) / "cache")
@@ -138,21 +145,28 @@ def main(argv=None) -> int:
         r["speedup_vs_unbatched"] = round(r["inputs_per_s"] / unbatched[r["threads"]], 2)
     report = {"inputs": len(inputs), "mean_query_tokens": float(np.mean(tokens)), "prefix_tokens": base._prefix_len,
               "teacher": teacher.name, "teacher_params": teacher.n_params, "results": results}
-    out = Path(args.out)
+    write(report, Path(args.out))
+    print(render(report))
+    return 0
+
+
+def write(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "teacher_throughput.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    write_json(out / "teacher_throughput.json", report, __file__, newline=False)
+    write_md(out / "teacher_throughput.md", render(report), __file__)
+
+
+def render(report: dict) -> str:
     lines = ["# Teacher scoring throughput (SST-2 soft labels, CPU)", "",
-             f"{len(inputs)} whole SST-2 train sentences ({np.mean(tokens):.1f} query tokens on average after a "
-             f"{base._prefix_len}-token 4-shot prefix), {teacher.name}, fp32. Produced by `bench/teacher_throughput.py`.",
+             f"{report['inputs']} whole SST-2 train sentences ({report['mean_query_tokens']:.1f} query tokens on "
+             f"average after a {report['prefix_tokens']}-token 4-shot prefix), {report['teacher']}, fp32.",
              "", "| torch threads | path | batch | inputs/s | speed-up vs unbatched | max abs diff of probabilities | argmax agreement |",
              "|---|---|---|---|---|---|---|"]
-    for r in results:
+    for r in report["results"]:
         lines.append(f"| {r['threads']} | {r['path']} | {r['batch']} | {r['inputs_per_s']:.2f} | "
                      f"{r['speedup_vs_unbatched']:.2f}x | {r['max_abs_diff_vs_unbatched']:.1e} | "
                      f"{100 * r['argmax_agreement']:.1f}% |")
-    (out / "teacher_throughput.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
-    return 0
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
