@@ -5,6 +5,7 @@ perfect? k-NN vote (beta = 1) over the store items + the first N scored unlabele
 query key is allowed at inference (both need a model far above the student's budget): these are ceilings.
 
 Usage: python -m bench.vote_ceiling --seeds 13 21 --ns 0 500 2000
+       python -m bench.vote_ceiling --render   # rewrite the md from the JSON, running nothing
 
 Also scores the test split with the batched scorer, so the teacher's test accuracy is checked against the
 accuracy benchmark's. Needs the caches the ablation wrote (`--teacher-keys-ns`). Writes
@@ -34,6 +35,8 @@ from retrikt.student.stage import teacher_inputs  # noqa: E402
 from retrikt.student.train import minilm_targets, select_items  # noqa: E402
 from retrikt.tasks import task_of_run  # noqa: E402
 
+from bench.report import write_json, write_md  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent
 
 GRID = [(8, 0.05), (32, 0.05), (32, 1.0)]
@@ -56,7 +59,11 @@ def main(argv=None) -> int:
     parser.add_argument("--ns", type=int, nargs="+", default=[0, 500, 2000])
     parser.add_argument("--workspace", default=str(ROOT.parent / "workspace"))
     parser.add_argument("--out", default=str(ROOT / "results"))
+    parser.add_argument("--render", action="store_true", help="rewrite the md from the JSON in --out, running nothing")
     args = parser.parse_args(argv)
+    if args.render:
+        write(rows_of(json.loads((Path(args.out) / "vote_ceiling.json").read_text(encoding="utf-8"))), Path(args.out))
+        return 0
     torch.set_num_threads(1)
     ws = Path(args.workspace)
     cfg = StudentConfig()
@@ -97,19 +104,31 @@ def main(argv=None) -> int:
                 report.append({"seed": seed, "n": n, "space": space, "entries": len(keys), **accs,
                                "teacher_test_accuracy": teacher_acc, "teacher_test_seconds": round(seconds, 1)})
                 print(json.dumps(report[-1]), flush=True)
-    out = Path(args.out)
-    (out / "vote_ceiling.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    write(report, Path(args.out))
+    print(render(report))
+    return 0
+
+
+def rows_of(data: dict | list) -> list[dict]:
+    """The rows of a vote_ceiling.json (the first reports were a bare list of rows)."""
+    return data if isinstance(data, list) else data["rows"]
+
+
+def write(report: list[dict], out: Path) -> None:
+    write_json(out / "vote_ceiling.json", {"rows": report}, __file__, newline=False)
+    write_md(out / "vote_ceiling.md", render(report), __file__)
+
+
+def render(report: list[dict]) -> str:
     lines = ["# Vote ceiling: k-NN over teacher-labelled store + N real inputs with query keys the student may not use",
-             "", "Test accuracy (%) of the vote alone (beta = 1), 872 test sentences. Produced by `bench/vote_ceiling.py`.",
+             "", "Test accuracy (%) of the vote alone (beta = 1), 872 test sentences.",
              "", "| seed | N | key space | entries | " + " | ".join(f"k={k}, tau={t}" for k, t in GRID) + " | teacher |",
              "|---|---|---|---|" + "---|" * len(GRID) + "---|"]
     for r in report:
         lines.append(f"| {r['seed']} | {r['n']} | {r['space']} | {r['entries']} | "
                      + " | ".join(f"{100 * r[f'k={k} tau={t}']:.1f}" for k, t in GRID)
                      + f" | {100 * r['teacher_test_accuracy']:.1f} |")
-    (out / "vote_ceiling.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
-    return 0
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
