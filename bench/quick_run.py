@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -123,7 +124,7 @@ def main() -> int:
     rows = json.loads(Path(args.previous).read_text())["runs"] if args.previous else []
     for seed in args.seeds:
         rows.append(one(args.task, seed, Path(args.workspace)))
-        write({"machine": platform.machine(), "settings": PRESETS["quick"].overrides,
+        write({"machine": platform.machine(), "cpus": os.cpu_count(), "settings": PRESETS["quick"].overrides,
                "eval_limit": PRESETS["quick"].eval_limit, "runs": rows}, Path(args.out))
         print(json.dumps(rows[-1]), flush=True)
     return 0

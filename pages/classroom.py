@@ -20,6 +20,11 @@ KIND, QUICK = "run", "quick"
 QUICK_USE = "Use it to show the steps; the demo run shows the accuracy."
 
 
+def quick_run_text() -> str:
+    """The quick run's paragraph: what the preset does, what it cost when the bench measured it, what it is for."""
+    return " ".join(filter(None, (PRESETS[QUICK].about, quick_run_cost(), QUICK_USE)))
+
+
 def build(studio) -> None:
     """Add the Classroom tab to ``studio.demo``."""
     workspace = studio.workspace
@@ -39,8 +44,7 @@ def build(studio) -> None:
                 broke = gr.HTML()
                 open_broke = gr.Button("Open this example in Compare")
         with gr.Accordion("Quick classroom run: all three steps, live", open=False):
-            gr.Markdown(" ".join(filter(None, (PRESETS[QUICK].about, quick_run_cost(), QUICK_USE))),
-                        elem_classes="rk-detail")
+            gr.Markdown(quick_run_text(), elem_classes="rk-detail")
             with gr.Row():
                 quick_task = gr.Dropdown(task_choices(workspace), value="SST-2", label="Task", scale=3)
                 quick_start = gr.Button("Start a quick classroom run", variant="primary", scale=1)

@@ -14,6 +14,7 @@ from retrikt.studio.compare import (
 )
 from retrikt.studio.demo import DEMO_RUN
 from retrikt.studio.store_view import open_visitor_store
+from retrikt.config import RunConfig
 from retrikt.errors import RetriktError
 from retrikt.runs import RunError, read_summary
 
@@ -26,9 +27,10 @@ def build(studio) -> None:
     """Add the Compare tab to ``studio.demo``."""
     workspace = studio.workspace
     with gr.Tab("Compare", id="compare"):
-        gr.Markdown("A student of about 1% of the teacher's size, with and without retrieval from the teacher's "
-                    "knowledge store. A fresh install shows the precomputed demo run; your own runs appear here once "
-                    "their student is trained and evaluated.")
+        gr.Markdown(f"A student of at most {RunConfig().student.max_params_fraction:.0%} of the teacher's size (the "
+                    "default budget), with and without retrieval from the teacher's knowledge store. A fresh install "
+                    "shows the precomputed demo run; your own runs appear here once their student is trained and "
+                    "evaluated.")
         with gr.Row():
             run = gr.Dropdown([], label="Evaluated run", allow_custom_value=True, scale=4)
             refresh = gr.Button("Refresh runs", scale=1)

@@ -8,14 +8,16 @@ from pages.common import user_errors
 from retrikt.studio.jobs_view import JOB_COLUMNS, job_header, job_log, job_rows
 from retrikt.studio.timing import job_eta
 
+POLL_SECONDS = 2.0
+
 
 def build(studio) -> None:
     """Add the Jobs tab to ``studio.demo``."""
     jobs = studio.jobs
     with gr.Tab("Jobs", id="jobs"):
-        gr.Markdown("All background jobs, newest first, refreshed every 2 s. One job runs at a time; the others "
-                    "wait in the queue. Jobs survive a page reload and a server restart (a job that was running "
-                    "when the server stopped shows as *interrupted*).")
+        gr.Markdown(f"All background jobs, newest first, refreshed every {POLL_SECONDS:g} s. One job runs at a time; "
+                    "the others wait in the queue. Jobs survive a page reload and a server restart (a job that was "
+                    "running when the server stopped shows as *interrupted*).")
         table = gr.Dataframe(pd.DataFrame([], columns=list(JOB_COLUMNS)), label="Jobs (click a row to see its log)",
                              interactive=False, wrap=True, max_height=320)
         with gr.Row():
@@ -23,7 +25,7 @@ def build(studio) -> None:
             cancel = gr.Button("Cancel this job", variant="stop", scale=1)
         header = gr.Markdown()
         log = gr.Textbox(label="Log", lines=14, max_lines=30, autoscroll=True, interactive=False)
-        timer = gr.Timer(2.0)  # inside the tab: a component between tabs would shift the tab bar's labels
+        timer = gr.Timer(POLL_SECONDS)  # inside the tab: a component between tabs would shift the tab bar's labels
 
     def poll(selected):
         snapshot = jobs.snapshot()

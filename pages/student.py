@@ -11,6 +11,7 @@ from retrikt.studio.compare import (
     teacher_contribution, weak_teacher_warning,
 )
 from retrikt.config import RunConfig, override
+from retrikt.studio.measured import student_init
 from retrikt.studio.timing import job_eta
 from retrikt.studio.jobs_view import check_step1_run, finished_marker, job_status
 from retrikt.runs import RunError, list_runs, open_run
@@ -21,7 +22,8 @@ FILTERS = [("agree: keep entries whose teacher label is the intended one", "agre
            ("weight: keep all, weighted by the teacher's probability", "weight"), ("none: keep all", "none")]
 
 
-INITS = [("MiniLM: embeddings + sentence distillation (better, ~2 min more)", "minilm"),
+INITS = [("MiniLM: embeddings + sentence distillation"
+          + (f" ({found.sentence()})" if (found := student_init()) else ""), "minilm"),
          ("random (quick)", "random")]
 
 
@@ -41,9 +43,10 @@ def build(studio) -> None:
     workspace = studio.workspace
     defaults = RunConfig().student
     with gr.Tab("Student", id="student"):
-        gr.Markdown("**Step 3.** Train a student of about 1% of the teacher's size on a run's knowledge store (with retrieval, "
-                    "and the same student as plain KD without it), then evaluate every system on the test split. "
-                    "Runs in the background; the result also appears in the Compare tab.")
+        gr.Markdown(f"**Step 3.** Train a student of at most {defaults.max_params_fraction:.0%} of the teacher's size "
+                    "on a run's knowledge store (with retrieval, and the same student as plain KD without it), then "
+                    "evaluate every system on the test split. Runs in the background; the result also appears in the "
+                    "Compare tab.")
         with gr.Row():
             run = gr.Dropdown([], label="Run with a finished knowledge store", allow_custom_value=True, scale=4)
             refresh = gr.Button("Refresh runs", scale=1)

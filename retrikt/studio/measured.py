@@ -6,6 +6,7 @@ so the caller says less rather than something unmeasured.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,19 +53,82 @@ def ppo_gain() -> PPOGain | None:
                    improved=sum(g > 0 for g in gains), minutes=statistics.mean(minutes))
 
 
+def _quick_runs() -> list[dict]:
+    return [r for r in (_read("quick_run.json") or {}).get("runs", []) if r.get("full_test")]
+
+
+def _quick_cores() -> str:
+    """' on N CPU cores' when bench/results/quick_run.json recorded the machine's cores (older files did not)."""
+    cpus = (_read("quick_run.json") or {}).get("cpus")
+    return f" on {cpus} CPU cores" if isinstance(cpus, int) else ""
+
+
+def quick_run_minutes() -> str | None:
+    """The quick classroom run's measured minutes as a studio job (a span over its seeds) and the machine's cores
+    when known, from bench/results/quick_run.json, e.g. '3.8–4.5 minutes on 2 CPU cores'."""
+    minutes = sorted(r["seconds"] / 60 for r in _quick_runs())
+    if not minutes:
+        return None
+    span = f"{minutes[0]:.1f}" if len(minutes) == 1 else f"{minutes[0]:.1f}–{minutes[-1]:.1f}"
+    return f"{span} minutes{_quick_cores()}"
+
+
+def _default_stored(task: str) -> int | None:
+    """Samples a default step 1 stored on `task`, from bench/results/generation.json."""
+    stored = (((_read("generation.json") or {}).get(task) or {}).get("summary") or {}).get("generate", {}).get("stored")
+    return stored if isinstance(stored, int) else None
+
+
 def quick_run_cost() -> str | None:
-    """What the quick classroom run costs, from bench/results/quick_run.json: its minutes on 2 cores as a studio
-    job, and its student + retrieval on the whole test split per seed."""
-    data = _read("quick_run.json")
-    runs = [r for r in (data or {}).get("runs", []) if r.get("full_test")]
+    """What the quick classroom run costs, from bench/results/quick_run.json: its minutes as a studio job, and its
+    student + retrieval on the whole test split per seed (with what a default step 1 stored, from generation.json,
+    for scale)."""
+    runs = _quick_runs()
     if not runs:
         return None
-    minutes = sorted(r["seconds"] / 60 for r in runs)
-    span = f"{minutes[0]:.1f}" if len(minutes) == 1 else f"{minutes[0]:.1f}–{minutes[-1]:.1f}"
     scores = " and ".join(f"{100 * r['full_test']['student_retrieval']:.1f}%" for r in runs)
     seeds = " and ".join(str(r["seed"]) for r in runs)
-    tasks = ", ".join(sorted({r["task"] for r in runs}))
+    tasks = sorted({r["task"] for r in runs})
     with_ppo = "; those runs did step 2, which it now skips" if any(r["stages"].get("ppo") for r in runs) else ""
-    return (f"Measured on 2 CPU cores as a studio job (one thread{with_ppo}): {span} minutes on {tasks}. It costs "
-            f"accuracy: on the whole test split its student + retrieval scored {scores} (seeds {seeds}), because it "
-            "writes a few dozen samples where the default run writes about 500.")
+    stored = " and ".join(str(r["stored"]) for r in runs)
+    default = _default_stored(tasks[0]) if len(tasks) == 1 else None
+    scale = f" where a default step 1 on {tasks[0]} stored {default}" if default else ""
+    return (f"Measured as a studio job (one thread{with_ppo}): {quick_run_minutes()} on {', '.join(tasks)}. It "
+            f"costs accuracy: on the whole test split its student + retrieval scored {scores} (seeds {seeds}), "
+            f"because it stored {stored} samples{scale}.")
+
+
+@dataclass(frozen=True)
+class StudentInit:
+    """The student's MiniLM initialisation (embeddings + sentence distillation) against a random one."""
+
+    task: str
+    points: float
+    """Student + retrieval, in points of test accuracy."""
+    seconds: float
+    """Extra training seconds."""
+
+    def sentence(self) -> str:
+        return f"{self.points:+.1f} points of accuracy, {self.seconds:.0f} s more on {self.task}"
+
+
+def student_init() -> StudentInit | None:
+    """From bench/results/student_init.md (that bench writes a table only): its title names the task, its rows give
+    student + retrieval and seconds per initialisation."""
+    try:
+        lines = (RESULTS / "student_init.md").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    title = re.match(r"# Student initialisation \(([^,]+),", lines[0]) if lines else None
+    rows = {}
+    for line in lines:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4:
+            try:
+                rows[cells[0]] = (float(cells[2]), float(cells[3]))
+            except ValueError:  # the header and its rule
+                continue
+    minilm, random = rows.get("MiniLM embeddings + sentence distillation"), rows.get("random")
+    if not (title and minilm and random):
+        return None
+    return StudentInit(task=title.group(1), points=minilm[0] - random[0], seconds=minilm[1] - random[1])

@@ -10,6 +10,7 @@ from ..estimate import NAMES, Estimate, estimate, time_left
 from ..jobs import Job, job_threads
 from ..runs import RunError, open_run
 from .jobs_view import duration_text
+from .measured import quick_run_minutes
 
 
 def estimate_text(config, task, workspace: str | Path, eval_limit: int | None = None, threads: int | None = None) -> str:
@@ -22,8 +23,10 @@ def describe(found: Estimate) -> str:
     parts = [f"{NAMES[stage]} {duration_text(s) if s is not None else '?'}" for stage, s in found.seconds.items()]
     runs = sorted({name for names in found.based_on.values() for name in names})
     if not runs:
+        minutes = quick_run_minutes()
+        took = f", which took {minutes} where it was measured," if minutes else ""
         return ("**Estimated time:** no run has finished on this machine yet, so there is nothing to estimate from "
-                "(the quick classroom run in the Classroom tab takes about 5 minutes and teaches the estimate).")
+                f"(the quick classroom run in the Classroom tab{took} teaches the estimate).")
     total = found.total
     head = f"**Estimated time on this machine: {duration_text(total)}**" if total is not None else \
         "**Estimated time on this machine** (steps marked ? have not been measured here yet)"
