@@ -2,6 +2,7 @@
 verdict against the teacher's accuracy on test.
 
     python -m bench.teacher_check [--test-items 300] [--seed 13] [--only NAME ...]
+    python -m bench.teacher_check --render   # rewrite the md from the JSON, running nothing
 
 Each task is imported from its CSV as `task import` would (SST-5 with the treebank's own label names, "very
 negative" ... "very positive"; TREC; DBpedia-14, 14 classes written as phrases; SST-2 itself from its GLUE train
@@ -25,6 +26,8 @@ import re
 import time
 from dataclasses import replace
 from pathlib import Path
+
+from bench.report import entries, write_json, write_md
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -111,7 +114,8 @@ def measure(task, teacher, config, seed: int, test_items: int) -> dict:
     accuracy = float((probs.argmax(-1) == gold).mean())
     counts = np.bincount(gold, minlength=len(task.labels))
     majority = float(counts.max() / counts.sum())
-    return {"answers": dict(task.verbalizers), "query": scorer.query, "candidate_queries": fit.candidate_queries,
+    return {"seed": seed, "answers": dict(task.verbalizers), "query": scorer.query,
+            "candidate_queries": fit.candidate_queries,
             "candidate_accuracies": fit.candidate_accuracies, "answer_score": config.scorer.answer_score,
             "test_items": len(test), "test_accuracy": round(accuracy, 4), "test_majority": round(majority, 4),
             "check": check, "fit_and_check_seconds": round(check_seconds, 1),
@@ -134,7 +138,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--only", nargs="+", help="these tasks (the others keep their rows in the results)")
     parser.add_argument("--settings", nargs="+", help="these settings of each task (the others keep their rows)")
+    parser.add_argument("--render", action="store_true",
+                        help="rewrite the md from teacher_check.json (rows without a seed were run with --seed)")
     args = parser.parse_args()
+    out_path = RESULTS / "teacher_check.json"
+    if args.render:
+        results = entries(json.loads(out_path.read_text(encoding="utf-8")))
+        write_json(out_path, results, __file__)
+        write_markdown(results, args.seed)
+        return
 
     import torch
 
@@ -145,8 +157,7 @@ def main() -> None:
     torch.set_num_threads(2)
     config = RunConfig(workspace=str(WORKSPACE), seed=args.seed)
     teacher = load_teacher(config.teacher, cache_dir=str(WORKSPACE / "cache"))
-    out_path = RESULTS / "teacher_check.json"
-    results = json.loads(out_path.read_text()) if out_path.exists() and (args.only or args.settings) else {}
+    results = entries(json.loads(out_path.read_text())) if out_path.exists() and (args.only or args.settings) else {}
     for name in args.only or ["SST-2 (CSV)", "SST-5", "TREC", "DBpedia-14"]:
         task = imported(name, args.seed)
         settings = {"old": (old_defaults(task), config), "new": (task, config)}
@@ -164,14 +175,15 @@ def main() -> None:
                   f"(majority {row['test_majority']:.1%}); check {row['check']['accuracy']:.1%} "
                   f"[{row['check']['ci_low']:.0%}, {row['check']['ci_high']:.0%}] in {row['fit_and_check_seconds']} s; "
                   f"query {row['query']!r}", flush=True)
-            out_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    write_markdown(results, args)
+            write_json(out_path, results, __file__)
+    write_markdown(results, args.seed)
 
 
-def write_markdown(results: dict, args) -> None:
+def write_markdown(results: dict, seed: int) -> None:
+    seeds = sorted({row.get("seed", seed) for settings in results.values() for row in settings.values()})
     lines = ["# The teacher on imported tasks: answers and query line, and the teacher check",
              "",
-             f"Written by `bench/teacher_check.py` (seed {args.seed}, embedded SmolLM2-135M teacher, 2 threads). "
+             f"Seed {', '.join(map(str, seeds))}, embedded SmolLM2-135M teacher, 2 threads. "
              "Teacher = accuracy on a seeded sample of the test split. Check = accuracy on the dev rows (k per "
              "label, never used to choose the demonstrations or the query line) with its 90% interval; the verdict "
              "says the teacher knows the task when the interval's low end is above chance; it is right when the same "
@@ -193,7 +205,7 @@ def write_markdown(results: dict, args) -> None:
                 f"{'knows' if check['knows'] else 'at chance'} | {'yes' if verdict_right(row) else 'no'} | "
                 f"{'yes' if row['ci_holds_test'] else 'no'} | {row['fit_and_check_seconds']} | "
                 f"{row['seconds_per_test_input']} |")
-    (RESULTS / "teacher_check.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_md(RESULTS / "teacher_check.md", "\n".join(lines), __file__)
 
 
 if __name__ == "__main__":
