@@ -2,16 +2,18 @@
 step-1 run and reports test accuracy without and with retrieval.
 
 Usage: python -m bench.student_init RUN [--workspace DIR]
+       python -m bench.student_init --render   # rewrite the md from student_init.json, training nothing
 
 Variants: random init; token/position embeddings projected from MiniLM (PCA); that plus MiniLM sentence-embedding
 distillation on the unlabeled pool (the default). Retrieval here is exact cosine over the student keys in memory with
 the configured k, temperature and beta (the same formula as the Chroma path), so only the initialisation differs.
-Writes `bench/results/student_init.md`.
+Writes `bench/results/student_init.{md,json}`.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -25,6 +27,8 @@ from retrikt.student.model import build_student, task_texts
 from retrikt.context import run_store
 from retrikt.student.train import finetune, pretrain, pretraining_corpus, select_items
 from retrikt.tasks import load_builtin
+
+from bench.report import write_json, write_md
 
 ROOT = Path(__file__).resolve().parent
 
@@ -45,9 +49,16 @@ def accuracy(student, items, texts, gold, cfg) -> tuple[float, float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run")
+    parser.add_argument("run", nargs="?")
     parser.add_argument("--workspace", default="workspace")
+    parser.add_argument("--render", action="store_true", help="rewrite the md from student_init.json, training nothing")
     args = parser.parse_args(argv)
+    out = ROOT / "results"
+    if args.render:
+        write(json.loads((out / "student_init.json").read_text(encoding="utf-8")), out)
+        return 0
+    if not args.run:
+        parser.error("RUN is required (unless --render)")
     torch.set_num_threads(1)
     run = open_run(args.workspace, args.run)
     task = load_builtin(run.config.task, seed=run.config.seed)
@@ -56,9 +67,8 @@ def main(argv=None) -> int:
     items = select_items(store, task, base)
     texts = [task.serialize(e.fields) for e in task.test]
     gold = np.array([task.label_index(e.label) for e in task.test])
-    lines = [f"# Student initialisation ({task.name}, run {run.name}, seed {run.config.seed})", "",
-             f"Test accuracy (%), {len(items.ids)} training items, beta {base.beta} fixed, k {base.k}.", "",
-             "| initialisation | student | student + retrieval | seconds |", "|---|---|---|---|"]
+    report = {"task": task.name, "run": run.name, "seed": run.config.seed, "items": len(items.ids), "beta": base.beta,
+              "k": base.k, "variants": []}
     for name, init, epochs in VARIANTS:
         cfg = dataclasses.replace(base, init=init, pretrain_epochs=base.pretrain_epochs if epochs is None else epochs)
         started = time.perf_counter()
@@ -70,12 +80,26 @@ def main(argv=None) -> int:
             pretrain(student, corpus, targets, cfg, run.config.seed)
         finetune(student, items, cfg, run.config.seed, retrieval=True)
         alone, mixed = accuracy(student, items, texts, gold, cfg)
-        lines.append(f"| {name} | {100 * alone:.1f} | {100 * mixed:.1f} | {time.perf_counter() - started:.0f} |")
-        print(lines[-1], flush=True)
-    out = ROOT / "results" / "student_init.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        report["variants"].append({"initialisation": name, "student": alone, "student_retrieval": mixed,
+                                   "seconds": round(time.perf_counter() - started, 1)})
+        print(report["variants"][-1], flush=True)
+        write(report, out)
     return 0
+
+
+def write(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "student_init.json", report, __file__)
+    write_md(out / "student_init.md", render(report), __file__)
+
+
+def render(report: dict) -> str:
+    lines = [f"# Student initialisation ({report['task']}, run {report['run']}, seed {report['seed']})", "",
+             f"Test accuracy (%), {report['items']} training items, beta {report['beta']} fixed, k {report['k']}.", "",
+             "| initialisation | student | student + retrieval | seconds |", "|---|---|---|---|"]
+    lines += [f"| {v['initialisation']} | {100 * v['student']:.1f} | {100 * v['student_retrieval']:.1f} | "
+              f"{v['seconds']:.0f} |" for v in report["variants"]]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
