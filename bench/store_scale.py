@@ -2,6 +2,7 @@
 top-k latency and recall against exact search, each next to exact brute-force top-k measured in the same run.
 
     python -m bench.store_scale [--sizes 10000,100000,1000000] [--backends embedded,server] [--cache DIR]
+    python -m bench.store_scale --mode report   # rewrite the md and the chart from the JSON, measuring nothing
 
 The first 67,349 entries are the SST-2 train sentences (retrikt/data/SST-2/train-full.tsv), keyed by the shipped demo run's
 trained student (64-d) and embedded by the packaged MiniLM (384-d); their soft labels are teacher-style (see
@@ -33,6 +34,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.report import header, write_json, write_md
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -566,7 +569,7 @@ def main() -> None:
                     "test_queries": int(len(real["test_keys"])), "encode_s": real["seconds"].tolist(),
                     "cpus": os.cpu_count(),
                     field: sorted(results.values(), key=lambda r: (r["size"], r["backend"]))}
-            out.with_suffix(".json").write_text(json.dumps(data, indent=1))
+            write_json(out.with_suffix(".json"), data, __file__, indent=1, newline=False)
             report(data, out)
 
 
@@ -681,19 +684,20 @@ def chart(runs: list[dict], out: Path) -> None:
     fig.add_hline(y=20, line_dash="dot", annotation_text="goal: p95 20 ms")
     fig.update_layout(title="Top-8 latency at batch 1 vs store size (student keys, 64-d)", xaxis_type="log",
                       yaxis_type="log", xaxis_title="entries", yaxis_title="ms per query", template="plotly_white")
-    fig.write_html(out.with_suffix(".html"), include_plotlyjs="cdn")
+    html = fig.to_html(include_plotlyjs="cdn")
+    out.with_suffix(".html").write_text(f"<!-- {header(__file__)} -->\n{html}", encoding="utf-8")
 
 
 def report(data: dict, out: Path) -> None:
     runs, real_rows = data["runs"], data["real_rows"]
     data["growth"] = growth(runs)
     data["goals"] = goals(runs, data.get("keys_only"), real_rows)
-    out.with_suffix(".json").write_text(json.dumps(data, indent=1))
+    write_json(out.with_suffix(".json"), data, __file__, indent=1, newline=False)
     hnsw = runs[0]["hnsw"]
     lines = [
         "# Knowledge store at scale: 10k to 1M entries, embedded and on a Chroma server",
         "",
-        "`python -m bench.store_scale --sizes 10000,100000,1000000` (chart: `store_scale.html`). "
+        "Chart: `store_scale.html`. "
         f"{data['cpus']} CPU cores shared with other jobs, the bench at nice 5, torch and BLAS at 1 thread; so every "
         "latency comes with exact brute-force top-k (numpy, one thread, float32 matrix product + argpartition) "
         "measured in the same process on the same keys: the ratio is the number to trust.",
@@ -822,7 +826,8 @@ def report(data: dict, out: Path) -> None:
             for size, backend, w, f in same) + ".")
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_md(out.with_suffix(".md"), "\n".join(lines), __file__,
+             "--sizes " + ",".join(str(size) for size in sorted({r["size"] for r in runs})))
     chart(runs, out)
 
 
