@@ -38,6 +38,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
+from bench.report import write_json, write_md  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent
 
 torch.set_num_threads(1)
@@ -283,7 +285,8 @@ def cmd_check(args) -> int:
                         f"{result['logp_ref_vs_bare_base']:.3g})")
                 results.append(result)
     out = ROOT / "results" / f"{args.out}-check{'-bf16' if args.bf16 else ''}.json"
-    out.write_text(json.dumps({"versions": info, "results": results}, indent=1))
+    write_json(out, {"versions": info, "results": results}, __file__, "check" + (" --bf16" if args.bf16 else ""),
+               indent=1, newline=False)
     log(f"wrote {out.relative_to(ROOT.parent)}")
     write_render(args.out)
     return 1 if failed else 0
@@ -487,7 +490,7 @@ def cmd_sst2(args) -> int:
             result = bench_one("SST-2", args.seed, "default", args, judge)
             result["variant"] = "project_ppo"
         results[f"SST-2|{result['variant']}|{args.seed}"] = result
-        path.write_text(json.dumps(data, indent=1))
+        write_json(path, data, __file__, "sst2", indent=1, newline=False)
         log(f"{arm}: {result['seconds_per_update']:.1f} s/update; teacher {result['step1']['teacher_agreement']} -> "
             f"{result['ppo']['teacher_agreement']}, judge {result['step1']['judge_agreement']} -> "
             f"{result['ppo']['judge_agreement']}, self-bleu {result['step1']['self_bleu']:.3f} -> "
@@ -572,7 +575,15 @@ def render(out_name: str) -> str:
 
 
 def write_render(out_name: str) -> None:
-    (ROOT / "results" / f"{out_name}.md").write_text(render(out_name), encoding="utf-8")
+    write_md(ROOT / "results" / f"{out_name}.md", render(out_name), __file__, "render")
+
+
+def restamp(out_name: str) -> None:
+    """Name the writer in the JSON reports that `render` reads, their content as it is."""
+    for suffix, how in (("", "sst2"), ("-check", "check"), ("-check-bf16", "check --bf16")):
+        path = ROOT / "results" / f"{out_name}{suffix}.json"
+        if path.is_file():
+            write_json(path, json.loads(path.read_text()), __file__, how, indent=1, newline=False)
 
 
 def main(argv=None) -> int:
@@ -598,6 +609,7 @@ def main(argv=None) -> int:
     render_cmd.add_argument("--out", default="trl_grpo")
     args = parser.parse_args(argv)
     if args.command == "render":
+        restamp(args.out)
         write_render(args.out)
         return 0
     if args.command == "check":
