@@ -54,6 +54,23 @@ def replace_table(md: Path, body: str, script: str, new_head: str = "") -> None:
     md.write_text(stamp(text, script, tables_only=True), encoding="utf-8")
 
 
+def block_markers(name: str) -> tuple[str, str]:
+    return f"<!-- table:{name}:begin -->", f"<!-- table:{name}:end -->"
+
+
+def replace_blocks(md: Path, blocks: dict[str, str], script: str, new_head: str = "") -> None:
+    """`replace_table` for a report with several tables: each body goes between its own named markers (a marker
+    pair missing from the file is appended at the end)."""
+    text = md.read_text(encoding="utf-8") if md.is_file() else new_head
+    for name, body in blocks.items():
+        begin, end = block_markers(name)
+        if begin not in text:
+            text = text.rstrip("\n") + f"\n\n{begin}\n{end}\n"
+        head, rest = text.split(begin, 1)
+        text = head + begin + "\n" + body + "\n" + end + rest.split(end, 1)[1]
+    md.write_text(stamp(text, script, tables_only=True), encoding="utf-8")
+
+
 def with_key(data: dict, script: str, how: str = "") -> dict:
     """`data` with "written_by" first (any older value replaced)."""
     return {KEY: command(script) + (f" {how}" if how else ""), **{k: v for k, v in data.items() if k != KEY}}
