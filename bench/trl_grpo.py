@@ -318,19 +318,21 @@ def trainer_config(kind: str, cfg, budget: int, stop_ids: list[int], out_dir: Pa
     `minibatch_size` minibatches."""
     import trl
 
+    from retrikt.ppo.trainer import MAX_GRAD_NORM
+
     per_update = cfg.rollout_batch_size // cfg.minibatch_size
     if kind == "grpo":
         # GRPO normalises rewards per group by default (scale_rewards="group"), like PPO's advantage whitening.
         Config, extra = trl.GRPOConfig, {}
     else:
-        # RLOO leaves advantages unnormalised by default; PPO whitens them, so this follows `whiten_advantages`.
-        Config, extra = trl.RLOOConfig, {"normalize_advantages": cfg.whiten_advantages}
+        # RLOO leaves advantages unnormalised by default; PPO whitens them, so this does too.
+        Config, extra = trl.RLOOConfig, {"normalize_advantages": True}
     return Config(**extra,
         output_dir=str(out_dir), max_steps=updates * per_update * cfg.epochs,
         per_device_train_batch_size=cfg.minibatch_size, steps_per_generation=per_update,
         num_generations=cfg.rollout_batch_size, num_iterations=cfg.epochs,
         learning_rate=cfg.learning_rate, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-        max_grad_norm=cfg.max_grad_norm, epsilon=cfg.clip_range, temperature=cfg.temperature, top_p=1.0, top_k=0,
+        max_grad_norm=MAX_GRAD_NORM, epsilon=cfg.clip_range, temperature=cfg.temperature, top_p=1.0, top_k=0,
         # design choice: beta = PPO's initial KL coefficient. GRPO adds beta * (per-token KL estimate) to the loss;
         # RLOO subtracts beta * (summed KL) from each sample's reward, like PPO, but with a fixed coefficient where
         # PPO's adapts to a target.

@@ -21,8 +21,9 @@ def build(studio) -> None:
                     "labelled samples into a knowledge store. Runs in the background; you can reload the page.")
         with gr.Row():
             task = gr.Dropdown(task_choices(studio.workspace), value="SST-2", label="Task")
-            per_label = gr.Number(value=0, precision=0, label="Samples per label (0 = task default)")
-            steps = gr.Number(value=RunConfig().prompt_tuning.steps, precision=0, label="Tuning steps (0 = task default)")
+            per_label = gr.Number(value=None, precision=0, label="Samples per label (empty = task default)")
+            steps = gr.Number(value=RunConfig().prompt_tuning.steps, precision=0,
+                              label="Tuning steps (empty = task default)")
             temperature = gr.Slider(0.0, 2.0, value=0.9, step=0.05, label="Temperature")
             top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.05, label="Top-p")
         with gr.Row():
@@ -36,8 +37,8 @@ def build(studio) -> None:
         @user_errors
         def on_start(task_name, n, n_steps, temp, p, request: gr.Request):
             config = override(RunConfig(workspace=str(studio.workspace)), {
-                "task": task_name, "generation.samples_per_label": int(n or 0),
-                "prompt_tuning.steps": int(n_steps or 0), "generation.temperature": float(temp),
+                "task": task_name, "generation.samples_per_label": None if n is None else int(n),
+                "prompt_tuning.steps": None if n_steps is None else int(n_steps), "generation.temperature": float(temp),
                 "generation.top_p": float(p),
                 "run_name": f"{task_name}-{time.strftime('%Y%m%d-%H%M%S')}",
             })

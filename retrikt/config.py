@@ -1,13 +1,17 @@
 """Run configuration: small dataclasses; each field has its default and allowed range or choices on its line
-(`knob`) and its docstring right below.
+(`knob`) and its docstring right below. A field typed `X | None` takes null (YAML) or None for "the task's default".
 
 The CLI and the UI build the same `RunConfig`; `save_yaml`/`load_yaml` let a UI run be replayed headless.
-Unknown, mistyped or out-of-range fields are refused with a `ConfigError` that names the field.
+Unknown, null (where a value is needed), mistyped or out-of-range fields are refused with a one-line `ConfigError`
+that names the field. A saved run's `config.yaml` may hold settings that were removed since (`REMOVED`): reading
+a saved run drops them with a note; a user's own YAML or `--set` naming one is refused.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +51,9 @@ class ScorerConfig:
 
     demos_total: int = knob(4, 1, 32)
     """Few-shot demonstrations in the classification prompt (spread evenly over labels, at least one each)."""
-    demo_candidates: int = knob(0, 0, 64)
+    demo_candidates: int | None = knob(None, 1, 64)
     """Random demo sets tried; the one with the best accuracy on the held-out rest of the train split wins.
-    0 = the task's default (8 for one text field, 2 for pairs, whose long prompts make each try ~4x dearer)."""
+    None = the task's default (8 for one text field, 2 for pairs, whose long prompts make each try ~4x dearer)."""
     calibration_inputs: int = knob(128, 0, 5000)
     """Unlabeled in-domain inputs whose mean class probability is divided out (label-prior calibration)."""
     batch_size: int = knob(16, 1, 256)
@@ -65,11 +69,11 @@ class PromptTuningConfig:
 
     num_virtual_tokens: int = knob(16, 1, 256)
     """Trainable soft prompt length."""  # design choice: 16 tokens; the paper does not give its length
-    steps: int = knob(0, 0, 100_000)
-    """Optimizer steps over the train split (examples are cycled); 0 = the task's default (40 for one text field,
+    steps: int | None = knob(None, 1, 100_000)
+    """Optimizer steps over the train split (examples are cycled); None = the task's default (40 for one text field,
     16 for pairs, whose ~3x longer sequences make a step ~3x dearer)."""
-    batch_size: int = knob(0, 0, 256)
-    """Examples per optimizer step; 0 = the task's default (8 for one text field, 4 for pairs)."""
+    batch_size: int | None = knob(None, 1, 256)
+    """Examples per optimizer step; None = the task's default (8 for one text field, 4 for pairs)."""
     learning_rate: float = knob(0.03, 1e-06, 10.0)
     """AdamW learning rate of the soft prompt."""  # design choice: prompt tuning needs a large LR on few params
     init_from_text: bool = True
@@ -80,15 +84,15 @@ class PromptTuningConfig:
 class GenerationConfig:
     """Sampling the teacher (with its soft prompt) to write new labelled examples."""
 
-    samples_per_label: int = knob(0, 0, 100_000)
-    """Samples to generate for each label; 0 = the task's default (SST-2: 280, pair tasks: 118)."""
+    samples_per_label: int | None = knob(None, 1, 100_000)
+    """Samples to generate for each label; None = the task's default (SST-2: 280, pair tasks: 118)."""
     batch_size: int = knob(64, 1, 512)
     """Sequences sampled together (all of one label, so prompts have equal length and need no padding)."""
     # design choice: 64 measured 2.55-2.82 SST-2 samples/s vs 2.14-2.16 at 32 and 1.59 at 16 on 2 CPU cores
-    max_new_tokens: int = knob(0, 0, 2048)
-    """Token budget per sample; 0 = derived from the task's own train examples (see `budget_percentile`)."""
+    max_new_tokens: int | None = knob(None, 1, 2048)
+    """Token budget per sample; None = derived from the task's own train examples (see `budget_percentile`)."""
     budget_percentile: float = knob(95.0, 50.0, 100.0)
-    """With `max_new_tokens` 0: the budget is this percentile of the train examples' token lengths, written as the
+    """With `max_new_tokens` None: the budget is this percentile of the train examples' token lengths, written as the
     teacher writes a sample, plus `budget_margin` (a sample cut by the budget is dropped)."""
     # design choice: the 95th percentile; a fixed 48 dropped 61% of the samples of a task whose texts average ~40 words
     budget_margin: int = knob(16, 0, 1024)
@@ -155,7 +159,8 @@ class StudentConfig:
     """Width of the learned retrieval-key projection."""
     init: str = knob("minilm", choices=('minilm', 'random'))
     """`minilm`: token embeddings are a PCA projection of the packaged MiniLM's, then the encoder is pretrained to
-    reproduce MiniLM sentence embeddings on the unlabeled pool; `random`: neither."""
+    reproduce MiniLM sentence embeddings on the unlabeled pool; `random`: neither (quicker, ~11 points lower on
+    SST-2: bench/results/student_init.md)."""
     pretrain_epochs: int = knob(4, 0, 1000)
     """Epochs of MiniLM sentence-embedding distillation over the unlabeled pool (with `init: minilm`)."""
     pretrain_pool: int = knob(4000, 0, 1_000_000)
@@ -166,58 +171,23 @@ class StudentConfig:
     """Examples per optimizer step."""
     learning_rate: float = knob(2e-3, 1e-06, 1.0)
     """AdamW learning rate."""
-    ce_weight: float = knob(1.0, 0.0, 100.0)
-    """Weight of cross-entropy on gold labels of the train split."""
-    kd_weight: float = knob(1.0, 0.0, 100.0)
-    """Weight of KL(teacher soft labels || student) on store entries."""
-    relational_weight: float = knob(1.0, 0.0, 100.0)
-    """Weight of the in-batch relational loss (student key-space neighbours vs teacher-space neighbours)."""
-    retrieval_weight: float = knob(1.0, 0.0, 100.0)
-    """Weight of the loss on the retrieval-mixed prediction (neighbours exclude the example itself)."""
-    relational_temperature: float = knob(0.1, 0.001, 10.0)
-    """Softmax temperature of both in-batch similarity distributions."""
     k: int = knob(8, 1, 1000)
     """Neighbours retrieved per query."""
     temperature: float = knob(0.05, 0.001, 10.0)
     """Neighbour weights are softmax(cosine similarity / temperature)."""
     beta: float = knob(0.5, 0.0, 1.0)
-    """Prediction = (1 - beta) * student softmax + beta * neighbour mix."""
+    """Prediction = (1 - beta) * student softmax + beta * neighbour mix. With `tune_beta` the rule picks it (this
+    value only breaks ties of the dev-split fallback); without, it is used as given."""
     tune_beta: bool = True
-    """Check beta on the dev split: retrieval is used only when the neighbours' vote alone beats the dev majority
-    class and some beta in 0.25, 0.5, ..., 1 beats the student alone (beta 0), each by `beta_min_gain` dev examples;
-    among those betas, the ones within one example of the best are kept and the one closest to `beta` wins. A
-    store whose votes do not help held-out gold labels gets beta 0."""
-    # design choice: `teacher` by default: over SST-2 seeds 13, 21, 42, 87 it beat the dev rule in 12 of 22 runs and
-    # lost 4 (bench/results/unlabeled_ablation.md); 32 dev examples move in steps of 3 points.
-    beta_rule: str = knob("teacher", choices=("dev", "teacher"))
-    """How `tune_beta` picks beta. `dev`: on the labelled dev split, as above. `teacher`: the beta in 0, 0.25, ..., 1
-    whose predictions agree most with the teacher's on `beta_heldout` inputs it labels for this (never a train, dev,
-    test or store input; ties: the larger beta), still 0 when the teacher fails the trust check; a task with no
-    unlabeled inputs falls back to `dev`."""
-    beta_heldout: int = knob(256, 16, 100_000)
-    """Teacher-labelled held-out inputs the `teacher` beta rule scores against."""
-    beta_min_gain: int = knob(1, 0, 1000)
-    """Dev examples by which the vote alone must beat the majority class, and a beta > 0 the student alone, for
-    retrieval to be used (with `tune_beta`); 0 lets ties on dev keep retrieval on."""
-    # design choice: on by default: the `teacher` rule follows the teacher even where it knows less than the student
-    # (imported TREC seed 13: beta 0.75 cost 3.2 points; SST-5: beta 1 cost 5.2; bench/results/user_tasks.md).
-    teacher_beats_student: bool = True
-    """With the `teacher` beta rule, retrieval is used only when the teacher answers more dev examples right than the
-    student alone (a tie keeps the student alone): agreeing with the teacher is only worth it where the teacher
-    knows more than the student. Costs one teacher pass over the dev split."""
-    teacher_trust_alpha: float = knob(0.05, 0.0, 1.0)
-    """With `tune_beta`, retrieval is used only when the teacher's soft labels beat the majority class on the
-    store's gold train entries it was not shown as demonstrations, at one-sided binomial p below this; 1 = no check."""
+    """Pick beta in 0, 0.25, ..., 1: the one whose predictions agree most with the teacher's on 256 held-out inputs
+    it labels for this (never a train, dev, test or store input; ties: the larger beta). Retrieval stays off
+    (beta 0) when the teacher is no better than the majority class on the gold train examples it was not shown, or
+    answers no more dev examples right than the student alone. A task with no unlabeled inputs picks beta on the dev
+    split instead (see `student.stage.choose_beta`)."""
     store_filter: str = knob("agree", choices=('none', 'agree', 'weight'))
     """Which store entries the student learns from and retrieves: `agree` keeps entries whose teacher label equals
-    the intended label (and confidence >= min_confidence); `weight` keeps all, weighted by the teacher's probability
-    of the intended label; `none` keeps all unweighted."""
-    min_confidence: float = knob(0.0, 0.0, 1.0)
-    """With `agree`: drop entries whose top teacher probability is below this."""
-    gold_only_epochs: int = knob(0, 0, 100_000)
-    """Epochs of the "student, gold only" baseline (the same pretrained student, trained on the train split's gold
-    labels alone: no generated sample, no teacher label, no store); 0 = as many optimizer steps as the student got."""
-    # design choice: matched optimizer steps, so the baseline is not under-trained next to the student.
+    the intended label; `weight` keeps all, weighted by the teacher's probability of the intended label; `none`
+    keeps all unweighted."""
     teacher_unlabeled: int = knob(0, 0, 1_000_000)
     """Unlabeled in-domain inputs (never a train/dev/test input) the teacher labels into the store (source
     `unlabeled`, label = the teacher's) before the student trains; 0 = the store holds only step-1/PPO samples."""
@@ -243,71 +213,30 @@ class PPOConfig:
     """Sequences per gradient step inside an update."""
     epochs: int = knob(2, 1, 64)
     """Passes over each rollout batch."""
-    learning_rate: float = knob(0.01, 1e-07, 10.0)
-    """Adam learning rate of the soft prompt."""  # design choice: below step 1's 0.03, PPO steps must stay small
-    value_learning_rate: float = knob(0.01, 1e-07, 10.0)
-    """Adam learning rate of the value head."""  # design choice: high, the head starts at 0 and runs are short
+    learning_rate: float = knob(0.01, 1e-07, 10.0)  # design choice: below step 1's 0.03, PPO steps must stay small
+    """Adam learning rate of the soft prompt (the value head's is fixed, see `ppo.trainer`)."""
     clip_range: float = knob(0.2, 0.01, 10.0)
     """PPO ratio clip epsilon."""
-    value_clip_range: float = knob(0.2, 0.0, 100.0)
-    """Clip of the value update around the rollout's values; 0 = no value clipping."""
-    gamma: float = knob(1.0, 0.0, 1.0)
-    """Discount per token."""  # design choice: 1.0, the reward is a judgement of the whole sample
-    lam: float = knob(0.95, 0.0, 1.0)
-    """GAE lambda."""
-    kl_controller: str = knob("adaptive", choices=('adaptive', 'fixed'))
-    """`adaptive` (Ziegler et al. 2019: the coefficient tracks `kl_target`) or `fixed` (stays at `kl_coef`)."""
     kl_coef: float = knob(0.05, 0.0, 100.0)
-    """Initial weight of the per-token KL penalty to the frozen step-1 prompt (subtracted from the reward)."""
+    """Initial weight of the per-token KL penalty to the frozen step-1 prompt (subtracted from the reward); an
+    adaptive controller (Ziegler et al. 2019) then moves it so the KL tracks `kl_target`."""
     kl_target: float = knob(4.0, 0.01, 1000.0)
     """Target KL per sample, in nats, for the adaptive controller."""
-    kl_horizon: int = knob(400, 1, 10_000_000)
-    """Samples over which the adaptive controller moves the coefficient by up to +-20%."""
-    # design choice: 400 rather than the usual 10000, since a run here sees a few hundred samples, not millions.
-    kl_length_neutral: bool = False
-    """Scale each sample's KL penalty by (the rollout batch's mean length / its length), so it pays for its mean
-    per-token KL rather than the total: the summed KL grows with length and so pays the policy to write short."""
-    max_grad_norm: float = knob(1.0, 0.0001, 1000.0)
-    """Gradient norm clip (soft prompt and value head clipped separately)."""
-    whiten_advantages: bool = True
-    """Normalise advantages to zero mean, unit variance over each rollout batch (`gae` advantages only)."""
-    advantage: str = knob("gae", choices=("gae", "group"))
-    """`gae`: per-token advantages from a learned value head (classic PPO). `group`: each sample's return (score minus
-    its KL penalty) standardised over its rollout batch, which shares one prompt (GRPO/RLOO-style, no value head)."""
-    entropy_coef: float = knob(0.0, 0.0, 10.0)
-    """Weight of an entropy bonus in the policy loss (mean per-token entropy of the policy over sampled tokens)."""
     temperature: float = knob(1.0, 0.05, 5.0)
     """Rollout temperature; the policy is softmax(logits / temperature) with no top-p, so rollouts are on-policy."""
-    max_new_tokens: int = knob(0, 0, 2048)
-    """Rollout token budget; 0 = the task's generation default."""
+    max_new_tokens: int | None = knob(None, 1, 2048)
+    """Rollout token budget; None = derived from the task's train examples as for generation (see
+    `generation.budget_percentile`)."""
     weight_label: float = knob(1.0, 0.0, 100.0)
-    """Weight of the label reward (see `label_reward`)."""
-    label_reward: str = knob("probability", choices=("probability", "margin"))
-    """Label term: `probability` = teacher p(intended label); `margin` = p(intended) - max p(other label)."""
+    """Weight of the label reward: the teacher's calibrated p(intended label | sample)."""
     weight_diversity: float = knob(0.5, 0.0, 100.0)
     """Weight of the diversity reward (1 - max cosine similarity to the batch and the store)."""
-    weight_novelty: float = knob(0.0, 0.0, 100.0)
-    """Weight of the n-gram novelty reward (share of a sample's bigrams absent from the batch and a running buffer
-    of the label's recent samples)."""
-    novelty_window: int = knob(64, 1, 100_000)
-    """Samples per label kept in the n-gram novelty buffer."""
-    novelty_count_cap: int = knob(0, 0, 1000)
-    """0 = the novelty reward is the share of a sample's bigrams that are novel; N > 0 = the number of novel bigrams,
-    capped at N and divided by N, so only a sample with N new bigrams earns the full term (a short one cannot)."""
     weight_validity: float = knob(0.5, 0.0, 100.0)
-    """Weight of the validity reward (parses and is not a copy of a train example); unused with `validity_gate`."""
-    validity_gate: bool = False
-    """Validity as a gate instead of a term: the reward is 0 unless the sample parses and is not a train copy."""
-    min_words_quantile: float = knob(0.0, 0.0, 1.0)
-    """0 = off; q > 0 = a minimum-length gate: a sample with fewer words than the q-quantile of the step-1 samples'
-    word counts (those in the store) earns 0."""
+    """Weight of the validity reward (parses and is not a copy of a train example)."""
     checkpoint_every: int = knob(4, 1, 100_000)
     """Save prompt, value head, optimizer and KL coefficient every this many updates (and on cancel/finish)."""
     resume: bool = True
     """Continue from the run's PPO checkpoint when there is one."""
-
-    def __post_init__(self):
-        _check_choices(self, "ppo.")
 
 
 @dataclass
@@ -347,42 +276,91 @@ def _check_choices(config: Any, prefix: str) -> None:
             raise ConfigError(f"`{prefix}{f.name}` = {getattr(config, f.name)!r}; choose one of {', '.join(choices)}")
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+REMOVED = {
+    # Ablations whose settings lost: the bench script that ran them keeps them (bench/results/ppo.md, ablation.md).
+    **{f"ppo.{k}": "a PPO ablation setting that lost; bench/ppo.py keeps it, in bench/ppo_levers.py"
+       for k in ("advantage", "entropy_coef", "weight_novelty", "novelty_window", "novelty_count_cap",
+                 "validity_gate", "min_words_quantile", "label_reward", "kl_length_neutral")},
+    "student.beta_rule": "beta is picked by the teacher rule; the dev rule lost in bench/unlabeled_ablation.py",
+    "student.teacher_beats_student": "always on; bench/beta_guard.py shows each run without it",
+    # Fixed constants now, at their old defaults (see the module that uses each).
+    **{f"ppo.{k}": "fixed in retrikt/ppo/trainer.py"
+       for k in ("value_learning_rate", "value_clip_range", "gamma", "lam", "max_grad_norm", "whiten_advantages")},
+    **{f"ppo.{k}": "fixed in retrikt/ppo/core.py, the KL coefficient always adapts"
+       for k in ("kl_controller", "kl_horizon")},
+    **{f"student.{k}": "fixed in retrikt/student/stage.py"
+       for k in ("beta_heldout", "beta_min_gain", "teacher_trust_alpha")},
+    **{f"student.{k}": "fixed in retrikt/student/train.py"
+       for k in ("ce_weight", "kd_weight", "relational_weight", "retrieval_weight", "relational_temperature",
+                 "min_confidence", "gold_only_epochs")},
+}
+"""Settings that were removed: a saved run's `config.yaml` (or trained student) holding one still loads (the key is
+dropped with a note); a user's YAML or `--set` naming one is refused, saying where it went."""
+
+_ZERO_WAS_DEFAULT = ("scorer.demo_candidates", "prompt_tuning.steps", "prompt_tuning.batch_size",
+                     "generation.samples_per_label", "generation.max_new_tokens", "ppo.max_new_tokens")
+"""Fields that wrote "the task's default" as 0 before None took that role: 0 in a saved run reads as None."""
+
+log = logging.getLogger(__name__)
+
+
+def _unknown(key: str) -> ConfigError:
+    if key in REMOVED:
+        return ConfigError(f"`{key}` was removed from the config: {REMOVED[key]}; delete it")
+    return ConfigError(f"unknown field `{key}` (`python -m retrikt config` lists the fields)")
+
+
+def _build(cls: type, data: Any, prefix: str = "") -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"`{prefix.rstrip('.') or 'config'}` must be a mapping, got {type(data).__name__}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"unknown field(s) {', '.join(prefix + u for u in unknown)}; "
-            f"known: {', '.join(prefix + k for k in known)}"
-        )
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
-        default = getattr(cls(), name)
-        key = prefix + name
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value or {}, key + ".")
+        key = prefix + str(name)
+        if name not in fields:
+            raise _unknown(key)
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            # design choice: a section header left empty (all its lines commented out) keeps that section's defaults
+            kwargs[name] = _build(kind, {} if value is None else value, key + ".")
             continue
-        kwargs[name] = _coerce(key, value, default, known[name].metadata.get("range"))
+        kwargs[name] = _coerce(key, value, kind, fields[name].metadata)
     return cls(**kwargs)
 
 
-def _coerce(key: str, value: Any, default: Any, limits: tuple[float, float] | None) -> Any:
+def _coerce(key: str, value: Any, kind: Any, metadata: Any) -> Any:
+    """`value` checked against the field's type (`int`, `float`, `bool`, `str`, or one of them `| None`) and its
+    range or choices (`knob`)."""
+    options = typing.get_args(kind) or (kind,)
+    optional = type(None) in options
+    expected = next(t for t in options if t is not type(None))
     if value is None:
-        return None
-    expected = type(default) if default is not None else str
+        if optional:
+            return None
+        raise ConfigError(f"`{key}` must be {expected.__name__}, got null")
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if expected is bool and not isinstance(value, bool) or (
-        expected in (int, float) and (isinstance(value, bool) or not isinstance(value, expected))
-    ) or (expected is str and not isinstance(value, str)):
-        raise ConfigError(f"`{key}` must be {expected.__name__}, got {value!r}")
-    if limits is not None:
-        low, high = limits
+    if (expected is bool) != isinstance(value, bool) or not isinstance(value, expected):
+        raise ConfigError(f"`{key}` must be {expected.__name__}{' or null' if optional else ''}, got {value!r}")
+    if "range" in metadata:
+        low, high = metadata["range"]
         if not low <= value <= high:
-            raise ConfigError(f"`{key}` = {value} is out of range [{low}, {high}]")
+            hint = " (or null: the task's default)" if optional else ""
+            raise ConfigError(f"`{key}` = {value} is out of range [{low}, {high}]{hint}")
+    if "choices" in metadata and value not in metadata["choices"]:
+        raise ConfigError(f"`{key}` = {value!r}; choose one of {', '.join(metadata['choices'])}")
     return value
+
+
+def field_type(key: str) -> tuple[type, bool]:
+    """(value type, whether it takes None) of the dotted field `key`, e.g. `(int, True)` for `prompt_tuning.steps`."""
+    cls: Any = RunConfig
+    *parents, leaf = key.split(".")
+    for part in parents:
+        cls = typing.get_type_hints(cls)[part]
+    options = typing.get_args(typing.get_type_hints(cls)[leaf]) or (typing.get_type_hints(cls)[leaf],)
+    return next(t for t in options if t is not type(None)), type(None) in options
 
 
 def from_dict(data: dict[str, Any]) -> RunConfig:
@@ -390,16 +368,34 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
     return _build(RunConfig, data)
 
 
+def from_saved(data: dict[str, Any], source: str = "a saved run") -> RunConfig:
+    """`from_dict` for a config this program wrote earlier (a run's `config.yaml`): settings removed since are
+    dropped with a note, and an old 0 meaning "the task's default" reads as None."""
+    if not isinstance(data, dict):
+        return from_dict(data)
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for key in REMOVED:
+        section, name = key.split(".")
+        if isinstance(data.get(section), dict) and name in data[section]:
+            log.info("%s: `%s` = %r dropped (%s)", source, key, data[section].pop(name), REMOVED[key])
+    for key in _ZERO_WAS_DEFAULT:
+        section, name = key.split(".")
+        if isinstance(data.get(section), dict) and data[section].get(name) == 0:
+            data[section][name] = None
+    return from_dict(data)
+
+
 def to_dict(config: RunConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def load_yaml(path: str | os.PathLike) -> RunConfig:
+def load_yaml(path: str | os.PathLike, saved_run: bool = False) -> RunConfig:
+    """The config in YAML file `path`; `saved_run`: a run's own `config.yaml` (read with `from_saved`)."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read config {Path(path).name}: {exc}") from exc
-    return from_dict(data)
+    return from_saved(data, str(path)) if saved_run else from_dict(data)
 
 
 def save_yaml(config: RunConfig, path: str | os.PathLike) -> None:
@@ -414,10 +410,10 @@ def override(config: RunConfig, dotted: dict[str, Any]) -> RunConfig:
         *parents, leaf = key.split(".")
         for part in parents:
             if not isinstance(node.get(part), dict):
-                raise ConfigError(f"unknown field `{key}`")
+                raise _unknown(key)
             node = node[part]
         if leaf not in node:
-            raise ConfigError(f"unknown field `{key}`")
+            raise _unknown(key)
         node[leaf] = value
     return from_dict(data)
 

@@ -210,7 +210,7 @@ def open_run(workspace: str | Path, name_or_path: str) -> Run:
     path = candidate if Run(candidate).config_path.is_file() else run_path(workspace, name_or_path)
     if not Run(path).config_path.is_file():
         raise RunError(f"no run {name_or_path!r} in {runs_root(workspace)}")
-    return Run(path, load_yaml(Run(path).config_path))
+    return Run(path, load_yaml(Run(path).config_path, saved_run=True))
 
 
 def list_runs(workspace: str | Path) -> list[str]:

@@ -15,6 +15,8 @@ from gradio_client.exceptions import AppError
 
 from test_store_view import seed_run
 
+pytestmark = pytest.mark.server
+
 ROOT = Path(__file__).resolve().parents[1]
 ANY = "any"
 FILTERS = [ANY, ANY, ANY, None, "", "", 20]  # label, source, agreement, min reward, text contains, query, results
@@ -166,7 +168,7 @@ def _form(seed=21, steps=12):
     # seed, run name, soft prompt tokens, tuning steps, tuning batch, tuning lr, init from text,
     # samples per label, generation batch, max new tokens, temperature, top-p, sampling seed,
     # student size fraction, student width, student layers, k, PPO in a full run
-    return [seed, "", 16, steps, 8, 0.03, True, 4, 16, 0, 0.7, 0.9, 5, 0.02, 96, 2, 6, False]
+    return [seed, "", 16, steps, 8, 0.03, True, 4, 16, None, 0.7, 0.9, 5, 0.02, 96, 2, 6, False]
 
 
 def test_setup_saves_a_yaml_the_cli_reads_and_loads_it_back(studio, tmp_path):
@@ -354,11 +356,9 @@ def test_ppo_tab_lists_finished_runs_and_refuses_others(studio):
     _, client = studio
     assert client.predict(None, api_name="/ppo_runs")["choices"] == [["demo-SST-2", "demo-SST-2"]]
     with pytest.raises(AppError, match="Pick a run whose step 1 is done"):
-        client.predict("demo", 2, 4, 1.0, "probability", 0.5, 0.0, 0.5, False, 0.05, 0, 0.0, False,
-                       api_name="/ppo_start")
+        client.predict("demo", 2, 4, 1.0, 0.5, 0.5, 0.05, api_name="/ppo_start")
     with pytest.raises(AppError, match="ppo.rollout_batch_size"):
-        client.predict("demo-SST-2", 2, 0, 1.0, "probability", 0.5, 0.0, 0.5, False, 0.05, 0, 0.0, False,
-                       api_name="/ppo_start")
+        client.predict("demo-SST-2", 2, 0, 1.0, 0.5, 0.5, 0.05, api_name="/ppo_start")
 
 
 def test_student_tab_exports_a_bundle_that_loads(studio, tmp_path):

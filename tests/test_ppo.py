@@ -5,13 +5,12 @@ import pytest
 import torch
 
 from retrikt.config import PPOConfig
+from bench.ppo_levers import LEVERS, LeverTrainer, group_advantages, length_neutral_rewards
 from retrikt.ppo.core import (
     AdaptiveKLController,
-    FixedKLController,
     clipped_policy_loss,
     clipped_value_loss,
     compute_gae,
-    group_advantages,
     masked_whiten,
     token_rewards,
 )
@@ -73,7 +72,7 @@ def test_token_rewards_put_score_on_last_token_and_kl_everywhere():
 ])
 def test_length_neutral_kl_penalty_does_not_grow_with_length(kl, mask, expected_penalty):
     kl, mask = T(kl), T(mask)
-    out = token_rewards(T([0.0, 0.0]), kl, mask, kl_coef=0.5, length_neutral=True)
+    out = length_neutral_rewards(T([0.0, 0.0]), kl, mask, kl_coef=0.5)
     assert torch.allclose(-out.sum(1), T(expected_penalty))
     assert torch.equal(out[mask == 0], torch.zeros(int((mask == 0).sum())))
     summed = token_rewards(T([0.0, 0.0]), kl, mask, kl_coef=0.5)
@@ -125,11 +124,6 @@ def test_adaptive_kl_controller(kls, expected):
     assert values == pytest.approx(expected, abs=1e-12)
 
 
-def test_fixed_kl_controller_never_moves():
-    controller = FixedKLController(0.3)
-    assert [controller.update(kl, 8) for kl in (0.0, 10.0, 1e6)] == [0.3, 0.3, 0.3]
-
-
 def test_masked_whiten():
     values = T([[1.0, 2.0, 3.0], [4.0, 100.0, -50.0]])
     mask = T([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
@@ -163,9 +157,10 @@ def test_group_advantages(rewards, mask, expected):
 PROMPT = "Label: positive\nReview:"
 
 
-def _toy(tiny_teacher, **overrides):
+def _toy(tiny_teacher, levers=None, **overrides):
     """Reward = share of sampled tokens in a fixed set: the 20% of the vocabulary whose embedding points most
-    along a random direction (so a soft prompt that tilts the last hidden state that way can earn it)."""
+    along a random direction (so a soft prompt that tilts the last hidden state that way can earn it). `levers`:
+    bench/ppo_levers.py's trainer levers to train with."""
     embeddings = tiny_teacher.model.get_input_embeddings().weight.detach()
     direction = torch.randn(embeddings.shape[1], generator=torch.Generator().manual_seed(7))
     scores = embeddings @ direction
@@ -180,10 +175,13 @@ def _toy(tiny_teacher, **overrides):
     soft = embeddings[torch.tensor((ids * 2)[:4])].clone()
     # design of the toy: 2 new tokens keep the credit assignment short enough for a few dozen updates.
     config = PPOConfig(**{"updates": 30, "rollout_batch_size": 16, "minibatch_size": 8, "epochs": 2,
-                          "learning_rate": 0.01, "kl_coef": 0.05, "kl_target": 1.0, "kl_horizon": 100,
-                          "checkpoint_every": 2, **overrides})
-    return PPOTrainer(tiny_teacher.model, tiny_teacher.tokenizer, soft, [PromptSpec("toy", ids)], reward_fn, config,
-                      max_new_tokens=2, seed=1, stop_ids=set(), stop_text=None)
+                          "learning_rate": 0.01, "kl_coef": 0.05, "kl_target": 1.0, "checkpoint_every": 2,
+                          **overrides})
+    trainer_class = LeverTrainer.with_levers({**LEVERS, **levers}) if levers else PPOTrainer
+    trainer = trainer_class(tiny_teacher.model, tiny_teacher.tokenizer, soft, [PromptSpec("toy", ids)], reward_fn,
+                            config, max_new_tokens=2, seed=1, stop_ids=set(), stop_text=None)
+    trainer.kl_controller.horizon = 100  # a toy run sees a few hundred samples: let the coefficient move in them
+    return trainer
 
 
 def test_toy_reward_rises_only_prompt_and_value_head_move_kl_bounded(tiny_teacher):
@@ -260,7 +258,8 @@ def test_cancel_stops_between_updates_and_keeps_a_checkpoint(tiny_teacher, tmp_p
 
 def test_gated_margin_novelty_reward_trains_only_prompt_and_value_head(tiny_teacher):
     """The composite with validity as a gate, the margin label term and n-gram novelty drives real updates."""
-    from retrikt.ppo.rewards import CompositeReward, LabelMargin, NgramNovelty, Samples
+    from bench.ppo_levers import GatedReward, LabelMargin, NgramNovelty
+    from retrikt.ppo.rewards import Samples
 
     embeddings = tiny_teacher.model.get_input_embeddings().weight.detach()
     scores = embeddings @ torch.randn(embeddings.shape[1], generator=torch.Generator().manual_seed(7))
@@ -280,8 +279,8 @@ def test_gated_margin_novelty_reward_trains_only_prompt_and_value_head(tiny_teac
         def __call__(self, samples):
             return np.arange(len(samples)) % 2 == 0
 
-    reward = CompositeReward({LabelMargin.name: (1.0, LabelMargin(TokenScorer(), ["negative", "positive"])),
-                              NgramNovelty.name: (0.5, NgramNovelty())}, gate=EveryOtherParses())
+    reward = GatedReward({LabelMargin.name: (1.0, LabelMargin(TokenScorer(), ["negative", "positive"])),
+                          NgramNovelty.name: (0.5, NgramNovelty())}, {"gate": EveryOtherParses()})
 
     def reward_fn(key, batch):
         texts = [f"w{i} " + " ".join(map(str, row[m].tolist())) for i, (row, m) in
@@ -308,7 +307,7 @@ def test_gated_margin_novelty_reward_trains_only_prompt_and_value_head(tiny_teac
 @pytest.mark.parametrize("entropy_coef", [0.0, 0.05])
 def test_group_advantages_train_the_prompt_only_and_raise_the_reward(tiny_teacher, entropy_coef):
     # No value head with group advantages: it must stay exactly at its initialisation, the teacher frozen.
-    trainer = _toy(tiny_teacher, advantage="group", entropy_coef=entropy_coef)
+    trainer = _toy(tiny_teacher, levers={"advantage": "group", "entropy_coef": entropy_coef})
     frozen = {name: p.detach().clone() for name, p in tiny_teacher.model.named_parameters()}
     start_prompt = trainer.soft_prompt
     start_head = [p.detach().clone() for p in trainer.value_head.parameters()]
@@ -323,10 +322,18 @@ def test_group_advantages_train_the_prompt_only_and_raise_the_reward(tiny_teache
         assert torch.equal(param, frozen[name]) and param.grad is None, name
 
 
+def test_the_bench_trainer_with_every_lever_off_is_the_product_trainer(tiny_teacher):
+    # bench/ppo.py runs every setting, the defaults too, through LeverTrainer: off, it must train exactly as PPO does
+    product = _toy(tiny_teacher, updates=3, rollout_batch_size=4, minibatch_size=2).train().history
+    bench = _toy(tiny_teacher, levers=dict(LEVERS), updates=3, rollout_batch_size=4, minibatch_size=2).train().history
+    assert [s.as_dict() | {"seconds": 0, "rollout_seconds": 0, "samples_per_second": 0} for s in product] == \
+        [s.as_dict() | {"seconds": 0, "rollout_seconds": 0, "samples_per_second": 0} for s in bench]
+
+
 def test_entropy_bonus_keeps_the_policy_more_random(tiny_teacher):
     # Same seed, same rollouts at the first update: a strong bonus must end with higher rollout entropy.
-    plain = _toy(tiny_teacher, advantage="group", updates=12).train().history
-    bonus = _toy(tiny_teacher, advantage="group", updates=12, entropy_coef=1.0).train().history
+    plain = _toy(tiny_teacher, levers={"advantage": "group"}, updates=12).train().history
+    bonus = _toy(tiny_teacher, levers={"advantage": "group", "entropy_coef": 1.0}, updates=12).train().history
     assert plain[0].entropy == pytest.approx(bonus[0].entropy)
     assert np.mean([s.entropy for s in bonus[-4:]]) > np.mean([s.entropy for s in plain[-4:]])
 

@@ -3,10 +3,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from bench.ppo_levers import LEVERS, LabelMargin, MinLength, NgramNovelty, make_reward
 from retrikt.config import PPOConfig
 from retrikt.errors import ConfigError
-from retrikt.ppo.rewards import (CompositeReward, Diversity, LabelConsistency, LabelMargin, MinLength, NgramNovelty,
-                                 Samples, Validity)
+from retrikt.ppo.rewards import CompositeReward, Diversity, LabelConsistency, Samples, Validity
 
 
 class FakeScorer:
@@ -33,6 +33,13 @@ def _samples(label, sentences):
     fields = [None if s is None else {"sentence": s} for s in sentences]
     texts = ["" if s is None else f"Review: {s}" for s in sentences]
     return Samples(label, fields, texts)
+
+
+def _lever_reward(task, scorer, embedder, store=None, *, weight_label=1.0, weight_diversity=0.0, weight_validity=0.5,
+                  **levers):
+    """The reward bench/ppo.py builds for a setting with these PPOConfig weights and bench/ppo_levers.py levers."""
+    config = PPOConfig(weight_label=weight_label, weight_diversity=weight_diversity, weight_validity=weight_validity)
+    return make_reward({**LEVERS, **levers})(config, task, scorer, embedder, store)
 
 
 def test_label_consistency_is_the_intended_label_probability(sst2):
@@ -148,19 +155,26 @@ def test_ngram_novelty_buffers_are_per_label():
 def test_composite_gate_and_margin(sst2, gate, label_reward, expected_total, expected_terms):
     scorer = FakeScorer({"x": [0.2, 0.8], "y": [0.6, 0.4]})
     embedder = FakeEmbedder({"Review: x": [1, 0], "Review: y": [0, 1]})
-    config = PPOConfig(weight_label=1.0, weight_diversity=0.0, weight_validity=0.5, validity_gate=gate,
-                       label_reward=label_reward)
-    out = CompositeReward.from_config(config, sst2, scorer, embedder)(_samples("positive", ["x", "y", None]))
+    reward = _lever_reward(sst2, scorer, embedder, validity_gate=gate, label_reward=label_reward)
+    out = reward(_samples("positive", ["x", "y", None]))
     assert set(out.terms) == expected_terms
     assert out.total.tolist() == pytest.approx(expected_total)
+
+
+def test_the_bench_reward_with_every_lever_off_is_the_product_reward(sst2):
+    scorer = FakeScorer({"x": [0.2, 0.8], "y": [0.6, 0.4]})
+    embedder = FakeEmbedder({"Review: x": [1, 0], "Review: y": [0, 1]})
+    config = PPOConfig()
+    product = CompositeReward.from_config(config, sst2, scorer, embedder)(_samples("positive", ["x", "y", None]))
+    bench = make_reward(LEVERS)(config, sst2, scorer, embedder)(_samples("positive", ["x", "y", None]))
+    assert list(bench.terms) == list(product.terms) and bench.total.tolist() == product.total.tolist()
 
 
 def test_composite_gate_zeroes_train_copies_even_with_novelty(sst2):
     copy = sst2.train[0].fields["sentence"]
     scorer = FakeScorer({copy: [0.0, 1.0], "fresh words here": [0.0, 1.0]})
-    config = PPOConfig(weight_label=1.0, weight_diversity=0.0, weight_novelty=1.0, validity_gate=True,
-                       label_reward="margin")
-    reward = CompositeReward.from_config(config, sst2, scorer, FakeEmbedder({}))
+    reward = _lever_reward(sst2, scorer, FakeEmbedder({}), weight_novelty=1.0, validity_gate=True,
+                           label_reward="margin")
     samples = Samples("positive", [{"sentence": copy}, {"sentence": "fresh words here"}],
                       [sst2.serialize({"sentence": copy}), "Review: fresh words here"])
     out = reward(samples)
@@ -247,9 +261,8 @@ def test_composite_min_length_gate_from_the_stores_step1_samples(sst2, validity_
     store = FakeStore([("positive", "generated:step1", "w " * n) for n in (2, 4, 6, 8)]
                       + [("positive", "train", "w " * 40)] * 8)
     scorer = FakeScorer({"great": [0.0, 1.0], "a good film with a warm heart": [0.2, 0.8]})
-    config = PPOConfig(weight_label=1.0, weight_diversity=0.0, weight_validity=0.5, validity_gate=validity_gate,
-                       label_reward="margin", min_words_quantile=0.5)
-    reward = CompositeReward.from_config(config, sst2, scorer, FakeEmbedder({}), store)
+    reward = _lever_reward(sst2, scorer, FakeEmbedder({}), store, validity_gate=validity_gate, label_reward="margin",
+                           min_words_quantile=0.5)
     assert reward.gates["min_length"].min_words == pytest.approx(5.0)
     out = reward(_samples("positive", ["great", "a good film with a warm heart", None]))
     assert set(out.terms) == expected_terms
@@ -260,19 +273,18 @@ def test_composite_min_length_gate_from_the_stores_step1_samples(sst2, validity_
 
 
 def test_composite_min_length_needs_a_store_with_step1_samples(sst2):
-    config = PPOConfig(validity_gate=True, label_reward="margin", min_words_quantile=0.25)
+    levers = {"validity_gate": True, "label_reward": "margin", "min_words_quantile": 0.25}
     scorer = FakeScorer({})
     with pytest.raises(ConfigError, match="needs step-1 samples"):
-        CompositeReward.from_config(config, sst2, scorer, FakeEmbedder({}))
+        _lever_reward(sst2, scorer, FakeEmbedder({}), **levers)
     with pytest.raises(ConfigError, match="needs step-1 samples"):
-        CompositeReward.from_config(config, sst2, scorer, FakeEmbedder({}), FakeStore([("positive", "train", "x y")]))
+        _lever_reward(sst2, scorer, FakeEmbedder({}), FakeStore([("positive", "train", "x y")]), **levers)
 
 
 def test_composite_count_novelty_from_config(sst2):
     scorer = FakeScorer({"so bad": [1.0, 0.0], "the plot drags and the jokes never land": [1.0, 0.0]})
-    config = PPOConfig(weight_label=1.0, weight_diversity=0.0, weight_novelty=0.5, validity_gate=True,
-                       label_reward="margin", novelty_count_cap=6)
-    out = CompositeReward.from_config(config, sst2, scorer, FakeEmbedder({}))(
-        _samples("negative", ["so bad", "the plot drags and the jokes never land"]))
+    reward = _lever_reward(sst2, scorer, FakeEmbedder({}), weight_novelty=0.5, validity_gate=True,
+                           label_reward="margin", novelty_count_cap=6)
+    out = reward(_samples("negative", ["so bad", "the plot drags and the jokes never land"]))
     assert out.terms["ngram_novelty"].tolist() == pytest.approx([1 / 6, 1.0])
     assert out.total.tolist() == pytest.approx([1 + 0.5 / 6, 1.5])

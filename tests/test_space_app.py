@@ -19,6 +19,8 @@ from retrikt.studio.setup_form import FORM_FIELDS
 
 from test_app_pages import BUILT_IN, FILTERS, _form
 
+pytestmark = pytest.mark.server
+
 DEMO = "demo-SST-2"
 PACKAGED, HUB_360M = DEFAULT_ALLOWED_TEACHERS[0], DEFAULT_ALLOWED_TEACHERS[2]
 # What reads as a file location: the words, a GGUF file, or a slash before a name (`org/model`, `runs/x`, `/etc`);
@@ -195,8 +197,7 @@ def test_jobs_are_shared_fairly_and_owned(space):
     _, url = space
     ann, bob, cat = (Client(url, verbose=False) for _ in range(3))
     with pytest.raises(AppError, match="only on runs your own step-1 jobs made"):
-        ann.predict(DEMO, 2, 4, 1.0, "probability", 0.5, 0.0, 0.5, False, 0.05, 0, 0.0, False,
-                    api_name="/ppo_start")
+        ann.predict(DEMO, 2, 4, 1.0, 0.5, 0.5, 0.05, api_name="/ppo_start")
     ann.predict("SST-2", 4, 200, 0.9, 0.95, api_name="/generate_start")
     with pytest.raises(AppError, match="already have 1 job"):
         ann.predict("SST-2", 4, 200, 0.9, 0.95, api_name="/generate_start")

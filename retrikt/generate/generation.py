@@ -74,7 +74,7 @@ def sample_token_lengths(task, tokenizer) -> list[int]:
 
 
 def default_max_new_tokens(task, tokenizer, config: GenerationConfig) -> int:
-    """The token budget of a sample when `max_new_tokens` is 0: `budget_percentile` of the train examples' lengths
+    """The token budget of a sample when `max_new_tokens` is None: `budget_percentile` of the train examples' lengths
     plus `budget_margin`, at most `budget_max` (and at least 16)."""
     lengths = sample_token_lengths(task, tokenizer)
     if not lengths:

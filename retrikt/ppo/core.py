@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import ConfigError, PPOConfig
+from ..config import PPOConfig
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -36,45 +36,18 @@ def token_entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return masked_mean(torch.logsumexp(logits, -1) - (logits.softmax(-1) * logits).sum(-1), mask)
 
 
-def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float,
-                  length_neutral: bool = False) -> torch.Tensor:
+def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float) -> torch.Tensor:
     """Per-token rewards: -kl_coef * kl at every sampled token, plus the sample's score at its last token.
 
     This is the usual RLHF recipe (Ziegler et al. 2019, Stiennon et al. 2020): the KL to the reference policy is a
     per-token penalty inside the reward, so GAE spreads the score and the penalty over the sequence.
-    With `length_neutral`, row i's penalties are scaled by mean(L) / L_i (L = sampled tokens per row): a sample pays
-    kl_coef * mean(L) * (its mean per-token KL), so the penalty no longer grows with its own length, while the
-    batch's penalties keep the scale of the summed KL.
     """
     mask = mask.to(kl.dtype)
     rewards = -kl_coef * kl * mask
     lengths = mask.sum(1).long()
-    if length_neutral:
-        sampled = lengths > 0
-        if sampled.any():
-            scale = lengths[sampled].to(kl.dtype).mean() / lengths.clamp(min=1).to(kl.dtype)
-            rewards = rewards * scale.unsqueeze(1)
     rows = torch.nonzero(lengths > 0).flatten()
     rewards[rows, lengths[rows] - 1] += scores.to(rewards.dtype)[rows]
     return rewards
-
-
-def group_advantages(rewards: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Group-relative advantages (GRPO, Shao et al. 2024; RLOO, Ahmadian et al. 2024), no value function.
-
-    `rewards` are per-token rewards as `token_rewards` builds them, so row i's return R_i = the sum over its tokens
-    (its score minus its KL penalty); every token of row i gets A_i = (R_i - mean_j R_j) / (std_j R_j + eps) over the
-    rows of the batch, which all share one prompt.
-    Rows without sampled tokens are left out of the mean and std; masked entries are 0.
-    """
-    mask = mask.to(rewards.dtype)
-    returns = (rewards * mask).sum(1)
-    sampled = mask.sum(1) > 0
-    if sampled.sum() < 2:
-        return torch.zeros_like(rewards)
-    group = returns[sampled]
-    normalised = (returns - group.mean()) / (group.std(unbiased=False) + eps)
-    return normalised.unsqueeze(1) * mask * sampled.unsqueeze(1).to(mask.dtype)
 
 
 def compute_gae(
@@ -149,14 +122,8 @@ def clipped_value_loss(
     return loss, fraction
 
 
-class FixedKLController:
-    """A KL coefficient that never changes."""
-
-    def __init__(self, kl_coef: float):
-        self.value = float(kl_coef)
-
-    def update(self, current_kl: float, n_samples: int) -> float:
-        return self.value
+KL_HORIZON = 400  # design choice: not the usual 10000, since a run here sees a few hundred samples, not millions
+"""Samples over which the adaptive controller moves the coefficient by up to +-20%."""
 
 
 class AdaptiveKLController:
@@ -174,12 +141,8 @@ class AdaptiveKLController:
         return self.value
 
 
-def make_kl_controller(config: PPOConfig) -> FixedKLController | AdaptiveKLController:
-    if config.kl_controller == "fixed":
-        return FixedKLController(config.kl_coef)
-    if config.kl_controller == "adaptive":
-        return AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
-    raise ConfigError(f"`ppo.kl_controller` = {config.kl_controller!r}; choose adaptive or fixed")
+def make_kl_controller(config: PPOConfig) -> AdaptiveKLController:
+    return AdaptiveKLController(config.kl_coef, config.kl_target, KL_HORIZON)
 
 
 class ValueHead(nn.Module):

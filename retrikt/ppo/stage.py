@@ -22,7 +22,7 @@ from ..generate.prompt_tuning import ADAPTER_WEIGHTS, load_soft_prompt
 from ..generate.stage import novel_samples, stage_score
 from ..runs import Run, open_run
 from ..teacher.scorer import TeacherScorer, restored_scorer
-from .rewards import STEP1_SOURCE, CompositeReward, MinLength, Samples
+from .rewards import STEP1_SOURCE, CompositeReward, Samples
 from .trainer import PPOTrainer, PromptSpec, UpdateStats
 
 SOURCE = "generated:ppo"
@@ -82,23 +82,26 @@ def check_ready(ctx: Context) -> torch.Tensor:
     return step1
 
 
-def stage_ppo(ctx: Context, progress: Progress = noop_progress, should_stop=None) -> dict:
+def stage_ppo(ctx: Context, progress: Progress = noop_progress, should_stop=None, *, make_reward=None,
+              trainer_class: type[PPOTrainer] = PPOTrainer) -> dict:
     """PPO on the run's step-1 soft prompt, then as many samples as step 1 into the store as `generated:ppo`.
 
     Resumes from `ppo/checkpoint.pt` when `ppo.resume` is on. Raises Cancelled between updates or generation
     batches (the checkpoint stays valid), RunError when the run has no step-1 adapter or already has PPO entries.
+    `make_reward(config.ppo, task, scorer, embedder, store)` and `trainer_class` replace the reward and the trainer
+    (bench/ppo.py runs its ablations through them).
     """
     config = ctx.run.config
     cfg = config.ppo
     step1 = check_ready(ctx)
     store = open_store(ctx)
     scorer = restore_scorer(ctx, progress)
-    reward = CompositeReward.from_config(cfg, ctx.task, scorer, store.embedder, store)
+    reward = (make_reward or CompositeReward.from_config)(cfg, ctx.task, scorer, store.embedder, store)
     teacher, task = ctx.teacher, ctx.task
     prompts = [PromptSpec(label, teacher.encode(task.generation_prompt(label))) for label in task.labels]
     budget = cfg.max_new_tokens or default_max_new_tokens(task, teacher.tokenizer, config.generation)
-    trainer = PPOTrainer(teacher.model, teacher.tokenizer, step1, prompts, task_reward_fn(task, reward), cfg,
-                         max_new_tokens=budget, seed=config.seed)
+    trainer = trainer_class(teacher.model, teacher.tokenizer, step1, prompts, task_reward_fn(task, reward), cfg,
+                            max_new_tokens=budget, seed=config.seed)
     ppo_dir = ctx.run.ppo_dir
     ppo_dir.mkdir(exist_ok=True)
     save_yaml(config, ctx.run.ppo_config_path)
@@ -117,8 +120,6 @@ def stage_ppo(ctx: Context, progress: Progress = noop_progress, should_stop=None
     summary = {"updates": trainer.updates_done, "resumed_from": report.resumed_from,
                "ppo_seconds": round(report.seconds, 2), **_history_summary(trainer.history),
                "prompt_shift": round(float((tuned.float() - step1.float()).norm() / step1.float().norm()), 4)}
-    if MinLength.name in reward.gates:
-        summary["min_words"] = reward.gates[MinLength.name].min_words
     summary.update(generate_and_store(ctx, tuned, reward, progress, should_stop))
     return summary
 

@@ -5,13 +5,12 @@ Only the soft prompt and a small value head are trained; the teacher is frozen. 
 2. score them with the reward function (one number per sample, plus named terms for logging);
 3. recompute, without grad, the per-token log-probs and values under the current prompt and the log-probs under
    the frozen reference (step-1) prompt, by one forward over [soft prompt; prompt tokens; sampled tokens];
-4. per-token rewards = -beta * (logp - logp_ref) + the score at the last token; GAE; whitened advantages
-   (or, with `advantage = group`, each sample's return standardised over the batch, and no value head);
-5. `epochs` passes of minibatches: the same forward with grad, clipped surrogate + clipped value loss (minus an
-   optional entropy bonus), step;
+4. per-token rewards = -beta * (logp - logp_ref) + the score at the last token; GAE; whitened advantages;
+5. `epochs` passes of minibatches: the same forward with grad, clipped surrogate + clipped value loss, step;
 6. update the KL coefficient from the observed KL.
 Rollouts sample at `temperature` with no top-p, and log-probs use the same tempered softmax, so the data are
-on-policy for the policy whose ratios are clipped.
+on-policy for the policy whose ratios are clipped. Steps 4 and 5 are methods (`_token_rewards`, `_advantages`,
+`_loss`) so that a variant can replace one: bench/ppo_levers.py's ablations do.
 """
 from __future__ import annotations
 
@@ -27,11 +26,11 @@ from torch import nn
 from ..config import PPOConfig
 from ..errors import RunError
 from .core import (
+    PolicyLoss,
     ValueHead,
     clipped_policy_loss,
     clipped_value_loss,
     compute_gae,
-    group_advantages,
     make_kl_controller,
     masked_whiten,
     token_entropy,
@@ -41,6 +40,16 @@ from .rewards import RewardBreakdown
 from ..teacher.sampling import SampledBatch, prompt_embeddings, sample
 
 CHECKPOINT_FILE = "checkpoint.pt"
+
+# PPO's usual knobs, fixed: none was a setting a user of the studio needed.
+VALUE_LEARNING_RATE = 0.01  # design choice: high, the value head starts at 0 and runs are short
+VALUE_CLIP_RANGE = 0.2
+"""Clip of the value update around the rollout's values."""
+GAMMA = 1.0  # design choice: no discount, the reward is a judgement of the whole sample
+LAM = 0.95
+"""GAE lambda."""
+MAX_GRAD_NORM = 1.0
+"""Gradient norm clip (soft prompt and value head clipped separately)."""
 
 RewardFn = Callable[[str, SampledBatch], RewardBreakdown]
 """reward_fn(prompt key, sampled batch) -> one score per row (plus named terms)."""
@@ -139,7 +148,7 @@ class PPOTrainer:
             self.value_head = ValueHead(self.prompt.shape[1]).to(self.device)
         self.optimizer = torch.optim.Adam([
             {"params": [self.prompt], "lr": config.learning_rate},
-            {"params": list(self.value_head.parameters()), "lr": config.value_learning_rate},
+            {"params": list(self.value_head.parameters()), "lr": VALUE_LEARNING_RATE},
         ])
         self.kl_controller = make_kl_controller(config)
         self.updates_done = 0
@@ -186,6 +195,27 @@ class PPOTrainer:
         # Each update's randomness depends only on (seed, update), so a resumed run replays the same rollouts.
         return (self.seed * 1_000_003 + update) * 4 + stream
 
+    # ---- the parts of an update a variant may replace ---------------------------------------------------------
+    def _token_rewards(self, scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor,
+                       kl_coef: float) -> torch.Tensor:
+        """Per-token rewards of a rollout batch: its scores at the last tokens minus the KL penalty."""
+        return token_rewards(scores, kl, mask, kl_coef)
+
+    def _advantages(self, rewards: torch.Tensor, values: torch.Tensor,
+                    mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(advantages, returns) of a rollout batch: GAE, the advantages whitened over the batch's tokens."""
+        advantages, returns = compute_gae(rewards, values, mask, GAMMA, LAM)
+        return masked_whiten(advantages, mask), returns
+
+    def _loss(self, policy: PolicyLoss, hidden: torch.Tensor, logits: torch.Tensor, old_values: torch.Tensor,
+              returns: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(loss to minimise, value loss, value clip fraction) of one minibatch."""
+        values = self.value_head(hidden.detach())
+        value_loss, value_clip = clipped_value_loss(values, old_values, returns, mask, VALUE_CLIP_RANGE)
+        # No value coefficient: the value head shares no parameters with the prompt, so a coefficient would only
+        # rescale its gradient, which Adam undoes.
+        return policy.loss + value_loss, value_loss, value_clip
+
     # ---- one update ------------------------------------------------------------------------------------------
     def step(self) -> UpdateStats:
         """Run one PPO update (rollout + optimisation) and return its stats."""
@@ -215,15 +245,8 @@ class PPOTrainer:
             kl = (old_logprobs - ref_logprobs) * mask
             kl_coef = self.kl_controller.value
             scores = torch.as_tensor(reward.total, dtype=torch.float32, device=self.device)
-            rewards = token_rewards(scores, kl, mask, kl_coef, cfg.kl_length_neutral)
-            group = cfg.advantage == "group"
-            if group:
-                # Already standardised per batch; whitening over tokens again would weight rows by their length.
-                advantages, returns = group_advantages(rewards, mask), None
-            else:
-                advantages, returns = compute_gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
-                if cfg.whiten_advantages:
-                    advantages = masked_whiten(advantages, mask)
+            rewards = self._token_rewards(scores, kl, mask, kl_coef)
+            advantages, returns = self._advantages(rewards, old_values, mask)
 
         shuffle = torch.Generator().manual_seed(self._seed(self.updates_done, 1))
         sums = {"policy_loss": 0.0, "value_loss": 0.0, "clip_fraction": 0.0, "value_clip_fraction": 0.0,
@@ -236,23 +259,13 @@ class PPOTrainer:
                 logprobs, hidden, step_logits = self._forward(self.prompt, spec.ids, tokens[rows])
                 policy = clipped_policy_loss(logprobs, old_logprobs[rows], advantages[rows], mask[rows],
                                              cfg.clip_range)
-                loss = policy.loss
-                if group:
-                    value_loss, value_clip = torch.zeros(()), 0.0
-                else:
-                    values = self.value_head(hidden.detach())
-                    value_loss, value_clip = clipped_value_loss(values, old_values[rows], returns[rows], mask[rows],
-                                                                cfg.value_clip_range)
-                    # No value coefficient: the value head shares no parameters with the prompt, so a coefficient
-                    # would only rescale its gradient, which Adam undoes.
-                    loss = loss + value_loss
-                if cfg.entropy_coef:
-                    loss = loss - cfg.entropy_coef * token_entropy(step_logits, mask[rows])
+                loss, value_loss, value_clip = self._loss(policy, hidden, step_logits, old_values[rows],
+                                                          returns[rows], mask[rows])
                 del step_logits
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                grad_norm = nn.utils.clip_grad_norm_([self.prompt], cfg.max_grad_norm)
-                nn.utils.clip_grad_norm_(self.value_head.parameters(), cfg.max_grad_norm)
+                grad_norm = nn.utils.clip_grad_norm_([self.prompt], MAX_GRAD_NORM)
+                nn.utils.clip_grad_norm_(self.value_head.parameters(), MAX_GRAD_NORM)
                 self.optimizer.step()
                 for key, value in (("policy_loss", policy.loss.item()), ("value_loss", value_loss.item()),
                                    ("clip_fraction", policy.clip_fraction), ("value_clip_fraction", value_clip),

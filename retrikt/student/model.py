@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import StudentConfig
+from ..config import StudentConfig, from_saved
 from ..store.embed import packaged_model_dir
 from ..errors import StudentError
 from ..runs import STUDENT_WEIGHTS
@@ -254,7 +254,8 @@ class Student:
         if not (folder / "student.json").is_file():
             raise StudentError(f"no trained student in {folder.name}: run the student stage first")
         meta = json.loads((folder / "student.json").read_text(encoding="utf-8"))
-        cfg = StudentConfig(**meta["config"])
+        # a student trained before settings were removed still loads: its config is read as a saved run's
+        cfg = from_saved({"student": meta["config"]}, f"{folder.name}/student.json").student
         if meta["vocab"] is not None:
             vocab = Vocab(meta["vocab"])
             own = folder / TOKENIZER_DIR

@@ -24,6 +24,12 @@ from .train import clone, finetune, gold_only, gold_only_epochs, pretrain, pretr
 
 BETA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
+BETA_HELDOUT = 256
+"""Teacher-labelled held-out inputs the beta rule scores against (fewer when the task's pool is small)."""
+TRUST_ALPHA = 0.05
+"""Retrieval is used only when the teacher beats the majority class on held-out gold at one-sided binomial p
+below this (`teacher_trust`)."""
+
 
 def tune_beta(student: Student, index: KeyIndex | None, task, k: int, tau: float,
               preferred: float, min_gain: int = 1) -> tuple[float, dict]:
@@ -179,9 +185,10 @@ def train_students(run, task, store, teacher_params: int, progress=noop_progress
     gold_items = gold_only(items, len(task.labels))
     gold_report = None
     if gold_items.texts:
-        gold_cfg = replace(cfg, kd_weight=0.0, epochs=gold_only_epochs(items, gold_items, cfg))
+        gold_cfg = replace(cfg, epochs=gold_only_epochs(items, gold_items, cfg))
+        # no KD: with one-hot targets it would only repeat CE
         gold_report = finetune(gold_student, gold_items, gold_cfg, seed, retrieval=False,
-                               on_epoch=epochs("gold-only"), should_stop=should_stop)
+                               on_epoch=epochs("gold-only"), should_stop=should_stop, kd=False)
     student.save(run.student_dir)
     kd_student.save(run.kd_student_dir)
     shutil.rmtree(run.gold_student_dir, ignore_errors=True)  # a retrained run must not keep an old baseline
@@ -198,9 +205,9 @@ def train_students(run, task, store, teacher_params: int, progress=noop_progress
     run.unindexed_ids_path.write_text(json.dumps(sorted(i for i in store.ids() if i not in indexed)),
                                       encoding="utf-8")
     trust, beta, dev_scores, agreement, versus = {}, (cfg.beta if index is not None else 0.0), {}, {}, {}
-    held = heldout_inputs(task, cfg.beta_heldout) if cfg.tune_beta and cfg.beta_rule == "teacher" else []
+    held = heldout_inputs(task, BETA_HELDOUT) if cfg.tune_beta else []
     if cfg.tune_beta:
-        trust = teacher_trust(store, task, run.summary().get("score", {}).get("demo_uids"), cfg.teacher_trust_alpha)
+        trust = teacher_trust(store, task, run.summary().get("score", {}).get("demo_uids"), TRUST_ALPHA)
         if held and index is not None and len(index):
             from ..teacher.scorer import run_scorer
 
@@ -209,7 +216,8 @@ def train_students(run, task, store, teacher_params: int, progress=noop_progress
             probs = scorer.probs(held)
             beta, agreement = tune_beta_on_teacher(student, index, task, cfg.k, cfg.temperature, probs,
                                                    [task.serialize(f) for f in held])
-            if cfg.teacher_beats_student and beta > 0 and trust["trusted"] and task.dev:
+            # design choice: follow the teacher only where it beats the student alone (bench/results/beta_guard.md)
+            if beta > 0 and trust["trusted"] and task.dev:
                 progress("student", 0, 1, {"message": f"teacher vs student alone on {len(task.dev)} dev examples"})
                 alone = predict(student, None, [task.serialize(e.fields) for e in task.dev], cfg.k,
                                 cfg.temperature, 0.0).student  # the student alone: no neighbours to fetch
@@ -218,7 +226,7 @@ def train_students(run, task, store, teacher_params: int, progress=noop_progress
                 if not versus["teacher_wins"]:
                     beta = 0.0
         else:
-            beta, dev_scores = tune_beta(student, index, task, cfg.k, cfg.temperature, cfg.beta, cfg.beta_min_gain)
+            beta, dev_scores = tune_beta(student, index, task, cfg.k, cfg.temperature, cfg.beta)
         # design choice: significance, not a margin: 28 held-out gold examples are too few for a point estimate.
         if not trust["trusted"]:
             beta = 0.0  # the teacher is no better than the majority class on held-out gold: its votes cannot help
@@ -270,7 +278,7 @@ def run_student(config: RunConfig, from_run: str, progress=noop_progress, evalua
     check_store_not_empty(run, store)  # before the run's config is touched: a refused run stays as it was
     run.config.student = config.student
     save_yaml(run.config, run.config_path)
-    if config.student.tune_beta and config.student.beta_rule == "teacher" or evaluate_after:
+    if config.student.tune_beta or evaluate_after:
         teacher = teacher or run_teacher(run, progress)  # loaded once for the beta rule and the evaluation
     if config.student.teacher_unlabeled:
         teacher = teacher or run_teacher(run, progress)
@@ -331,8 +339,7 @@ def label_unlabeled(run, task, store, teacher, n: int, progress=noop_progress, c
     from ..teacher.scorer import run_scorer
 
     have = {e.text for e in store.list(source="unlabeled")}
-    cfg = run.config.student
-    held = {task.serialize(f) for f in heldout_inputs(task, cfg.beta_heldout if cfg.beta_rule == "teacher" else 0)}
+    held = {task.serialize(f) for f in heldout_inputs(task, BETA_HELDOUT)}
     todo = [f for f in teacher_inputs(task, exclude=have) if task.serialize(f) not in held][: max(0, n - len(have))]
     if not todo:
         return {"unlabeled_entries": len(have), "scored": 0}

@@ -26,6 +26,9 @@ from .model import Student
 
 _MINILM = "all-MiniLM-L6-v2"
 
+RELATIONAL_TEMPERATURE = 0.1
+"""Softmax temperature of both in-batch similarity distributions of the relational loss."""
+
 
 @dataclass
 class Items:
@@ -50,9 +53,8 @@ def select_items(store, task, cfg: StudentConfig) -> Items:
     """Store entries filtered/weighted by `cfg.store_filter` + the train split (gold).
 
     design choice (weak teachers): `agree` drops generated entries whose teacher label differs from the label they
-    were generated for or whose top probability is below `min_confidence`; gold examples the teacher gets wrong stay
-    for CE with a one-hot target but are not retrieved. `weight` keeps everything, weighted by the teacher's
-    probability of the intended label.
+    were generated for; gold examples the teacher gets wrong stay for CE with a one-hot target but are not
+    retrieved. `weight` keeps everything, weighted by the teacher's probability of the intended label.
     """
     labels = list(task.labels)
     entries = store.list()
@@ -69,7 +71,7 @@ def select_items(store, task, cfg: StudentConfig) -> Items:
         soft = np.array([e.soft_labels.get(l, 0.0) for l in labels], dtype=np.float64)
         soft = soft / soft.sum()
         is_gold = e.source == "train" and e.text in train_texts
-        agree = labels[int(soft.argmax())] == e.label and soft.max() >= cfg.min_confidence
+        agree = labels[int(soft.argmax())] == e.label
         weight, keep = 1.0, True
         if cfg.store_filter == "agree":
             keep = agree
@@ -198,18 +200,17 @@ def gold_only(items: Items, n_labels: int) -> Items:
 
 
 def gold_only_epochs(items: Items, gold_items: Items, cfg: StudentConfig) -> int:
-    """`cfg.gold_only_epochs`, or (0) the epochs that give the gold-only baseline as many optimizer steps as
-    `finetune` gives the student on `items`."""
-    if cfg.gold_only_epochs:
-        return cfg.gold_only_epochs
+    """The epochs that give the gold-only baseline as many optimizer steps as `finetune` gives the student on
+    `items`, so the baseline is not under-trained next to the student."""
     steps = cfg.epochs * math.ceil(len(_epoch_order(items, random.Random(0))) / cfg.batch_size)
     return max(cfg.epochs, math.ceil(steps / max(1, math.ceil(len(gold_items.texts) / cfg.batch_size))))
 
 
 def finetune(student: Student, items: Items, cfg: StudentConfig, seed: int, retrieval: bool,
-             on_epoch=None, should_stop=None) -> TrainReport:
-    """Train head, encoder and key projection. `retrieval=False` is plain KD (CE + KD only). Raises Cancelled
-    between batches once `should_stop()` is true."""
+             on_epoch=None, should_stop=None, kd: bool = True) -> TrainReport:
+    """Train head, encoder and key projection on the unweighted sum of the loss terms: CE on gold labels, KD on
+    the teacher's soft labels (unless `kd` is off), and with `retrieval` the relational and retrieval losses;
+    `retrieval=False` is plain KD. Raises Cancelled between batches once `should_stop()` is true."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = student.model
@@ -223,7 +224,7 @@ def finetune(student: Student, items: Items, cfg: StudentConfig, seed: int, retr
     gold = torch.tensor([-100 if g is None else g for g in items.gold])
     bank_rows = np.flatnonzero(items.indexed)
     bank_ids = [items.ids[i] for i in bank_rows]
-    use_bank = retrieval and cfg.retrieval_weight > 0 and len(bank_rows) > 1
+    use_bank = retrieval and len(bank_rows) > 1
     report, started = TrainReport(), time.perf_counter()
     for epoch in range(cfg.epochs):
         if use_bank:  # design choice: neighbours come from a key snapshot refreshed once per epoch
@@ -239,20 +240,21 @@ def finetune(student: Student, items: Items, cfg: StudentConfig, seed: int, retr
             terms = {}
             g = gold[chunk]
             if (g >= 0).any():
-                terms["ce"] = cfg.ce_weight * F.cross_entropy(logits, g, ignore_index=-100)
-            log_p = logits.log_softmax(-1)
-            kl = (soft[chunk] * (soft[chunk].clamp(min=1e-8).log() - log_p)).sum(-1)
-            terms["kd"] = cfg.kd_weight * (weight[chunk] * kl).sum() / weight[chunk].sum().clamp(min=1e-8)
-            if retrieval and cfg.relational_weight > 0:
+                terms["ce"] = F.cross_entropy(logits, g, ignore_index=-100)
+            if kd:
+                log_p = logits.log_softmax(-1)
+                kl = (soft[chunk] * (soft[chunk].clamp(min=1e-8).log() - log_p)).sum(-1)
+                terms["kd"] = (weight[chunk] * kl).sum() / weight[chunk].sum().clamp(min=1e-8)
+            if retrieval:
                 t_sim = teacher_similarity(soft[chunk], emb[chunk])
-                terms["rel"] = cfg.relational_weight * relational_loss(keys, t_sim, cfg.relational_temperature)
+                terms["rel"] = relational_loss(keys, t_sim, RELATIONAL_TEMPERATURE)
             if use_bank:
                 idx, sims = bank_neighbours(keys, [items.ids[i] for i in chunk], bank, bank_ids, cfg.k)
                 rows = torch.tensor(bank_rows)[idx]
                 mixed = mixed_log_probs(logits, soft[rows], sims, weight[rows], cfg.beta, cfg.temperature)
                 target = torch.where((g >= 0).unsqueeze(-1), F.one_hot(g.clamp(min=0), soft.shape[1]).float(),
                                      soft[chunk])
-                terms["ret"] = cfg.retrieval_weight * -(target * mixed).sum(-1).mean()
+                terms["ret"] = -(target * mixed).sum(-1).mean()
             loss = sum(terms.values())
             opt.zero_grad()
             loss.backward()

@@ -83,7 +83,7 @@ def install_demo(workspace: str | Path, asset: Path = DEMO_ASSET) -> Path | None
         shutil.rmtree(path)
     started = time.perf_counter()
     path.mkdir(parents=True)
-    config = load_yaml(packed.config_path)
+    config = load_yaml(packed.config_path, saved_run=True)
     config.workspace, config.run_name = str(workspace), DEMO_RUN
     run = Run(path, config)
     save_yaml(config, run.config_path)

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from ..config import ConfigError, RunConfig, from_dict, override, to_dict
+from ..config import ConfigError, RunConfig, field_type, from_dict, override, to_dict
 from ..runs import RunError, check_name
 from ..tasks import (
     BUILTIN_TASKS, TaskDataError, check_task_name, list_saved, load_custom, load_hub, preview_file, resolve_task,
@@ -44,18 +44,23 @@ class FormField:
             node = getattr(node, part)
         return node
 
+    @property
+    def kind(self) -> type:
+        """The value type: `bool`, `int`, `float` or `str` (a field that may be empty takes None too)."""
+        return field_type(self.key)[0]
+
 
 FORM_FIELDS: tuple[FormField, ...] = (
     FormField("seed", "Seed (k-shot split and every random choice)"),
     FormField("run_name", "Run name (empty = task-timestamp)"),
     FormField("prompt_tuning.num_virtual_tokens", "Soft prompt tokens"),
-    FormField("prompt_tuning.steps", "Tuning steps (0 = task default)"),
-    FormField("prompt_tuning.batch_size", "Tuning batch size (0 = task default)"),
+    FormField("prompt_tuning.steps", "Tuning steps (empty = task default)"),
+    FormField("prompt_tuning.batch_size", "Tuning batch size (empty = task default)"),
     FormField("prompt_tuning.learning_rate", "Tuning learning rate"),
     FormField("prompt_tuning.init_from_text", "Initialise the prompt from the task description"),
-    FormField("generation.samples_per_label", "Samples per label (0 = task default)"),
+    FormField("generation.samples_per_label", "Samples per label (empty = task default)"),
     FormField("generation.batch_size", "Generation batch size"),
-    FormField("generation.max_new_tokens", "Max new tokens (0 = task default)"),
+    FormField("generation.max_new_tokens", "Max new tokens (empty = task default)"),
     FormField("generation.temperature", "Temperature (0 = greedy)"),
     FormField("generation.top_p", "Top-p"),
     FormField("generation.seed", "Sampling seed"),
@@ -178,14 +183,14 @@ def local_teacher_problem(model: str, gguf_file: str | None) -> str | None:
 # ---------------------------------------------------------------- config <-> form
 
 def form_values(config: RunConfig) -> list[Any]:
-    """Values of ``FORM_FIELDS`` for ``config``, in order (None shown as empty)."""
+    """Values of ``FORM_FIELDS`` for ``config``, in order (None shown as empty: "" in a text box)."""
     data = to_dict(config)
     values = []
     for f in FORM_FIELDS:
         node: Any = data
         for part in f.key.split("."):
             node = node[part]
-        values.append("" if node is None else node)
+        values.append("" if node is None and f.kind is str else node)
     return values
 
 
@@ -212,15 +217,17 @@ def config_from_form(base: dict | None, *, workspace: str, task: str, teacher: t
 
 
 def _coerce(f: FormField, value: Any) -> Any:
-    default = f.default
-    if isinstance(default, bool):
+    kind, optional = field_type(f.key)
+    if kind is bool:
         return bool(value)
-    if default is None or isinstance(default, str):
+    if kind is str:
         text = "" if value is None else str(value).strip()
         return text or None
     if value is None or value == "":
+        if optional:
+            return None
         raise ConfigError(f"{f.label} is empty: give a number")
-    if isinstance(default, int) and isinstance(value, float) and value.is_integer():
+    if kind is int and isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 
