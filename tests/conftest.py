@@ -140,3 +140,15 @@ def workspace_studio(workspace, teacher, start_studio):
     url, stop = start_studio(workspace)
     yield url
     stop()
+
+
+# `make test-fast` deselects by marker, so a test that reaches a served studio or a Chroma server through these
+# fixtures but lacks the mark would slip into the fast loop and slow it by minutes.
+_SERVER_FIXTURES = {"start_studio", "workspace_studio", "chroma_server"}
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [item.nodeid for item in items
+                if _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("server")]
+    if unmarked:
+        raise pytest.UsageError("mark these tests `server` (they start a server): " + ", ".join(unmarked))

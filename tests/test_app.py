@@ -4,6 +4,10 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.server
+
 
 def _wait_for(client, predicate, timeout=240):
     deadline = time.time() + timeout

@@ -18,6 +18,8 @@ from gradio_client.exceptions import AppError
 from test_app_pages import BUILT_IN, FILTERS, _form
 from test_store_view import seed_run
 
+pytestmark = pytest.mark.server
+
 DEMO = "demo-SST-2"
 
 

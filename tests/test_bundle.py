@@ -16,6 +16,8 @@ from retrikt.runs import open_run
 from retrikt.student.bundle import MANIFEST, export_bundle, load_bundle, push_bundle
 from retrikt.studio.demo import DEMO_ASSET, DEMO_RUN, install_demo
 
+pytestmark = pytest.mark.slow  # `make test-fast` skips it: each test here costs seconds of real model work
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,24 +44,33 @@ def test_export_writes_the_documented_files_and_a_zip(bundle):
     assert "SST-2" in card and "student_retrieval" in card and "% of the teacher's" in card
 
 
-def test_a_fresh_process_reproduces_the_runs_test_accuracy_without_teacher_or_workspace(bundle, tmp_path):
+def test_the_installed_library_reproduces_the_runs_accuracy_from_outside_the_repo(bundle, tmp_path):
+    """The bundle's promise to a user of the installed package: no checkout on the path, no teacher, no workspace."""
     out, _, run = bundle
+    assert ROOT not in tmp_path.resolve().parents
     code = f"""
-import json, retrikt
+import importlib.metadata, json, os, sys
+import retrikt
 student = retrikt.load_bundle({str(out)!r})
 test = student.task.test
 found = student.predict([e.fields for e in test], retrieval=True)
 alone = student.predict([e.fields for e in test], retrieval=False)
 print(json.dumps({{"mixed": sum(p == e.label for p, e in zip(found.labels, test)) / len(test),
                   "alone": sum(p == e.label for p, e in zip(alone.labels, test)) / len(test),
-                  "neighbours": len(found.neighbours[0]), "text": found.neighbours[0][0]["text"]}}))
+                  "neighbours": len(found.neighbours[0]), "text": found.neighbours[0][0]["text"],
+                  "version": importlib.metadata.version("retrikt"),
+                  "path": [os.path.abspath(p or os.curdir) for p in sys.path]}}))
 """
-    # no workspace, no packaged models reachable by a cache, hub offline: only the bundle and the library
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    # The repo must be found as an installed distribution, so neither PYTHONPATH nor the cwd may name it.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["HF_HUB_OFFLINE"] = "1"
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
+    if "No module named 'retrikt'" in done.stderr:
+        pytest.fail("retrikt is not installed in this environment: `make install` installs it (pip install -e .)")
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert str(ROOT) not in result["path"] and result["version"]
     systems = json.loads(run.eval_summary_path.read_text())["systems"]
     # the run's summary keeps 4 decimals: equal there means the same number of test examples right
     assert round(result["mixed"], 4) == systems["student_retrieval"]["accuracy"]

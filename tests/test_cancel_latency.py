@@ -16,7 +16,7 @@ from retrikt.runs import open_run
 from retrikt.student.stage import student_job
 from retrikt.studio.demo import DEMO_RUN, install_demo
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")

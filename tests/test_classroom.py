@@ -17,6 +17,7 @@ def workspace(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_the_cards_are_the_runs_numbers(workspace):
     view = classroom(workspace, DEMO_RUN)
     summary = json.loads(open_run(workspace, DEMO_RUN).eval_summary_path.read_text())

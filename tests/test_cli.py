@@ -12,6 +12,7 @@ def _run(args, **kw):
     return subprocess.run([sys.executable, "-m", "retrikt", *args], capture_output=True, text=True, timeout=900, **kw)
 
 
+@pytest.mark.slow
 def test_generate_end_to_end_fills_the_store(workspace, teacher):
     # `teacher` makes sure the GGUF conversion is already cached in the workspace.
     name = f"cli-{uuid.uuid4().hex[:6]}"
@@ -73,6 +74,7 @@ def _topic_csv(path):
     return path
 
 
+@pytest.mark.slow
 def test_import_with_answers_then_check_the_teacher_on_the_task(workspace, teacher, tmp_path):
     data = _topic_csv(tmp_path / "topics.csv")
     name = f"topics-{uuid.uuid4().hex[:6]}"

@@ -55,6 +55,7 @@ def demo_workspace(tmp_path_factory):
     return workspace
 
 
+@pytest.mark.slow
 def test_demo_installs_once_and_lists_after_the_users_runs(demo_workspace):
     marker = demo_workspace / "runs" / DEMO_RUN / "summary.json"
     before = marker.stat().st_mtime_ns
@@ -114,6 +115,7 @@ def test_unevaluated_or_foreign_runs_are_refused(demo_workspace, name):
         eval_summary(demo_workspace, name)
 
 
+@pytest.mark.slow
 def test_a_half_installed_demo_is_rebuilt(tmp_path):
     asset = tmp_path / "asset"
     shutil.copytree(DEMO_ASSET, asset)

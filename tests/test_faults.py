@@ -35,6 +35,7 @@ def _store_of(workspace, name):
 
 # Cancel during scoring lands before the train split is stored, or (one demo candidate: no check left in the
 # search) at the next stage's first check, after it: either way whole.
+@pytest.mark.slow
 @pytest.mark.parametrize("stage,stored", [("score", (0, 32)), ("tune", (32,)), ("generate", (32,))])
 def test_cancel_at_each_stage_leaves_a_consistent_store(workspace, teacher, stage, stored):
     name = f"cancel-{stage}-{uuid.uuid4().hex[:6]}"
@@ -71,6 +72,7 @@ def _poll(client, api, wanted, timeout=300, *args):
         time.sleep(0.5)
 
 
+@pytest.mark.server
 def test_kill_during_generation_then_during_student_training(workspace, teacher, start_studio, tmp_path):
     """kill -9 twice on one workspace (three starts, not four: each start costs ~10 s of imports)."""
     served = tmp_path / "ws"
@@ -119,6 +121,7 @@ def test_kill_during_generation_then_during_student_training(workspace, teacher,
         stop()
 
 
+@pytest.mark.server
 def test_two_clients_curating_one_store_lose_no_edit(workspace, workspace_studio):
     shared = f"shared-{uuid.uuid4().hex[:6]}"  # the session workspace may be reused across sessions
     seed_run(workspace, shared)

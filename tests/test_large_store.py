@@ -15,6 +15,8 @@ from retrikt.studio.store_view import (
     MAX_ROWS, Filters, cached_map, embedding_map, map_basis, matching_ids, select_page, with_selected,
 )
 
+pytestmark = pytest.mark.slow  # `make test-fast` skips it: each test here costs seconds of real model work
+
 SIZE = 35_000
 LABELS = ["negative", "positive"]
 

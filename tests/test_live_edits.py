@@ -19,6 +19,8 @@ from retrikt.studio.compare import LiveStudent, edit_count, records
 from retrikt.studio.demo import DEMO_ASSET, DEMO_RUN, install_demo
 from retrikt.studio.store_view import history_rows, open_visitor_store
 
+pytestmark = pytest.mark.slow  # `make test-fast` skips it: each test here costs seconds of real model work
+
 
 @pytest.fixture
 def demo(tmp_path):

@@ -2,8 +2,11 @@
 step-1 job runs on the same 2-core machine. Loopback only; it stops by itself."""
 from __future__ import annotations
 
+import pytest
 
 from bench.load import run_load, start_job
+
+pytestmark = pytest.mark.server
 
 
 SESSIONS, ROUNDS = 20, 2

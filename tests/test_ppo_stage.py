@@ -48,6 +48,7 @@ def _step1_run(teacher, sst2, workspace):
     return run, step1
 
 
+@pytest.mark.slow
 def test_cli_ppo_tunes_the_prompt_and_stores_rewarded_samples(teacher, sst2, workspace, one_thread, capsys):
     run, step1 = _step1_run(teacher, sst2, workspace)
     sets = ["ppo.updates=2", "ppo.rollout_batch_size=2", "ppo.minibatch_size=2", "ppo.epochs=1",
@@ -103,6 +104,7 @@ def test_cli_ppo_checks_the_run(tmp_path, capsys):
     assert "no run 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_at", ["ppo", "generate"])
 def test_cancelled_ppo_leaves_the_store_as_it_was_and_keeps_its_checkpoint(teacher, sst2, workspace, one_thread,
                                                                          stop_at):

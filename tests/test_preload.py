@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 RACE = """
@@ -29,6 +31,7 @@ def _errors(mode: str) -> int:
     return int(done.stdout.split()[-1])
 
 
+@pytest.mark.slow
 def test_preloading_stops_the_threaded_import_race():
     assert _errors("preload") == 0
     # Without the preload the race shows up (the reason the preload exists) on nearly every try.

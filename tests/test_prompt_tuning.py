@@ -130,6 +130,7 @@ def test_stop_when_ends_the_sample_at_the_line_break_that_completes_it(teacher, 
     assert sst2.parse_generation(cut.texts[0]) == sst2.parse_generation(free.texts[0]) is not None
 
 
+@pytest.mark.slow
 def test_forced_headers_keep_every_finished_pair_in_the_template(teacher):
     from retrikt.tasks import load_builtin
 

@@ -176,6 +176,7 @@ def test_cli_import_errors_are_one_clear_line(tmp_path, upload):
     assert proc.returncode == 2 and "task name" in proc.stderr and not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_uploaded_task_runs_step_1_and_its_run_keeps_the_task(workspace, teacher, tmp_path, upload):
     """The whole path a user takes: import a file as a task, run step 1 on it by name, browse its store."""
     name = f"reviews-{uuid.uuid4().hex[:6]}"

@@ -72,6 +72,7 @@ def test_length_sorted_batches_match_one_at_a_time(tiny_teacher, sst2):
     assert hidden is None or hidden.shape == (len(queries), tiny_teacher.hidden_size)
 
 
+@pytest.mark.slow
 def test_packaged_teacher_beats_chance_on_sst2(teacher, sst2):
     scorer = TeacherScorer(teacher, sst2, ScorerConfig(demo_candidates=2, calibration_inputs=32))
     scorer.fit()

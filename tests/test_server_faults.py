@@ -22,6 +22,8 @@ from retrikt.tasks import load_builtin, task_of_run
 from test_faults import QUICK
 from test_store import run_chroma_server
 
+pytestmark = pytest.mark.server
+
 
 def _killing(fn, server, when):
     """`fn` (a job function) whose progress reports kill the server (SIGKILL) the first time `when(stage, done)`."""

@@ -121,7 +121,7 @@ def chroma_server(tmp_path_factory):
         yield url
 
 
-@pytest.fixture(params=["embedded", "server"])
+@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.server)])
 def location(request, tmp_path) -> dict:
     """Where stores live: a local folder, or the session's server."""
     if request.param == "embedded":
@@ -371,6 +371,7 @@ def test_drop(make_store, location, embedder):
         other.list()
 
 
+@pytest.mark.server
 def test_server_going_away_raises_store_error(tmp_path, embedder):
     with run_chroma_server(tmp_path) as (url, proc):
         store = KnowledgeStore(url=url, collection="short-lived", embedder=embedder, task_labels=LABELS)

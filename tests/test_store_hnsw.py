@@ -110,6 +110,7 @@ def test_bad_hnsw_settings_are_refused(tmp_path):
         KnowledgeStore(path=tmp_path / "s", collection="SST-2__bad", hnsw={"ef_search": 0})
 
 
+@pytest.mark.slow
 def test_a_key_index_larger_than_sqlites_variable_cap_reopens(tmp_path):
     """KeyIndex.open reads the soft labels page by page: one get() of 40k records fails in Chroma's SQLite."""
     n = 40_000
