@@ -9,16 +9,13 @@ bench/results/gold_only.{json,md}: per run and mean ± std, test accuracy of eve
 """
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 from retrikt.runs import open_run
 
-from bench.report import write_json, write_md
+from bench.report import runs_cli
 from bench.stats import mean_std
 
-ROOT = Path(__file__).resolve().parent
 
 SYSTEMS = ("teacher", "student", "plain_kd", "student_retrieval", "student_gold")
 NAMES = {"teacher": "teacher", "student": "student alone", "plain_kd": "plain KD",
@@ -52,22 +49,7 @@ def render(data: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("workspace", nargs="?")
-    parser.add_argument("runs", nargs="*")
-    parser.add_argument("--note", default="")
-    parser.add_argument("--render", action="store_true", help="rewrite gold_only.md from gold_only.json")
-    args = parser.parse_args()
-    out = ROOT / "results"
-    if args.render:
-        data = json.loads((out / "gold_only.json").read_text(encoding="utf-8"))
-    elif not (args.workspace and args.runs):
-        parser.error("WORKSPACE and at least one RUN, or --render")
-    else:
-        data = {"note": args.note, "runs": collect(args.workspace, args.runs)}
-    write_json(out / "gold_only.json", data, __file__)
-    write_md(out / "gold_only.md", render(data), __file__)
-    print(render(data))
+    runs_cli(__doc__, "gold_only", __file__, collect, render)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from retrikt.config import PRESETS, RunConfig, apply_preset, override
 from retrikt.jobs import job_threads
 from retrikt.workflow import run_all
 
-from bench.report import write_json, write_md
+from bench.report import write_report
 from bench.stats import mean_std
 
 ROOT = Path(__file__).resolve().parent
@@ -73,9 +73,7 @@ def one(task: str, seed: int, workspace: Path) -> dict:
 
 
 def write(data: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "quick_run.json", data, __file__, newline=False)
-    write_md(out / "quick_run.md", render(data), __file__)
+    write_report(out, "quick_run", data, render(data), __file__, newline=False)
 
 
 def render(data: dict) -> str:

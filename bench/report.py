@@ -4,6 +4,7 @@ carries a "written_by" key.
 """
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -79,6 +80,33 @@ def with_key(data: dict, script: str, how: str = "") -> dict:
 def write_json(path: Path, data: dict, script: str, how: str = "", indent: int = 2, newline: bool = True) -> None:
     text = json.dumps(with_key(data, script, how), indent=indent)
     path.write_text(text + ("\n" if newline else ""), encoding="utf-8")
+
+
+def write_report(out: Path, stem: str, data: dict, text: str, script: str, how: str = "", indent: int = 2,
+                 newline: bool = True) -> None:
+    """`<stem>.json` and `<stem>.md` in `out`, both naming `script`."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / f"{stem}.json", data, script, how, indent, newline)
+    write_md(out / f"{stem}.md", text, script, how)
+
+
+def runs_cli(doc: str, stem: str, script: str, collect, render) -> None:
+    """The command line of a bench that reads finished runs, `WORKSPACE RUN [RUN ...] [--note TEXT]`, into
+    {"note", "runs": collect(workspace, runs)}; with --render it rewrites the md from the JSON instead."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("workspace", nargs="?")
+    parser.add_argument("runs", nargs="*")
+    parser.add_argument("--note", default="")
+    parser.add_argument("--render", action="store_true", help=f"rewrite {stem}.md from {stem}.json, reading no run")
+    args = parser.parse_args()
+    if args.render:
+        data = json.loads((RESULTS / f"{stem}.json").read_text(encoding="utf-8"))
+    elif not (args.workspace and args.runs):
+        parser.error("WORKSPACE and at least one RUN, or --render")
+    else:
+        data = {"note": args.note, "runs": collect(args.workspace, args.runs)}
+    write_report(RESULTS, stem, data, render(data), script)
+    print(render(data))
 
 
 def entries(data: dict) -> dict:

@@ -25,7 +25,7 @@ from retrikt.runs import open_run
 from retrikt.context import run_store, run_teacher
 from retrikt.tasks import task_of_run
 
-from bench.report import write_json, write_md
+from bench.report import write_report
 
 ROOT = Path(__file__).resolve().parent
 
@@ -105,9 +105,7 @@ def main(argv=None) -> int:
 
 
 def write(report: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "retrieval_ceiling.json", report, __file__, newline=False)
-    write_md(out / "retrieval_ceiling.md", render(report), __file__)
+    write_report(out, "retrieval_ceiling", report, render(report), __file__, newline=False)
 
 
 def render(report: dict) -> str:

@@ -28,7 +28,7 @@ from retrikt.context import run_store
 from retrikt.student.train import finetune, pretrain, pretraining_corpus, select_items
 from retrikt.tasks import load_builtin
 
-from bench.report import write_json, write_md
+from bench.report import write_report
 
 ROOT = Path(__file__).resolve().parent
 
@@ -88,9 +88,7 @@ def main(argv=None) -> int:
 
 
 def write(report: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "student_init.json", report, __file__)
-    write_md(out / "student_init.md", render(report), __file__)
+    write_report(out, "student_init", report, render(report), __file__)
 
 
 def render(report: dict) -> str:

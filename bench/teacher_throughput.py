@@ -29,7 +29,7 @@ from retrikt.tasks import load_builtin  # noqa: E402
 from retrikt.tasks.builtin import teacher_pool  # noqa: E402
 from retrikt.teacher.load import load_teacher  # noqa: E402
 
-from bench.report import write_json, write_md  # noqa: E402
+from bench.report import write_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 
@@ -151,9 +151,7 @@ def main(argv=None) -> int:
 
 
 def write(report: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "teacher_throughput.json", report, __file__, newline=False)
-    write_md(out / "teacher_throughput.md", render(report), __file__)
+    write_report(out, "teacher_throughput", report, render(report), __file__, newline=False)
 
 
 def render(report: dict) -> str:

@@ -12,9 +12,6 @@ alone (beta 1), mean ± std over the runs.
 """
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 
@@ -25,10 +22,9 @@ from retrikt.student.stage import BETA_GRID, BETA_HELDOUT, heldout_inputs, load_
 from retrikt.tasks import task_of_run
 from retrikt.teacher.scorer import run_scorer
 
-from bench.report import write_json, write_md
+from bench.report import runs_cli
 from bench.stats import mean_std
 
-ROOT = Path(__file__).resolve().parent
 
 K_MAX = 32
 
@@ -98,6 +94,10 @@ def sweep_run(workspace: str, name: str) -> dict:
             "student_alone": student_alone, "prior": [round(float(p), 4) for p in prior], "variants": results}
 
 
+def sweep_runs(workspace: str, names: list[str]) -> list[dict]:
+    return [sweep_run(workspace, name) for name in names]
+
+
 def render(data: dict) -> str:
     runs = data["runs"]
     seeds = ", ".join(str(r["seed"]) for r in runs)
@@ -119,22 +119,7 @@ def render(data: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("workspace", nargs="?")
-    parser.add_argument("runs", nargs="*")
-    parser.add_argument("--note", default="")
-    parser.add_argument("--render", action="store_true", help="rewrite vote_sweep.md from vote_sweep.json")
-    args = parser.parse_args()
-    out = ROOT / "results"
-    if args.render:
-        data = json.loads((out / "vote_sweep.json").read_text(encoding="utf-8"))
-    elif not (args.workspace and args.runs):
-        parser.error("WORKSPACE and at least one RUN, or --render")
-    else:
-        data = {"note": args.note, "runs": [sweep_run(args.workspace, name) for name in args.runs]}
-    write_json(out / "vote_sweep.json", data, __file__)
-    write_md(out / "vote_sweep.md", render(data), __file__)
-    print(render(data))
+    runs_cli(__doc__, "vote_sweep", __file__, sweep_runs, render)
 
 
 if __name__ == "__main__":
