@@ -31,11 +31,11 @@ _save_dir: Path | None = None
 
 
 def _field_widget(field, value):
-    if isinstance(field.default, bool):
+    if field.kind is bool:
         return gr.Checkbox(value=value, label=field.label)
-    if isinstance(field.default, int):
+    if field.kind is int:
         return gr.Number(value=value, precision=0, label=field.label)
-    if isinstance(field.default, float):
+    if field.kind is float:
         return gr.Number(value=value, label=field.label)
     return gr.Textbox(value=value, label=field.label)
 
