@@ -189,10 +189,10 @@ def finetune_teacher_keys(student, items: Items, tkeys: np.ndarray, cfg: Student
 
 
 def pca_keys(hidden: np.ndarray, fit_rows: np.ndarray, dim: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
     x = hidden.astype(np.float64)
-    mean = x[fit_rows].mean(0)
-    _, _, vt = np.linalg.svd(x[fit_rows] - mean, full_matrices=False)
-    z = (x - mean) @ vt[:dim].T
+    z = PCA(n_components=dim, svd_solver="full").fit(x[fit_rows]).transform(x)
     return (z / np.linalg.norm(z, axis=1, keepdims=True).clip(min=1e-12)).astype(np.float32)
 
 

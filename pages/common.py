@@ -79,3 +79,20 @@ def editor_name(studio, request) -> str:
     if visitor:
         return f"visitor {visitor[:12]}"
     return getattr(request, "username", None) or "local user"
+
+
+
+class OptionalNumber(gr.Number):
+    """A number box for a setting whose None means "the task's default"; only for settings whose minimum is above 0.
+
+    The browser cannot show an empty number box: it shows None as 0 and sends an emptied box as "", which
+    `gr.Number` refuses. So here 0 stands for None both ways, and an emptied box reads as None too.
+    """
+
+    is_template = True  # drawn by the browser's own Number component
+
+    def preprocess(self, payload):
+        return super().preprocess(None if payload in ("", 0) else payload)
+
+    def postprocess(self, value):
+        return super().postprocess(0 if value is None else value)

@@ -2,6 +2,7 @@
 and with retrieval side by side with the neighbours it retrieved."""
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 import gradio as gr
@@ -9,205 +10,237 @@ import pandas as pd
 
 from pages.common import editor_name, run_choices, user_errors
 from retrikt.studio.compare import (
-    NEIGHBOUR_COLUMNS, OUTCOMES, SYSTEM_COLUMNS, accuracy_figure, eval_summary, evaluated_runs, example_choices,
-    edit_count, find_record, headline, live_student, outcome_counts, records, systems_table, view_record,
+    NEIGHBOUR_COLUMNS, OUTCOMES, SYSTEM_COLUMNS, accuracy_figure, evaluated_runs, example_choices, edit_count,
+    find_record, live_student, open_evaluated, records, view_record,
 )
 from retrikt.studio.demo import DEMO_RUN
 from retrikt.studio.store_view import open_visitor_store
-from retrikt.config import RunConfig
 from retrikt.errors import RetriktError
-from retrikt.runs import RunError, read_summary
-
-def _outcome_choices(recs) -> list[tuple[str, str]]:
-    counts = outcome_counts(recs)
-    return [(f"{name} ({counts[name]})", name) for name in OUTCOMES]
+from retrikt.runs import RunError
 
 
-def build(studio) -> None:
-    """Add the Compare tab to ``studio.demo``."""
-    workspace = studio.workspace
-    with gr.Tab("Compare", id="compare"):
-        gr.Markdown(f"A student of at most {RunConfig().student.max_params_fraction:.0%} of the teacher's size (the "
-                    "default budget), with and without retrieval from the teacher's knowledge store. A fresh install "
-                    "shows the precomputed demo run; your own runs appear here once their student is trained and "
-                    "evaluated.")
+class _Tab(SimpleNamespace):
+    """The tab's components by name, and the lists of them its events fill.
+
+    A list's order is the order of an endpoint's values, which API clients rely on."""
+
+    @property
+    def view_outputs(self) -> list:
+        """One example: its text, the verdict, both predictions, the neighbours, and the input as shown."""
+        return [self.text, self.verdict, self.alone, self.mixed, self.neighbours, self.shown]
+
+    @property
+    def run_outputs(self) -> list:
+        return [self.summary_md, self.systems, self.accuracy_plot, self.wanted, self.example, *self.view_outputs,
+                self.fix_label]
+
+
+def _layout() -> _Tab:
+    ui = _Tab()
+    gr.Markdown("A student of about 1% of the teacher's size, with and without retrieval from the teacher's "
+                "knowledge store. A fresh install shows the precomputed demo run; your own runs appear here once "
+                "their student is trained and evaluated.")
+    with gr.Row():
+        ui.run = gr.Dropdown([], label="Evaluated run", allow_custom_value=True, scale=4)
+        ui.refresh = gr.Button("Refresh runs", scale=1)
+    ui.summary_md = gr.Markdown()
+    ui.systems = gr.Dataframe(pd.DataFrame([], columns=list(SYSTEM_COLUMNS)), label="All systems",
+                              interactive=False, wrap=True)
+    with gr.Accordion("Accuracy chart", open=False):
+        ui.accuracy_plot = gr.Plot(label="Accuracy")
+    with gr.Row():
+        ui.wanted = gr.Radio([(o, o) for o in OUTCOMES], value="all", label="Show test examples where", scale=2)
+        ui.example = gr.Dropdown([], label="Test example", allow_custom_value=False, scale=3)
+    with gr.Accordion("…or type your own input", open=False):
         with gr.Row():
-            run = gr.Dropdown([], label="Evaluated run", allow_custom_value=True, scale=4)
-            refresh = gr.Button("Refresh runs", scale=1)
-        summary_md = gr.Markdown()
-        systems = gr.Dataframe(pd.DataFrame([], columns=list(SYSTEM_COLUMNS)), label="All systems",
-                               interactive=False, wrap=True)
-        with gr.Accordion("Accuracy chart", open=False):
-            accuracy_plot = gr.Plot(label="Accuracy")
-        with gr.Row():
-            wanted = gr.Radio([(o, o) for o in OUTCOMES], value="all", label="Show test examples where", scale=2)
-            example = gr.Dropdown([], label="Test example", allow_custom_value=False, scale=3)
-        with gr.Accordion("…or type your own input", open=False):
-            with gr.Row():
-                own_first = gr.Textbox(label="Text (the first field of the task)", scale=3)
-                own_second = gr.Textbox(label="Second text (pair tasks only)", scale=3)
-                own_go = gr.Button("Predict", variant="primary", scale=1)
-        text = gr.Markdown()
-        verdict = gr.Markdown()
-        with gr.Row():
-            alone = gr.Label(label="Student alone", num_top_classes=5)
-            mixed = gr.Label(label="Student + retrieval", num_top_classes=5)
-        neighbours = gr.Dataframe(pd.DataFrame([], columns=list(NEIGHBOUR_COLUMNS)),
-                                  label="Retrieved neighbours (their teacher soft labels are mixed in, weighted by "
-                                        "similarity; click a row to pick it)", interactive=False, wrap=True)
-        with gr.Row():
-            neighbour_id = gr.Textbox(label="Picked neighbour id", scale=3)
-            open_in_store = gr.Button("Open it in the Knowledge store tab", scale=1)
-        with gr.Row():
-            fix_label = gr.Dropdown([], label="Its label should be", scale=2)
-            fix = gr.Button("Fix its label (curated)", scale=1)
-            remove = gr.Button("Remove it from the store", variant="stop", scale=1)
-        edit_result = gr.Markdown()
-        with gr.Row():
-            reevaluate = gr.Button("Re-evaluate with the edited store", scale=1)
-            reevaluated = gr.Markdown()
-        gr.Markdown("Fixes go into the run's knowledge store (your own copy of it on a shared server) and reach "
-                    "retrieval at once, with no retraining; the Knowledge store tab lists them and can undo them.",
-                    elem_classes="hint")
-        # The input on screen, as the student reads it, and its gold label (None for a typed input).
-        shown = gr.State(None)
+            ui.own_first = gr.Textbox(label="Text (the first field of the task)", scale=3)
+            ui.own_second = gr.Textbox(label="Second text (pair tasks only)", scale=3)
+            ui.own_go = gr.Button("Predict", variant="primary", scale=1)
+    _example_layout(ui)
+    return ui
 
-    def runs_update(current):
-        return run_choices(evaluated_runs(workspace), current)
 
-    def show(view):
-        return (f"> {view.text}", view.verdict, view.alone, view.mixed,
-                pd.DataFrame(view.neighbours, columns=list(NEIGHBOUR_COLUMNS)), [view.text, view.gold])
+def _example_layout(ui: _Tab) -> None:
+    ui.text = gr.Markdown()
+    ui.verdict = gr.Markdown()
+    with gr.Row():
+        ui.alone = gr.Label(label="Student alone", num_top_classes=5)
+        ui.mixed = gr.Label(label="Student + retrieval", num_top_classes=5)
+    ui.neighbours = gr.Dataframe(pd.DataFrame([], columns=list(NEIGHBOUR_COLUMNS)),
+                                 label="Retrieved neighbours (their teacher soft labels are mixed in, weighted by "
+                                       "similarity; click a row to pick it)", interactive=False, wrap=True)
+    with gr.Row():
+        ui.neighbour_id = gr.Textbox(label="Picked neighbour id", scale=3)
+        ui.open_in_store = gr.Button("Open it in the Knowledge store tab", scale=1)
+    with gr.Row():
+        ui.fix_label = gr.Dropdown([], label="Its label should be", scale=2)
+        ui.fix = gr.Button("Fix its label (curated)", scale=1)
+        ui.remove = gr.Button("Remove it from the store", variant="stop", scale=1)
+    ui.edit_result = gr.Markdown()
+    with gr.Row():
+        ui.reevaluate = gr.Button("Re-evaluate with the edited store", scale=1)
+        ui.reevaluated = gr.Markdown()
+    gr.Markdown("Fixes go into the run's knowledge store (your own copy of it on a shared server) and reach "
+                "retrieval at once, with no retraining; the Knowledge store tab lists them and can undo them.",
+                elem_classes="hint")
+    # The input on screen, as the student reads it, and its gold label (None for a typed input).
+    ui.shown = gr.State(None)
 
-    blank = ("", "", None, None, pd.DataFrame([], columns=list(NEIGHBOUR_COLUMNS)), None)
 
-    def _store(request, run_name, write: bool = False):
+class _Handlers:
+    """The tab's event handlers."""
+
+    def __init__(self, studio, ui: _Tab):
+        self.studio, self.ui, self.workspace = studio, ui, studio.workspace
+
+    def _show(self, view) -> dict:
+        ui = self.ui
+        return {ui.text: f"> {view.text}", ui.verdict: view.verdict, ui.alone: view.alone, ui.mixed: view.mixed,
+                ui.neighbours: pd.DataFrame(view.neighbours, columns=list(NEIGHBOUR_COLUMNS)),
+                ui.shown: [view.text, view.gold]}
+
+    def _blank(self) -> dict:
+        ui = self.ui
+        return {ui.text: "", ui.verdict: "", ui.alone: None, ui.mixed: None,
+                ui.neighbours: pd.DataFrame([], columns=list(NEIGHBOUR_COLUMNS)), ui.shown: None}
+
+    def _store(self, request, run_name, write: bool = False):
         # Hosted mode: a visitor's fixes go to their own copy of the run's store (see open_visitor_store).
-        visitor = None if studio.owns(request, run_name) else studio.visitor(request)
-        return open_visitor_store(workspace, run_name, visitor, write)
+        visitor = None if self.studio.owns(request, run_name) else self.studio.visitor(request)
+        return open_visitor_store(self.workspace, run_name, visitor, write)
 
-    def _record_view(request, run_name, record):
+    def _example(self, request, run_name, record) -> dict:
         try:
-            rs = _store(request, run_name)
+            rs = self._store(request, run_name)
         except RetriktError:  # a run whose store is gone still shows its evaluation
-            return view_record(record)
+            return self._show(view_record(record))
         # Without edits the evaluation's record is what retrieval gives: no need to load the student.
-        return live_student(workspace, run_name).record_view(record, rs) if edit_count(rs) else view_record(record)
+        if not edit_count(rs):
+            return self._show(view_record(record))
+        return self._show(live_student(self.workspace, run_name).record_view(record, rs))
+
+    def runs_update(self, current):
+        return run_choices(evaluated_runs(self.workspace), current)
 
     @user_errors
-    def on_run(request: gr.Request, run_name, outcome_filter):
-        return opened(request, run_name, outcome_filter)
+    def on_run(self, request: gr.Request, run_name, outcome_filter):
+        return self._opened(request, run_name, outcome_filter)
 
     @user_errors
-    def open_example(request: gr.Request, run_name, outcome_filter, uid):
+    def open_example(self, request: gr.Request, run_name, outcome_filter, uid):
         """The run opened on test example `uid` (the Classroom tab links here)."""
-        return opened(request, run_name, outcome_filter, uid)
+        return self._opened(request, run_name, outcome_filter, uid)
 
-    def opened(request, run_name, outcome_filter, uid=None):
+    def _opened(self, request, run_name, outcome_filter, uid=None) -> dict:
+        ui = self.ui
         if not run_name:
-            return ("No evaluated run yet: train and evaluate a student first.", pd.DataFrame([]), None,
-                    gr.update(choices=[(o, o) for o in OUTCOMES], value="all"), gr.update(choices=[], value=None),
-                    *blank, gr.update(choices=[], value=None))
-        summary = eval_summary(workspace, run_name)
-        recs = records(workspace, run_name)
-        headers, rows = systems_table(summary)
-        outcome_filter = outcome_filter if outcome_filter in OUTCOMES else "all"
-        choices = example_choices(recs, outcome_filter)
-        first = uid if uid in {c[1] for c in choices} else (choices[0][1] if choices else None)
+            return {ui.summary_md: "No evaluated run yet: train and evaluate a student first.",
+                    ui.systems: pd.DataFrame([]), ui.accuracy_plot: None,
+                    ui.wanted: gr.update(choices=[(o, o) for o in OUTCOMES], value="all"),
+                    ui.example: gr.update(choices=[], value=None), **self._blank(),
+                    ui.fix_label: gr.update(choices=[], value=None)}
+        run = open_evaluated(self.workspace, run_name, outcome_filter, uid)
         note = " This is the precomputed demo run shipped with the studio." if run_name == DEMO_RUN else ""
-        view = show(_record_view(request, run_name, find_record(recs, first))) if first else blank
-        labels = list(recs[0]["student"]["probs"]) if recs else []
-        run_summary = read_summary(workspace, run_name)
-        said = headline(summary, run_summary.get("student"), run_summary.get("check"))
-        return (said + note, pd.DataFrame(rows, columns=headers), accuracy_figure(summary),
-                gr.update(choices=_outcome_choices(recs), value=outcome_filter), gr.update(choices=choices,
-                                                                                          value=first), *view,
-                gr.update(choices=labels, value=None))
+        example = self._example(request, run_name, run.record) if run.record else self._blank()
+        return {ui.summary_md: run.headline + note, ui.systems: pd.DataFrame(run.rows, columns=run.headers),
+                ui.accuracy_plot: accuracy_figure(run.summary),
+                ui.wanted: gr.update(choices=run.outcome_choices, value=run.outcome),
+                ui.example: gr.update(choices=run.example_choices, value=run.record["uid"] if run.record else None),
+                **example, ui.fix_label: gr.update(choices=run.labels, value=None)}
 
     @user_errors
-    def on_filter(request: gr.Request, run_name, outcome_filter):
-        recs = records(workspace, run_name)
+    def on_filter(self, request: gr.Request, run_name, outcome_filter):
+        recs = records(self.workspace, run_name)
         choices = example_choices(recs, outcome_filter)
         if not choices:
             gr.Info(f"No test example where {outcome_filter}.")
         first = choices[0][1] if choices else None
-        return (gr.update(choices=choices, value=first),
-                *(show(_record_view(request, run_name, find_record(recs, first))) if first else blank))
+        example = self._example(request, run_name, find_record(recs, first)) if first else self._blank()
+        return {self.ui.example: gr.update(choices=choices, value=first), **example}
 
     @user_errors
-    def on_example(request: gr.Request, run_name, uid):
+    def on_example(self, request: gr.Request, run_name, uid):
         if not uid:
-            return blank
-        return show(_record_view(request, run_name, find_record(records(workspace, run_name), uid)))
+            return self._blank()
+        return self._example(request, run_name, find_record(records(self.workspace, run_name), uid))
 
     @user_errors
-    def on_own(request: gr.Request, run_name, first, second):
+    def on_own(self, request: gr.Request, run_name, first, second):
         if not run_name:
             raise RunError("Pick an evaluated run first.")
-        return show(live_student(workspace, run_name).view([first, second], _store(request, run_name)))
+        return self._show(live_student(self.workspace, run_name).view([first, second], self._store(request, run_name)))
 
-    def edit_neighbour(request, run_name, entry_id, label, current):
+    def _edit_neighbour(self, request, run_name, entry_id, label, current) -> dict:
         if not run_name:
             raise RunError("Pick an evaluated run first.")
         text, gold = current or (None, None)
-        view, line = live_student(workspace, run_name).edit_neighbour(
-            _store(request, run_name, write=True), editor_name(studio, request), entry_id, label, text, gold)
-        return (*show(view), line)
+        view, line = live_student(self.workspace, run_name).edit_neighbour(
+            self._store(request, run_name, write=True), editor_name(self.studio, request), entry_id, label, text, gold)
+        return {**self._show(view), self.ui.edit_result: line}
 
     @user_errors
-    def on_fix(request: gr.Request, run_name, entry_id, label, current):
+    def on_fix(self, request: gr.Request, run_name, entry_id, label, current):
         if not label:
             raise RunError("Choose the label the picked neighbour should have.")
-        return edit_neighbour(request, run_name, entry_id, label, current)
+        return self._edit_neighbour(request, run_name, entry_id, label, current)
 
     @user_errors
-    def on_remove(request: gr.Request, run_name, entry_id, current):
-        return edit_neighbour(request, run_name, entry_id, None, current)
+    def on_remove(self, request: gr.Request, run_name, entry_id, current):
+        return self._edit_neighbour(request, run_name, entry_id, None, current)
 
     @user_errors
-    def on_reevaluate(request: gr.Request, run_name):
+    def on_reevaluate(self, request: gr.Request, run_name):
         if not run_name:
             raise RunError("Pick an evaluated run first.")
-        result = live_student(workspace, run_name).reevaluate(records(workspace, run_name), _store(request, run_name))
+        result = live_student(self.workspace, run_name).reevaluate(records(self.workspace, run_name),
+                                                                   self._store(request, run_name))
         return result.markdown()
 
-    def on_neighbour(evt: gr.SelectData):
+    def on_neighbour(self, evt: gr.SelectData):
         row = evt.row_value or []
         return row[-1] if row else ""
 
-    run_outputs = [summary_md, systems, accuracy_plot, wanted, example, text, verdict, alone, mixed, neighbours,
-                   shown, fix_label]
-    view_outputs = [text, verdict, alone, mixed, neighbours, shown]
-    refresh.click(runs_update, run, run, api_name="compare_runs").then(on_run, [run, wanted], run_outputs,
-                                                                     api_visibility="private")
-    studio.demo.load(runs_update, run, run, api_visibility="private").then(on_run, [run, wanted], run_outputs,
-                                                                           api_visibility="private")
-    run.input(on_run, [run, wanted], run_outputs, api_name="compare_open_run")
-    wanted.input(on_filter, [run, wanted], [example, *view_outputs], api_name="compare_filter")
-    example.input(on_example, [run, example], view_outputs, api_name="compare_example")
-    own_go.click(on_own, [run, own_first, own_second], view_outputs, api_name="compare_predict")
-    own_first.submit(on_own, [run, own_first, own_second], view_outputs, api_visibility="private")
-    neighbours.select(on_neighbour, None, neighbour_id, api_visibility="private")
-    fix.click(on_fix, [run, neighbour_id, fix_label, shown], [*view_outputs, edit_result], api_name="compare_fix")
-    remove.click(on_remove, [run, neighbour_id, shown], [*view_outputs, edit_result], api_name="compare_remove")
-    reevaluate.click(on_reevaluate, run, reevaluated, api_name="compare_reevaluate")
 
-    def link_to_store(store) -> None:
-        @user_errors
-        def go_to_store(run_name, entry_id):
-            if not (entry_id or "").strip():
-                raise RunError("Click a neighbour row first (or paste an entry id).")
-            return gr.update(value=run_name), gr.Tabs(selected="store")
+def build(studio) -> None:
+    """Add the Compare tab to ``studio.demo``."""
+    with gr.Tab("Compare", id="compare"):
+        ui = _layout()
+    h = _Handlers(studio, ui)
+    run_in, view_outputs = [ui.run, ui.wanted], ui.view_outputs
+    ui.refresh.click(h.runs_update, ui.run, ui.run, api_name="compare_runs").then(
+        h.on_run, run_in, ui.run_outputs, api_visibility="private")
+    studio.demo.load(h.runs_update, ui.run, ui.run, api_visibility="private").then(
+        h.on_run, run_in, ui.run_outputs, api_visibility="private")
+    ui.run.input(h.on_run, run_in, ui.run_outputs, api_name="compare_open_run")
+    ui.wanted.input(h.on_filter, run_in, [ui.example, *view_outputs], api_name="compare_filter")
+    ui.example.input(h.on_example, [ui.run, ui.example], view_outputs, api_name="compare_example")
+    own_in = [ui.run, ui.own_first, ui.own_second]
+    ui.own_go.click(h.on_own, own_in, view_outputs, api_name="compare_predict")
+    ui.own_first.submit(h.on_own, own_in, view_outputs, api_visibility="private")
+    ui.neighbours.select(h.on_neighbour, None, ui.neighbour_id, api_visibility="private")
+    ui.fix.click(h.on_fix, [ui.run, ui.neighbour_id, ui.fix_label, ui.shown], [*view_outputs, ui.edit_result],
+                 api_name="compare_fix")
+    ui.remove.click(h.on_remove, [ui.run, ui.neighbour_id, ui.shown], [*view_outputs, ui.edit_result],
+                    api_name="compare_remove")
+    ui.reevaluate.click(h.on_reevaluate, ui.run, ui.reevaluated, api_name="compare_reevaluate")
+    studio.links.append(("store", functools.partial(_link_to_store, studio, ui)))
+    studio.pages["compare"] = SimpleNamespace(run=ui.run, wanted=ui.wanted, run_outputs=ui.run_outputs,
+                                              open_example=h.open_example)
 
-        def open_picked(request: gr.Request, run_name, entry_id, *filters):
-            return store.on_open(request, run_name, entry_id.strip(), *filters)
 
-        # The store tab's run change clears its entry box, so the entry is opened after the run is loaded.
-        open_in_store.click(go_to_store, [run, neighbour_id], [store.run, studio.tabs],
-                            api_visibility="private").success(
-            store.on_run, store.run_in, store.run_out, api_visibility="private").success(
-            open_picked, [run, neighbour_id, *store.view_in[2:]], store.entry_out, api_visibility="private")
+def _link_to_store(studio, ui: _Tab, store) -> None:
+    """Open the picked neighbour in the Knowledge store tab (`store` is what that tab exposes)."""
+    @user_errors
+    def go_to_store(run_name, entry_id):
+        if not (entry_id or "").strip():
+            raise RunError("Click a neighbour row first (or paste an entry id).")
+        return gr.update(value=run_name), gr.Tabs(selected="store")
 
-    studio.links.append(("store", link_to_store))
-    studio.pages["compare"] = SimpleNamespace(run=run, wanted=wanted, run_outputs=run_outputs,
-                                              open_example=open_example)
+    def open_picked(request: gr.Request, run_name, entry_id, *filters):
+        return store.on_open(request, run_name, entry_id.strip(), *filters)
+
+    # The store tab's run change clears its entry box, so the entry is opened after the run is loaded.
+    ui.open_in_store.click(go_to_store, [ui.run, ui.neighbour_id], [store.run, studio.tabs],
+                           api_visibility="private").success(
+        store.on_run, store.run_in, store.run_out, api_visibility="private").success(
+        open_picked, [ui.run, ui.neighbour_id, *store.view_in[2:]], store.entry_out, api_visibility="private")

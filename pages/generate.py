@@ -5,7 +5,7 @@ import time
 
 import gradio as gr
 
-from pages.common import cancel_followed, followed_job, sample_rows, user_errors
+from pages.common import OptionalNumber, cancel_followed, followed_job, sample_rows, user_errors
 from retrikt.config import RunConfig, override
 from retrikt.studio.timing import job_eta
 from retrikt.studio.jobs_view import job_status, tuning_loss_figure
@@ -21,9 +21,9 @@ def build(studio) -> None:
                     "labelled samples into a knowledge store. Runs in the background; you can reload the page.")
         with gr.Row():
             task = gr.Dropdown(task_choices(studio.workspace), value="SST-2", label="Task")
-            per_label = gr.Number(value=None, precision=0, label="Samples per label (empty = task default)")
-            steps = gr.Number(value=RunConfig().prompt_tuning.steps, precision=0,
-                              label="Tuning steps (empty = task default)")
+            per_label = OptionalNumber(value=None, precision=0, label="Samples per label (0 = task default)")
+            steps = OptionalNumber(value=RunConfig().prompt_tuning.steps, precision=0,
+                              label="Tuning steps (0 = task default)")
             temperature = gr.Slider(0.0, 2.0, value=0.9, step=0.05, label="Temperature")
             top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.05, label="Top-p")
         with gr.Row():

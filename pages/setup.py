@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import gradio as gr
 import pandas as pd
 
-from pages.common import user_errors
-from retrikt.config import ConfigError, RunConfig, load_yaml, save_yaml
+from pages.common import OptionalNumber, user_errors
+from retrikt.config import ConfigError, RunConfig, field_type, load_yaml, save_yaml
 from retrikt.generate.check import run_check
 from retrikt.generate.stage import generate_job
 from retrikt.runs import list_runs
@@ -33,10 +33,12 @@ _save_dir: Path | None = None
 def _field_widget(field, value):
     if field.kind is bool:
         return gr.Checkbox(value=value, label=field.label)
-    if field.kind is int:
-        return gr.Number(value=value, precision=0, label=field.label)
-    if field.kind is float:
-        return gr.Number(value=value, label=field.label)
+    kind, optional = field_type(field.key)
+    number = OptionalNumber if optional else gr.Number
+    if kind is int:
+        return number(value=value, precision=0, label=field.label)
+    if kind is float:
+        return number(value=value, label=field.label)
     return gr.Textbox(value=value, label=field.label)
 
 

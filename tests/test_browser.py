@@ -352,8 +352,8 @@ def test_generate_job_runs_survives_a_reload_cancels_and_is_listed(page):
     idle_compare = _compare_filter_latency(page, rounds=1)
 
     panel = open_tab(page, "Generate")
-    panel.get_by_role("spinbutton", name="Samples per label (empty = task default)").fill("4")
-    panel.get_by_role("spinbutton", name="Tuning steps (empty = task default)").fill("400")  # far more than the test waits for
+    panel.get_by_role("spinbutton", name="Samples per label (0 = task default)").fill("4")
+    panel.get_by_role("spinbutton", name="Tuning steps (0 = task default)").fill("400")  # far more than the test waits for
     panel.get_by_role("button", name="Start", exact=True).click()
     status = panel.get_by_role("paragraph").filter(has_text=re.compile(r"^Step 1 on SST-2 — "))
     expect(status).to_contain_text("— running", timeout=JOB)

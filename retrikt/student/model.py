@@ -176,6 +176,8 @@ def _minilm_tensors() -> dict[str, torch.Tensor]:
 
 
 def _pca(rows: torch.Tensor, dim: int) -> torch.Tensor:
+    # Not sklearn's PCA: its sign convention differs from this SVD's, and the signs are part of a seeded student's
+    # initialisation, so switching would change every trained student's accuracy at the same seed.
     centred = rows - rows.mean(0, keepdim=True)
     _, _, v = torch.linalg.svd(centred, full_matrices=False)
     projected = centred @ v[:dim].T

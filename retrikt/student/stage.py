@@ -3,7 +3,6 @@ student keys in Chroma, pick beta on the dev split, save everything in the run f
 from __future__ import annotations
 
 import json
-import math
 import random
 import shutil
 import time
@@ -95,7 +94,9 @@ def choose_beta(scores: dict[float, float], n_dev: int, preferred: float, min_ga
 
 def binomial_tail(successes: int, n: int, p: float) -> float:
     """P(X >= successes) for X ~ Binomial(n, p): how likely a guesser right with probability p does this well."""
-    return min(1.0, sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(successes, n + 1)))
+    from scipy.stats import binomtest
+
+    return float(binomtest(successes, n, p, alternative="greater").pvalue)
 
 
 def teacher_trust(store, task, demo_uids, alpha: float) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..runs import Run, RunError, list_runs, open_run, run_path, runs_newest_first
+from ..runs import Run, RunError, list_runs, open_run, read_summary, run_path, runs_newest_first
 from ..student.stage import beta_reason
 from ..tasks import MAX_INPUT_CHARS
 
@@ -180,6 +180,44 @@ def find_record(recs, uid: str | None) -> dict:
         if record["uid"] == uid:
             return record
     raise RunError(f"Test example {uid!r} is not in this run's evaluation: pick one from the list.")
+
+
+def outcome_choices(recs) -> list[tuple[str, str]]:
+    """The outcome filter's choices, each named with its number of test examples."""
+    counts = outcome_counts(recs)
+    return [(f"{name} ({counts[name]})", name) for name in OUTCOMES]
+
+
+@dataclass
+class OpenedRun:
+    """An evaluated run as the tab opens it: its headline, every system, the examples listed and the one shown."""
+
+    headline: str
+    headers: list[str]
+    rows: list[list]
+    summary: dict
+    outcome: str
+    """The outcome filter: "all" unless another outcome was asked for."""
+    outcome_choices: list[tuple[str, str]]
+    example_choices: list[tuple[str, str]]
+    record: dict | None
+    """The example shown: the one asked for when the filter lists it, else the first listed (None: none is)."""
+    labels: list[str]
+
+
+def open_evaluated(workspace, run_name: str, outcome_filter: str | None, uid: str | None = None) -> OpenedRun:
+    """The evaluated run `run_name` with the test examples of `outcome_filter` listed, example `uid` shown."""
+    summary = eval_summary(workspace, run_name)
+    recs = records(workspace, run_name)
+    headers, rows = systems_table(summary)
+    outcome_filter = outcome_filter if outcome_filter in OUTCOMES else "all"
+    choices = example_choices(recs, outcome_filter)
+    first = uid if uid in {c[1] for c in choices} else (choices[0][1] if choices else None)
+    record = find_record(recs, first) if first else None
+    labels = list(recs[0]["student"]["probs"]) if recs else []
+    run_summary = read_summary(workspace, run_name)
+    said = headline(summary, run_summary.get("student"), run_summary.get("check"))
+    return OpenedRun(said, headers, rows, summary, outcome_filter, outcome_choices(recs), choices, record, labels)
 
 
 def _short(text: str, n: int) -> str:
@@ -381,11 +419,13 @@ def accuracy_figure(summary: dict) -> go.Figure:
 
 def confusion(recs, system: str, labels: list[str]) -> np.ndarray:
     """Counts[gold, predicted] of one system over the records."""
-    counts = np.zeros((len(labels), len(labels)), dtype=int)
-    for record in recs:
-        if system in record:
-            counts[labels.index(record["gold"]), labels.index(record[system]["pred"])] += 1
-    return counts
+    from sklearn.metrics import confusion_matrix
+
+    pairs = [(labels.index(r["gold"]), labels.index(r[system]["pred"])) for r in recs if system in r]
+    if not pairs:
+        return np.zeros((len(labels), len(labels)), dtype=int)
+    gold, predicted = zip(*pairs)
+    return confusion_matrix(gold, predicted, labels=list(range(len(labels))))
 
 
 def confusion_figure(recs, labels: list[str]) -> go.Figure:

@@ -278,6 +278,55 @@ def search(store: KnowledgeStore, query: str, k: int, filters: Filters) -> list[
     return [(e, sim) for e, sim in hits if filters.matches(e)]
 
 
+def form_filters(label: str | None, source: str | None, agreement: str | None, min_reward, contains: str | None
+                 ) -> Filters:
+    """The filters as the tab's boxes give them: empty means any; the minimum reward is typed text."""
+    text = "" if min_reward is None else str(min_reward).strip()
+    try:
+        reward = float(text) if text else None
+    except ValueError:
+        raise StoreError(f"The minimum reward must be a number (or empty for no minimum), not {text!r}.") from None
+    return Filters(label or ANY, source or ANY, agreement or ANY, reward, (contains or "").strip())
+
+
+def _search_hits(store: KnowledgeStore, query: str, k, filters: Filters) -> list[tuple[Entry, float]]:
+    return search(store, query.strip(), int(k or 0), filters)
+
+
+@dataclass
+class Listing:
+    """One page of the table: what it says above the rows, the rows, and the page they are."""
+
+    status: str
+    headers: list[str]
+    rows: list[list]
+    page: int
+
+
+def list_entries(store: KnowledgeStore, filters: Filters, query: str | None, k, page=1) -> Listing:
+    """Page ``page`` of the entries passing ``filters``, or, for a semantic ``query``, its ``k`` nearest that pass
+    them (one page)."""
+    total = store.count()
+    if query and query.strip():
+        hits = _search_hits(store, query, k, filters)
+        headers, rows = table([e for e, _ in hits], [s for _, s in hits])
+        status = (f"{len(hits)} entries closest in meaning to “{query.strip()}” (the {int(k or 0)} nearest, then "
+                  "filtered).")
+        page = 1
+    else:
+        shown = select_page(store, filters, int(page or 1))
+        headers, rows = table(shown.entries)
+        status = f"{shown.matched:,} of {total:,} entries match the filters."
+        if shown.pages > 1:
+            last = shown.first_row + len(shown.entries) - 1
+            status += (f" Page {shown.page:,} of {shown.pages:,} (rows {shown.first_row:,}–{last:,}): change the "
+                       "page to see the others.")
+        page = shown.page
+    if total == 0:
+        status = "The store is empty: add entries by hand, import a JSONL file, or run step 1."
+    return Listing(status, headers, rows, page)
+
+
 def _reward_total(entry: Entry) -> float | None:
     if not entry.rewards:
         return None
@@ -387,14 +436,17 @@ class MapBasis:
         axes = np.zeros((2, dim))
         if vectors.shape[0] < 2:
             return cls(vectors.mean(axis=0) if len(vectors) else np.zeros(dim), axes, (0.0, 0.0), size)
-        mean = vectors.mean(axis=0)
-        _, s, vt = np.linalg.svd(vectors - mean, full_matrices=False)
-        m = min(2, len(s))
-        flip = np.sign(vt[np.arange(m), np.abs(vt[:m]).argmax(axis=1)])
-        axes[:m] = vt[:m] * flip[:, None]
-        total = float((s ** 2).sum())
-        ratios = [(float(s[i] ** 2) / total) if total > 0 and i < m else 0.0 for i in range(2)]
-        return cls(mean, axes, (ratios[0], ratios[1]), size)
+        from sklearn.decomposition import PCA
+
+        m = min(2, *vectors.shape)
+        # exact SVD: the default solver turns randomized on large inputs, and the axes must not wobble between fits
+        with np.errstate(invalid="ignore", divide="ignore"):  # identical vectors: no variance, ratios 0 below
+            pca = PCA(n_components=m, svd_solver="full").fit(vectors)
+        components = pca.components_
+        flip = np.sign(components[np.arange(m), np.abs(components).argmax(axis=1)])
+        axes[:m] = components * flip[:, None]
+        ratios = [float(r) for r in np.nan_to_num(pca.explained_variance_ratio_)] + [0.0] * (2 - m)
+        return cls(pca.mean_, axes, (ratios[0], ratios[1]), size)
 
     def project(self, vectors: np.ndarray) -> np.ndarray:
         vectors = np.asarray(vectors, dtype=np.float64)
@@ -498,6 +550,20 @@ def map_figure(emap: EmbeddingMap, labels: list[str] | tuple[str, ...] = (), sel
                       legend_title_text="label · source",
                       xaxis_title=f"PC1 ({100 * ex:.0f}% of variance)", yaxis_title=f"PC2 ({100 * ey:.0f}%)")
     return fig
+
+
+def filtered_map(rs: RunStore, filters: Filters, query: str | None, k, selected: str | None = None) -> go.Figure:
+    """The map of every entry passing ``filters`` (or of the search hits), ``selected`` ringed when it is one."""
+    selected = (selected or "").strip() or None
+    if query and query.strip():
+        keep = [e.id for e, _ in _search_hits(rs.store, query, k, filters)]
+        emap = embedding_map(rs.store, keep)
+    else:
+        keep = matching_ids(rs.store, filters)
+        emap = cached_map(rs.store, filters, keep)
+    if selected and selected in set(keep):
+        emap = with_selected(rs.store, emap, selected)
+    return map_figure(emap, rs.task.labels, selected)
 
 
 def _hover(entry: Entry) -> str:
