@@ -13,6 +13,8 @@ import yaml
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from retrikt.runs import Run
+from test_run_history import write_recorded_log
 from test_store_view import seed_run
 
 pytestmark = pytest.mark.server
@@ -359,6 +361,20 @@ def test_ppo_tab_lists_finished_runs_and_refuses_others(studio):
         client.predict("demo", 2, 4, 1.0, 0.5, 0.5, 0.05, api_name="/ppo_start")
     with pytest.raises(AppError, match="ppo.rollout_batch_size"):
         client.predict("demo-SST-2", 2, 0, 1.0, 0.5, 0.5, 0.05, api_name="/ppo_start")
+
+
+def test_ppo_and_generate_tabs_show_a_finished_runs_record(studio):
+    workspace, client = studio
+    steps, updates = write_recorded_log(Run(workspace / "runs" / "demo-SST-2"))
+    status, figure, quality, samples = client.predict("demo-SST-2", api_name="/ppo_record")
+    assert status.startswith(f"**PPO on demo-SST-2** — recorded: {updates} updates")
+    curves = json.loads(figure["plot"])["data"]
+    assert curves and all(len(curve["x"]) == updates for curve in curves)
+    assert "| samples | step 1 | after PPO |" in quality
+    assert samples["data"] and {row[0] for row in samples["data"]} == {"negative", "positive"}
+    status, figure, samples = client.predict("demo-SST-2", api_name="/generate_record")
+    assert status.startswith(f"**Step 1 on demo-SST-2** — recorded: {steps} tuning steps")
+    assert [len(curve["x"]) for curve in json.loads(figure["plot"])["data"]] == [steps] and samples["data"]
 
 
 def test_student_tab_exports_a_bundle_that_loads(studio, tmp_path):

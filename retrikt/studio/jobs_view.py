@@ -110,6 +110,14 @@ def check_step1_run(run_name: str | None, step1_runs: list[str], may_change: boo
     return run_name
 
 
+LIVE_STATES = ("queued", "running")
+
+
+def job_is_live(job: Job | None) -> bool:
+    """Whether a tab follows `job`'s progress (else it may show a finished run's record instead)."""
+    return job is not None and job.state in LIVE_STATES
+
+
 def finished_marker(job: Job | None) -> str | None:
     """Changes exactly when a followed job finishes successfully (a tab then reloads its results); else None."""
     return f"{job.id}:done" if job is not None and job.state == "done" else None
@@ -120,7 +128,7 @@ def tuning_loss_figure(points: list[dict]) -> go.Figure:
     steps = [p["step"] for p in points if p.get("stage") == "tune"]
     losses = [p["loss"] for p in points if p.get("stage") == "tune"]
     fig = go.Figure(go.Scatter(x=steps, y=losses, mode="lines+markers", name="loss"))
-    fig.update_layout(title="Soft prompt tuning loss", xaxis_title="step", yaxis_title="LM loss",
+    fig.update_layout(title="Soft prompt tuning loss", xaxis_title="tuning step", yaxis_title="LM loss",
                       height=300, margin=dict(l=40, r=10, t=40, b=40))
     return fig
 
@@ -142,8 +150,10 @@ def ppo_figure(points: list[dict]) -> go.Figure:
     for key, name in (("kl", "KL (nats / sample)"), ("clip_fraction", "clip fraction")):
         fig.add_trace(go.Scatter(x=steps, y=[p.get(key) for p in ppo], mode="lines+markers", name=name),
                       row=1, col=2)
-    fig.update_xaxes(title_text="update")
-    fig.update_layout(height=320, margin=dict(l=40, r=10, t=40, b=40))
+    fig.update_xaxes(title_text="PPO update")
+    fig.update_yaxes(title_text="mean reward per sample", row=1, col=1)
+    fig.update_yaxes(title_text="KL (nats) · clip fraction", row=1, col=2)
+    fig.update_layout(height=320, margin=dict(l=60, r=10, t=40, b=40))  # room for the y-axis titles
     return fig
 
 
