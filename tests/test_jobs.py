@@ -135,3 +135,13 @@ def test_ppo_quality_table_compares_step1_and_ppo(summary, expected_rows):
     assert ("independent judge" in table) == ("judge_test_accuracy" in summary.get("ppo", {}))
     if "independent judge" in table:
         assert lines.index(expected_rows[1]) == lines.index(expected_rows[0]) + 1
+
+
+@pytest.mark.parametrize("points", [[], [{"stage": "ppo", "step": 1, "kl": 0.2, "clip_fraction": 0.1}]])
+def test_the_reward_subplot_keeps_its_axes_without_reward_curves(points):
+    from retrikt.studio.jobs_view import ppo_figure
+
+    figure = ppo_figure(points)
+    assert any(t.xaxis == "x" for t in figure.data)  # a subplot without a trace is drawn with no axes at all
+    assert figure.layout.xaxis.title.text == "PPO update"
+    assert figure.layout.yaxis.title.text == "mean reward per sample"

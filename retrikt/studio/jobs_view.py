@@ -143,10 +143,12 @@ def ppo_figure(points: list[dict]) -> go.Figure:
     ppo = [p for p in points if p.get("stage") == "ppo"]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("reward terms", "KL to step 1 and clip fraction"))
     steps = [p["step"] for p in ppo]
-    for key, name in PPO_CURVES:
-        if any(key in p for p in ppo):
-            fig.add_trace(go.Scatter(x=steps, y=[p.get(key) for p in ppo], mode="lines+markers", name=name),
-                          row=1, col=1)
+    drawn = [(key, name) for key, name in PPO_CURVES if any(key in p for p in ppo)]
+    for key, name in drawn:
+        fig.add_trace(go.Scatter(x=steps, y=[p.get(key) for p in ppo], mode="lines+markers", name=name),
+                      row=1, col=1)
+    if not drawn:  # plotly hides the axes of a subplot without a trace, titles included
+        fig.add_trace(go.Scatter(x=[], y=[], showlegend=False), row=1, col=1)
     for key, name in (("kl", "KL (nats / sample)"), ("clip_fraction", "clip fraction")):
         fig.add_trace(go.Scatter(x=steps, y=[p.get(key) for p in ppo], mode="lines+markers", name=name),
                       row=1, col=2)
