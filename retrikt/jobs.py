@@ -62,6 +62,14 @@ JobFn = Callable[[Callable, Callable[[], bool], Job], str | None]
 _MAX_LOG, _MAX_SAMPLES = 400, 24
 
 
+def update_point(stage: str, step: int, stats: dict) -> dict:
+    """A PPO update as one curve point: its reward terms spread out, then its flat numbers (the live job's curves
+    and a finished run's record, read back from its log, draw the same points)."""
+    terms = stats.get("reward_terms")
+    return {"stage": stage, "step": step, **(terms if isinstance(terms, dict) else {}),
+            **{k: v for k, v in stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+
+
 class JobManager:
     def __init__(self, workspace: str | Path, max_queued: int | None = None, per_owner: int | None = None,
                  owners_only: bool = False):
@@ -212,10 +220,8 @@ class JobManager:
                     job.points.append({"stage": stage, "step": done, "loss": info["loss"]})
                 if "terms" in info:
                     job.points.append({"stage": stage, "step": done, **info["terms"]})
-                if "stats" in info:  # a PPO update: flat numbers only, the reward terms spread out
-                    stats = info["stats"]
-                    job.points.append({"stage": stage, "step": done, **stats.get("reward_terms", {}),
-                                       **{k: v for k, v in stats.items() if isinstance(v, (int, float))}})
+                if "stats" in info:
+                    job.points.append(update_point(stage, done, info["stats"]))
                 for s in info.get("samples", []):
                     job.samples.append({"label": s.label, "text": s.raw.strip(), "parsed": s.fields is not None})
                 del job.samples[:-_MAX_SAMPLES]

@@ -1,5 +1,5 @@
 """A finished run's record for the Generate and PPO tabs: its curves from its own log.jsonl, in the point format a
-live job's curves use (see `JobManager._progress` in retrikt/jobs.py), and a few of the samples its store holds.
+live job's curves use (`jobs.update_point`), and a few of the samples its store holds.
 
 Reading a record never raises: a run without a log (the shipped demo run has none), a log cut off by a crash or a
 store that is gone give empty parts, so a tab can always draw what there is.
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RetriktError
+from ..jobs import update_point
 from ..runs import Run, run_path
 from .store_view import open_run_store
 
@@ -80,10 +81,8 @@ def ppo_points(records: list[dict]) -> list[dict]:
             points[:] = [p for p in points if p["step"] <= record["updates_done"]]
         if record.get("event") != "ppo_update" or not _is_number(record.get("update")):
             continue
-        terms = record.get("reward_terms")
-        numbers = {k: v for k, v in record.items() if _is_number(v) and k not in _NOT_CURVES}
-        _record_point(points, {"stage": "ppo", "step": record["update"],
-                               **(terms if isinstance(terms, dict) else {}), **numbers})
+        stats = {k: v for k, v in record.items() if k not in _NOT_CURVES}
+        _record_point(points, update_point("ppo", record["update"], stats))
     return points
 
 
