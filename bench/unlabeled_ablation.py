@@ -139,11 +139,36 @@ def knn(query: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
     return top, np.take_along_axis(sims, top, axis=1)
 
 
+INFONCE_TEMPERATURE = 0.05
+LISTWISE_NEIGHBOURS = 32
+
+
+def infonce_loss(query: torch.Tensor, teacher_keys: torch.Tensor, tau: float = INFONCE_TEMPERATURE) -> torch.Tensor:
+    """In-batch InfoNCE: -mean_i log softmax_j(q_i . t_j / tau)[i]. Each student query must pick its own input's
+    teacher key out of the batch's, so it is pulled toward that key and pushed from the others."""
+    logits = query @ teacher_keys.T / tau
+    return F.cross_entropy(logits, torch.arange(len(query)))
+
+
+def listwise_loss(query: torch.Tensor, teacher_keys: torch.Tensor, bank: torch.Tensor,
+                  k: int = LISTWISE_NEIGHBOURS, tau: float = INFONCE_TEMPERATURE) -> torch.Tensor:
+    """ReAugKD's relational loss against the store: over the k bank entries nearest the input's teacher key,
+    KL(softmax(t . b / tau) || softmax(q . b / tau)), so the student ranks the input's store neighbours as the
+    teacher does."""
+    k = min(k, bank.shape[0])
+    teacher_sims = teacher_keys @ bank.T
+    top = teacher_sims.topk(k, dim=-1).indices
+    target = (teacher_sims.gather(1, top) / tau).softmax(-1)
+    student = ((query @ bank.T).gather(1, top) / tau).log_softmax(-1)
+    return F.kl_div(student, target, reduction="batchmean")
+
+
 def finetune_teacher_keys(student, items: Items, tkeys: np.ndarray, cfg: StudentConfig, seed: int,
-                          key_weight: float = 1.0) -> float:
+                          key_weight: float = 1.0, query_loss: str = "cosine") -> float:
     """`finetune(retrieval=True)` with the teacher's keys: the bank is the (fixed) teacher keys of the indexed
-    items, the key head learns to predict the teacher key of its own input (cosine) and the teacher-key
-    neighbourhoods (relational), and the retrieval loss is taken through its own key against the teacher bank."""
+    items, the key head learns the teacher key of its own input (`query_loss`: `cosine` regression plus the
+    in-batch relational loss, `infonce`, or `listwise` over its store neighbours), and the retrieval loss is taken
+    through its own key against the teacher bank."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = student.model
@@ -172,8 +197,13 @@ def finetune_teacher_keys(student, items: Items, tkeys: np.ndarray, cfg: Student
             kl = (soft[chunk] * (soft[chunk].clamp(min=1e-8).log() - log_p)).sum(-1)
             loss = loss + (weight[chunk] * kl).sum() / weight[chunk].sum().clamp(min=1e-8)
             tk = target_keys[chunk]
-            loss = loss + key_weight * (1 - (keys * tk).sum(-1)).mean()
-            loss = loss + relational_loss(keys, tk @ tk.T, RELATIONAL_TEMPERATURE)
+            if query_loss == "infonce":
+                loss = loss + key_weight * infonce_loss(keys, tk)
+            elif query_loss == "listwise":
+                loss = loss + key_weight * listwise_loss(keys, tk, bank)
+            else:
+                loss = loss + key_weight * (1 - (keys * tk).sum(-1)).mean()
+                loss = loss + relational_loss(keys, tk @ tk.T, RELATIONAL_TEMPERATURE)
             idx, sims = bank_neighbours(keys, [items.ids[i] for i in chunk], bank, bank_ids, cfg.k)
             rows = torch.tensor(bank_rows)[idx]
             mixed = mixed_log_probs(logits, soft[rows], sims, weight[rows], cfg.beta, cfg.temperature)
@@ -281,7 +311,12 @@ def run_seed(args, seed: int, cfg: StudentConfig, teacher) -> list[dict]:
     trust = teacher_trust(store, task, run.summary().get("score", {}).get("demo_uids"), TRUST_ALPHA)
     started = time.perf_counter()
     # vocabulary from pool[:n_max] only, as before the held-out split existed, so earlier rows reproduce
-    student0 = build_student(cfg, list(task.labels), task_texts(task, base.texts + texts), teacher_params, seed=seed)
+    vocab_texts = task_texts(task, base.texts + texts)
+    if args.vocab == "with-test":  # the product's vocabulary before it left the test split out
+        vocab_texts += [task.serialize(e.fields) for e in task.test]
+    elif args.vocab == "with-pool":  # every unlabeled input the teacher may label, scored or not
+        vocab_texts += [task.serialize(f) for f in pool]
+    student0 = build_student(cfg, list(task.labels), vocab_texts, teacher_params, seed=seed)
     corpus, targets = pretraining_corpus(task, base, store.embedder.name, cfg, seed, workspace / "cache")
     pretrain(student0, corpus, targets, cfg, seed)
     pretrain_seconds = time.perf_counter() - started
@@ -307,14 +342,15 @@ def run_seed(args, seed: int, cfg: StudentConfig, teacher) -> list[dict]:
         items = with_unlabeled(base, texts[:n], scored["probs"][:n], emb[:n])
         kd_student = clone(student0)
         seconds_kd = finetune(kd_student, items, cfg, seed, retrieval=False).seconds
-        variants = [("student", None)] + [("teacher", 1.0)] * (n in args.teacher_keys_ns)
-        variants += [("teacher", args.key_weight)] * (n in args.key_weight_ns)
-        for keys, key_weight in variants:
+        variants = [("student", None, None)]
+        variants += [("teacher", 1.0, loss) for loss in args.query_losses] * (n in args.teacher_keys_ns)
+        variants += [("teacher", args.key_weight, "cosine")] * (n in args.key_weight_ns)
+        for keys, key_weight, query_loss in variants:
             student, index_keys = clone(student0), None
             if keys == "teacher":
                 hidden = np.concatenate([scored["item_hidden"], scored["hidden"][:n]])
                 tkeys = pca_keys(hidden, np.flatnonzero(items.indexed), cfg.key_dim)
-                seconds_r = finetune_teacher_keys(student, items, tkeys, cfg, seed, key_weight)
+                seconds_r = finetune_teacher_keys(student, items, tkeys, cfg, seed, key_weight, query_loss)
                 index_keys = tkeys[np.flatnonzero(items.indexed)]
             else:
                 seconds_r = finetune(student, items, cfg, seed, retrieval=True).seconds
@@ -322,6 +358,7 @@ def run_seed(args, seed: int, cfg: StudentConfig, teacher) -> list[dict]:
                               heldout_teacher)
             result.update(gold)
             result.update({"seed": seed, "n": n, "pool": args.pool, "pool_n": n_max, "keys": keys, "key_weight": key_weight,
+                           "query_loss": query_loss, "vocab": args.vocab, "vocab_size": len(student0.vocab),
                            "finetune_seconds_retrieval": round(seconds_r, 1), "finetune_seconds_kd": round(seconds_kd, 1),
                            "pretrain_seconds": round(pretrain_seconds, 1),
                            "teacher_seconds_per_input": teacher_rate, "teacher_scored": n_scored,
@@ -340,9 +377,11 @@ def run_seed(args, seed: int, cfg: StudentConfig, teacher) -> list[dict]:
 
 
 def row_tag(r: dict) -> str:
+    vocab = f", vocabulary {r['vocab']}" if "vocab" in r else ""
     if r["keys"] != "teacher":
-        return r["keys"]
-    return f"teacher, key weight {r.get('key_weight') or 1.0:g}"
+        return r["keys"] + vocab
+    loss = r.get("query_loss") or "cosine"
+    return f"teacher, {loss} query loss, weight {r.get('key_weight') or 1.0:g}{vocab}"
 
 
 def write_report(args, results_so_far: list[dict]) -> None:
@@ -382,9 +421,11 @@ def render(data: dict) -> str:
              "retrieval − KD (dev) | retrieval − KD (held-out) | beta dev | beta held-out | fine-tune s retr. | "
              "fine-tune s KD |",
              "|" + "---|" * 16]
-    order = {"student": 0}
+    def order(tag):
+        return 0 if tag.startswith("student") else 1
+
     tags = sorted({(r["n"], row_tag(r), r.get("key_weight") or 0.0) for r in results_so_far},
-                  key=lambda x: (x[0], order.get(x[1], 1), x[2]))
+                  key=lambda x: (x[0], order(x[1]), x[2], x[1]))
     for n, tag, _ in tags:
         rows = sorted((r for r in results_so_far if r["n"] == n and row_tag(r) == tag), key=lambda r: r["seed"])
         lines.append(
@@ -411,7 +452,7 @@ def render(data: dict) -> str:
                      f"{r.get('finetune_seconds_gold_only', '–')} / {r.get('finetune_seconds_gold_only_matched', '–')} "
                      f"({r.get('gold_only_matched_epochs', '–')} epochs) |")
     lines += ["", "Per run:", ""]
-    for r in sorted(results_so_far, key=lambda r: (r["seed"], r["n"], order.get(row_tag(r), 1), r.get("key_weight") or 0)):
+    for r in sorted(results_so_far, key=lambda r: (r["seed"], r["n"], order(row_tag(r)), r.get("key_weight") or 0, row_tag(r))):
         lines.append(f"- seed {r['seed']} N={r['n']} keys {row_tag(r)}: student {100 * r['student']:.1f}, plain KD "
                      f"{100 * r['plain_kd']:.1f}, gold only {100 * r.get('gold_only', float('nan')):.1f} / "
                      f"{100 * r.get('gold_only_matched', float('nan')):.1f}, student + retrieval "
@@ -436,6 +477,11 @@ def main(argv=None) -> int:
                         help="multiplier on the cosine key loss of the extra teacher-key rows of --key-weight-ns")
     parser.add_argument("--key-weight-ns", type=int, nargs="*", default=[],
                         help="also train a teacher-key student with --key-weight at these N")
+    parser.add_argument("--query-losses", nargs="+", default=["cosine"], choices=("cosine", "infonce", "listwise"),
+                        help="how the teacher-key rows of --teacher-keys-ns learn the query: one row per loss")
+    parser.add_argument("--vocab", choices=("no-test", "with-test", "with-pool"), default="no-test",
+                        help="student vocabulary: the product's (no test texts), with the test texts (before), or "
+                             "with the whole teacher pool")
     parser.add_argument("--pool-n", type=int, default=0,
                         help="pool inputs scored and put in the vocabulary (default: the largest N); invocations "
                              "with the same value build the same pretrained student and held-out split, so one "

@@ -274,12 +274,25 @@ def test_default_student_is_within_one_percent_of_the_embedded_teacher():
     student = build_student(cfg, list(task.labels), task_texts(task), EMBEDDED_TEACHER_PARAMS)
     assert compression_ratio(student, EMBEDDED_TEACHER_PARAMS) <= 0.01
     assert student.n_params > 0.9 * 0.01 * EMBEDDED_TEACHER_PARAMS  # the budget is used, not wasted
-    # trimming loses no token of the test split: [UNK] only where the full tokenizer gives [UNK] too
-    texts = [task.serialize(e.fields) for e in task.test[:200]]
-    ids, _ = student.batch(texts)
-    plain = student.tokenizer(texts, truncation=True, max_length=cfg.max_length, padding=True,
-                              return_tensors="pt")["input_ids"]
-    assert torch.equal(ids == 1, plain == student.tokenizer.convert_tokens_to_ids("[UNK]"))
+    unk = student.tokenizer.convert_tokens_to_ids("[UNK]")
+
+    def unknown(texts):
+        ids, _ = student.batch(texts)
+        plain = student.tokenizer(texts, truncation=True, max_length=cfg.max_length, padding=True,
+                                  return_tensors="pt")["input_ids"]
+        return ids == 1, plain == unk, plain
+
+    # trimming loses no token of the texts the vocabulary is built from
+    seen = [task.serialize(e.fields) for e in task.train + task.dev] + [task.serialize(f) for f in task.unlabeled[:300]]
+    trimmed, full, _ = unknown(seen)
+    assert torch.equal(trimmed, full)
+    # the test split shaped nothing: a word piece met only in test sentences is [UNK] to the student
+    test = [task.serialize(e.fields) for e in task.test]
+    known = {i for row in student.tokenizer(task_texts(task), add_special_tokens=False).input_ids for i in row}
+    trimmed, full, plain = unknown(test)
+    test_only = ~torch.isin(plain, torch.tensor(sorted(known))) & (plain > 103)  # 0-103: padding, specials, unused
+    assert test_only.any()
+    assert torch.equal(trimmed & ~full, test_only)
 
 
 @pytest.mark.parametrize("vocab_size", [500, 8_405, 19_182, 200_000])  # tiny, SST-2, BoolQ, absurd

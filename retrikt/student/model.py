@@ -1,8 +1,9 @@
 """The student: a small encoder classifier with a retrieval-key projection, at <= 1% of the teacher's size.
 
 The default (`encoder: tiny`) is a BERT-style encoder built from config. Its word-piece vocabulary is the packaged
-MiniLM tokenizer's, restricted to the tokens that occur in the task's whole text pool (train, dev, test and
-unlabeled inputs plus the store), so no test token becomes unknown. Token embeddings are factorized (vocab x E,
+MiniLM tokenizer's, restricted to the tokens that occur in the texts the student may see before it is deployed
+(train, dev and unlabeled inputs plus the store): never the test split, so a test word it never met is [UNK], as
+new text is for a deployed model. Token embeddings are factorized (vocab x E,
 then E -> hidden) and E is the largest width that keeps the whole model within the parameter budget. Any HF encoder
 id or folder can be used instead; `compression_ratio` is reported for every student.
 """
@@ -44,8 +45,9 @@ def base_tokenizer(source: str | None = None):
 
 
 def task_texts(task, store_texts: list[str] = ()) -> list[str]:
-    """Every input text of the task as the student reads it: train, dev, test, unlabeled and store texts."""
-    splits = [e.fields for e in task.train + task.dev + task.test] + list(task.unlabeled)
+    """The texts the student's vocabulary is built from, as the student reads them: train, dev, unlabeled and store
+    texts. Not the test split: the benchmark must not shape the model it scores."""
+    splits = [e.fields for e in task.train + task.dev] + list(task.unlabeled)
     return [task.serialize(f) for f in splits] + list(store_texts)
 
 
@@ -185,8 +187,9 @@ def _pca(rows: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def init_from_minilm(encoder: TinyEncoder, vocab: Vocab) -> None:
-    """Token and position embeddings = PCA projections of the packaged MiniLM's (so unseen test tokens still mean
-    something); the transformer body stays random (MiniLM's 384-wide layers do not fit the budget)."""
+    """Token and position embeddings = PCA projections of the packaged MiniLM's (so a word the
+    training texts hold once or twice still means something); the transformer body stays random (MiniLM's 384-wide
+    layers do not fit the budget)."""
     weights = _minilm_tensors()
     embed_dim = encoder.tokens.embedding_dim
     with torch.no_grad():
