@@ -129,6 +129,21 @@ def test_a_half_installed_demo_is_rebuilt(tmp_path):
     assert install_demo(tmp_path / "nothing", tmp_path / "no-asset") is None
 
 
+@pytest.mark.slow
+def test_a_packed_demo_carries_its_runs_log_to_the_installed_run(tmp_path):
+    from retrikt.runs import open_run
+    from retrikt.studio.demo import pack_demo
+
+    install_demo(tmp_path / "source", DEMO_ASSET)
+    open_run(tmp_path / "source", DEMO_RUN).log("ppo_update", update=1, reward=0.5)
+    packed = pack_demo(open_run(tmp_path / "source", DEMO_RUN), tmp_path / "asset")
+    assert packed["keys"] == len((DEMO_ASSET / "keys.jsonl").read_text().splitlines())
+    install_demo(tmp_path / "ws", tmp_path / "asset")
+    installed = (tmp_path / "ws" / "runs" / DEMO_RUN / "log.jsonl").read_text(encoding="utf-8").splitlines()
+    assert json.loads(installed[-1])["event"] == "ppo_update"
+    assert str(tmp_path) not in (tmp_path / "asset" / "config.yaml").read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("teacher,majority,warned", [(0.80, 0.51, False), (0.50, 0.50, True), (0.30, 0.50, True),
                                                      (None, 0.50, False)])
 def test_a_teacher_at_or_below_the_majority_class_is_called_out(teacher, majority, warned):

@@ -43,6 +43,8 @@ def pack_demo(run: Run, dest: Path) -> dict:
     asset.summary_path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
     shutil.copy2(run.eval_summary_path, asset.eval_summary_path)
     shutil.copy2(run.eval_records_path, asset.eval_records_path)
+    if run.log_path.is_file():  # the Generate and PPO tabs draw a finished run's curves from its log
+        shutil.copy2(run.log_path, asset.log_path)
     shutil.copytree(run.student_dir, asset.student_dir)
     if run.gold_student_dir.is_dir():  # the "student, gold only" baseline of the Compare table
         shutil.copytree(run.gold_student_dir, asset.gold_student_dir)
@@ -90,6 +92,8 @@ def install_demo(workspace: str | Path, asset: Path = DEMO_ASSET) -> Path | None
     # Run lists sort by this file's age: the demo is listed after every run of the user's own.
     os.utime(run.config_path, (0, 0))
     shutil.copytree(packed.eval_dir, run.eval_dir)
+    if packed.log_path.is_file():
+        shutil.copy2(packed.log_path, run.log_path)
     shutil.copytree(packed.student_dir, run.student_dir)
     if packed.gold_student_dir.is_dir():
         shutil.copytree(packed.gold_student_dir, run.gold_student_dir)
