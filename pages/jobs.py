@@ -5,7 +5,8 @@ import gradio as gr
 import pandas as pd
 
 from pages.common import user_errors
-from retrikt.studio.jobs_view import JOB_COLUMNS, job_header, job_log, job_rows
+from retrikt.studio.jobs_view import (JOB_COLUMNS, OUTSIDE_RUN_COLUMNS, job_header, job_log, job_rows,
+                                      outside_run_rows)
 from retrikt.studio.timing import job_eta
 
 POLL_SECONDS = 2.0
@@ -25,6 +26,10 @@ def build(studio) -> None:
             cancel = gr.Button("Cancel this job", variant="stop", scale=1)
         header = gr.Markdown()
         log = gr.Textbox(label="Log", lines=14, max_lines=30, autoscroll=True, interactive=False)
+        gr.Markdown("**Runs made outside the studio** (from the command line), read-only: their status and the time "
+                    "each stage took. Open them in the other tabs like any run.")
+        outside = gr.Dataframe(pd.DataFrame([], columns=list(OUTSIDE_RUN_COLUMNS)), interactive=False, wrap=True,
+                               max_height=240, label="Other runs in this workspace")
         timer = gr.Timer(POLL_SECONDS)  # inside the tab: a component between tabs would shift the tab bar's labels
 
     def poll(selected):
@@ -56,8 +61,13 @@ def build(studio) -> None:
             gr.Warning(message)
         return message
 
+    def poll_outside():
+        made_here = {j.run for j in jobs.snapshot() if j.run}
+        return pd.DataFrame(outside_run_rows(studio.workspace, made_here), columns=list(OUTSIDE_RUN_COLUMNS))
+
     outputs = [table, header, log]
     timer.tick(poll, job_id, outputs, api_name="jobs_poll")
+    timer.tick(poll_outside, None, outside, api_name="jobs_outside_runs")
     studio.demo.load(poll, job_id, outputs, api_visibility="private")
     table.select(on_row, None, job_id, api_visibility="private").then(poll, job_id, outputs, api_visibility="private")
     job_id.submit(poll, job_id, outputs, api_visibility="private")

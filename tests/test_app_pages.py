@@ -300,6 +300,10 @@ def test_jobs_tab_lists_jobs_shows_logs_and_refuses_to_cancel_finished_ones(stud
     assert "only queued or running jobs can be cancelled" in message
     with pytest.raises(AppError, match="No job with id `zzz`"):
         client.predict("zzz", api_name="/jobs_cancel")
+    outside = client.predict(api_name="/jobs_outside_runs")
+    listed = {row[0]: dict(zip(outside["headers"], row)) for row in outside["data"]}
+    assert "demo" not in listed  # job-old made it: it is in the jobs table
+    assert {"edit", "bulk", "nostore"} <= set(listed) and listed["nostore"]["status"] == "not started"
 
 
 def test_compare_opens_on_the_shipped_demo_run(studio):

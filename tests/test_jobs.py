@@ -145,3 +145,35 @@ def test_the_reward_subplot_keeps_its_axes_without_reward_curves(points):
     assert any(t.xaxis == "x" for t in figure.data)  # a subplot without a trace is drawn with no axes at all
     assert figure.layout.xaxis.title.text == "PPO update"
     assert figure.layout.yaxis.title.text == "mean reward per sample"
+
+
+def _cli_run(workspace, name, summary=None, log_events=()):
+    from retrikt.config import RunConfig, save_yaml
+
+    folder = workspace / "runs" / name
+    folder.mkdir(parents=True)
+    save_yaml(RunConfig(workspace=str(workspace), run_name=name), folder / "config.yaml")
+    if summary is not None:
+        (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    with (folder / "log.jsonl").open("w", encoding="utf-8") as handle:
+        for event in log_events:
+            handle.write(json.dumps({"time": 0, "event": event}) + "\n")
+
+
+def test_runs_made_outside_the_studio_are_listed_with_status_and_stage_times(tmp_path):
+    from retrikt.studio.jobs_view import OUTSIDE_RUN_COLUMNS, outside_run_rows
+
+    _cli_run(tmp_path, "from-cli", {"task": "SST-2", "status": "done", "load_seconds": 3.4,
+                                    "tune": {"seconds": 140.2}, "student": {"seconds": 131.0}},
+             ["load", "tune_step", "student_trained"])
+    _cli_run(tmp_path, "started-here", {"task": "SST-2", "status": "running"}, ["load"])
+    _cli_run(tmp_path, "bare")  # a folder with a config only: nothing ran yet
+    rows = {row[0]: dict(zip(OUTSIDE_RUN_COLUMNS, row)) for row in outside_run_rows(tmp_path, {"started-here"})}
+    assert set(rows) == {"from-cli", "bare"}  # a studio job's run is in the jobs table already
+    cli = rows["from-cli"]
+    assert (cli["task"], cli["status"], cli["last step"]) == ("SST-2", "done", "student_trained")
+    assert cli["stage times"] == "load the teacher 3s · tune the soft prompt 2m 20s · train the students 2m 11s"
+    assert rows["bare"]["status"] == "not started" and rows["bare"]["stage times"] == ""
+    (tmp_path / "runs" / "from-cli" / "log.jsonl").write_text('{"event": "tune_step"}\n{"event": "gen', "utf-8")
+    rows = {row[0]: dict(zip(OUTSIDE_RUN_COLUMNS, row)) for row in outside_run_rows(tmp_path, set())}
+    assert rows["from-cli"]["last step"] == ""  # a line cut mid-write is read as no step, not a crash

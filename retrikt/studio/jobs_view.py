@@ -1,15 +1,19 @@
 """What the jobs tab shows: one table row per job and the selected job's header and log."""
 from __future__ import annotations
 
+import json
 import time
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..errors import RunError
+from ..estimate import NAMES, measured_seconds
 from ..jobs import Job
+from ..runs import Run, read_summary, run_path, runs_newest_first
 
 JOB_COLUMNS = ("id", "state", "kind", "title", "started", "duration", "progress", "run")
+OUTSIDE_RUN_COLUMNS = ("run", "task", "status", "created", "last step", "stage times")
 
 
 def duration_text(seconds: float | None) -> str:
@@ -39,6 +43,39 @@ def job_rows(jobs: list[Job]) -> list[list[str]]:
     """Rows in ``JOB_COLUMNS`` order, in the order given (the job manager lists newest first)."""
     return [[j.id, j.state, j.kind, j.title, _clock(j.started or j.created), duration_text(j.seconds),
              progress_text(j), j.run or ""] for j in jobs]
+
+
+def _last_event(run: Run) -> str:
+    """The last step a run's log recorded (its last line only: a log grows to megabytes)."""
+    try:
+        with run.log_path.open("rb") as handle:
+            handle.seek(max(0, run.log_path.stat().st_size - 4096))
+            lines = handle.read().decode("utf-8", errors="replace").splitlines()
+        return str(json.loads(lines[-1]).get("event", "")) if lines else ""
+    except (OSError, ValueError, AttributeError):  # no log yet, or a line cut mid-write
+        return ""
+
+
+def outside_run_rows(workspace, job_runs: set[str]) -> list[list[str]]:
+    """Rows in ``OUTSIDE_RUN_COLUMNS`` order for the workspace's runs that no studio job made (the command line's),
+    newest first: what each is, its status and the seconds each stage took, read from its summary and log."""
+    from .demo import DEMO_RUN
+
+    rows = []
+    for name in runs_newest_first(workspace):
+        if name in job_runs or name == DEMO_RUN:
+            continue
+        run = Run(run_path(workspace, name))
+        summary = read_summary(workspace, name)
+        try:
+            created = run.config_path.stat().st_mtime
+        except OSError:  # deleted while listing
+            continue
+        stages = " · ".join(f"{NAMES.get(stage, stage)} {duration_text(seconds)}"
+                            for stage, seconds in measured_seconds(run).items())
+        rows.append([name, str(summary.get("task") or ""), str(summary.get("status") or "not started"),
+                     _clock(created), _last_event(run), stages])
+    return rows
 
 
 def run_line(run: str, hosted: bool = False) -> str:
