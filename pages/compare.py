@@ -50,7 +50,8 @@ def _layout() -> _Tab:
         ui.accuracy_plot = gr.Plot(label="Accuracy")
     with gr.Row():
         ui.wanted = gr.Radio([(o, o) for o in OUTCOMES], value="all", label="Show test examples where", scale=2)
-        ui.example = gr.Dropdown([], label="Test example", allow_custom_value=False, scale=3)
+        ui.example = gr.Dropdown([], label="Test example (type to filter, or type an id)", allow_custom_value=True,
+                                 scale=3)
     with gr.Accordion("…or type your own input", open=False):
         with gr.Row():
             ui.own_first = gr.Textbox(label="Text (the first field of the task)", scale=3)

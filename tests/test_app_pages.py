@@ -332,6 +332,15 @@ def test_compare_filters_examples_by_what_retrieval_did(studio, wanted):
     assert again[1] == verdict
 
 
+def test_compare_reaches_every_test_example_by_list_or_typed_id(studio):
+    _, client = studio
+    example = client.predict("demo-SST-2", "all", api_name="/compare_filter")[0]
+    assert len(example["choices"]) == 872  # the whole SST-2 test split is listed
+    text = client.predict("demo-SST-2", "871", api_name="/compare_example")[0]  # typed: the last example's number
+    last = client.predict("demo-SST-2", example["choices"][-1][1], api_name="/compare_example")[0]
+    assert text == last and "sst2-dev-871" == example["choices"][-1][1]
+
+
 def test_compare_predicts_typed_input_and_refuses_bad_requests(studio):
     _, client = studio
     text, verdict, alone, mixed, neighbours = client.predict("demo-SST-2", "a gorgeous , witty movie", "",

@@ -129,6 +129,18 @@ def test_a_half_installed_demo_is_rebuilt(tmp_path):
     assert install_demo(tmp_path / "nothing", tmp_path / "no-asset") is None
 
 
+@pytest.mark.parametrize("typed,found", [("sst2-dev-12", "sst2-dev-12"), ("12", "sst2-dev-12"),
+                                         (" 7 ", "sst2-dev-7"), ("sst2-dev-7 · gold positive · text", "sst2-dev-7"),
+                                         ("1", None), ("99", None), ("", None)])
+def test_an_example_is_found_by_its_id_or_the_ids_last_part(typed, found):
+    recs = [{"uid": uid} for uid in ("sst2-dev-7", "sst2-dev-12", "sst2-dev-1", "mnli-dev-1")]
+    if found is None:
+        with pytest.raises(RunError, match="not in this run's evaluation"):
+            find_record(recs, typed)
+    else:
+        assert find_record(recs, typed)["uid"] == found
+
+
 @pytest.mark.slow
 def test_a_packed_demo_carries_its_runs_log_to_the_installed_run(tmp_path):
     from retrikt.runs import open_run

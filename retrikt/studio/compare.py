@@ -26,8 +26,8 @@ OUTCOMES = ("all", "retrieval fixed it", "retrieval broke it", "both wrong", "bo
 SYSTEM_COLUMNS = ("system", "accuracy %", "macro-F1 %", "parameters", "size vs teacher", "examples/s",
                   "latency ms (batch 1)", "speed-up vs teacher")
 NEIGHBOUR_COLUMNS = ("rank", "similarity", "label", "teacher soft label", "source", "text", "id")
-MAX_CHOICES = 300
-"""Examples listed in the picker at most (the outcome filter narrows them)."""
+MAX_CHOICES = 2000
+"""Examples listed in the picker at most (the outcome filter narrows them); any other is reached by typing its id."""
 
 
 def evaluated_runs(workspace: str | Path) -> list[str]:
@@ -176,10 +176,15 @@ def example_choices(recs, wanted: str = "all") -> list[tuple[str, str]]:
 
 
 def find_record(recs, uid: str | None) -> dict:
+    """The record with id `uid`, or typed as its id's last part (`123` for `sst2-test-123`) when only one ends so."""
+    typed = (uid or "").strip().split(" · ")[0]
     for record in recs:
-        if record["uid"] == uid:
+        if record["uid"] == typed:
             return record
-    raise RunError(f"Test example {uid!r} is not in this run's evaluation: pick one from the list.")
+    endings = [r for r in recs if typed and str(r["uid"]).endswith(f"-{typed}")]
+    if len(endings) == 1:
+        return endings[0]
+    raise RunError(f"Test example {uid!r} is not in this run's evaluation: pick one from the list, or type its id.")
 
 
 def outcome_choices(recs) -> list[tuple[str, str]]:
