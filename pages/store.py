@@ -184,6 +184,7 @@ def _tools(ui: _Tab) -> None:
             ui.undo_seq = gr.Number(None, precision=0, label="Edit # to undo", scale=2)
             ui.undo = gr.Button("Undo this edit", scale=1)
             ui.refresh_history = gr.Button("Refresh history", scale=1)
+        ui.undo_said = gr.Markdown()  # by the button: the filter status line is a screen height above
 
 
 class _Handlers:
@@ -390,7 +391,8 @@ class _Handlers:
         rs = self._open(request, run_name, write=True)
         edit = rs.editor(editor_name(self.studio, request)).undo(int(seq))
         said = f"Undid edit #{edit.undoes} ({len(edit.ids)} entr{'y' if len(edit.ids) == 1 else 'ies'})."
-        return {**self._view(rs, selected, values, said), self.ui.history: _history_table(history_rows(rs))}
+        return {**self._view(rs, selected, values), self.ui.history: _history_table(history_rows(rs)),
+                self.ui.undo_said: said}
 
 
 def build(studio) -> None:
@@ -455,7 +457,7 @@ def _wire_edits(ui: _Tab, h: _Handlers) -> None:
     ui.export.click(h.on_export, ui.run, ui.export_file, api_name="store_export")
     imported = ui.import_btn.click(h.on_import, [ui.run, ui.import_file, ui.entry_id, *filters], view_out,
                                    api_name="store_import")
-    ui.undo.click(h.on_undo, [ui.run, ui.undo_seq, ui.entry_id, *filters], [*view_out, ui.history],
+    ui.undo.click(h.on_undo, [ui.run, ui.undo_seq, ui.entry_id, *filters], [*view_out, ui.history, ui.undo_said],
                   api_name="store_undo")
     ui.refresh_history.click(h.on_history, ui.run, ui.history, api_name="store_history")
     for edit in (label_set, curated_set, deleted, added, confirmed, imported):

@@ -114,8 +114,8 @@ def test_edit_label_curate_delete_and_add(studio):
     history = client.predict("edit", api_name="/store_history")
     actions = [row[3] for row in history["data"]]
     assert actions == ["add", "delete", "curated", "label"] and history["data"][-1][5] == "negative → positive · curated"
-    status, _, _, history = client.predict("edit", 3, "", *FILTERS, api_name="/store_undo")
-    assert status.startswith("Undid edit #3") and "p2" in ids(listed(client, "edit")[2])
+    status, _, _, history, said = client.predict("edit", 3, "", *FILTERS, api_name="/store_undo")
+    assert said.startswith("Undid edit #3") and "Undid" not in status and "p2" in ids(listed(client, "edit")[2])
     assert history["data"][0][3] == "undo of #3"
     with pytest.raises(AppError, match="already undone"):
         client.predict("edit", 3, "", *FILTERS, api_name="/store_undo")
@@ -426,8 +426,8 @@ def test_compare_fixes_a_neighbour_shows_before_and_after_reevaluates_and_undoes
     # reopening the example redoes retrieval through the edited store and says so
     again = client.predict("demo-SST-2", first[4]["value"], api_name="/compare_example")
     assert "redone through the store's 1 edit" in again[1]
-    status = client.predict("demo-SST-2", 1, "", *FILTERS, api_name="/store_undo")[0]
-    assert status.startswith("Undid edit #1")
+    said = client.predict("demo-SST-2", 1, "", *FILTERS, api_name="/store_undo")[-1]
+    assert said.startswith("Undid edit #1")
     result = client.predict("demo-SST-2", api_name="/compare_reevaluate")
     assert "+0.0 points" in result and "fixed 0 and broke 0" in result
 

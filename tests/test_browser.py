@@ -216,7 +216,10 @@ def test_compare_fixes_a_neighbour_reevaluates_and_the_store_tab_undoes_it(page)
     assert newest[3] == "label" and newest[4] == first[6] and newest[5].endswith(f"→ {other} · curated")
     store.get_by_role("spinbutton", name="Edit # to undo").fill(newest[0])
     store.get_by_role("button", name="Undo this edit").click()
-    expect(store.get_by_text(re.compile(rf"^Undid edit #{newest[0]} \(1 entry\)"))).to_be_visible()
+    said = store.get_by_text(re.compile(rf"^Undid edit #{newest[0]} \(1 entry\)"))
+    expect(said).to_be_visible()
+    # the message sits by the button that caused it, not at the filter status a screen height above
+    assert abs(said.bounding_box()["y"] - store.get_by_role("button", name="Undo this edit").bounding_box()["y"]) < 150
     expect(history.get_by_role("gridcell", name=f"undo of #{newest[0]}", exact=True)).to_be_visible()
     screenshot(page, "knowledge-store-history")
 
