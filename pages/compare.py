@@ -176,7 +176,8 @@ class _Handlers:
             raise RunError("Pick an evaluated run first.")
         text, gold = current or (None, None)
         view, line = live_student(self.workspace, run_name).edit_neighbour(
-            self._store(request, run_name, write=True), editor_name(self.studio, request), entry_id, label, text, gold)
+            self._store(request, run_name, write=True), editor_name(self.studio, request), entry_id, label, text, gold,
+            records(self.workspace, run_name))
         return {**self._show(view), self.ui.edit_result: line}
 
     @user_errors
@@ -201,6 +202,13 @@ class _Handlers:
         row = evt.row_value or []
         return row[-1] if row else ""
 
+    @user_errors
+    def on_reach(self, request: gr.Request, run_name, entry_id):
+        if not run_name:
+            raise RunError("Pick an evaluated run first.")
+        return live_student(self.workspace, run_name).reach(records(self.workspace, run_name), entry_id,
+                                                            self._store(request, run_name))
+
 
 def build(studio) -> None:
     """Add the Compare tab to ``studio.demo``."""
@@ -218,7 +226,8 @@ def build(studio) -> None:
     own_in = [ui.run, ui.own_first, ui.own_second]
     ui.own_go.click(h.on_own, own_in, view_outputs, api_name="compare_predict")
     ui.own_first.submit(h.on_own, own_in, view_outputs, api_visibility="private")
-    ui.neighbours.select(h.on_neighbour, None, ui.neighbour_id, api_visibility="private")
+    ui.neighbours.select(h.on_neighbour, None, ui.neighbour_id, api_visibility="private").then(
+        h.on_reach, [ui.run, ui.neighbour_id], ui.edit_result, api_name="compare_reach")
     ui.fix.click(h.on_fix, [ui.run, ui.neighbour_id, ui.fix_label, ui.shown], [*view_outputs, ui.edit_result],
                  api_name="compare_fix")
     ui.remove.click(h.on_remove, [ui.run, ui.neighbour_id, ui.shown], [*view_outputs, ui.edit_result],

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -413,9 +414,15 @@ def test_compare_fixes_a_neighbour_shows_before_and_after_reevaluates_and_undoes
     neighbour = first[9]["data"][0]
     entry_id, label = neighbour[-1], neighbour[2]
     other = "negative" if label == "positive" else "positive"
+    reach = client.predict("demo-SST-2", entry_id, api_name="/compare_reach")
+    retrieving = int(re.search(r"\*\*(\d+) of the 872 test examples\*\*", reach).group(1))
+    assert retrieving >= 1  # at least the example shown retrieves it
     started = time.perf_counter()
     text, verdict, _, mixed, neighbours, line = client.predict("demo-SST-2", entry_id, other,
                                                                api_name="/compare_fix")
+    changed = re.search(r"Across the 872 test examples, (\d+) predictions? changed: (\d+) fixed, (\d+) broken", line)
+    assert int(changed.group(1)) <= retrieving  # an edit moves only the examples that retrieve the entry
+    assert int(changed.group(2)) + int(changed.group(3)) == int(changed.group(1))  # two labels: a change fixes or breaks
     round_trip_ms = 1000 * (time.perf_counter() - started)
     assert f"Entry {entry_id} now has the curated label **{other}**" in line and "before → after" in line
     assert 0 < float(line.rsplit("took ", 1)[1].split(" ms")[0]) <= round_trip_ms  # its own time, within the call
@@ -423,6 +430,7 @@ def test_compare_fixes_a_neighbour_shows_before_and_after_reevaluates_and_undoes
     assert fixed[2] == other  # the neighbour now shows (and votes with) the fixed label
     result = client.predict("demo-SST-2", api_name="/compare_reevaluate")
     assert "with the edited store" in result and "1 edit(s)" in result
+    assert f"fixed {changed.group(2)} and broke {changed.group(3)} predictions" in result  # the one edit's reach
     # reopening the example redoes retrieval through the edited store and says so
     again = client.predict("demo-SST-2", first[4]["value"], api_name="/compare_example")
     assert "redone through the store's 1 edit" in again[1]

@@ -324,15 +324,17 @@ class LiveStudent:
         return view
 
     def edit_neighbour(self, rs, who: str, entry_id: str, label: str | None, text: str,
-                       gold: str | None = None) -> tuple[ExampleView, str]:
+                       gold: str | None = None, recs=None) -> tuple[ExampleView, str]:
         """Relabel (curated) or, with `label` None, delete store entry `entry_id`, then predict `text` again; returns
-        the new view and a before → after line with the time the edit and the new prediction took."""
+        the new view and a before → after line with the time the edit and the new prediction took, and, given the
+        evaluated test records `recs`, how many of their predictions the edit changed."""
         entry_id = (entry_id or "").strip()
         if not entry_id:
             raise RunError("Click a neighbour row first (or paste an entry id).")
         if not text:
             raise RunError("Pick a test example or type an input first.")
         before = self.through(rs).predict_texts([text])[1]
+        votes_before = self.test_votes(recs, rs)[0] if recs else None
         started = time.perf_counter()
         editor = rs.editor(who)
         if label is None:
@@ -349,7 +351,40 @@ class LiveStudent:
         line = (f"{did}. With retrieval, before → after: **{b}** ({before.probs[0][b]:.2f}) → **{new}** "
                 f"({a[new]:.2f})" + (" — the prediction changed." if new != b else " — same answer.")
                 + f" Edit and new prediction took {1000 * seconds:.0f} ms.")
+        if recs:
+            votes_after = self.test_votes(recs, rs)[0]
+            labels = list(self.task.labels)
+            gold_index = np.array([labels.index(r["gold"]) for r in recs])
+            changed = votes_after != votes_before
+            fixed = int((changed & (votes_after == gold_index)).sum())
+            broke = int((changed & (votes_before == gold_index)).sum())
+            line += (f" Across the {len(recs)} test examples, {int(changed.sum())} prediction"
+                     f"{'s' if changed.sum() != 1 else ''} changed: {fixed} fixed, {broke} broken.")
         return after_view, line
+
+    def test_votes(self, recs, rs=None) -> tuple[np.ndarray, list[list[str]]]:
+        """Student + retrieval's label index for each evaluated test example through the store as it is now, and
+        the entry ids each one retrieved (the student's outputs are cached: only the vote is redone)."""
+        from ..student.retrieval import mix
+
+        probs, keys = self.test_outputs(recs)
+        trained = self.through(rs)
+        if trained.index is None:
+            raise RunError("This run's student retrieves nothing (no store entries were indexed): there is nothing "
+                           "to re-evaluate.")
+        found = trained.index.query(keys, trained.k)
+        mixed = mix(probs, found.soft, found.sims, trained.beta, trained.temperature, found.weights).argmax(-1)
+        return mixed, found.ids
+
+    def reach(self, recs, entry_id: str, rs=None) -> str:
+        """Before an edit: how many evaluated test examples retrieve store entry `entry_id`, i.e. how many
+        predictions an edit of it can move."""
+        entry_id = (entry_id or "").strip()
+        if not entry_id:
+            return ""
+        hits = sum(entry_id in row for row in self.test_votes(recs, rs)[1])
+        return (f"Entry {entry_id} is among the {self.through(rs).k} neighbours of **{hits} of the {len(recs)} test "
+                f"examples**: an edit of it can change those predictions, and no other.")
 
     def test_outputs(self, recs) -> tuple[np.ndarray, np.ndarray]:
         """The student's probabilities and keys for the evaluated test examples, computed once: after a store edit
@@ -363,17 +398,9 @@ class LiveStudent:
 
     def reevaluate(self, recs, rs=None) -> "Reevaluation":
         """Student + retrieval accuracy on the evaluated test examples, with the store as it is now."""
-        from ..student.retrieval import mix
-
         started = time.perf_counter()
-        probs, keys = self.test_outputs(recs)
-        trained = self.through(rs)
+        mixed = self.test_votes(recs, rs)[0]
         labels = list(self.task.labels)
-        if trained.index is None:
-            raise RunError("This run's student retrieves nothing (no store entries were indexed): there is nothing "
-                           "to re-evaluate.")
-        found = trained.index.query(keys, trained.k)
-        mixed = mix(probs, found.soft, found.sims, trained.beta, trained.temperature, found.weights).argmax(-1)
         gold = np.array([labels.index(r["gold"]) for r in recs])
         was = np.array([labels.index(r["student_retrieval"]["pred"]) for r in recs])
         now_right, was_right = mixed == gold, was == gold
