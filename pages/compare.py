@@ -210,6 +210,11 @@ class _Handlers:
                                                             self._store(request, run_name))
 
 
+def _typed_input(run_name, first, second):
+    return [gr.validate(True, ""), gr.validate(bool((first or "").strip()), "Type an input to classify first."),
+            gr.validate(True, "")]
+
+
 def build(studio) -> None:
     """Add the Compare tab to ``studio.demo``."""
     with gr.Tab("Compare", id="compare"):
@@ -224,8 +229,10 @@ def build(studio) -> None:
     ui.wanted.input(h.on_filter, run_in, [ui.example, *view_outputs], api_name="compare_filter")
     ui.example.input(h.on_example, [ui.run, ui.example], view_outputs, api_name="compare_example")
     own_in = [ui.run, ui.own_first, ui.own_second]
-    ui.own_go.click(h.on_own, own_in, view_outputs, api_name="compare_predict")
-    ui.own_first.submit(h.on_own, own_in, view_outputs, api_visibility="private")
+    # The browser checks the input first: an empty box gets one message by the box, not an error on every panel.
+    # API callers skip validators, so `on_own` still refuses an empty input itself.
+    ui.own_go.click(h.on_own, own_in, view_outputs, api_name="compare_predict", validator=_typed_input)
+    ui.own_first.submit(h.on_own, own_in, view_outputs, api_visibility="private", validator=_typed_input)
     ui.neighbours.select(h.on_neighbour, None, ui.neighbour_id, api_visibility="private").then(
         h.on_reach, [ui.run, ui.neighbour_id], ui.edit_result, api_name="compare_reach")
     ui.fix.click(h.on_fix, [ui.run, ui.neighbour_id, ui.fix_label, ui.shown], [*view_outputs, ui.edit_result],

@@ -132,9 +132,17 @@ def test_compare_opens_on_the_demo_shows_neighbours_and_links_to_the_store(page)
     grid = panel.get_by_role("grid", name=re.compile("^Retrieved neighbours"))
     expect(grid.get_by_role("row")).to_have_count(9)  # header + k = 8
     screenshot(page, "compare")
+    # an empty input gets one message by its box; the panels keep what they showed, with no error badge
+    panel.get_by_role("button", name="…or type your own input").click()
+    panel.get_by_role("button", name="Predict", exact=True).click()
+    expect(panel.get_by_text("Type an input to classify first.")).to_be_visible()
+    expect(panel.get_by_text("Error", exact=True)).to_have_count(0)
+    expect(verdict).to_be_visible()
     first = grid_rows(grid)[0]
     grid.get_by_role("gridcell", name=first[5], exact=True).click()
     expect(panel.get_by_role("textbox", name="Picked neighbour id")).to_have_value(first[6])
+    # before any edit: how many test examples retrieve the picked entry
+    expect(panel.get_by_text(re.compile(rf"^Entry {first[6]} is among the 8 neighbours of \d+ of the 872"))).to_be_visible()
     panel.get_by_role("button", name="Open it in the Knowledge store tab").click()
     store = page.get_by_role("tabpanel")
     expect(store.get_by_role("textbox", name="Entry id")).to_have_value(first[6])
