@@ -69,7 +69,9 @@ def _example_layout(ui: _Tab) -> None:
         ui.mixed = gr.Label(label="Student + retrieval", num_top_classes=5)
     ui.neighbours = gr.Dataframe(pd.DataFrame([], columns=list(NEIGHBOUR_COLUMNS)),
                                  label="Retrieved neighbours (their teacher soft labels are mixed in, weighted by "
-                                       "similarity; click a row to pick it)", interactive=False, wrap=True)
+                                       "similarity; click a row to pick it)", interactive=False, wrap=True,
+                                 # widths that fit the page, so a clicked text cell never scrolls label and id away
+                                 column_widths=["6%", "9%", "11%", "13%", "10%", "37%", "14%"], pinned_columns=3)
     with gr.Row():
         ui.neighbour_id = gr.Textbox(label="Picked neighbour id", scale=3)
         ui.open_in_store = gr.Button("Open it in the Knowledge store tab", scale=1)

@@ -139,8 +139,13 @@ def test_compare_opens_on_the_demo_shows_neighbours_and_links_to_the_store(page)
     expect(panel.get_by_text("Error", exact=True)).to_have_count(0)
     expect(verdict).to_be_visible()
     first = grid_rows(grid)[0]
+    page.set_viewport_size({"width": 1100, "height": 900})  # a laptop screen: the neighbour table is tight
     grid.get_by_role("gridcell", name=first[5], exact=True).click()
     expect(panel.get_by_role("textbox", name="Picked neighbour id")).to_have_value(first[6])
+    table = grid.bounding_box()
+    for column in ("label", "id"):  # clicking a text cell keeps the label and id columns in view
+        cell = grid.get_by_role("columnheader", name=column, exact=True).bounding_box()
+        assert table["x"] <= cell["x"] and cell["x"] + cell["width"] <= table["x"] + table["width"] + 1, column
     # before any edit: how many test examples retrieve the picked entry
     expect(panel.get_by_text(re.compile(rf"^Entry {first[6]} is among the 8 neighbours of \d+ of the 872"))).to_be_visible()
     panel.get_by_role("button", name="Open it in the Knowledge store tab").click()
