@@ -316,7 +316,9 @@ def run_seed(args, seed: int, cfg: StudentConfig, teacher) -> list[dict]:
         vocab_texts += [task.serialize(e.fields) for e in task.test]
     elif args.vocab == "with-pool":  # every unlabeled input the teacher may label, scored or not
         vocab_texts += [task.serialize(f) for f in pool]
-    student0 = build_student(cfg, list(task.labels), vocab_texts, teacher_params, seed=seed)
+    # `nearest`: the product's vocabulary, with a word piece it lacks read as its nearest kept one, not [UNK]
+    student0 = build_student(cfg, list(task.labels), vocab_texts, teacher_params, seed=seed,
+                             nearest_words=args.vocab == "nearest")
     corpus, targets = pretraining_corpus(task, base, store.embedder.name, cfg, seed, workspace / "cache")
     pretrain(student0, corpus, targets, cfg, seed)
     pretrain_seconds = time.perf_counter() - started
@@ -479,9 +481,10 @@ def main(argv=None) -> int:
                         help="also train a teacher-key student with --key-weight at these N")
     parser.add_argument("--query-losses", nargs="+", default=["cosine"], choices=("cosine", "infonce", "listwise"),
                         help="how the teacher-key rows of --teacher-keys-ns learn the query: one row per loss")
-    parser.add_argument("--vocab", choices=("no-test", "with-test", "with-pool"), default="no-test",
-                        help="student vocabulary: the product's (no test texts), with the test texts (before), or "
-                             "with the whole teacher pool")
+    parser.add_argument("--vocab", choices=("no-test", "with-test", "with-pool", "nearest"), default="no-test",
+                        help="student vocabulary: no test texts, unknown pieces [UNK]; with the test texts (before); "
+                             "with the whole teacher pool; or no test texts, unknown pieces read as the nearest kept "
+                             "one")
     parser.add_argument("--pool-n", type=int, default=0,
                         help="pool inputs scored and put in the vocabulary (default: the largest N); invocations "
                              "with the same value build the same pretrained student and held-out split, so one "

@@ -286,13 +286,34 @@ def test_default_student_is_within_one_percent_of_the_embedded_teacher():
     seen = [task.serialize(e.fields) for e in task.train + task.dev] + [task.serialize(f) for f in task.unlabeled[:300]]
     trimmed, full, _ = unknown(seen)
     assert torch.equal(trimmed, full)
-    # the test split shaped nothing: a word piece met only in test sentences is [UNK] to the student
+    # the test split shaped nothing: a word piece met only in test sentences is not in the vocabulary; the student
+    # reads it as the kept word piece nearest to it, never as [UNK] (and a student built without that, as [UNK])
     test = [task.serialize(e.fields) for e in task.test]
     known = {i for row in student.tokenizer(task_texts(task), add_special_tokens=False).input_ids for i in row}
     trimmed, full, plain = unknown(test)
     test_only = ~torch.isin(plain, torch.tensor(sorted(known))) & (plain > 103)  # 0-103: padding, specials, unused
-    assert test_only.any()
-    assert torch.equal(trimmed & ~full, test_only)
+    assert test_only.any() and not (test_only & trimmed).any()
+    ids, _ = student.batch(test)
+    assert torch.isin(plain[test_only], torch.tensor(student.vocab.base_ids)).sum() == 0
+    assert (ids[test_only] > 3).all()  # a kept word piece, not a special
+    plain_unk = build_student(cfg, list(task.labels), task_texts(task), EMBEDDED_TEACHER_PARAMS, nearest_words=False)
+    assert torch.equal(plain_unk.batch(test)[0][test_only], torch.full_like(ids[test_only], 1))
+
+
+@pytest.mark.parametrize("missing,expected", [(5, 2), (6, 3), (7, 2)])
+def test_a_missing_word_piece_is_read_as_its_nearest_kept_one(missing, expected):
+    from retrikt.student.model import FIRST_WORD_PIECE, Vocab
+
+    # base ids FIRST_WORD_PIECE + 0..7 with 2-d embeddings; the vocabulary keeps pieces 0 and 1 (student ids 2, 3)
+    angles = {0: 0.0, 1: 1.5, 5: 0.2, 6: 1.4, 7: -0.3}
+    words = torch.zeros(FIRST_WORD_PIECE + 8, 2)
+    for piece, angle in angles.items():
+        words[FIRST_WORD_PIECE + piece] = torch.tensor([np.cos(angle), np.sin(angle)])
+    vocab = Vocab([0, 100, FIRST_WORD_PIECE, FIRST_WORD_PIECE + 1]).with_nearest(words)
+    table = vocab.lookup(FIRST_WORD_PIECE + 8)
+    assert table[FIRST_WORD_PIECE + missing].item() == expected
+    assert table[FIRST_WORD_PIECE].item() == 2 and table[FIRST_WORD_PIECE + 1].item() == 3  # kept pieces: their own
+    assert table[50].item() == 1  # an [unusedN] piece stays [UNK]
 
 
 @pytest.mark.parametrize("vocab_size", [500, 8_405, 19_182, 200_000])  # tiny, SST-2, BoolQ, absurd
@@ -318,6 +339,15 @@ def test_student_save_load_round_trip(store, tmp_path):
     texts = [task.serialize(e.fields) for e in task.test]
     np.testing.assert_allclose(again.encode(texts)[0], student.encode(texts)[0], atol=1e-6)
     assert json.loads((tmp_path / "s" / "student.json").read_text())["n_params"] == student.n_params
+    unseen = ["zygomorphic quokkas"]  # word pieces outside the vocabulary: read the same after a reload
+    assert torch.equal(again.batch(unseen)[0], student.batch(unseen)[0])
+    assert again.vocab.nearest == student.vocab.nearest and (student.batch(unseen)[0] != 1).all()
+    # a student saved before the nearest-word lookup existed still loads, reading unseen pieces as [UNK]
+    meta = json.loads((tmp_path / "s" / "student.json").read_text())
+    del meta["vocab_nearest"]
+    (tmp_path / "s" / "student.json").write_text(json.dumps(meta))
+    older = Student.load(tmp_path / "s")
+    assert older.vocab.nearest is None and (older.batch(unseen)[0] == 1).any()
 
 
 def test_student_config_is_validated():

@@ -51,12 +51,19 @@ def task_texts(task, store_texts: list[str] = ()) -> list[str]:
     return [task.serialize(f) for f in splits] + list(store_texts)
 
 
+FIRST_WORD_PIECE = 999
+"""Base ids below this are [PAD], [unusedN], [UNK], [CLS], [SEP] and [MASK] in the packaged MiniLM's vocabulary."""
+
+
 @dataclass
 class Vocab:
     """Student vocabulary: the specials, then base-tokenizer tokens by frequency in the text pool."""
 
     base_ids: list[int]
     """Base-tokenizer id of each student token (specials first)."""
+    nearest: list[int] | None = None
+    """For every base id, the student id it is read as when it is not in the vocabulary: its nearest kept word piece
+    (None: [UNK]). Costs no parameter; a word the student never met keeps a meaning close to what it says."""
 
     @classmethod
     def build(cls, tokenizer, texts: list[str], max_size: int | None = None) -> "Vocab":
@@ -74,10 +81,30 @@ class Vocab:
         return len(self.base_ids)
 
     def lookup(self, base_size: int) -> torch.Tensor:
-        """Base id -> student id (unknown tokens map to [UNK])."""
-        table = torch.full((max(base_size, max(self.base_ids) + 1),), UNK, dtype=torch.long)
+        """Base id -> student id (a token outside the vocabulary: its `nearest`, else [UNK])."""
+        table = torch.full((max(base_size, max(self.base_ids) + 1, len(self.nearest or ())),), UNK, dtype=torch.long)
+        if self.nearest:
+            table[: len(self.nearest)] = torch.tensor(self.nearest)
         table[torch.tensor(self.base_ids)] = torch.arange(len(self.base_ids))
         return table
+
+    def with_nearest(self, word_embeddings: torch.Tensor, chunk: int = 4096) -> "Vocab":
+        """This vocabulary, with every word piece it lacks read as the kept word piece of most similar embedding
+        (cosine over `word_embeddings`, one row per base id)."""
+        kept = [i for i in self.base_ids if i >= FIRST_WORD_PIECE]
+        if not kept:
+            return self
+        student_id = {b: i for i, b in enumerate(self.base_ids)}
+        unit = torch.nn.functional.normalize(word_embeddings.float(), dim=-1)
+        targets = unit[torch.tensor(kept)]
+        nearest = [UNK] * unit.shape[0]
+        missing = [i for i in range(FIRST_WORD_PIECE, unit.shape[0]) if i not in student_id]
+        for start in range(0, len(missing), chunk):
+            part = missing[start : start + chunk]
+            best = (unit[torch.tensor(part)] @ targets.T).argmax(-1).tolist()
+            for base, j in zip(part, best):
+                nearest[base] = student_id[kept[j]]
+        return Vocab(self.base_ids, nearest)
 
 
 class TinyEncoder(nn.Module):
@@ -249,6 +276,7 @@ class Student:
             self.tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))
         meta = {"labels": self.labels, "config": asdict(self.config), "n_params": self.n_params,
                 "vocab": self.vocab.base_ids if self.vocab else None,
+                "vocab_nearest": self.vocab.nearest if self.vocab else None,
                 "embed_dim": self.model.encoder.tokens.embedding_dim if self.vocab else None}
         (folder / "student.json").write_text(json.dumps(meta), encoding="utf-8")
         torch.save(self.model.state_dict(), folder / STUDENT_WEIGHTS)
@@ -262,7 +290,7 @@ class Student:
         # a student trained before settings were removed still loads: its config is read as a saved run's
         cfg = from_saved({"student": meta["config"]}, f"{folder.name}/student.json").student
         if meta["vocab"] is not None:
-            vocab = Vocab(meta["vocab"])
+            vocab = Vocab(meta["vocab"], meta.get("vocab_nearest"))  # students saved before it read [UNK]
             own = folder / TOKENIZER_DIR
             encoder = TinyEncoder(len(vocab), meta["embed_dim"], cfg)
             tokenizer = base_tokenizer(str(own) if own.is_dir() else None)
@@ -274,9 +302,10 @@ class Student:
 
 
 def build_student(cfg: StudentConfig, labels: list[str], texts: list[str], teacher_params: int,
-                  seed: int = 0) -> Student:
+                  seed: int = 0, nearest_words: bool = True) -> Student:
     """A fresh student for a task whose whole text pool is `texts`, within `max_params_fraction` of the teacher;
-    `seed` fixes the random initialisation."""
+    `seed` fixes the random initialisation. With `nearest_words`, a word piece outside the vocabulary is read as
+    its nearest kept one (MiniLM embedding cosine), not [UNK]."""
     torch.manual_seed(seed)
     if cfg.encoder != "tiny":
         encoder = HFEncoder(cfg.encoder)
@@ -287,6 +316,8 @@ def build_student(cfg: StudentConfig, labels: list[str], texts: list[str], teach
     embed_dim, size = plan_tiny(cfg, len(vocab), len(labels), budget)
     if size < len(vocab):
         vocab = Vocab(vocab.base_ids[:size])
+    if nearest_words:  # design choice: bench/results/unlabeled_ablation-levers.md (vocabulary rows)
+        vocab = vocab.with_nearest(_minilm_tensors()["embeddings.word_embeddings.weight"])
     encoder = TinyEncoder(len(vocab), embed_dim, cfg)
     if cfg.init == "minilm":
         init_from_minilm(encoder, vocab)
