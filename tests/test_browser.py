@@ -292,6 +292,9 @@ def test_store_tab_pages_through_the_demo_store_and_the_page_box_follows(page):
     expect(status).to_contain_text("Page 1 of ")
     pages = int(re.search(r"Page 1 of (\d+)", status.inner_text()).group(1))
     assert pages > 2  # the demo store holds more than two pages of rows
+    grid = panel.get_by_role("grid", name="Entries (click a row to open it)")
+    for header in ("teacher confidence", "reward total"):  # headers read as words, not one letter per line
+        assert grid.get_by_role("columnheader", name=header, exact=True).bounding_box()["width"] >= 70, header
     box = panel.get_by_role("spinbutton", name="Page")
     panel.get_by_role("button", name="Next ▶").click()
     expect(status).to_contain_text(f"Page 2 of {pages}")
