@@ -155,6 +155,8 @@ class Estimate:
 
     seconds: dict[str, float | None]
     based_on: dict[str, list[str]] = field(default_factory=dict)
+    other_threads: dict[str, int] = field(default_factory=dict)
+    """Finished runs left out because they ran on another number of torch threads (name -> threads)."""
 
     @property
     def total(self) -> float | None:
@@ -185,7 +187,10 @@ def estimate(config: RunConfig, task, workspace: str | Path, threads: int, eval_
         pick = min if stage == "load" else statistics.median
         seconds[stage] = pick(c[unit] for _, c in pool) * units[stage]
         based[stage] = [name for name, _ in pool]
-    return Estimate(seconds, based)
+    # design choice: not scaled across thread counts: stages gain unequally from a second thread (teacher_throughput.md)
+    other = {name: int(costs["threads"]) for name, costs in measured.items()
+             if costs.get("threads") and int(costs["threads"]) != threads}
+    return Estimate(seconds, based, other)
 
 
 JOB_STAGES = {

@@ -78,6 +78,8 @@ def test_no_estimate_without_a_run_measured_here_on_as_many_threads(tmp_path, ss
     finished_run(tmp_path, "cli", config, threads=2)
     found = estimate(config, sst2, tmp_path, threads=1)
     assert set(found.seconds.values()) == {None} and found.total is None
+    said = describe(found)  # the run that did finish here is named, with why it was left out
+    assert "nothing to estimate from" in said and "left out: cli (2 threads)" in said and "demo" not in said
     found = estimate(config, sst2, tmp_path, threads=2)
     assert found.total is not None and found.based_on["tune"] == ["cli"]
     assert describe(found).startswith("**Estimated time on this machine:")

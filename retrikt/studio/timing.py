@@ -25,8 +25,16 @@ def describe(found: Estimate) -> str:
     if not runs:
         minutes = quick_run_minutes()
         took = f", which took {minutes} where it was measured," if minutes else ""
-        return ("**Estimated time:** no run has finished on this machine yet, so there is nothing to estimate from "
-                f"(the quick classroom run in the Classroom tab{took} teaches the estimate).")
+        left_out = ""
+        if found.other_threads:
+            names = sorted(found.other_threads)
+            listed = ", ".join(f"{n} ({found.other_threads[n]} threads)" for n in names[:3])
+            listed += "…" if len(names) > 3 else ""
+            left_out = (f" The runs that finished here ran on another number of torch threads, so their times do "
+                        f"not carry over to a studio job and were left out: {listed}.")
+        return ("**Estimated time:** no run has finished on this machine yet with as many threads as a studio job, "
+                "so there is nothing to estimate from (the quick classroom run in the Classroom tab"
+                f"{took} teaches the estimate).{left_out}")
     total = found.total
     head = f"**Estimated time on this machine: {duration_text(total)}**" if total is not None else \
         "**Estimated time on this machine** (steps marked ? have not been measured here yet)"
