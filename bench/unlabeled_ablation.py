@@ -52,7 +52,7 @@ from retrikt.config import StudentConfig  # noqa: E402
 from retrikt.student.retrieval import bank_neighbours, mix, mixed_log_probs, relational_loss  # noqa: E402
 from retrikt.runs import open_run  # noqa: E402
 from retrikt.teacher.scorer import run_scorer  # noqa: E402
-from retrikt.student.model import build_student, task_texts  # noqa: E402
+from retrikt.student.model import build_student  # noqa: E402
 from retrikt.context import run_store, run_teacher  # noqa: E402
 from retrikt.student.stage import BETA_GRID, TRUST_ALPHA, choose_beta, teacher_inputs, teacher_trust  # noqa: E402
 from retrikt.student.train import (RELATIONAL_TEMPERATURE, Items, _epoch_order, clone, finetune,  # noqa: E402
@@ -311,14 +311,16 @@ def run_seed(args, seed: int, cfg: StudentConfig, teacher) -> list[dict]:
     trust = teacher_trust(store, task, run.summary().get("score", {}).get("demo_uids"), TRUST_ALPHA)
     started = time.perf_counter()
     # vocabulary from pool[:n_max] only, as before the held-out split existed, so earlier rows reproduce
-    vocab_texts = task_texts(task, base.texts + texts)
+    # spelled out rather than `task_texts`, whose sources are what these rows compare
+    vocab_texts = [task.serialize(f) for f in [e.fields for e in task.train + task.dev] + list(task.unlabeled)]
+    vocab_texts += base.texts + texts
     if args.vocab == "with-test":  # the product's vocabulary before it left the test split out
         vocab_texts += [task.serialize(e.fields) for e in task.test]
-    elif args.vocab == "with-pool":  # every unlabeled input the teacher may label, scored or not
+    elif args.vocab in ("with-pool", "pool-nearest"):  # every unlabeled input the teacher may label, scored or not
         vocab_texts += [task.serialize(f) for f in pool]
     # `nearest`: the product's vocabulary, with a word piece it lacks read as its nearest kept one, not [UNK]
     student0 = build_student(cfg, list(task.labels), vocab_texts, teacher_params, seed=seed,
-                             nearest_words=args.vocab == "nearest")
+                             nearest_words=args.vocab in ("nearest", "pool-nearest"))
     corpus, targets = pretraining_corpus(task, base, store.embedder.name, cfg, seed, workspace / "cache")
     pretrain(student0, corpus, targets, cfg, seed)
     pretrain_seconds = time.perf_counter() - started
@@ -481,10 +483,11 @@ def main(argv=None) -> int:
                         help="also train a teacher-key student with --key-weight at these N")
     parser.add_argument("--query-losses", nargs="+", default=["cosine"], choices=("cosine", "infonce", "listwise"),
                         help="how the teacher-key rows of --teacher-keys-ns learn the query: one row per loss")
-    parser.add_argument("--vocab", choices=("no-test", "with-test", "with-pool", "nearest"), default="no-test",
+    parser.add_argument("--vocab", choices=("no-test", "with-test", "with-pool", "nearest", "pool-nearest"),
+                        default="no-test",
                         help="student vocabulary: no test texts, unknown pieces [UNK]; with the test texts (before); "
-                             "with the whole teacher pool; or no test texts, unknown pieces read as the nearest kept "
-                             "one")
+                             "with the whole teacher pool; no test texts, unknown pieces read as the nearest kept "
+                             "one; or the teacher pool and the nearest kept piece")
     parser.add_argument("--pool-n", type=int, default=0,
                         help="pool inputs scored and put in the vocabulary (default: the largest N); invocations "
                              "with the same value build the same pretrained student and held-out split, so one "

@@ -147,7 +147,8 @@ def test_compare_opens_on_the_demo_shows_neighbours_and_links_to_the_store(page)
         cell = grid.get_by_role("columnheader", name=column, exact=True).bounding_box()
         assert table["x"] <= cell["x"] and cell["x"] + cell["width"] <= table["x"] + table["width"] + 1, column
     # before any edit: how many test examples retrieve the picked entry
-    expect(panel.get_by_text(re.compile(rf"^Entry {first[6]} is among the 8 neighbours of \d+ of the 872"))).to_be_visible()
+    reach = re.compile(rf"^Entry {first[6]} is among the 8 neighbours of \d+ of the 872")
+    expect(panel.get_by_text(reach)).to_be_visible()
     panel.get_by_role("button", name="Open it in the Knowledge store tab").click()
     store = page.get_by_role("tabpanel")
     expect(store.get_by_role("textbox", name="Entry id")).to_have_value(first[6])

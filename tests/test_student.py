@@ -300,6 +300,16 @@ def test_default_student_is_within_one_percent_of_the_embedded_teacher():
     assert torch.equal(plain_unk.batch(test)[0][test_only], torch.full_like(ids[test_only], 1))
 
 
+def test_the_vocabulary_texts_never_hold_a_test_text():
+    from dataclasses import replace
+
+    toy = make_task()
+    assert "Review: a store text" in task_texts(toy, ["Review: a store text"])
+    leaky = replace(toy, unlabeled=toy.unlabeled + [toy.test[0].fields])  # an unlabeled pool holding a test input
+    assert toy.serialize(toy.test[0].fields) not in task_texts(leaky)
+    assert not {toy.serialize(e.fields) for e in toy.test} & set(task_texts(leaky))
+
+
 @pytest.mark.parametrize("missing,expected", [(5, 2), (6, 3), (7, 2)])
 def test_a_missing_word_piece_is_read_as_its_nearest_kept_one(missing, expected):
     from retrikt.student.model import FIRST_WORD_PIECE, Vocab

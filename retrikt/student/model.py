@@ -2,8 +2,8 @@
 
 The default (`encoder: tiny`) is a BERT-style encoder built from config. Its word-piece vocabulary is the packaged
 MiniLM tokenizer's, restricted to the tokens that occur in the texts the student may see before it is deployed
-(train, dev and unlabeled inputs plus the store): never the test split, so a test word it never met is [UNK], as
-new text is for a deployed model. Token embeddings are factorized (vocab x E,
+(train, dev and unlabeled inputs and the store): never the test split. A word piece it never met
+is read as its nearest kept one, as new text is for a deployed model. Token embeddings are factorized (vocab x E,
 then E -> hidden) and E is the largest width that keeps the whole model within the parameter budget. Any HF encoder
 id or folder can be used instead; `compression_ratio` is reported for every student.
 """
@@ -46,9 +46,10 @@ def base_tokenizer(source: str | None = None):
 
 def task_texts(task, store_texts: list[str] = ()) -> list[str]:
     """The texts the student's vocabulary is built from, as the student reads them: train, dev, unlabeled and store
-    texts. Not the test split: the benchmark must not shape the model it scores."""
+    texts. Never a test text, even one an unlabeled pool repeats: the benchmark must not shape the model it scores."""
+    test = {task.serialize(e.fields) for e in task.test}
     splits = [e.fields for e in task.train + task.dev] + list(task.unlabeled)
-    return [task.serialize(f) for f in splits] + list(store_texts)
+    return [text for text in map(task.serialize, splits) if text not in test] + list(store_texts)
 
 
 FIRST_WORD_PIECE = 999
