@@ -41,6 +41,9 @@ def test_the_cards_are_the_runs_numbers(workspace):
     assert broke["student"]["pred"] == broke["gold"] != broke["student_retrieval"]["pred"]
     stored = json.loads(open_run(workspace, DEMO_RUN).summary_path.read_text())["generate"]["stored"]
     assert f"{stored} went into the store" in view.steps[0][1]
+    items = json.loads(open_run(workspace, DEMO_RUN).summary_path.read_text())["student"]["items"]
+    left_out = items["store_entries"] - items["indexed"]
+    assert left_out > 0 and f"The other {left_out} are never retrieved: the teacher's label disagreed" in view.steps[2][1]
     ppo_stored = json.loads(open_run(workspace, DEMO_RUN).summary_path.read_text())["ppo"]["stored"]
     assert f"wrote {ppo_stored} more samples" in view.steps[1][1]
 

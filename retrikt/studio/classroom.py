@@ -104,12 +104,21 @@ def classroom(workspace, run_name: str | None) -> Classroom:
         ("3 · Retrieval student", f"A student of {_millions(s_params or 0)} parameters learned from the store's "
          f"{items.get('store_entries', '?')} entries; it retrieves the {mixed.get('k', '?')} nearest of the "
          f"{items.get('indexed', '?')} it indexed and mixes their teacher labels into its own answer "
-         f"(beta {mixed.get('beta', '?')})."),
+         f"(beta {mixed.get('beta', '?')})." + _left_out(items)),
     ]
     examples = {kind: ex for kind in counts if (ex := _example(recs, kind)) is not None}
     title = f"{summary['task']}: a {100 * s_params / t_params:.1f}% student" if t_params and s_params else summary["task"]
     return Classroom(title, cards, steps, examples, counts, weak_teacher_warning(summary),
                      check_line(run_summary.get("check")))
+
+
+def _left_out(items: dict) -> str:
+    """Why the student indexes fewer entries than the store holds, when it does."""
+    stored, indexed = items.get("store_entries"), items.get("indexed")
+    if not isinstance(stored, int) or not isinstance(indexed, int) or indexed >= stored:
+        return ""
+    return (f" The other {stored - indexed} are never retrieved: the teacher's label disagreed with the label they "
+            "were written for (the Knowledge store tab lists them under agreement: disagrees).")
 
 
 def cards_html(view: Classroom) -> str:

@@ -50,6 +50,11 @@ def pack_demo(run: Run, dest: Path) -> dict:
         shutil.copytree(run.gold_student_dir, asset.gold_student_dir)
     # 37 KB: lets PPO (step 2) start from the demo run
     shutil.copytree(run.adapter_dir, asset.adapter_dir, ignore=shutil.ignore_patterns("README.md"))
+    adapter_config = asset.adapter_dir / "adapter_config.json"
+    if adapter_config.is_file():  # PEFT records the teacher's local folder here; the asset names the model instead
+        fields = json.loads(adapter_config.read_text(encoding="utf-8"))
+        fields["base_model_name_or_path"] = config.teacher.model
+        adapter_config.write_text(json.dumps(fields, indent=2), encoding="utf-8")
     task = task_of_run(run)
     if run.task_dir.is_dir():  # a run of an uploaded task: the demo carries the task
         shutil.copytree(run.task_dir, asset.task_dir)
