@@ -175,5 +175,11 @@ def test_runs_made_outside_the_studio_are_listed_with_status_and_stage_times(tmp
     assert cli["stage times"] == "load the teacher 3s · tune the soft prompt 2m 20s · train the students 2m 11s"
     assert rows["bare"]["status"] == "not started" and rows["bare"]["stage times"] == ""
     (tmp_path / "runs" / "from-cli" / "log.jsonl").write_text('{"event": "tune_step"}\n{"event": "gen', "utf-8")
+    (tmp_path / "runs" / "bare" / "eval").mkdir()
+    (tmp_path / "runs" / "bare" / "eval" / "summary.json").write_text("{", "utf-8")  # an evaluation cut short
     rows = {row[0]: dict(zip(OUTSIDE_RUN_COLUMNS, row)) for row in outside_run_rows(tmp_path, set())}
     assert rows["from-cli"]["last step"] == ""  # a line cut mid-write is read as no step, not a crash
+    assert rows["bare"]["stage times"] == ""
+    long_line = json.dumps({"time": 0, "event": "generate_batch", "samples": ["x" * 80] * 200})  # ~17 KB
+    (tmp_path / "runs" / "from-cli" / "log.jsonl").write_text(long_line + "\n", "utf-8")
+    assert {row[0]: row[4] for row in outside_run_rows(tmp_path, set())}["from-cli"] == "generate_batch"

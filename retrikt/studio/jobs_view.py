@@ -49,7 +49,7 @@ def _last_event(run: Run) -> str:
     """The last step a run's log recorded (its last line only: a log grows to megabytes)."""
     try:
         with run.log_path.open("rb") as handle:
-            handle.seek(max(0, run.log_path.stat().st_size - 4096))
+            handle.seek(max(0, run.log_path.stat().st_size - 262_144))  # a generate_batch line holds its samples
             lines = handle.read().decode("utf-8", errors="replace").splitlines()
         return str(json.loads(lines[-1]).get("event", "")) if lines else ""
     except (OSError, ValueError, AttributeError):  # no log yet, or a line cut mid-write
@@ -71,8 +71,11 @@ def outside_run_rows(workspace, job_runs: set[str]) -> list[list[str]]:
             created = run.config_path.stat().st_mtime
         except OSError:  # deleted while listing
             continue
-        stages = " · ".join(f"{NAMES.get(stage, stage)} {duration_text(seconds)}"
-                            for stage, seconds in measured_seconds(run).items())
+        try:
+            measured = measured_seconds(run)
+        except (OSError, ValueError):  # an evaluation file cut short: the row still shows, without stage times
+            measured = {}
+        stages = " · ".join(f"{NAMES.get(stage, stage)} {duration_text(s)}" for stage, s in measured.items())
         rows.append([name, str(summary.get("task") or ""), str(summary.get("status") or "not started"),
                      _clock(created), _last_event(run), stages])
     return rows
