@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from gradio_client import Client, handle_file
-from gradio_client.exceptions import AppError
+from gradio_client.exceptions import AppError, ValidationError
 
 from retrikt.runs import Run
 from test_run_history import write_recorded_log
@@ -348,7 +348,8 @@ def test_compare_predicts_typed_input_and_refuses_bad_requests(studio):
                                                              api_name="/compare_predict")
     assert text == "> Review: a gorgeous , witty movie" and "with retrieval" in verdict
     assert len(neighbours["data"]) == 8
-    with pytest.raises(AppError, match="Type the sentence"):
+    # the page's validator answers an empty input (one message by the box), before the handler runs
+    with pytest.raises(ValidationError, match="Type an input to classify first"):
         client.predict("demo-SST-2", "  ", "", api_name="/compare_predict")
     with pytest.raises(AppError, match="no run '../runs'"):
         client.predict("../runs", "all", api_name="/compare_open_run")
