@@ -60,24 +60,35 @@ def test_set_and_yaml_refuse_removed_and_unknown_keys_in_one_line(tmp_path, caps
 
 
 def test_a_saved_run_with_removed_keys_still_loads(tmp_path, caplog):
-    """The shipped demo run was saved before settings were removed and 0 stopped meaning "the task's default"."""
+    """A run saved before settings were removed and 0 stopped meaning "the task's default" (the shape of the demo
+    run shipped until 2026-12-07) still opens, and so does its student."""
+    import json
     import logging
     import shutil
+
+    import yaml
 
     from retrikt.runs import open_run
     from retrikt.student.model import Student
 
-    demo = Path(__file__).resolve().parents[1] / "assets" / "demo-run"
-    with pytest.raises(ConfigError, match="demo_candidates` = 0 is out of range"):  # as a user's own YAML: refused
-        load_yaml(demo / "config.yaml")
+    legacy = tmp_path / "runs" / "demo-SST-2"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "assets" / "demo-run", legacy)
+    config = yaml.safe_load((legacy / "config.yaml").read_text(encoding="utf-8"))
+    config["ppo"]["entropy_coef"], config["student"]["beta_rule"] = 0.0, "teacher"
+    config["scorer"]["demo_candidates"], config["generation"]["samples_per_label"] = 0, 0
+    (legacy / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    meta = json.loads((legacy / "student" / "student.json").read_text(encoding="utf-8"))
+    meta["config"]["beta_rule"] = "teacher"
+    (legacy / "student" / "student.json").write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(ConfigError, match="` = 0 is out of range"):  # as a user's own YAML: refused
+        load_yaml(legacy / "config.yaml")
     with caplog.at_level(logging.INFO, logger="retrikt.config"):
-        saved = load_yaml(demo / "config.yaml", saved_run=True)
+        saved = load_yaml(legacy / "config.yaml", saved_run=True)
     assert "`ppo.entropy_coef` = 0.0 dropped" in caplog.text and "`student.beta_rule` = 'teacher' dropped" in caplog.text
     assert saved.scorer.demo_candidates is None and saved.generation.samples_per_label is None  # were 0
     assert saved.student == RunConfig().student and saved.ppo == RunConfig().ppo
-    shutil.copytree(demo, tmp_path / "runs" / "demo-SST-2")
     assert open_run(tmp_path, "demo-SST-2").config.task == "SST-2"
-    assert Student.load(demo / "student").config == RunConfig().student  # its student.json holds removed keys too
+    assert Student.load(legacy / "student").config == RunConfig().student  # its student.json held a removed key
 
 
 def test_override_unknown_key():
