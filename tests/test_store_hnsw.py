@@ -123,3 +123,46 @@ def test_a_key_index_larger_than_sqlites_variable_cap_reopens(tmp_path):
     index = KeyIndex.open(KnowledgeStore(path=tmp_path / "store", collection="SST-2__big", create=False))
     assert len(index) == n and index.table["e39999"][2] == "positive"
     assert np.allclose(index.table["e123"][0], [0.25, 0.75])
+
+
+class _LockedCollection:
+    """A collection whose sqlite file is locked for the first `locked` calls of `modify`."""
+
+    def __init__(self, locked: int, message: str = "Database error: (code: 5) database is locked"):
+        self.configuration = {"hnsw": {"ef_search": 100}}
+        self.locked, self.message, self.calls = locked, message, 0
+
+    def modify(self, configuration):
+        import chromadb.errors
+
+        self.calls += 1
+        if self.calls <= self.locked:
+            raise chromadb.errors.InternalError(self.message)
+        self.configuration = configuration
+
+
+@pytest.mark.parametrize("locked,raises", [(0, False), (2, False), (5, False), (6, True)])
+def test_setting_ef_search_waits_out_a_briefly_locked_store(monkeypatch, locked, raises):
+    import chromadb.errors
+
+    from retrikt.store import backend
+
+    monkeypatch.setattr(backend, "LOCKED_WAIT_SECONDS", 0.0)
+    col = _LockedCollection(locked)
+    if raises:
+        with pytest.raises(chromadb.errors.InternalError, match="database is locked"):
+            backend.use_ef_search(col, {"ef_search": 50})
+    else:
+        backend.use_ef_search(col, {"ef_search": 50})
+        assert col.configuration["hnsw"]["ef_search"] == 50 and col.calls == locked + 1
+
+
+def test_another_store_error_is_not_retried():
+    import chromadb.errors
+
+    from retrikt.store import backend
+
+    col = _LockedCollection(1, "Database error: no such table")
+    with pytest.raises(chromadb.errors.InternalError, match="no such table"):
+        backend.use_ef_search(col, {"ef_search": 50})
+    assert col.calls == 1

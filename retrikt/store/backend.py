@@ -5,11 +5,13 @@ import contextlib
 import hashlib
 import re
 import threading
+import time
 import unicodedata
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import chromadb
+import chromadb.errors
 import httpx
 from chromadb.config import Settings
 from chromadb.errors import NotFoundError
@@ -197,8 +199,22 @@ def use_ef_search(col, hnsw: dict[str, int]) -> None:
     that has not searched the collection yet, after a restart in a server that has. Call under WRITE_LOCK."""
     wanted = hnsw.get("ef_search")
     current = ((col.configuration or {}).get("hnsw") or {}).get("ef_search")
-    if wanted is not None and current is not None and current != wanted:
-        col.modify(configuration={"hnsw": {"ef_search": int(wanted)}})
+    if wanted is None or current is None or current == wanted:
+        return
+    for attempt in range(LOCKED_RETRIES + 1):
+        try:
+            col.modify(configuration={"hnsw": {"ef_search": int(wanted)}})
+            return
+        except chromadb.errors.InternalError as exc:
+            # The embedded store's sqlite file can still be locked by a write of a moment ago (seen on a loaded
+            # 2-core machine right after adding to the key collection): wait a little, then try again.
+            if "database is locked" not in str(exc) or attempt == LOCKED_RETRIES:
+                raise
+            time.sleep(LOCKED_WAIT_SECONDS * (attempt + 1))
+
+
+LOCKED_RETRIES = 5
+LOCKED_WAIT_SECONDS = 0.2
 
 
 def chroma_where(**conditions) -> dict | None:
