@@ -46,9 +46,13 @@ def test_without_edits_the_reevaluation_reproduces_the_runs_accuracy_and_a_secon
     assert result.examples == 872 and result.edits == 0
     assert round(result.accuracy, 4) == systems["student_retrieval"]["accuracy"]
     assert result.fixed == result.broken == 0
+    encodes = []
+    encode = live.trained.student.encode
+    live.trained.student.encode = lambda texts: encodes.append(len(texts)) or encode(texts)
     again = live.reevaluate(recs, rs)  # the student's outputs are cached now: only the vote is redone
     print(f"re-evaluation: first {result.seconds:.2f} s, cached {again.seconds:.2f} s")
-    assert again.seconds < result.seconds / 2
+    # Counted, not timed: the vote itself (a store query per example) costs most of a re-evaluation on a slow machine.
+    assert encodes == [] and again.accuracy == result.accuracy
 
 
 def test_a_planted_wrong_neighbour_flips_an_example_and_fixing_its_label_flips_it_back(demo):
