@@ -78,3 +78,16 @@ def test_a_teacher_below_the_majority_class_is_said_first(workspace):
     page = cards_html(view)
     assert page.index("does not beat the majority class") < page.index("121%") and "**" not in page
     assert classroom(workspace, DEMO_RUN).warning == ""  # the demo's teacher (80%) is well above its 51% majority
+
+
+@pytest.mark.parametrize("items, said", [
+    ({"store_entries": 1079, "indexed": 783, "filter": "agree"}, "The other 296 are never retrieved: the teacher's"),
+    ({"store_entries": 10, "indexed": 9, "filter": "weight"}, "The other one is never retrieved: it carries no teacher"),
+    ({"store_entries": 10, "indexed": 10, "filter": "agree"}, None),
+    ({"store_entries": None, "indexed": 3}, None),
+])
+def test_the_entries_left_out_of_the_index_are_explained_by_the_runs_own_filter(items, said):
+    from retrikt.studio.classroom import _left_out
+
+    text = _left_out(items)
+    assert (said in text) if said else text == ""

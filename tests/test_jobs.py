@@ -183,3 +183,17 @@ def test_runs_made_outside_the_studio_are_listed_with_status_and_stage_times(tmp
     long_line = json.dumps({"time": 0, "event": "generate_batch", "samples": ["x" * 80] * 200})  # ~17 KB
     (tmp_path / "runs" / "from-cli" / "log.jsonl").write_text(long_line + "\n", "utf-8")
     assert {row[0]: row[4] for row in outside_run_rows(tmp_path, set())}["from-cli"] == "generate_batch"
+
+
+def test_an_outside_runs_row_is_read_again_only_when_one_of_its_files_changed(tmp_path, monkeypatch):
+    from retrikt.studio import jobs_view
+
+    _cli_run(tmp_path, "from-cli", {"task": "SST-2", "status": "running"}, ["load"])
+    reads = []
+    measured = jobs_view.measured_seconds
+    monkeypatch.setattr(jobs_view, "measured_seconds", lambda run: reads.append(run.path.name) or measured(run))
+    first = jobs_view.outside_run_rows(tmp_path, set())
+    assert jobs_view.outside_run_rows(tmp_path, set()) == first and reads == ["from-cli"]  # a poll tick reads nothing
+    with (tmp_path / "runs" / "from-cli" / "log.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"time": 1, "event": "tune_step"}) + "\n")  # the run moved on
+    assert jobs_view.outside_run_rows(tmp_path, set())[0][4] == "tune_step" and len(reads) == 2

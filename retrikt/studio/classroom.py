@@ -117,8 +117,13 @@ def _left_out(items: dict) -> str:
     stored, indexed = items.get("store_entries"), items.get("indexed")
     if not isinstance(stored, int) or not isinstance(indexed, int) or indexed >= stored:
         return ""
-    return (f" The other {stored - indexed} are never retrieved: the teacher's label disagreed with the label they "
-            "were written for (the Knowledge store tab lists them under agreement: disagrees).")
+    left = stored - indexed
+    other = f"The other {left} are" if left != 1 else "The other one is"
+    if items.get("filter") == "agree":
+        return (f" {other} never retrieved: the teacher's label disagreed with the label "
+                "they were written for (the Knowledge store tab lists them under agreement: disagrees).")
+    # Without the agreement filter only an entry the teacher never labelled is left out (a hand edit's, say).
+    return f" {other} never retrieved: {'they carry' if left != 1 else 'it carries'} no teacher soft labels."
 
 
 def cards_html(view: Classroom) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import plotly.graph_objects as go
@@ -56,28 +57,60 @@ def _last_event(run: Run) -> str:
         return ""
 
 
+_outside_rows: dict[tuple[str, str], tuple[tuple, list[str]]] = {}
+"""(workspace, run) -> (the stamp of the files a row is read from, the row): the Jobs tab polls every two seconds
+and a finished run's files never change, so a row is read again only when one of them did."""
+_outside_lock = threading.Lock()
+
+
+def _files_stamp(run: Run) -> tuple:
+    """Size and modification time of each file an outside-run row is read from (absent files included)."""
+    stamp = []
+    for path in (run.config_path, run.summary_path, run.eval_summary_path, run.log_path):
+        try:
+            stat = path.stat()
+            stamp.append((stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            stamp.append(None)
+    return tuple(stamp)
+
+
+def _outside_row(name: str, run: Run, summary: dict, created: float) -> list[str]:
+    try:
+        measured = measured_seconds(run)
+    except (OSError, ValueError):  # an evaluation file cut short: the row still shows, without stage times
+        measured = {}
+    stages = " · ".join(f"{NAMES.get(stage, stage)} {duration_text(s)}" for stage, s in measured.items())
+    return [name, str(summary.get("task") or ""), str(summary.get("status") or "not started"), _clock(created),
+            _last_event(run), stages]
+
+
 def outside_run_rows(workspace, job_runs: set[str]) -> list[list[str]]:
     """Rows in ``OUTSIDE_RUN_COLUMNS`` order for the workspace's runs that no studio job made (the command line's),
     newest first: what each is, its status and the seconds each stage took, read from its summary and log."""
     from .demo import DEMO_RUN
 
-    rows = []
+    rows, listed = [], set()
     for name in runs_newest_first(workspace):
         if name in job_runs or name == DEMO_RUN:
             continue
         run = Run(run_path(workspace, name))
-        summary = read_summary(workspace, name)
-        try:
-            created = run.config_path.stat().st_mtime
-        except OSError:  # deleted while listing
+        stamp = _files_stamp(run)
+        if stamp[0] is None:  # no config: deleted while listing
             continue
-        try:
-            measured = measured_seconds(run)
-        except (OSError, ValueError):  # an evaluation file cut short: the row still shows, without stage times
-            measured = {}
-        stages = " · ".join(f"{NAMES.get(stage, stage)} {duration_text(s)}" for stage, s in measured.items())
-        rows.append([name, str(summary.get("task") or ""), str(summary.get("status") or "not started"),
-                     _clock(created), _last_event(run), stages])
+        key = (str(workspace), name)
+        listed.add(key)
+        with _outside_lock:
+            cached = _outside_rows.get(key)
+        if cached is None or cached[0] != stamp:
+            created = run.config_path.stat().st_mtime if run.config_path.exists() else 0.0
+            cached = (stamp, _outside_row(name, run, read_summary(workspace, name), created))
+            with _outside_lock:
+                _outside_rows[key] = cached
+        rows.append(list(cached[1]))
+    with _outside_lock:  # forget deleted runs, so a long-lived studio does not keep their rows
+        for key in [k for k in _outside_rows if k[0] == str(workspace) and k not in listed]:
+            del _outside_rows[key]
     return rows
 
 
