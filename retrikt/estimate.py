@@ -29,7 +29,7 @@ NEWEST = 5
 LATENCY_SAMPLE = 32
 """Test inputs the evaluation scores once more one at a time, for latency (see student/evaluate.py)."""
 _DEMO = "demo-SST-2"
-UNITS_VERSION = 3
+UNITS_VERSION = 4
 """Bumped whenever a stage's unit of work changes, so cached unit costs are computed again."""
 DAMAGED = (OSError, UnicodeDecodeError, json.JSONDecodeError, RetriktError)
 """What reading a damaged or foreign run raises: a file gone or unreadable, a summary that is not JSON, a config this
@@ -50,14 +50,18 @@ class Work:
 
 
 def work(config: RunConfig, task, eval_limit: int | None = None, store_entries: int | None = None,
-         with_ppo: bool | None = None) -> Work:
+         with_ppo: bool | None = None, searched_inputs: int | None = None) -> Work:
     """How much each stage has to do for `config` on `task`; `with_ppo` says whether step 2 runs (None: as `run`
-    would do it, i.e. `ppo.enabled`)."""
+    would do it, i.e. `ppo.enabled`); `searched_inputs`: the inputs a finished run's demo search scored (None: as
+    the search would do it now)."""
     from .generate.generation import default_samples_per_label, default_tuning_batch, default_tuning_steps
-    from .teacher.scorer import default_demo_candidates
+    from .teacher.scorer import default_demo_candidates, search_inputs
 
     chars = _mean_chars(task, task.train)
-    candidates = config.scorer.demo_candidates or default_demo_candidates(task)
+    candidates = max(config.scorer.demo_candidates or default_demo_candidates(task), 1 + len(task.query_candidates))
+    demos = max(1, config.scorer.demos_total // len(task.labels)) * len(task.labels)
+    if searched_inputs is None:
+        searched_inputs = search_inputs(candidates, max(0, len(task.train) - demos))
     test_n = min(len(task.test), eval_limit) if eval_limit else len(task.test)
     samples = (config.generation.samples_per_label or default_samples_per_label(task)) * len(task.labels)
     ppo = config.ppo.updates > 0 and (config.ppo.enabled if with_ppo is None else with_ppo)
@@ -67,9 +71,9 @@ def work(config: RunConfig, task, eval_limit: int | None = None, store_entries: 
     s = config.student
     units = {
         "load": 1.0,
-        # each candidate demo set is scored on the rest of the train split, then the calibration inputs; a scored
-        # input costs about the same whatever its length (the demonstrations' cache dominates), so no length factor
-        "score": candidates * max(0, len(task.train) - config.scorer.demos_total) + config.scorer.calibration_inputs,
+        # the demo search's held-out inputs, then the calibration inputs; a scored input costs about the same
+        # whatever its length (the demonstrations' cache dominates), so no length factor
+        "score": float(searched_inputs + config.scorer.calibration_inputs),
         "tune": (config.prompt_tuning.steps or default_tuning_steps(task))
         * (config.prompt_tuning.batch_size or default_tuning_batch(task)) * chars,
         "generate": samples * chars,
@@ -112,7 +116,13 @@ def unit_costs(run: Run) -> dict[str, float]:
         eval_limit = json.loads(run.eval_summary_path.read_text(encoding="utf-8")).get("test_examples")
     stored = (summary.get("student") or {}).get("items", {}).get("store_entries")
     # The run did step 2 when its summary has PPO's block, whatever `ppo.enabled` says now.
-    units = dict(work(run.config, task_of_run(run), eval_limit, stored, with_ppo=bool(summary.get("ppo"))).units)
+    task, score = task_of_run(run), summary.get("score") or {}
+    searched = sum(score["candidate_rows"]) if score.get("candidate_rows") else None
+    if searched is None and score.get("candidate_accuracies"):  # a run made before successive halving: every row
+        demos = max(1, run.config.scorer.demos_total // len(task.labels)) * len(task.labels)
+        searched = len(score["candidate_accuracies"]) * max(0, len(task.train) - demos)
+    units = dict(work(run.config, task, eval_limit, stored, with_ppo=bool(summary.get("ppo")),
+                      searched_inputs=searched).units)
     # The evaluation's recorded seconds are the teacher's scoring only, without the latency sample.
     units["eval"] = units["eval"] * eval_limit / (eval_limit + LATENCY_SAMPLE) if eval_limit else 0
     # PPO's own samples are priced at step 1's generation rate, so they yield no unit cost of their own.

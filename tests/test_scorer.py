@@ -27,7 +27,9 @@ def test_prefix_cache_batches_equal_uncached_passes(tiny_teacher, sst2):
 def test_fit_picks_best_candidate_and_calibrates(tiny_teacher, sst2):
     scorer = TeacherScorer(tiny_teacher, sst2, ScorerConfig(demo_candidates=3, calibration_inputs=16))
     report = scorer.fit()
-    assert report.demo_accuracy == max(report.candidate_accuracies)
+    finalists = [a for a, rows in zip(report.candidate_accuracies, report.candidate_rows)
+                 if rows == max(report.candidate_rows)]
+    assert report.demo_accuracy == max(finalists)
     assert len(report.demo_uids) == 4 and {u for u in report.demo_uids} <= {e.uid for e in sst2.train}
     pool = scorer.calibration_pool()
     assert len(pool) == 16
@@ -188,10 +190,61 @@ def test_fit_tries_every_query_line_and_a_restored_scorer_uses_the_winner(tiny_t
     report = scorer.fit()
     assert report.candidate_queries == ["Sentiment:", "Label:", "Which label fits: negative, positive? Answer:",
                                         "Sentiment:"]
-    best = int(np.argmax(report.candidate_accuracies))
+    most = max(report.candidate_rows)
+    best = max((c for c, rows in enumerate(report.candidate_rows) if rows == most),
+               key=lambda c: (report.candidate_accuracies[c], -c))
     assert report.query == report.candidate_queries[best] == scorer.query
     assert scorer._prefix_text.count(f"\n{report.query} ") == 4  # every demonstration asks the winning line
     again = TeacherScorer(tiny_teacher, task)
     again.use_demos(report.demo_uids, report.label_prior, report.query)
     queries = [e.fields for e in task.test[:3]]
     assert np.allclose(scorer.probs(queries), again.probs(queries), atol=1e-6)
+
+
+@pytest.mark.parametrize("candidates, held_out, schedule", [
+    (8, 28, [(8, 8), (4, 16), (2, 28)]),  # SST-2: 120 inputs instead of 224
+    (8, 92, [(8, 12), (4, 24), (2, 92)]),  # TREC, 16 rows a label
+    (2, 28, [(2, 28)]),  # two candidates (pair tasks): both read every row, as before
+    (3, 40, [(3, 14), (2, 40)]),
+    (8, 5, [(8, 5)]),  # fewer rows than the first round wants: one full pass
+    (1, 30, [(1, 30)]),
+    (8, 0, [(8, 0)]),
+])
+def test_successive_halving_schedule(candidates, held_out, schedule):
+    from retrikt.teacher.scorer import search_inputs, search_schedule
+
+    assert search_schedule(candidates, held_out) == schedule
+    assert search_inputs(candidates, held_out) <= search_inputs(candidates, held_out, halving=False)
+
+
+def test_a_prefix_of_the_held_out_order_holds_every_label_about_equally(sst2):
+    from dataclasses import replace
+
+    from retrikt.teacher.scorer import _balanced_order
+
+    by_label = sorted(sst2.train, key=lambda e: e.label)  # a train split sorted by label
+    order = _balanced_order(by_label, sst2.labels, seed=13)
+    assert sorted(e.uid for e in order) == sorted(e.uid for e in sst2.train)
+    first = [e.label for e in order[:8]]
+    assert first.count("negative") == first.count("positive") == 4
+    assert [e.uid for e in order] == [e.uid for e in _balanced_order(by_label, sst2.labels, seed=13)]
+
+
+def test_halving_scores_fewer_inputs_reports_each_candidates_rows_and_counts_progress(tiny_teacher, sst2):
+    full = TeacherScorer(tiny_teacher, sst2, ScorerConfig(demo_candidates=8, calibration_inputs=4))
+    full_report = full.fit(halving=False)
+    held_out = len(sst2.train) - 4
+    assert full_report.candidate_rows == [held_out] * 8
+    assert full_report.demo_accuracy == max(full_report.candidate_accuracies)
+    seen = []
+    halved = TeacherScorer(tiny_teacher, sst2, ScorerConfig(demo_candidates=8, calibration_inputs=4))
+    report = halved.fit(progress=lambda done, total: seen.append((done, total)))
+    assert sorted(report.candidate_rows) == [8] * 4 + [16] * 2 + [held_out] * 2
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen) and seen[-1] == (120, 120)
+    # The same demo sets in the same order: a finalist read every held-out row, so its accuracy is the full
+    # search's, and the winner is the best finalist.
+    assert report.candidate_queries == full_report.candidate_queries
+    finalists = [c for c, rows in enumerate(report.candidate_rows) if rows == held_out]
+    for c in finalists:
+        assert report.candidate_accuracies[c] == full_report.candidate_accuracies[c]
+    assert report.demo_accuracy == max(report.candidate_accuracies[c] for c in finalists)

@@ -48,6 +48,7 @@ def stage_score(ctx: Context, progress: Progress = noop_progress, should_stop=No
     ctx.scorer = scorer
     return {"seconds": round(time.perf_counter() - timer, 2), "demo_uids": report.demo_uids,
             "demo_accuracy": report.demo_accuracy, "candidate_accuracies": report.candidate_accuracies,
+            "candidate_rows": report.candidate_rows,
             "query": report.query, "candidate_queries": report.candidate_queries, "label_prior": report.label_prior}
 
 
@@ -143,7 +144,7 @@ def run_generate(config: RunConfig, progress: Progress = noop_progress, should_s
             check = stage_check(ctx, should_stop)
             run.update_summary(check=check)
             # The verdict as the score stage's last word, at the step count it ended on (progress never goes back).
-            scored = len(ctx.scorer.report.candidate_accuracies)
+            scored = max(1, sum(ctx.scorer.report.candidate_rows))
             progress("score", scored, scored, {"message": check["verdict"]})
             run.update_summary(train_entries=stage_store_train(ctx))
             run.update_summary(tune=stage_tune(ctx, progress, should_stop))

@@ -24,6 +24,10 @@ from ..errors import Cancelled
 from .load import Teacher
 
 
+# design choice: the first halving round scores each demo set on at least 8 held-out rows; fewer decide on noise
+FIRST_ROUND_MIN_ROWS = 8
+
+
 def default_demo_candidates(task) -> int:
     # design choice: 2 demo sets for pairs; each costs RTE ~20 s of a 10-minute budget (8 took 248 s) and the tiny
     # teacher is at chance there whichever set wins (seed 13: 60.7 / 46.4 / 60.7% held-out, the first set won)
@@ -40,8 +44,51 @@ class ScorerReport:
     """The query line that won with the chosen demo set (the task's own when it has no other candidates)."""
     candidate_queries: list[str] = field(default_factory=list)
     """The query line each candidate (in `candidate_accuracies`' order) was tried with."""
+    candidate_rows: list[int] = field(default_factory=list)
+    """Held-out rows each candidate was scored on (successive halving drops the weaker ones early)."""
     label_prior: list[float] = field(default_factory=list)
     """Mean raw class probability over unlabeled in-domain inputs (divided out by calibration)."""
+
+
+def search_schedule(candidates: int, held_out: int) -> list[tuple[int, int]]:
+    """Successive halving of the demo search: (candidates still in, held-out rows each has been scored on by the end
+    of the round) per round. The first round gives every candidate an equal share of one full pass over the held-out
+    rows (at least `FIRST_ROUND_MIN_ROWS`), each later round keeps the better half on twice as many rows, and the
+    last two candidates are compared on every row."""
+    rows = min(held_out, max(FIRST_ROUND_MIN_ROWS, -(-held_out // max(1, candidates))))
+    if candidates <= 2:
+        rows = held_out
+    schedule = [(candidates, rows)]
+    while rows < held_out:
+        candidates = -(-candidates // 2)
+        rows = held_out if candidates <= 2 else min(held_out, 2 * rows)
+        schedule.append((candidates, rows))
+    return schedule
+
+
+def search_inputs(candidates: int, held_out: int, halving: bool = True) -> int:
+    """Inputs the demo search scores (see `search_schedule`)."""
+    if not halving:
+        return candidates * held_out
+    schedule = search_schedule(candidates, held_out)
+    return sum(alive * (rows - previous) for (alive, rows), previous
+               in zip(schedule, [0, *[rows for _, rows in schedule[:-1]]]))
+
+
+def _rate(correct: int, scored: int) -> float:
+    return correct / scored if scored else 0.0
+
+
+def _balanced_order(rows, labels, seed: int) -> list:
+    """The rows, each label's shuffled, dealt one label at a time: any prefix holds the labels about equally (a
+    task's train split may be sorted by label, and a halving round reads only a prefix)."""
+    rng = random.Random(f"{seed}-held-out-order")
+    piles = []
+    for label in labels:
+        pile = [e for e in rows if e.label == label]
+        rng.shuffle(pile)
+        piles.append(pile)
+    return [pile[i] for i in range(max((len(p) for p in piles), default=0)) for pile in piles if i < len(pile)]
 
 
 class TeacherScorer:
@@ -75,14 +122,22 @@ class TeacherScorer:
         parts = [self._prompt(d.fields) + " " + self.task.verbalizers[d.label] for d in demos]
         return "".join(part + "\n\n" for part in parts)
 
-    def _set_prefix(self, demos, query: str | None = None) -> None:
+    def _set_prefix(self, demos, query: str | None = None, keep: dict | None = None) -> None:
+        """Make `demos` asked with `query` the prefix of every scored prompt. `keep`: a dict that holds computed
+        prefix caches by text, so the demo search, which comes back to a candidate each halving round, computes a
+        prefix once (a ~300-token prefix costs about as much as ten queries)."""
         self.query = query or self.query
         self._prefix_text = self._demo_block(demos)
-        ids = self.teacher.encode(self._prefix_text)
-        with torch.no_grad():
-            out = self.teacher.model(torch.tensor([ids], device=self.teacher.device), use_cache=True)
-        self._prefix_cache = out.past_key_values
-        self._prefix_len = len(ids)
+        if keep is not None and self._prefix_text in keep:
+            self._prefix_cache, self._prefix_len = keep[self._prefix_text]
+        else:
+            ids = self.teacher.encode(self._prefix_text)
+            with torch.no_grad():
+                out = self.teacher.model(torch.tensor([ids], device=self.teacher.device), use_cache=True)
+            self._prefix_cache = out.past_key_values
+            self._prefix_len = len(ids)
+            if keep is not None:
+                keep[self._prefix_text] = (self._prefix_cache, self._prefix_len)
         self._raw_cache.clear()
         self._raw_cache.update(self._read_disk())
         self._on_disk = len(self._raw_cache)
@@ -280,10 +335,15 @@ class TeacherScorer:
         return calibrated / calibrated.sum(-1, keepdims=True)
 
     # ---- setup -----------------------------------------------------------------------------------------------
-    def fit(self, progress=None, should_stop=None) -> ScorerReport:
+    def fit(self, progress=None, should_stop=None, halving: bool = True) -> ScorerReport:
         """Choose the demo set and the query line by accuracy on the held-out rest of the train split, then
         estimate the prior. Candidate c tries the c-th random demo set with the task's query lines in turn, so a
         task with other query lines costs no more than one without.
+
+        With `halving` (successive halving, see `search_schedule`) every candidate is scored on the first rows of a
+        label-balanced order of its held-out rows, the better half goes on to twice as many rows, and so on until one
+        is left or the rows run out; without it, every candidate is scored on every held-out row (the old search,
+        kept for bench/demo_search.py). `progress(done, total)` counts scored inputs.
 
         Raises Cancelled within one scoring batch of `should_stop()` turning true.
         """
@@ -291,31 +351,48 @@ class TeacherScorer:
         labels = self.task.labels
         per_label = max(1, self.config.demos_total // len(labels))
         by_label = {label: [e for e in self.task.train if e.label == label] for label in labels}
-        best = None
         queries = [self.task.query, *self.task.query_candidates]
-        candidates = max(self.config.demo_candidates or default_demo_candidates(self.task), len(queries))
-        for c in range(candidates):
+        order = _balanced_order(self.task.train, labels, self.seed)
+        candidates = []
+        for c in range(max(self.config.demo_candidates or default_demo_candidates(self.task), len(queries))):
             demos = []
             for label in labels:
                 pool = by_label[label]
                 demos += rng.sample(pool, min(per_label, len(pool)))
             rng.shuffle(demos)
             demo_ids = {d.uid for d in demos}
-            held_out = [e for e in self.task.train if e.uid not in demo_ids]
-            query = queries[c % len(queries)]
-            self._set_prefix(demos, query)
-            raw = self.raw_probs([e.fields for e in held_out], should_stop)
-            gold = np.array([labels.index(e.label) for e in held_out])
-            accuracy = float((raw.argmax(-1) == gold).mean()) if len(held_out) else 0.0
-            self.report.candidate_accuracies.append(accuracy)
-            self.report.candidate_queries.append(query)
-            if best is None or accuracy > best[0]:
-                best = (accuracy, demos, query)
-            if progress is not None:
-                progress(c + 1, candidates)
-        self.report.demo_accuracy, demos, self.report.query = best
+            candidates.append((demos, queries[c % len(queries)], [e for e in order if e.uid not in demo_ids]))
+        held_out = max(len(rows) for _, _, rows in candidates)
+        schedule = search_schedule(len(candidates), held_out) if halving else [(len(candidates), held_out)]
+        total = search_inputs(len(candidates), held_out, halving)
+        correct, scored = [0] * len(candidates), [0] * len(candidates)
+        alive, done, prefixes = list(range(len(candidates))), 0, {}
+        for keep, rows in schedule:
+            alive = sorted(alive, key=lambda c: (-_rate(correct[c], scored[c]), c))[:keep]
+            for c in sorted(alive):
+                demos, query, rest = candidates[c]
+                batch = rest[scored[c]:rows]
+                if not batch:
+                    continue
+                self._set_prefix(demos, query, keep=prefixes)
+                raw = self.raw_probs([e.fields for e in batch], should_stop)
+                gold = np.array([labels.index(e.label) for e in batch])
+                correct[c] += int((raw.argmax(-1) == gold).sum())
+                scored[c] += len(batch)
+                done += len(batch)
+                if progress is not None:
+                    progress(min(done, total), total)
+        if progress is not None and done < total:  # a label with fewer rows than its demonstrations: fewer inputs
+            progress(total, total)
+        best = min(alive, key=lambda c: (-_rate(correct[c], scored[c]), c))
+        self.report.candidate_accuracies = [_rate(correct[c], scored[c]) for c in range(len(candidates))]
+        self.report.candidate_queries = [query for _, query, _ in candidates]
+        self.report.candidate_rows = list(scored)
+        demos, self.report.query = candidates[best][0], candidates[best][1]
+        self.report.demo_accuracy = self.report.candidate_accuracies[best]
         self.report.demo_uids = [d.uid for d in demos]
-        self._set_prefix(demos, self.report.query)
+        self._set_prefix(demos, self.report.query, keep=prefixes)
+        prefixes.clear()
         self.calibrate()
         return self.report
 
