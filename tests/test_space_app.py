@@ -193,6 +193,38 @@ def test_curation_edits_a_visitors_own_copy(space):
     assert "0 edit(s)" in bob.predict(DEMO, api_name="/compare_reevaluate")
 
 
+def _shared_files(served: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(served)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((served / "runs").rglob("*")) if p.is_file()}
+
+
+def test_a_visitors_visit_leaves_every_file_of_the_shared_runs_byte_identical(space):
+    served, url = space
+    before = _shared_files(served)
+    assert any(name.endswith("chroma.sqlite3") for name in before)
+    visitor = Client(url, verbose=False)
+    first = visitor.predict(DEMO, "all", api_name="/compare_open_run")
+    entry_id, label = first[9]["data"][0][-1], first[9]["data"][0][2]
+    assert "test examples" in visitor.predict(DEMO, entry_id, api_name="/compare_reach")
+    other = "negative" if label == "positive" else "positive"
+    line = visitor.predict(DEMO, entry_id, other, api_name="/compare_fix")[-1]
+    assert f"now has the curated label **{other}**" in line
+    # A new visitor's first edit: the time it waited for its own copy of the store is said, not hidden.
+    assert float(line.split("your own copy of the shared store was made: ")[1].split(" s")[0]) > 0
+    assert "1 edit(s)" in visitor.predict(DEMO, api_name="/compare_reevaluate")
+    assert visitor.predict(DEMO, 1, "", *FILTERS, api_name="/store_undo")[-1].startswith("Undid edit #1")
+    assert "with the edited store" in visitor.predict(DEMO, api_name="/compare_reevaluate")
+    with pytest.raises(AppError, match="only on runs your own step-1 jobs made"):
+        visitor.predict(DEMO, 2, 4, 1.0, 0.5, 0.5, 0.05, api_name="/ppo_start")
+    _rows(visitor)
+    after = _shared_files(served)
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name)
+                     and name.startswith(f"runs/{DEMO}/"))
+    assert changed == []
+
+
 def test_jobs_are_shared_fairly_and_owned(space):
     _, url = space
     ann, bob, cat = (Client(url, verbose=False) for _ in range(3))

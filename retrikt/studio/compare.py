@@ -351,6 +351,9 @@ class LiveStudent:
         line = (f"{did}. With retrieval, before → after: **{b}** ({before.probs[0][b]:.2f}) → **{new}** "
                 f"({a[new]:.2f})" + (" — the prediction changed." if new != b else " — same answer.")
                 + f" Edit and new prediction took {1000 * seconds:.0f} ms.")
+        if getattr(rs, "copy_seconds", 0.0):  # a hosted visitor's first edit waits for their own copy of the store
+            line += (f" Before it, your own copy of the shared store was made: {rs.copy_seconds:.1f} s, on your first "
+                     "edit only.")
         if recs:
             votes_after = self.test_votes(recs, rs)[0]
             labels = list(self.task.labels)

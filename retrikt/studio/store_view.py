@@ -7,6 +7,7 @@ import functools
 import html
 import json
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,8 @@ class RunStore:
     """True when ``store`` is a visitor's own copy of the run's store (hosted mode)."""
     history_path: Path | None = None
     """The edit history of ``store``: the run's own, or the visitor's next to their copy."""
+    copy_seconds: float = 0.0
+    """Seconds this opening spent making the visitor's copy (0 when it was there already)."""
 
     def __post_init__(self):
         if self.history_path is None:
@@ -106,17 +109,20 @@ def open_visitor_store(workspace: str | Path, run_name: str | None, visitor: str
         return rs
     folder = visitor_store_dir(workspace, visitor, rs.run.name)
     done = folder.parent / _COPY_DONE
+    copy_seconds = 0.0
     if not done.is_file():
         if not write:
             return rs
         with _copy_lock:
             if not done.is_file():
+                started = time.perf_counter()
                 _copy_store(rs.store, folder, list(rs.task.labels))
                 done.write_text("ok\n", encoding="utf-8")
+                copy_seconds = time.perf_counter() - started
     store = KnowledgeStore(path=folder, collection=rs.store.name, embedder=rs.store.embedder,
                            task_labels=list(rs.task.labels))
     return RunStore(rs.run, rs.task, store, copy=True,
-                    history_path=visitor_edits_path(workspace, visitor, rs.run.name))
+                    history_path=visitor_edits_path(workspace, visitor, rs.run.name), copy_seconds=copy_seconds)
 
 
 def _copy_store(shared: KnowledgeStore, folder: Path, labels: list[str]) -> None:
