@@ -183,7 +183,7 @@ def write_report(table: dict, runs: dict, out: Path, notes: list[str]) -> None:
                   for x in ("teacher", "student_retrieval"))
         lines.append(f"| {task} | {t:.1f} | {s:.0f} | {r:.0f} | {r / t:.0f}x | "
                      f"{statistics.mean(row['retrieval_overhead']):.1%} | {lt:.0f} / {lr:.1f} |")
-    lines += goal_lines(table) + imported_lines()
+    lines += goal_lines(table) + imported_lines() + teacher_scorer_lines()
     lines += ["", "## Runs", ""]
     for task, items in runs.items():
         for r in items:
@@ -242,6 +242,27 @@ def imported_lines(path: Path = ROOT / "results" / "user_tasks.json") -> list[st
                      f"{acc['teacher']:.1f} | {acc['student']:.1f} | {acc['plain_kd']:.1f} | "
                      f"{acc['student_retrieval']:.1f} ({r['beta']}) | {acc.get('student_gold', float('nan')):.1f} | "
                      f"{r['sr_minus_kd_points']:+.1f} | {100 * (r['step1'].get('parse_rate') or 0):.1f}% |")
+    return lines
+
+
+def teacher_scorer_lines(path: Path = ROOT / "results" / "teacher_check.json") -> list[str]:
+    """A row per imported dataset: the teacher with the old import defaults (letters, the generic question, first
+    token) and with the new scorer (label names, every token, the query line chosen), from `bench.teacher_check`."""
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    lines = ["", "## The teacher on imported datasets: old and new scorer (`teacher_check.md`)", "",
+             "| task | seed | test n | test majority | teacher, old scorer | teacher, new scorer | query line chosen | "
+             "teacher check (dev, 90% CI) | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    for task, settings in data.items():
+        if task == "written_by" or "new" not in settings:
+            continue
+        new, old = settings["new"], settings.get("old")
+        check = new["check"]
+        lines.append(f"| {task} | {new.get('seed', '')} | {new['test_items']} | {100 * new['test_majority']:.1f} | "
+                     + (f"{100 * old['test_accuracy']:.1f}" if old else "") + f" | {100 * new['test_accuracy']:.1f} | "
+                     f"`{new['query']}` | {100 * check['accuracy']:.1f} ({100 * check['ci_low']:.0f}–"
+                     f"{100 * check['ci_high']:.0f}) | {'knows' if check['knows'] else 'at chance'} |")
     return lines
 
 

@@ -12,7 +12,9 @@ file). Settings per task:
   answer is scored (every old answer is one token here, so the scorer's one-token path is exactly the old scorer);
 - `new`: the label names as answers, every token scored (`sum` of log-probabilities), the query line chosen among
   the label column's name, "Label:" and the question on held-out train rows;
-- `new-mean`: the same with length-normalised scores (tasks with multi-token answers only).
+- `new-mean`: the same with length-normalised scores (tasks with multi-token answers only);
+- `new-2-demos`: `new` with two demonstrations a label instead of one (tasks with 3 to 6 labels: the default 4
+  demonstrations give one a label to a task with 4 or more).
 For each: the teacher's accuracy on a seeded sample of `--test-items` test rows, the check (dev accuracy, 90%
 interval, verdict) and the seconds of fitting + checking. The built-in SST-2 is the reference row of the SST-2 CSV.
 Writes bench/results/teacher_check.{json,md}.
@@ -117,6 +119,7 @@ def measure(task, teacher, config, seed: int, test_items: int) -> dict:
     return {"seed": seed, "answers": dict(task.verbalizers), "query": scorer.query,
             "candidate_queries": fit.candidate_queries,
             "candidate_accuracies": fit.candidate_accuracies, "answer_score": config.scorer.answer_score,
+            "candidate_rows": fit.candidate_rows,
             "test_items": len(test), "test_accuracy": round(accuracy, 4), "test_majority": round(majority, 4),
             "check": check, "fit_and_check_seconds": round(check_seconds, 1),
             "seconds_per_test_input": round(per_input, 4),
@@ -163,6 +166,8 @@ def main() -> None:
         settings = {"old": (old_defaults(task), config), "new": (task, config)}
         if any(len(teacher.tokenizer.encode(" " + a, add_special_tokens=False)) > 1 for a in task.verbalizers.values()):
             settings["new-mean"] = (task, override(config, {"scorer.answer_score": "mean"}))
+        if len(task.labels) > 2 and len(task.labels) <= 6:  # two demonstrations a label instead of one
+            settings["new-2-demos"] = (task, override(config, {"scorer.demos_total": 2 * len(task.labels)}))
         if name == "SST-2 (CSV)":
             settings["built-in SST-2"] = (load_builtin("SST-2", seed=args.seed), config)
         results[name] = results.get(name, {}) if args.settings else {}
@@ -189,7 +194,10 @@ def write_markdown(results: dict, seed: int) -> None:
              "says the teacher knows the task when the interval's low end is above chance; it is right when the same "
              "90% rule on the test sample says the teacher beats that sample's majority class. `old` = letters for "
              "labels that are not one word, the generic question, first token; `new` = label names, every token "
-             "(sum), query line chosen; `new-mean` = length-normalised.",
+             "(sum), query line chosen; `new-mean` = length-normalised; `new-2-demos` = `new` with two "
+             "demonstrations a label. The demo search of `old` rows scored every candidate on every held-out row; "
+             "`new` rows measured after successive halving (bench/results/demo_search.md) record how many rows "
+             "each candidate read.",
              "",
              "| task | setting | answers | query line chosen | teacher (test) | test majority | check (dev) | 90% CI | "
              "verdict | verdict right | CI holds test | fit + check s | s / test input |",
