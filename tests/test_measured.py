@@ -26,6 +26,7 @@ def _quick_run_numbers() -> set[str]:
     numbers = {f"{r['seconds'] / 60:.1f}" for r in runs}
     numbers |= {f"{100 * r['full_test']['student_retrieval']:.1f}" for r in runs}
     numbers |= {str(r["seed"]) for r in runs} | {str(r["stored"]) for r in runs}
+    numbers |= {str(r.get("beta")) for r in runs} | {str(len(runs)), str(sum(bool(r.get("beta")) for r in runs))}
     for task in {r["task"] for r in runs}:
         numbers |= set(NUMBER.findall(task))  # a task's own name may hold digits (SST-2)
         numbers.add(str(_results("generation.json").get(task, {}).get("summary", {}).get("generate", {}).get("stored")))
@@ -49,6 +50,9 @@ def test_the_classroom_quick_run_text_quotes_only_the_bench_numbers():
     assert all(f"{100 * r['full_test']['student_retrieval']:.1f}%" in text for r in runs)
     minutes = sorted(r["seconds"] / 60 for r in runs)
     assert f"{minutes[0]:.1f}–{minutes[-1]:.1f} minutes" in text
+    on = sum(bool(r.get("beta")) for r in runs)  # whether the run will end with retrieval on is said before it starts
+    assert ("on at the end of every measured run" in text) == (on == len(runs))
+    assert on == len(runs) or f"on at the end of {on} of the {len(runs)} measured runs" in text
 
 
 def test_with_no_run_to_estimate_from_setup_quotes_the_quick_runs_measured_minutes():

@@ -93,9 +93,17 @@ def quick_run_cost() -> str | None:
     stored = " and ".join(str(r["stored"]) for r in runs)
     default = _default_stored(tasks[0]) if len(tasks) == 1 else None
     scale = f" where a default step 1 on {tasks[0]} stored {default}" if default else ""
+    on = [r for r in runs if r.get("beta")]
+    if len(on) == len(runs):
+        retrieval = " Retrieval was on at the end of every measured run."
+    else:
+        # Said before a class starts it: on a store this small the dev rule may switch the neighbours' vote off.
+        retrieval = (f" Retrieval was on at the end of {len(on)} of the {len(runs)} measured runs (beta "
+                     f"{', '.join(str(r.get('beta')) for r in runs)}): on a store this small the dev rule may switch "
+                     "it off, and the run then shows the steps without the neighbours' vote.")
     return (f"Measured as a studio job (one thread{with_ppo}): {quick_run_minutes()} on {', '.join(tasks)}. It "
             f"costs accuracy: on the whole test split its student + retrieval scored {scores} (seeds {seeds}), "
-            f"because it stored {stored} samples{scale}.")
+            f"because it stored {stored} samples{scale}.{retrieval}")
 
 
 @dataclass(frozen=True)

@@ -341,9 +341,9 @@ class TeacherScorer:
         task with other query lines costs no more than one without.
 
         With `halving` (successive halving, see `search_schedule`) every candidate is scored on the first rows of a
-        label-balanced order of its held-out rows, the better half goes on to twice as many rows, and so on until one
-        is left or the rows run out; without it, every candidate is scored on every held-out row (the old search,
-        kept for bench/demo_search.py). `progress(done, total)` counts scored inputs.
+        label-balanced order of its held-out rows, the better half goes on to twice as many rows, and the last two
+        are compared on every row; without it, every candidate is scored on every held-out row (the old search, kept
+        for bench/demo_search.py). `progress(done, total)` counts scored inputs.
 
         Raises Cancelled within one scoring batch of `should_stop()` turning true.
         """
