@@ -141,10 +141,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--only", nargs="+", help="these tasks (the others keep their rows in the results)")
     parser.add_argument("--settings", nargs="+", help="these settings of each task (the others keep their rows)")
+    parser.add_argument("--json", help="write the rows to this JSON instead (a second run beside a running one)")
     parser.add_argument("--render", action="store_true",
                         help="rewrite the md from teacher_check.json (rows without a seed were run with --seed)")
     args = parser.parse_args()
-    out_path = RESULTS / "teacher_check.json"
+    out_path = Path(args.json) if args.json else RESULTS / "teacher_check.json"
     if args.render:
         results = entries(json.loads(out_path.read_text(encoding="utf-8")))
         write_json(out_path, results, __file__)
@@ -170,18 +171,20 @@ def main() -> None:
             settings["new-2-demos"] = (task, override(config, {"scorer.demos_total": 2 * len(task.labels)}))
         if name == "SST-2 (CSV)":
             settings["built-in SST-2"] = (load_builtin("SST-2", seed=args.seed), config)
-        results[name] = results.get(name, {}) if args.settings else {}
+        key = name if args.seed == 13 else f"{name} s{args.seed}"  # another seed's rows sit beside seed 13's
+        results[key] = results.get(key, {}) if args.settings else {}
         for setting, (variant, cfg) in settings.items():
             if args.settings and setting not in args.settings:
                 continue
             row = measure(variant, teacher, cfg, args.seed, args.test_items)
-            results[name][setting] = row
+            results[key][setting] = row
             print(f"{name} {setting}: teacher {row['test_accuracy']:.1%} on {row['test_items']} test items "
                   f"(majority {row['test_majority']:.1%}); check {row['check']['accuracy']:.1%} "
                   f"[{row['check']['ci_low']:.0%}, {row['check']['ci_high']:.0%}] in {row['fit_and_check_seconds']} s; "
                   f"query {row['query']!r}", flush=True)
             write_json(out_path, results, __file__)
-    write_markdown(results, args.seed)
+    if not args.json:  # rows written elsewhere are merged into teacher_check.json by hand, then --render
+        write_markdown(results, args.seed)
 
 
 def write_markdown(results: dict, seed: int) -> None:

@@ -241,6 +241,7 @@ def test_halving_scores_fewer_inputs_reports_each_candidates_rows_and_counts_pro
     report = halved.fit(progress=lambda done, total: seen.append((done, total)))
     assert sorted(report.candidate_rows) == [8] * 4 + [16] * 2 + [held_out] * 2
     assert [done for done, _ in seen] == sorted(done for done, _ in seen) and seen[-1] == (120, 120)
+    assert sum(report.candidate_rows) == 120  # the count step 1 reports the check's verdict at
     # The same demo sets in the same order: a finalist read every held-out row, so its accuracy is the full
     # search's, and the winner is the best finalist.
     assert report.candidate_queries == full_report.candidate_queries

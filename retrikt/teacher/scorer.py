@@ -382,8 +382,6 @@ class TeacherScorer:
                 done += len(batch)
                 if progress is not None:
                     progress(min(done, total), total)
-        if progress is not None and done < total:  # a label with fewer rows than its demonstrations: fewer inputs
-            progress(total, total)
         best = min(alive, key=lambda c: (-_rate(correct[c], scored[c]), c))
         self.report.candidate_accuracies = [_rate(correct[c], scored[c]) for c in range(len(candidates))]
         self.report.candidate_queries = [query for _, query, _ in candidates]
