@@ -15,6 +15,7 @@ import gradio as gr
 from pages import classroom, compare, generate, jobs, ppo, setup, store, student
 from retrikt.config import ConfigError
 from retrikt.studio.demo import install_demo
+from retrikt.studio.store_view import serve_from_copies
 from retrikt.jobs import JobManager
 from retrikt.jobs import job_threads, preload_ml_stack
 from retrikt.space import SpaceSettings, visitor_id
@@ -68,6 +69,7 @@ def build_app(workspace: str | Path, space: SpaceSettings | None = None) -> tupl
     if install_demo(workspace) is not None:
         log.info("demo run ready in %.1f s", time.perf_counter() - started)
     if space.enabled:
+        serve_from_copies(workspace)  # shared runs stay byte-identical whatever visitors do
         job_manager = JobManager(workspace, max_queued=space.max_queued_jobs, per_owner=space.jobs_per_visitor,
                                  owners_only=True)
     else:

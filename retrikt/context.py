@@ -49,15 +49,19 @@ def load_context(config: RunConfig, progress: Progress = noop_progress, run: Run
 
 
 def open_store(ctx: Context):
+    return _store_in(ctx.run, ctx.task, None)
+
+
+def _store_in(run: Run, task, folder: Path | None):
     from .store.knowledge_store import KnowledgeStore, collection_name
 
-    config = ctx.run.config
+    config = run.config
     return KnowledgeStore(
-        path=None if config.store.url else ctx.run.store_dir,
+        path=None if config.store.url else (folder or run.store_dir),
         url=config.store.url,
-        collection=collection_name(ctx.task.name, ctx.run.name),
+        collection=collection_name(task.name, run.name),
         embedder=run_embedder(config),
-        task_labels=list(ctx.task.labels),
+        task_labels=list(task.labels),
         hnsw=config.store.hnsw(),
     )
 
@@ -85,9 +89,10 @@ def teacher_entries(task, scorer: TeacherScorer, items: list[tuple[dict, str]], 
 
 
 
-def run_store(run: Run, task):
-    """The knowledge store of an existing run (its own collection, embedder and location)."""
-    return open_store(Context(run, task, None))
+def run_store(run: Run, task, folder: Path | None = None):
+    """The knowledge store of an existing run (its own collection, embedder and location); `folder`: a file copy of
+    the run's store folder to open instead (a hosted studio reads shared runs from one)."""
+    return _store_in(run, task, folder)
 
 
 def run_teacher(run: Run, progress: Progress = noop_progress):

@@ -5,7 +5,7 @@ Chroma knowledge store), ppo/ (step 2's checkpoint and prompt), student/ and stu
 evaluation's summary and per-example records), task/ (a saved task's own copy). The shipped demo asset
 (`assets/demo-run/`) uses the same names. store-edits.jsonl is the history of hand edits to the store. A hosted
 visitor's edited copy of a store lives in `<workspace>/visitors/<visitor>/<run>/store/`, with that visitor's edit
-history next to it.
+history next to it; a hosted studio reads a run's store from a file copy, `<workspace>/serving/<run>/<stamp>/store/`.
 """
 from __future__ import annotations
 
@@ -183,6 +183,15 @@ def visitor_store_dir(workspace: str | Path, visitor: str, run_name: str) -> Pat
 def visitor_edits_path(workspace: str | Path, visitor: str, run_name: str) -> Path:
     """The history of a hosted visitor's edits to their copy of run `run_name`'s store."""
     return visitor_store_dir(workspace, visitor, run_name).parent / "store-edits.jsonl"
+
+
+SERVING_DIR = "serving"
+
+
+def serving_store_dir(workspace: str | Path, run_name: str, stamp: str) -> Path:
+    """Where a hosted studio reads run `run_name`'s store from: a file copy of the store as it was at `stamp` (Chroma
+    can write to a store it only reads, and a shared run must stay byte-identical)."""
+    return Path(workspace) / SERVING_DIR / check_name(run_name) / stamp / "store"
 
 
 def check_new_run(config: RunConfig) -> str:

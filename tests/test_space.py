@@ -11,7 +11,9 @@ from retrikt.config import ConfigError, RunConfig, override
 from retrikt.errors import Cancelled
 from retrikt.jobs import JobManager, JobRefused
 from retrikt.space import DEFAULT_ALLOWED_TEACHERS, SpaceSettings, check_visitor_config, parse_auth, visitor_id
-from retrikt.studio.store_view import Filters, open_visitor_store, select, visitor_store_dir
+from retrikt.studio import store_view
+from retrikt.studio.store_view import (Filters, open_run_store, open_visitor_store, select, serve_from_copies,
+                                         visitor_store_dir)
 
 from test_store_view import seed_run
 
@@ -141,6 +143,43 @@ def test_visitor_edits_go_to_their_own_copy(tmp_path):
     bob = open_visitor_store(tmp_path, "demo", "v-bob000")
     assert not bob.copy and len(select(bob.store, Filters())) == 8
     assert open_visitor_store(tmp_path, "demo", None).store.count() == 8  # local user: the run's own store
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_visitors_never_open_the_shared_store_folder(tmp_path):
+    owner = seed_run(tmp_path, "demo")
+    folder = tmp_path / "runs" / "demo" / "store"
+    before = _hashes(folder)
+    reader = open_visitor_store(tmp_path, "demo", "v-ann000")
+    assert reader.store.location != str(folder.resolve()) and reader.store.count() == 8
+    ann = open_visitor_store(tmp_path, "demo", "v-ann000", write=True)
+    ann.store.update_label("g2", "positive")
+    ann.store.delete(["p1"])
+    assert open_visitor_store(tmp_path, "demo", "v-bob000").store.count() == 8
+    assert _hashes(folder) == before
+    # The owner's edit is a new state of the folder: the next reader gets a new copy, with the edit.
+    owner.update_label("g2", "positive")
+    bob = open_visitor_store(tmp_path, "demo", "v-bob000")
+    assert bob.store.location != reader.store.location and bob.store.get(["g2"])[0].label == "positive"
+
+
+def test_a_hosted_studio_reads_copies_and_the_store_being_written_in_place(tmp_path, monkeypatch):
+    seed_run(tmp_path, "demo")
+    own = str((tmp_path / "runs" / "demo" / "store").resolve())
+    assert open_run_store(tmp_path, "demo").store.location == own  # one's own machine: the run's folder
+    serve_from_copies(tmp_path)
+    assert open_run_store(tmp_path, "demo").store.location != own
+    # A store written during the copy: the copy is dropped and the reader reads the run's own folder.
+    stamps = iter(["written", "written", "during the copy"])
+    monkeypatch.setattr(store_view, "_files_stamp", lambda folder: next(stamps))
+    assert open_run_store(tmp_path, "demo").store.location == own
+    assert not (tmp_path / "serving" / "demo" / "written").exists()
 
 
 def test_readme_front_matter_is_a_gradio_space_card():

@@ -200,10 +200,17 @@ def _shared_files(served: Path) -> dict[str, str]:
             for p in sorted((served / "runs").rglob("*")) if p.is_file()}
 
 
-def test_a_visitors_visit_leaves_every_file_of_the_shared_runs_byte_identical(space):
-    # Known gap: run alone, as the first visit to a fresh server, this fails: the shared run's chroma.sqlite3 changes.
-    # In the suite, test_curation_edits_a_visitors_own_copy has opened the shared store before it, and it passes.
-    served, url = space
+@pytest.fixture
+def fresh_space(tmp_path, start_studio, workspace, teacher):
+    """A hosted studio nobody has visited: the first visit is the one that used to write to the shared store."""
+    (tmp_path / "cache").symlink_to(Path(workspace) / "cache", target_is_directory=True)
+    url, stop = start_studio(tmp_path, env=SPACE_ENV)
+    yield tmp_path, url
+    stop()
+
+
+def test_a_visitors_visit_leaves_every_file_of_the_shared_runs_byte_identical(fresh_space):
+    served, url = fresh_space
     before = _shared_files(served)
     assert any(name.endswith("chroma.sqlite3") for name in before)
     visitor = Client(url, verbose=False)
@@ -222,6 +229,7 @@ def test_a_visitors_visit_leaves_every_file_of_the_shared_runs_byte_identical(sp
     with pytest.raises(AppError, match="only on runs your own step-1 jobs made"):
         visitor.predict(DEMO, 2, 4, 1.0, 0.5, 0.5, 0.05, api_name="/ppo_start")
     _rows(visitor)
+    assert str(visitor.predict(DEMO, api_name="/student_export")).endswith(".zip")
     after = _shared_files(served)
     changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name)
                      and name.startswith(f"runs/{DEMO}/"))

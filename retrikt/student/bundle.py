@@ -33,9 +33,10 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def export_bundle(run, out: str | Path, make_zip: bool = True) -> dict:
+def export_bundle(run, out: str | Path, make_zip: bool = True, store=None) -> dict:
     """Write run `run`'s trained student, key index, store entries, task and metrics into the folder `out` (replaced
-    if it exists) and, with `make_zip`, `out.zip`; returns the manifest with the sizes."""
+    if it exists) and, with `make_zip`, `out.zip`; returns the manifest with the sizes. `store`: the run's store
+    opened elsewhere (a hosted studio's serving copy), else the run's own."""
     from ..context import run_store
     from ..store.entries import to_json, write_jsonl
     from ..tasks import task_of_run
@@ -57,7 +58,7 @@ def export_bundle(run, out: str | Path, make_zip: bool = True) -> dict:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     task = task_of_run(run)
-    store = run_store(run, task)
+    store = store if store is not None else run_store(run, task)
     student.save(out / _STUDENT, with_tokenizer=True)
     rows = []
     if block.get("items", {}).get("indexed"):

@@ -37,8 +37,9 @@ class TrainedStudent:
         """The run it was trained in (None for a loaded bundle)."""
 
     @classmethod
-    def from_run(cls, run) -> "TrainedStudent":
-        """Load the student that `student --from RUN` trained (StudentError when there is none)."""
+    def from_run(cls, run, store=None) -> "TrainedStudent":
+        """Load the student that `student --from RUN` trained (StudentError when there is none); `store`: the run's
+        store opened elsewhere (a hosted studio's serving copy), else the run's own."""
         from ..context import run_store
         from ..tasks import task_of_run
 
@@ -46,7 +47,7 @@ class TrainedStudent:
         if not block or not run.student_weights.is_file():
             raise StudentError(f"run {run.name} has no trained student: run `student --from {run.name}` first")
         task = task_of_run(run)
-        store = run_store(run, task)
+        store = store if store is not None else run_store(run, task)
         student = Student.load(run.student_dir)
         index = None
         if block.get("items", {}).get("indexed"):

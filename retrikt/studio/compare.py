@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..runs import Run, RunError, list_runs, open_run, read_summary, run_path, runs_newest_first
+from .store_view import open_run_store
 from ..student.stage import beta_reason
 from ..tasks import MAX_INPUT_CHARS
 
@@ -270,15 +271,17 @@ class LiveStudent:
 
         _evaluated_run(workspace, run_name)  # only a listed, evaluated run: a free-form path would leave the workspace
         self.run = open_run(workspace, run_name)
-        self.trained = TrainedStudent.from_run(self.run)
+        base = open_run_store(workspace, run_name).store  # a hosted studio's serving copy: shared files stay unopened
+        self.trained = TrainedStudent.from_run(self.run, base)
+        self._base = (base.location, base.name)
         self.task, self.beta = self.trained.task, self.trained.beta
         self._lock = threading.Lock()
         self._views: dict[tuple, object] = {}
         self._test: tuple[str, np.ndarray, np.ndarray] | None = None
 
     def through(self, rs=None):
-        """The student retrieving through `rs` (a RunStore of this run; None: the run's own store)."""
-        if rs is None or not rs.copy:
+        """The student retrieving through `rs` (a RunStore of this run; None: the store it was loaded with)."""
+        if rs is None or (rs.store.location, rs.store.name) == self._base:
             return self.trained
         key = (rs.store.location, rs.store.name, str(rs.history_path))
         with self._lock:
@@ -504,4 +507,5 @@ def export_student_zip(workspace, run_name: str | None) -> Path:
 
     run = _evaluated_run(workspace, run_name)
     folder = Path(tempfile.mkdtemp(prefix="retrikt-bundle-")) / f"{run_name}-student"
-    return Path(export_bundle(open_run(workspace, run.path.name), folder)["zip"])
+    store = open_run_store(workspace, run.path.name).store  # a hosted studio reads a copy of the shared store
+    return Path(export_bundle(open_run(workspace, run.path.name), folder, store=store)["zip"])

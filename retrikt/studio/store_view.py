@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 
 from ..context import run_store
 from ..runs import (Run, list_runs, open_run, runs_newest_first,  # noqa: F401 - the store tab lists runs through this view
-                    visitor_edits_path, visitor_store_dir)
+                    serving_store_dir, visitor_edits_path, visitor_store_dir)
 from ..store.history import StoreEditor, summary as state_summary
 from ..store.knowledge_store import Entry, KnowledgeStore, StoreError, collection_name, list_collections
 from ..tasks import MAX_INPUT_CHARS, Task, TaskDataError, is_builtin, load_builtin, normalize_text, task_of_run
@@ -70,8 +70,24 @@ def _task(run: Run) -> Task:
     return task_of_run(run)
 
 
-def open_run_store(workspace: str | Path, run_name: str | None) -> RunStore:
-    """Open the store of an existing run without ever creating one (StoreError when there is none)."""
+_HOSTED: set[str] = set()
+
+
+def serve_from_copies(workspace: str | Path) -> None:
+    """Make this process a hosted studio for `workspace`: from now on its run stores are read from file copies
+    (`open_run_store`), so that no visitor's visit can change a byte of a shared run."""
+    _HOSTED.add(str(Path(workspace).resolve()))
+
+
+def _hosted(workspace: str | Path) -> bool:
+    return str(Path(workspace).resolve()) in _HOSTED
+
+
+def open_run_store(workspace: str | Path, run_name: str | None, read_copy: bool | None = None) -> RunStore:
+    """Open the store of an existing run without ever creating one (StoreError when there is none).
+
+    `read_copy` (None: whether the workspace is hosted, see `serve_from_copies`) opens a file copy of the store
+    instead of the run's own folder: for reading only, as edits to it would be lost."""
     if not run_name:
         raise StoreError("Pick a run first (no runs yet? run step 1 in the Generate tab).")
     # Only names listed in the workspace: a free-form path would reach folders outside it.
@@ -85,28 +101,69 @@ def open_run_store(workspace: str | Path, run_name: str | None) -> RunStore:
     url = run.config.store.url
     if not url and not run.store_dir.is_dir():
         raise StoreError(f"Run {run_name} has no knowledge store (its store folder is missing): run step 1 for it.")
+    read_copy = _hosted(workspace) if read_copy is None else read_copy
+    folder = serving_copy(workspace, run) if read_copy and not url else None
     name = collection_name(task.name, run.name)
-    if name not in list_collections(path=None if url else run.store_dir, url=url):
+    if name not in list_collections(path=None if url else (folder or run.store_dir), url=url):
         raise StoreError(f"Run {run_name} has no knowledge store yet: run step 1 for it, or import a JSONL file "
                          "into a run that has one.")
-    return RunStore(run, task, run_store(run, task))
+    return RunStore(run, task, run_store(run, task, folder))
 
 
 _COPY_DONE = "copied.ok"
 _copy_lock = threading.Lock()
 
 
+def _files_stamp(folder: Path) -> str:
+    """A name for the state of a store folder: any write changes a file's size or mtime, so it changes the stamp."""
+    import hashlib
+
+    files = sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+                   for p in folder.rglob("*") if p.is_file())
+    return hashlib.sha1(json.dumps(files).encode("utf-8")).hexdigest()[:16]
+
+
+def _copy_files(source: Path, dest: Path) -> bool:
+    """Copy a store folder's files; False (and nothing left at `dest`) when the store was written meanwhile."""
+    import shutil
+
+    stamp = _files_stamp(source)
+    shutil.rmtree(dest, ignore_errors=True)  # a copy that died part-way has no done-mark: start again from nothing
+    shutil.copytree(source, dest)
+    if _files_stamp(source) == stamp:
+        return True
+    shutil.rmtree(dest, ignore_errors=True)
+    return False
+
+
+def serving_copy(workspace: str | Path, run: Run) -> Path | None:
+    """A file copy of the run's store folder as it is now, made once per state of the folder; None while the
+    store is being written: then read the run's own folder.
+
+    Copying files, not entries, means Chroma never opens the shared folder: opening a store only to read it can
+    still write to it (its sqlite file, an index it brings up to date)."""
+    folder = serving_store_dir(workspace, run.name, _files_stamp(run.store_dir))
+    done = folder.parent / _COPY_DONE
+    with _copy_lock:
+        if not done.is_file():
+            if not _copy_files(run.store_dir, folder):
+                folder.parent.rmdir()
+                return None
+            done.write_text("ok\n", encoding="utf-8")
+    return folder
+
+
 def open_visitor_store(workspace: str | Path, run_name: str | None, visitor: str | None,
                        write: bool = False) -> RunStore:
     """A run's store as one visitor sees it (hosted mode): their own copy once they have changed anything.
 
-    Reads use the shared store until the visitor's first write, which copies the shared entries (with their
-    vectors) into `<workspace>/visitors/<visitor>/<run>/store`; the shared store itself is never written.
-    `visitor=None` is the local single user: the run's own store.
+    Reads use a serving copy of the shared store (see `serving_copy`) until the visitor's first write, which copies
+    the shared store's files into `<workspace>/visitors/<visitor>/<run>/store`: Chroma never opens the shared
+    folder. `visitor=None` is the run's owner (or the local single user): the run's own store.
     """
-    rs = open_run_store(workspace, run_name)
     if visitor is None:
-        return rs
+        return open_run_store(workspace, run_name, read_copy=False)
+    rs = open_run_store(workspace, run_name, read_copy=True)
     folder = visitor_store_dir(workspace, visitor, rs.run.name)
     done = folder.parent / _COPY_DONE
     copy_seconds = 0.0
@@ -116,7 +173,7 @@ def open_visitor_store(workspace: str | Path, run_name: str | None, visitor: str
         with _copy_lock:
             if not done.is_file():
                 started = time.perf_counter()
-                _copy_store(rs.store, folder, list(rs.task.labels))
+                _copy_store(rs, folder)
                 done.write_text("ok\n", encoding="utf-8")
                 copy_seconds = time.perf_counter() - started
     store = KnowledgeStore(path=folder, collection=rs.store.name, embedder=rs.store.embedder,
@@ -125,18 +182,19 @@ def open_visitor_store(workspace: str | Path, run_name: str | None, visitor: str
                     history_path=visitor_edits_path(workspace, visitor, rs.run.name), copy_seconds=copy_seconds)
 
 
-def _copy_store(shared: KnowledgeStore, folder: Path, labels: list[str]) -> None:
-    import shutil
+def _copy_store(shared: RunStore, folder: Path) -> None:
+    """A visitor's own copy: the shared folder's files; entries by export and import when the store is on a server
+    or is being written."""
     import tempfile
 
-    # A copy that died part-way has no done-mark: start it again from nothing.
-    shutil.rmtree(folder, ignore_errors=True)
+    if not shared.run.config.store.url and _copy_files(shared.run.store_dir, folder):
+        return
     folder.mkdir(parents=True)
     with tempfile.TemporaryDirectory() as tmp:
         exported = Path(tmp) / "store.jsonl"
-        shared.export_jsonl(exported, include_embeddings=True)
-        KnowledgeStore(path=folder, collection=shared.name, embedder=shared.embedder,
-                       task_labels=labels).import_jsonl(exported)
+        shared.store.export_jsonl(exported, include_embeddings=True)
+        KnowledgeStore(path=folder, collection=shared.store.name, embedder=shared.store.embedder,
+                       task_labels=list(shared.task.labels)).import_jsonl(exported)
 
 
 def run_overview(rs: RunStore) -> str:
