@@ -17,7 +17,7 @@ from retrikt.store.knowledge_store import SOURCES, StoreError
 from retrikt.studio.store_view import (
     AGREEMENT_CHOICES, ANY, HISTORY_COLUMNS, TABLE_COLUMNS, describe, empty_map, filtered_map, form_filters,
     history_rows, list_entries, manual_entry, matching_ids, open_visitor_store, run_overview, runs_newest_first,
-    shown_page,
+    shown_page, warm_map_code,
 )
 
 MAX_FIELDS = 4
@@ -64,10 +64,11 @@ def _require_id(entry_id: str | None) -> str:
     return entry_id
 
 
-def _warm_embedder() -> None:
+def _warm_up() -> None:
     # A missing embedder is reported when a store is opened; here it only must not kill the thread loudly.
     with contextlib.suppress(EmbedderError):
         default_embedder()
+    warm_map_code()
 
 
 class _Tab(SimpleNamespace):
@@ -400,7 +401,7 @@ class _Handlers:
 def build(studio) -> None:
     """Add the Knowledge store tab to ``studio.demo``."""
     # Every store opens with the embedder, which takes seconds to load: load it now, not on the first page view.
-    threading.Thread(target=_warm_embedder, name="embedder-warmup", daemon=True).start()
+    threading.Thread(target=_warm_up, name="store-warmup", daemon=True).start()
     with gr.Tab("Knowledge store", id="store"):
         ui = _layout()
     handlers = _Handlers(studio, ui)

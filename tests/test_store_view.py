@@ -17,7 +17,7 @@ from retrikt.studio.setup_form import (
 from retrikt.store.knowledge_store import Entry, KnowledgeStore, StoreError, collection_name
 from retrikt.studio.store_view import (
     MAX_ROWS, TABLE_COLUMNS, Filters, describe, embedding_map, manual_entry, map_figure, open_run_store,
-    pca_2d, runs_newest_first, search, select, table,
+    pca_2d, runs_newest_first, search, select, table, warm_map_code,
 )
 from retrikt.tasks import TaskDataError, load_builtin
 
@@ -166,6 +166,14 @@ def test_pca_shapes_and_stable_signs():
     assert np.allclose(np.abs(coords), np.abs(again))
     one_axis, ratios = pca_2d(np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]))
     assert one_axis.shape == (3, 2) and ratios[0] == pytest.approx(1.0)
+
+
+def test_the_warm_up_draws_a_map_of_its_own_and_keeps_no_axes():
+    from retrikt.studio import store_view
+
+    before = dict(store_view._BASES)
+    warm_map_code()
+    assert store_view._BASES == before
 
 
 def test_map_groups_by_label_and_source(run_store):

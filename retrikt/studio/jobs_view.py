@@ -103,7 +103,7 @@ def outside_run_rows(workspace, job_runs: set[str]) -> list[list[str]]:
         with _outside_lock:
             cached = _outside_rows.get(key)
         if cached is None or cached[0] != stamp:
-            created = run.config_path.stat().st_mtime if run.config_path.exists() else 0.0
+            created = stamp[0][1] / 1e9  # the config's mtime: when the run was made
             cached = (stamp, _outside_row(name, run, read_summary(workspace, name), created))
             with _outside_lock:
                 _outside_rows[key] = cached

@@ -522,6 +522,14 @@ class MapBasis:
 _BASES: dict[tuple[str, str], MapBasis] = {}
 
 
+def warm_map_code() -> None:
+    """Run once what a first map runs (scikit-learn's PCA, plotly's figure checks) on three made-up points: their
+    imports and first calls took ~0.3 s of a visitor's first store view, measured in bench/results/ui_latency.md."""
+    points = np.eye(3)
+    map_figure(EmbeddingMap([Entry(fields={"text": str(n)}, label="a", source="manual", text=str(n)) for n in range(3)],
+                            pca_2d(points)[0], (0.5, 0.5))).to_plotly_json()
+
+
 def _even_sample(ids: list[str], limit: int, keep: str | None = None) -> list[str]:
     if len(ids) <= limit:
         return list(ids)

@@ -34,6 +34,11 @@ def default_demo_candidates(task) -> int:
     return 8 if len(task.text_fields) == 1 else 2
 
 
+def demos_per_label(demos_total: int, labels: int) -> int:
+    """Demonstrations the prompt shows of each label: an even share of `demos_total`, at least one."""
+    return max(1, demos_total // labels)
+
+
 @dataclass
 class ScorerReport:
     demo_uids: list[str] = field(default_factory=list)
@@ -349,7 +354,7 @@ class TeacherScorer:
         """
         rng = random.Random(self.seed)
         labels = self.task.labels
-        per_label = max(1, self.config.demos_total // len(labels))
+        per_label = demos_per_label(self.config.demos_total, len(labels))
         by_label = {label: [e for e in self.task.train if e.label == label] for label in labels}
         queries = [self.task.query, *self.task.query_candidates]
         order = _balanced_order(self.task.train, labels, self.seed)
