@@ -140,7 +140,7 @@ def _table_and_entry(ui: _Tab) -> None:
     ui.entries = gr.Dataframe(_empty_table(), label="Entries (click a row to open it)", interactive=False,
                               wrap=True, max_height=420,
                               # fixed widths: the text column would take the rest, squeezing headers to a letter
-                              column_widths=["12%", "7%", "11%", "7%", "7%", "8%", "7%", "6%", "30%"])
+                              column_widths=["10%", "7%", "12%", "7%", "8%", "9%", "7%", "7%", "33%"])
     with gr.Row():
         with gr.Column(scale=3):
             ui.emap = gr.Plot(label="Embedding map: colour = label, symbol = source", elem_id="store-map")
