@@ -2,7 +2,7 @@
 
     python -m bench.readme           # rewrite the blocks between the README's markers
     python -m bench.readme --check   # exit 1 when the README differs from what the results say (a test runs this)
-    python -m bench.readme --screenshots DIR  # also copy the browser tests' Classroom and Compare screenshots
+    python -m bench.readme --screenshots DIR  # also copy the browser tests' screenshots the README shows
 
 A block sits between `<!-- generated: NAME -->` and `<!-- end: NAME -->`; NAME picks its renderer below.
 """
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 RESULTS = ROOT / "bench" / "results"
 IMAGES = ROOT / "docs" / "images"
-SCREENSHOTS = ("classroom", "compare")
+SCREENSHOTS = ("classroom", "compare", "compare-fix-neighbour", "knowledge-store-demo")
 
 SYSTEMS = (("teacher", "teacher (few-shot)"), ("student_retrieval", "student + retrieval"),
            ("plain_kd", "plain KD"), ("student", "student alone"), ("student_gold", "student, gold only"),

@@ -312,6 +312,7 @@ def test_store_tab_pages_through_the_demo_store_and_the_page_box_follows(page):
                    "curated", "text"):
         room, word = grid.get_by_role("columnheader", name=header, exact=True).evaluate(WORD_ROOM)
         assert word <= room, (header, word, room)
+    screenshot(page, "knowledge-store-demo")
     box = panel.get_by_role("spinbutton", name="Page")
     panel.get_by_role("button", name="Next ▶").click()
     expect(status).to_contain_text(f"Page 2 of {pages}")
