@@ -14,7 +14,8 @@ file). Settings per task:
   the label column's name, "Label:" and the question on held-out train rows;
 - `new-mean`: the same with length-normalised scores (tasks with multi-token answers only);
 - `new-2-demos`: `new` with two demonstrations a label instead of one (tasks with 3 to 6 labels: the default 4
-  demonstrations give one a label to a task with 4 or more).
+  demonstrations give one a label to a task with 4 or more);
+- `new-kind-queries`: `new` with "Sentiment:" and "Topic:" as more query lines for the search to choose from.
 For each: the teacher's accuracy on a seeded sample of `--test-items` test rows, the check (dev accuracy, 90%
 interval, verdict) and the seconds of fitting + checking. The built-in SST-2 is the reference row of the SST-2 CSV.
 Writes bench/results/teacher_check.{json,md}.
@@ -36,6 +37,7 @@ RESULTS = ROOT / "bench" / "results"
 DATA = ROOT / "bench" / "data"
 WORKSPACE = ROOT / "workspace"
 
+KIND_QUERIES = ("Sentiment:", "Topic:")
 SST5_NAMES = {"terrible": "very negative", "bad": "negative", "okay": "neutral", "good": "positive",
               "great": "very positive"}
 
@@ -169,6 +171,8 @@ def main() -> None:
             settings["new-mean"] = (task, override(config, {"scorer.answer_score": "mean"}))
         if len(task.labels) > 2 and len(task.labels) <= 6:  # two demonstrations a label instead of one
             settings["new-2-demos"] = (task, override(config, {"scorer.demos_total": 2 * len(task.labels)}))
+        # Query lines of the two commonest kinds of text classification, as more candidates for the search.
+        settings["new-kind-queries"] = (replace(task, query_candidates=(*task.query_candidates, *KIND_QUERIES)), config)
         if name == "SST-2 (CSV)":
             settings["built-in SST-2"] = (load_builtin("SST-2", seed=args.seed), config)
         key = name if args.seed == 13 else f"{name} s{args.seed}"  # another seed's rows sit beside seed 13's
@@ -198,7 +202,8 @@ def write_markdown(results: dict, seed: int) -> None:
              "90% rule on the test sample says the teacher beats that sample's majority class. `old` = letters for "
              "labels that are not one word, the generic question, first token; `new` = label names, every token "
              "(sum), query line chosen; `new-mean` = length-normalised; `new-2-demos` = `new` with two "
-             "demonstrations a label. The demo search of `old` rows scored every candidate on every held-out row; "
+             "demonstrations a label; `new-kind-queries` = `new` with \"Sentiment:\" and \"Topic:\" among the query "
+             "lines searched. The demo search of `old` rows scored every candidate on every held-out row; "
              "`new` rows measured after successive halving (bench/results/demo_search.md) record how many rows "
              "each candidate read.",
              "",
