@@ -13,8 +13,9 @@ file). Settings per task:
 - `new`: the label names as answers, every token scored (`sum` of log-probabilities), the query line chosen among
   the label column's name, "Label:" and the question on held-out train rows;
 - `new-mean`: the same with length-normalised scores (tasks with multi-token answers only);
-- `new-2-demos`: `new` with two demonstrations a label instead of one (tasks with 3 to 6 labels: the default 4
-  demonstrations give one a label to a task with 4 or more);
+- `new-1-demo`: `new` with one demonstration a label, the default before one-text tasks with 3 to 6 labels got two
+  a label (rows of TREC and SST-5 measured before that change, as `new` and `new-2-demos`, are stored under today's
+  names: `new-1-demo` and `new`; SST-5's `new-mean-1-demo` is `new-mean` with one a label);
 - `new-kind-queries`: `new` with "Sentiment:" and "Topic:" as more query lines for the search to choose from.
 For each: the teacher's accuracy on a seeded sample of `--test-items` test rows, the check (dev accuracy, 90%
 interval, verdict) and the seconds of fitting + checking. The built-in SST-2 is the reference row of the SST-2 CSV.
@@ -159,6 +160,7 @@ def main() -> None:
     from retrikt.config import RunConfig, override
     from retrikt.tasks import load_builtin
     from retrikt.teacher.load import load_teacher
+    from retrikt.teacher.scorer import default_demos_total
 
     torch.set_num_threads(2)
     config = RunConfig(workspace=str(WORKSPACE), seed=args.seed)
@@ -169,8 +171,8 @@ def main() -> None:
         settings = {"old": (old_defaults(task), config), "new": (task, config)}
         if any(len(teacher.tokenizer.encode(" " + a, add_special_tokens=False)) > 1 for a in task.verbalizers.values()):
             settings["new-mean"] = (task, override(config, {"scorer.answer_score": "mean"}))
-        if len(task.labels) > 2 and len(task.labels) <= 6:  # two demonstrations a label instead of one
-            settings["new-2-demos"] = (task, override(config, {"scorer.demos_total": 2 * len(task.labels)}))
+        if default_demos_total(task) > len(task.labels) > 2:  # the former default: one demonstration a label
+            settings["new-1-demo"] = (task, override(config, {"scorer.demos_total": len(task.labels)}))
         # Query lines of the two commonest kinds of text classification, as more candidates for the search.
         settings["new-kind-queries"] = (replace(task, query_candidates=(*task.query_candidates, *KIND_QUERIES)), config)
         if name == "SST-2 (CSV)":
@@ -201,8 +203,9 @@ def write_markdown(results: dict, seed: int) -> None:
              "says the teacher knows the task when the interval's low end is above chance; it is right when the same "
              "90% rule on the test sample says the teacher beats that sample's majority class. `old` = letters for "
              "labels that are not one word, the generic question, first token; `new` = label names, every token "
-             "(sum), query line chosen; `new-mean` = length-normalised; `new-2-demos` = `new` with two "
-             "demonstrations a label; `new-kind-queries` = `new` with \"Sentiment:\" and \"Topic:\" among the query "
+             "(sum), query line chosen, today's number of demonstrations (two a label for a one-text task with 3 to 6 "
+             "labels, else 4); `new-mean` = length-normalised; `new-1-demo` = `new` with one demonstration a label, "
+             "the default before; `new-kind-queries` = `new` with \"Sentiment:\" and \"Topic:\" among the query "
              "lines searched. The demo search of `old` rows scored every candidate on every held-out row; "
              "`new` rows measured after successive halving (bench/results/demo_search.md) record how many rows "
              "each candidate read.",
@@ -221,7 +224,30 @@ def write_markdown(results: dict, seed: int) -> None:
                 f"{'knows' if check['knows'] else 'at chance'} | {'yes' if verdict_right(row) else 'no'} | "
                 f"{'yes' if row['ci_holds_test'] else 'no'} | {row['fit_and_check_seconds']} | "
                 f"{row['seconds_per_test_input']} |")
+    lines += seed_summary(results)
     write_md(RESULTS / "teacher_check.md", "\n".join(lines), __file__)
+
+
+def seed_summary(results: dict) -> list[str]:
+    """Teacher accuracy on test, mean ± std over the seeds of each task, for the settings measured at every seed."""
+    from bench.stats import mean_std
+
+    by_task: dict[str, list[dict]] = {}
+    for key, settings in results.items():
+        by_task.setdefault(re.sub(r" s\d+$", "", key), []).append(settings)
+    lines = []
+    for task, runs in by_task.items():
+        if len(runs) < 2:
+            continue
+        common = [s for s in runs[0] if all(s in run for run in runs)]
+        if not lines:
+            lines = ["", "## Over seeds", "", "| task | setting | seeds | teacher (test) | test majority |", "|---|---|---|---|---|"]
+        for setting in common:
+            rows = [run[setting] for run in runs]
+            lines.append(f"| {task} | {setting} | {', '.join(str(r.get('seed', '')) for r in rows)} | "
+                         f"{mean_std([r['test_accuracy'] for r in rows], 100)} | "
+                         f"{mean_std([r['test_majority'] for r in rows], 100)} |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -49,8 +49,9 @@ class TeacherConfig:
 class ScorerConfig:
     """How the teacher labels samples (its soft labels are the knowledge the student retrieves)."""
 
-    demos_total: int = knob(4, 1, 32)
-    """Few-shot demonstrations in the classification prompt (spread evenly over labels, at least one each)."""
+    demos_total: int | None = knob(None, 1, 32)
+    """Few-shot demonstrations in the classification prompt (spread evenly over labels, at least one each). None = the
+    task's default: two a label for a one-text task with 3 to 6 labels, else 4."""
     demo_candidates: int | None = knob(None, 1, 64)
     """Random demo sets tried; the one with the best accuracy on the held-out rest of the train split wins.
     None = the task's default (8 for one text field, 2 for pairs, whose long prompts make each try ~4x dearer)."""

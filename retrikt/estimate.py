@@ -59,7 +59,7 @@ def work(config: RunConfig, task, eval_limit: int | None = None, store_entries: 
 
     chars = _mean_chars(task, task.train)
     candidates = max(config.scorer.demo_candidates or default_demo_candidates(task), 1 + len(task.query_candidates))
-    demos = demos_per_label(config.scorer.demos_total, len(task.labels)) * len(task.labels)
+    demos = demos_per_label(config.scorer.demos_total, task) * len(task.labels)
     if searched_inputs is None:
         searched_inputs = search_inputs(candidates, max(0, len(task.train) - demos))
     test_n = min(len(task.test), eval_limit) if eval_limit else len(task.test)
@@ -120,7 +120,7 @@ def unit_costs(run: Run) -> dict[str, float]:
     task, score = task_of_run(run), summary.get("score") or {}
     searched = sum(score["candidate_rows"]) if score.get("candidate_rows") else None
     if searched is None and score.get("candidate_accuracies"):  # a run made before successive halving: every row
-        demos = demos_per_label(run.config.scorer.demos_total, len(task.labels)) * len(task.labels)
+        demos = demos_per_label(run.config.scorer.demos_total, task) * len(task.labels)
         searched = len(score["candidate_accuracies"]) * max(0, len(task.train) - demos)
     units = dict(work(run.config, task, eval_limit, stored, with_ppo=bool(summary.get("ppo")),
                       searched_inputs=searched).units)

@@ -1,9 +1,11 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
 from retrikt.config import ScorerConfig
-from retrikt.teacher.scorer import TeacherScorer
+from retrikt.teacher.scorer import TeacherScorer, demos_per_label
 
 
 def _full_probs(teacher, scorer, fields):
@@ -249,3 +251,15 @@ def test_halving_scores_fewer_inputs_reports_each_candidates_rows_and_counts_pro
     for c in finalists:
         assert report.candidate_accuracies[c] == full_report.candidate_accuracies[c]
     assert report.demo_accuracy == max(report.candidate_accuracies[c] for c in finalists)
+
+
+@pytest.mark.parametrize("labels,fields,demos_total,per_label", [
+    (2, 1, None, 2),  # SST-2: 4 demonstrations, two a label
+    (3, 1, None, 2), (5, 1, None, 2), (6, 1, None, 2),  # one text, 3 to 6 labels: two a label
+    (7, 1, None, 1), (14, 1, None, 1),  # many labels: at least one a label
+    (3, 2, None, 1), (2, 2, None, 2),  # pairs keep 4 in all
+    (6, 1, 6, 1), (2, 1, 8, 4), (5, 1, 1, 1),  # a set demos_total is spread evenly, at least one a label
+])
+def test_demonstrations_a_label(labels, fields, demos_total, per_label):
+    task = SimpleNamespace(labels=[f"l{n}" for n in range(labels)], text_fields=tuple(f"f{n}" for n in range(fields)))
+    assert demos_per_label(demos_total, task) == per_label
