@@ -161,7 +161,12 @@ def test_visitors_never_open_the_shared_store_folder(tmp_path):
     ann = open_visitor_store(tmp_path, "demo", "v-ann000", write=True)
     ann.store.update_label("g2", "positive")
     ann.store.delete(["p1"])
-    assert open_visitor_store(tmp_path, "demo", "v-bob000").store.count() == 8
+    bob = open_visitor_store(tmp_path, "demo", "v-bob000")
+    assert bob.store.count() == 8
+    # File copies share the shared store's collection ids: each is still its own index (a deletion in Ann's copy
+    # leaves p1 the nearest neighbour of its own text in Bob's, and Ann's vector search no longer finds it).
+    assert bob.store.search_text(owner.get(["p1"])[0].text, k=1)[0][0].id == "p1"
+    assert "p1" not in [entry.id for entry, _ in ann.store.search_text(owner.get(["p1"])[0].text, k=8)]
     assert _hashes(folder) == before
     # The owner's edit is a new state of the folder: the next reader gets a new copy, with the edit.
     owner.update_label("g2", "positive")

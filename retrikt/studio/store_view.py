@@ -185,10 +185,12 @@ def open_visitor_store(workspace: str | Path, run_name: str | None, visitor: str
 def _copy_store(shared: RunStore, folder: Path) -> None:
     """A visitor's own copy: the shared folder's files; entries by export and import when the store is on a server
     or is being written."""
+    import shutil
     import tempfile
 
     if not shared.run.config.store.url and _copy_files(shared.run.store_dir, folder):
         return
+    shutil.rmtree(folder, ignore_errors=True)  # a copy that died part-way has no done-mark: start again from nothing
     folder.mkdir(parents=True)
     with tempfile.TemporaryDirectory() as tmp:
         exported = Path(tmp) / "store.jsonl"
