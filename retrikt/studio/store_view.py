@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import html
 import json
+import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -118,20 +119,29 @@ def _files_stamp(folder: Path) -> str:
     """A name for the state of a store folder: any write changes a file's size or mtime, so it changes the stamp."""
     import hashlib
 
-    files = sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
-                   for p in folder.rglob("*") if p.is_file())
-    return hashlib.sha1(json.dumps(files).encode("utf-8")).hexdigest()[:16]
+    files = []
+    for path in folder.rglob("*"):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # removed by a write under way: the next stamp differs anyway
+            continue
+        if path.is_file():
+            files.append((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns))
+    return hashlib.sha1(json.dumps(sorted(files)).encode("utf-8")).hexdigest()[:16]
 
 
-def _copy_files(source: Path, dest: Path) -> bool:
-    """Copy a store folder's files; False (and nothing left at `dest`) when the store was written meanwhile."""
-    import shutil
-
-    stamp = _files_stamp(source)
+def _copy_files(source: Path, dest: Path, stamp: str | None = None) -> bool:
+    """Copy a store folder's files, as they were at `stamp` (None: now); False (and nothing left at `dest`) when the
+    store was written meanwhile."""
+    stamp = stamp or _files_stamp(source)
     shutil.rmtree(dest, ignore_errors=True)  # a copy that died part-way has no done-mark: start again from nothing
-    shutil.copytree(source, dest)
-    if _files_stamp(source) == stamp:
-        return True
+    try:
+        shutil.copytree(source, dest)
+    except (OSError, shutil.Error):  # a file removed by a write under way
+        pass
+    else:
+        if _files_stamp(source) == stamp:
+            return True
     shutil.rmtree(dest, ignore_errors=True)
     return False
 
@@ -142,12 +152,13 @@ def serving_copy(workspace: str | Path, run: Run) -> Path | None:
 
     Copying files, not entries, means Chroma never opens the shared folder: opening a store only to read it can
     still write to it (its sqlite file, an index it brings up to date)."""
-    folder = serving_store_dir(workspace, run.name, _files_stamp(run.store_dir))
+    stamp = _files_stamp(run.store_dir)
+    folder = serving_store_dir(workspace, run.name, stamp)
     done = folder.parent / _COPY_DONE
     with _copy_lock:
         if not done.is_file():
-            if not _copy_files(run.store_dir, folder):
-                folder.parent.rmdir()
+            if not _copy_files(run.store_dir, folder, stamp):
+                shutil.rmtree(folder.parent, ignore_errors=True)
                 return None
             done.write_text("ok\n", encoding="utf-8")
     return folder
@@ -185,7 +196,6 @@ def open_visitor_store(workspace: str | Path, run_name: str | None, visitor: str
 def _copy_store(shared: RunStore, folder: Path) -> None:
     """A visitor's own copy: the shared folder's files; entries by export and import when the store is on a server
     or is being written."""
-    import shutil
     import tempfile
 
     if not shared.run.config.store.url and _copy_files(shared.run.store_dir, folder):
