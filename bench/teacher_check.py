@@ -13,10 +13,10 @@ file). Settings per task:
 - `new`: the label names as answers, every token scored (`sum` of log-probabilities), the query line chosen among
   the label column's name, "Label:" and the question on held-out train rows;
 - `new-mean`: the same with length-normalised scores (tasks with multi-token answers only);
-- `new-1-demo`: `new` with one demonstration a label, the default before one-text tasks with 3 to 6 labels got two
-  a label (rows of TREC and SST-5 measured before that change, as `new` and `new-2-demos`, are stored under today's
-  names: `new-1-demo` and `new`; SST-5's `new-mean-1-demo` is `new-mean` with one a label);
-- `new-4-candidates`: `new` with 4 demo sets searched instead of 8 (tasks that get two demonstrations a label);
+- `new-1-demo`: one demonstration a label and 8 demo sets searched, the defaults before one-text tasks with 3 to 6
+  labels got two a label and 4 sets;
+- `new-8-candidates`: `new` with 8 demo sets searched instead of 4 (those tasks).
+  Rows of TREC and SST-5 measured before these changes are stored under today's names (see the notes in the md);
 - `new-kind-queries`: `new` with "Sentiment:" and "Topic:" as more query lines for the search to choose from.
 For each: the teacher's accuracy on a seeded sample of `--test-items` test rows, the check (dev accuracy, 90%
 interval, verdict) and the seconds of fitting + checking. The built-in SST-2 is the reference row of the SST-2 CSV.
@@ -172,10 +172,11 @@ def main() -> None:
         settings = {"old": (old_defaults(task), config), "new": (task, config)}
         if any(len(teacher.tokenizer.encode(" " + a, add_special_tokens=False)) > 1 for a in task.verbalizers.values()):
             settings["new-mean"] = (task, override(config, {"scorer.answer_score": "mean"}))
-        if default_demos_total(task) > len(task.labels) > 2:  # the former default: one demonstration a label
-            settings["new-1-demo"] = (task, override(config, {"scorer.demos_total": len(task.labels)}))
-        if default_demos_total(task) > len(task.labels) > 2:  # half the demo search: its longer prompts cost time
-            settings["new-4-candidates"] = (task, override(config, {"scorer.demo_candidates": 4}))
+        if default_demos_total(task) > len(task.labels) > 2:
+            # the former defaults: one demonstration a label and 8 demo sets, then two a label with 8 sets
+            settings["new-1-demo"] = (task, override(config, {"scorer.demos_total": len(task.labels),
+                                                              "scorer.demo_candidates": 8}))
+            settings["new-8-candidates"] = (task, override(config, {"scorer.demo_candidates": 8}))
         # Query lines of the two commonest kinds of text classification, as more candidates for the search.
         settings["new-kind-queries"] = (replace(task, query_candidates=(*task.query_candidates, *KIND_QUERIES)), config)
         if name == "SST-2 (CSV)":
@@ -206,10 +207,11 @@ def write_markdown(results: dict, seed: int) -> None:
              "says the teacher knows the task when the interval's low end is above chance; it is right when the same "
              "90% rule on the test sample says the teacher beats that sample's majority class. `old` = letters for "
              "labels that are not one word, the generic question, first token; `new` = label names, every token "
-             "(sum), query line chosen, today's number of demonstrations (two a label for a one-text task with 3 to 6 "
-             "labels, else 4); `new-mean` = length-normalised; `new-1-demo` = `new` with one demonstration a label, "
-             "the default before; `new-4-candidates` = `new` with 4 demo sets searched, not 8; `new-kind-queries` = `new` with \"Sentiment:\" and \"Topic:\" among the query "
-             "lines searched. The demo search of `old` rows scored every candidate on every held-out row; "
+             "(sum), query line chosen, today's number of demonstrations and demo sets (two a label and 4 sets for a "
+             "one-text task with 3 to 6 labels, else 4 demonstrations and 8 sets); `new-mean` = length-normalised; "
+             "`new-1-demo` = one demonstration a label and 8 demo sets, the defaults before; `new-8-candidates` = "
+             "`new` with 8 demo sets searched, not 4; `new-kind-queries` = `new` with \"Sentiment:\" and \"Topic:\" "
+             "among the query lines searched. The demo search of `old` rows scored every candidate on every held-out row; "
              "`new` rows measured after successive halving (bench/results/demo_search.md) record how many rows "
              "each candidate read.",
              "",

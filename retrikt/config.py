@@ -54,7 +54,8 @@ class ScorerConfig:
     task's default: two a label for a one-text task with 3 to 6 labels, else 4."""
     demo_candidates: int | None = knob(None, 1, 64)
     """Random demo sets tried; the one with the best accuracy on the held-out rest of the train split wins.
-    None = the task's default (8 for one text field, 2 for pairs, whose long prompts make each try ~4x dearer)."""
+    None = the task's default (8 for one text field, 4 for one text field with two demonstrations a label, 2 for pairs,
+    whose long prompts make each try ~4x dearer)."""
     calibration_inputs: int = knob(128, 0, 5000)
     """Unlabeled in-domain inputs whose mean class probability is divided out (label-prior calibration)."""
     batch_size: int = knob(16, 1, 256)

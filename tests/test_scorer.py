@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from retrikt.config import ScorerConfig
-from retrikt.teacher.scorer import TeacherScorer, demos_per_label
+from retrikt.teacher.scorer import TeacherScorer, default_demo_candidates, demos_per_label
 
 
 def _full_probs(teacher, scorer, fields):
@@ -261,5 +261,17 @@ def test_halving_scores_fewer_inputs_reports_each_candidates_rows_and_counts_pro
     (6, 1, 6, 1), (2, 1, 8, 4), (5, 1, 1, 1),  # a set demos_total is spread evenly, at least one a label
 ])
 def test_demonstrations_a_label(labels, fields, demos_total, per_label):
-    task = SimpleNamespace(labels=[f"l{n}" for n in range(labels)], text_fields=tuple(f"f{n}" for n in range(fields)))
-    assert demos_per_label(demos_total, task) == per_label
+    assert demos_per_label(demos_total, _task(labels, fields)) == per_label
+
+
+@pytest.mark.parametrize("labels,fields,candidates", [
+    (2, 1, 8), (7, 1, 8), (14, 1, 8),  # four demonstrations: 8 demo sets
+    (3, 1, 4), (6, 1, 4),  # two a label, longer prompts: 4
+    (2, 2, 2), (3, 2, 2),  # pairs: 2
+])
+def test_demo_sets_searched(labels, fields, candidates):
+    assert default_demo_candidates(_task(labels, fields)) == candidates
+
+
+def _task(labels: int, fields: int) -> SimpleNamespace:
+    return SimpleNamespace(labels=[f"l{n}" for n in range(labels)], text_fields=tuple(f"f{n}" for n in range(fields)))
