@@ -50,9 +50,13 @@ def _layout(workspace) -> _Tab:
     with gr.Row():
         ui.run = gr.Dropdown([], label="Evaluated run", allow_custom_value=True, scale=4)
         ui.refresh = gr.Button("Refresh runs", scale=1)
-    ui.cards = gr.HTML()
+    # The chart beside the cards: below them it sat under the fold of a 1400x900 projector screen.
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            ui.cards = gr.HTML()
+        with gr.Column(scale=2):
+            ui.figure = gr.Plot(label="Test accuracy", elem_id="classroom-accuracy")
     ui.steps = gr.HTML()
-    ui.figure = gr.Plot(label="Test accuracy")
     ui.shown = gr.State({})
     with gr.Row():
         with gr.Column():

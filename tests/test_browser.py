@@ -179,6 +179,9 @@ def test_classroom_shows_the_runs_story_on_one_screen_and_opens_an_example_in_co
         expect(panel.get_by_text(caption, exact=True)).to_be_visible()
     expect(panel.get_by_text("1 · Soft prompt")).to_be_visible()
     expect(panel.locator(".js-plotly-plot")).to_have_count(1)  # one figure at most
+    # The accuracy chart is on the first screen of a 1400x900 projector, beside the cards, not under the fold.
+    chart = panel.locator("#classroom-accuracy").bounding_box()
+    assert chart["y"] + chart["height"] <= page.viewport_size["height"], chart
     # Projector-readable: nothing wider than the screen, and the big numbers in large type.
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     size = page.evaluate("parseFloat(getComputedStyle(document.querySelector('.rk-value')).fontSize)")

@@ -57,10 +57,10 @@ def test_the_html_escapes_texts_and_the_view_has_one_figure(workspace):
     shown = example_html(record, "retrieval fixed it")
     assert "<b>loud</b>" not in shown and "&lt;b&gt;" in shown and "…" in shown
     figure = classroom_figure(workspace, DEMO_RUN)
-    assert [bar for bar in figure.data[0].x] == ["teacher", "gold labels only", "student alone", "plain KD",
+    assert [bar for bar in figure.data[0].y] == ["teacher", "gold labels only", "student alone", "plain KD",
                                                  "student + retrieval"]  # gold only: what the teacher adds
     gold = json.loads(open_run(workspace, DEMO_RUN).eval_summary_path.read_text())["systems"]["student_gold"]
-    assert figure.data[0].y[1] == pytest.approx(100 * gold["accuracy"])
+    assert figure.data[0].x[1] == pytest.approx(100 * gold["accuracy"])
 
 
 def test_only_evaluated_runs(workspace):

@@ -167,13 +167,15 @@ def classroom_figure(workspace, run_name: str | None) -> go.Figure:
              "student_retrieval": ("student + retrieval", "#2e86de")}
     shown = [(label, 100 * systems[key]["accuracy"], colour) for key, (label, colour) in names.items()
              if "accuracy" in systems.get(key, {})]
-    fig = go.Figure(go.Bar(x=[s[0] for s in shown], y=[s[1] for s in shown], text=[f"{s[1]:.1f}%" for s in shown],
-                           textposition="outside", textfont=dict(size=26), marker_color=[s[2] for s in shown]))
+    # Bars across, one system a row: the chart sits in a column beside the cards, where upright bars' names collide.
+    fig = go.Figure(go.Bar(y=[s[0] for s in shown], x=[s[1] for s in shown], orientation="h",
+                           text=[f"{s[1]:.1f}%" for s in shown], textposition="outside", textfont=dict(size=24),
+                           marker_color=[s[2] for s in shown], cliponaxis=False))
     majority = systems.get("majority", {}).get("accuracy")
     if majority is not None:
-        # Its label sits at the left end of the line, over the teacher's bar, where no bar's own label is.
-        fig.add_hline(y=100 * majority, line_dash="dot", annotation_text=f"majority class {100 * majority:.1f}%",
-                      annotation_position="bottom left", annotation_font_size=18)
-    fig.update_layout(height=420, margin=dict(l=40, r=20, t=20, b=40), font=dict(size=22),
-                      yaxis=dict(title="test accuracy %", range=[0, 105]))
+        # Its label sits above the top bar, where no bar's own label is.
+        fig.add_vline(x=100 * majority, line_dash="dot", annotation_text=f"majority class {100 * majority:.1f}%",
+                      annotation_position="top", annotation_font_size=18)
+    fig.update_layout(height=440, margin=dict(l=10, r=30, t=40, b=50), font=dict(size=20),
+                      xaxis=dict(title="test accuracy %", range=[0, 112]), yaxis=dict(autorange="reversed"))
     return fig
