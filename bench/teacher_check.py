@@ -211,8 +211,8 @@ def write_markdown(results: dict, seed: int) -> None:
              "one-text task with 3 to 6 labels, else 4 demonstrations and 8 sets); `new-mean` = length-normalised; "
              "`new-1-demo` = one demonstration a label and 8 demo sets, the defaults before; `new-8-candidates` = "
              "`new` with 8 demo sets searched, not 4; `new-kind-queries` = `new` with \"Sentiment:\" and \"Topic:\" "
-             "among the query lines searched. The demo search of `old` rows scored every candidate on every held-out row; "
-             "`new` rows measured after successive halving (bench/results/demo_search.md) record how many rows "
+             "among the query lines searched. The demo search of `old` rows scored every candidate on every held-out "
+             "row; `new` rows measured after successive halving (bench/results/demo_search.md) record how many rows "
              "each candidate read.",
              "",
              "| task | setting | answers | query line chosen | teacher (test) | test majority | check (dev) | 90% CI | "
@@ -246,7 +246,8 @@ def seed_summary(results: dict) -> list[str]:
             continue
         common = [s for s in runs[0] if all(s in run for run in runs)]
         if not lines:
-            lines = ["", "## Over seeds", "", "| task | setting | seeds | teacher (test) | test majority |", "|---|---|---|---|---|"]
+            lines = ["", "## Over seeds", "", "| task | setting | seeds | teacher (test) | test majority |",
+                     "|---|---|---|---|---|"]
         for setting in common:
             rows = [run[setting] for run in runs]
             lines.append(f"| {task} | {setting} | {', '.join(str(r.get('seed', '')) for r in rows)} | "

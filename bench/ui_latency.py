@@ -181,8 +181,8 @@ def main() -> None:
                   "idle_median_s": round(statistics.median(idle[tab]), 3),
                   "busy_median_s": round(statistics.median(busy[tab]), 3), "busy_max_s": round(max(busy[tab]), 3)}
             for tab in todo}
-    result = {"rounds": args.rounds, "job_while_busy": state, "first_call_busy": True, "cpu_threads": os.cpu_count(), "actions": rows,
-              "store": grown or "the demo run's own store"}
+    result = {"rounds": args.rounds, "job_while_busy": state, "first_call_busy": True, "cpu_threads": os.cpu_count(),
+              "actions": rows, "store": grown or "the demo run's own store"}
     write(result, args.store_entries)
     print(render(result))
 

@@ -49,21 +49,7 @@ def load_context(config: RunConfig, progress: Progress = noop_progress, run: Run
 
 
 def open_store(ctx: Context):
-    return _store_in(ctx.run, ctx.task, None)
-
-
-def _store_in(run: Run, task, folder: Path | None):
-    from .store.knowledge_store import KnowledgeStore, collection_name
-
-    config = run.config
-    return KnowledgeStore(
-        path=None if config.store.url else (folder or run.store_dir),
-        url=config.store.url,
-        collection=collection_name(task.name, run.name),
-        embedder=run_embedder(config),
-        task_labels=list(task.labels),
-        hnsw=config.store.hnsw(),
-    )
+    return run_store(ctx.run, ctx.task)
 
 
 def run_embedder(config: RunConfig):
@@ -90,9 +76,19 @@ def teacher_entries(task, scorer: TeacherScorer, items: list[tuple[dict, str]], 
 
 
 def run_store(run: Run, task, folder: Path | None = None):
-    """The knowledge store of an existing run (its own collection, embedder and location); `folder`: a file copy of
-    the run's store folder to open instead (a hosted studio reads shared runs from one)."""
-    return _store_in(run, task, folder)
+    """The knowledge store of a run (its own collection, embedder and location); `folder`: a file copy of the run's
+    store folder to open instead (a hosted studio reads shared runs from one)."""
+    from .store.knowledge_store import KnowledgeStore, collection_name
+
+    config = run.config
+    return KnowledgeStore(
+        path=None if config.store.url else (folder or run.store_dir),
+        url=config.store.url,
+        collection=collection_name(task.name, run.name),
+        embedder=run_embedder(config),
+        task_labels=list(task.labels),
+        hnsw=config.store.hnsw(),
+    )
 
 
 def run_teacher(run: Run, progress: Progress = noop_progress):
