@@ -55,11 +55,11 @@ def work(config: RunConfig, task, eval_limit: int | None = None, store_entries: 
     would do it, i.e. `ppo.enabled`); `searched_inputs`: the inputs a finished run's demo search scored (None: as
     the search would do it now)."""
     from .generate.generation import default_samples_per_label, default_tuning_batch, default_tuning_steps
-    from .teacher.scorer import default_demo_candidates, demos_per_label, search_inputs
+    from .teacher.scorer import default_demo_candidates, demos_in_prompt, search_inputs
 
     chars = _mean_chars(task, task.train)
     candidates = max(config.scorer.demo_candidates or default_demo_candidates(task), 1 + len(task.query_candidates))
-    demos = demos_per_label(config.scorer.demos_total, task) * len(task.labels)
+    demos = demos_in_prompt(config.scorer.demos_total, task)
     if searched_inputs is None:
         searched_inputs = search_inputs(candidates, max(0, len(task.train) - demos))
     test_n = min(len(task.test), eval_limit) if eval_limit else len(task.test)
@@ -107,7 +107,7 @@ def measured_seconds(run: Run) -> dict[str, float]:
 def unit_costs(run: Run) -> dict[str, float]:
     """Seconds per unit of work of each stage a finished run measured ({} when it did not finish)."""
     from .tasks import task_of_run
-    from .teacher.scorer import demos_per_label
+    from .teacher.scorer import demos_in_prompt
 
     summary = run.summary()
     if summary.get("status") != "done" or run.config is None:
@@ -120,7 +120,7 @@ def unit_costs(run: Run) -> dict[str, float]:
     task, score = task_of_run(run), summary.get("score") or {}
     searched = sum(score["candidate_rows"]) if score.get("candidate_rows") else None
     if searched is None and score.get("candidate_accuracies"):  # a run made before successive halving: every row
-        demos = demos_per_label(run.config.scorer.demos_total, task) * len(task.labels)
+        demos = demos_in_prompt(run.config.scorer.demos_total, task)
         searched = len(score["candidate_accuracies"]) * max(0, len(task.train) - demos)
     units = dict(work(run.config, task, eval_limit, stored, with_ppo=bool(summary.get("ppo")),
                       searched_inputs=searched).units)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -185,6 +186,18 @@ def test_a_hosted_studio_reads_copies_and_the_store_being_written_in_place(tmp_p
     monkeypatch.setattr(store_view, "_files_stamp", lambda folder: next(stamps))
     assert open_run_store(tmp_path, "demo").store.location == own
     assert not (tmp_path / "serving" / "demo" / "written").exists()
+
+
+@pytest.mark.parametrize("stale_after,old_copy_kept", [(600.0, True), (0.0, False)])
+def test_a_new_serving_copy_drops_the_runs_stale_ones(tmp_path, monkeypatch, stale_after, old_copy_kept):
+    owner = seed_run(tmp_path, "demo")
+    serve_from_copies(tmp_path)
+    monkeypatch.setattr(store_view, "STALE_COPY_SECONDS", stale_after)
+    first = Path(open_run_store(tmp_path, "demo").store.location)
+    owner.update_label("g2", "positive")
+    second = Path(open_run_store(tmp_path, "demo").store.location)
+    assert second != first and second.is_dir()
+    assert first.parent.exists() == old_copy_kept
 
 
 def test_readme_front_matter_is_a_gradio_space_card():

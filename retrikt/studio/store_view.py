@@ -113,6 +113,7 @@ def open_run_store(workspace: str | Path, run_name: str | None, read_copy: bool 
 
 _COPY_DONE = "copied.ok"
 _copy_lock = threading.Lock()
+STALE_COPY_SECONDS = 600.0  # design choice: a reader that was handed an older copy a moment ago may still be opening it
 
 
 def _files_stamp(folder: Path) -> str:
@@ -161,7 +162,19 @@ def serving_copy(workspace: str | Path, run: Run) -> Path | None:
                 shutil.rmtree(folder.parent, ignore_errors=True)
                 return None
             done.write_text("ok\n", encoding="utf-8")
+            _drop_stale_copies(folder.parent)
     return folder
+
+
+def _drop_stale_copies(current: Path) -> None:
+    """Remove the run's older serving copies, once `STALE_COPY_SECONDS` old: a hosted 1M-entry store would
+    otherwise keep one copy of itself for every state it was ever served in."""
+    now = time.time()
+    for other in current.parent.iterdir():
+        done = other / _COPY_DONE
+        if other != current and other.is_dir() and (
+                not done.is_file() or now - done.stat().st_mtime > STALE_COPY_SECONDS):
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def open_visitor_store(workspace: str | Path, run_name: str | None, visitor: str | None,

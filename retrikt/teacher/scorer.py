@@ -58,6 +58,11 @@ def demos_per_label(demos_total: int | None, task) -> int:
     return max(1, (demos_total or default_demos_total(task)) // len(task.labels))
 
 
+def demos_in_prompt(demos_total: int | None, task) -> int:
+    """Demonstrations the prompt shows in all: `demos_per_label` of every label."""
+    return demos_per_label(demos_total, task) * len(task.labels)
+
+
 @dataclass
 class ScorerReport:
     demo_uids: list[str] = field(default_factory=list)
