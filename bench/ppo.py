@@ -97,6 +97,13 @@ VARIANTS = {
     # less reuse of each batch (less over-fitting to one batch's few samples), a less noisy whitening.
     "wide": ("the defaults with 16 rollouts per update, 1 epoch, 12 updates",
              {"rollout_batch_size": 16, "minibatch_size": 8, "epochs": 1, "updates": 12}),
+    # Every setting above rewards what the teacher finds easy; these two reward what the student lacks. A quick
+    # student (no pretraining) trained on the step-1 store judges each sample; the label term's weight goes to
+    # the new term, whose teacher factor keeps it (p_T(y) of the intended label is in both).
+    "student_gap": ("label term replaced by p_T(y) x (1 - p_S(y)) of a quick student on the step-1 store",
+                    {"weight_label": 0.0, "weight_student_gap": 1.0}),
+    "key_novelty": ("label and diversity terms replaced by p_T(y) x distance to the store in that student's key "
+                    "space", {"weight_label": 0.0, "weight_diversity": 0.0, "weight_key_novelty": 1.0}),
 }
 
 METRICS = [
@@ -221,7 +228,7 @@ def bench_one(task: str, seed: int, variant: str, args, judge) -> dict:
     built = []
 
     def reward_with_levers(*parts):
-        built.append(make_reward(levers)(*parts))
+        built.append(make_reward(levers, seed)(*parts))
         return built[-1]
 
     summary = stage_ppo(ctx, progress, make_reward=reward_with_levers,

@@ -10,7 +10,10 @@ two apart:
 - `validity_gate`: validity gates the reward instead of adding to it; `min_words_quantile`: a minimum-length gate
   at that quantile of the step-1 samples' word counts (`MinLength`); gates are applied by `GatedReward`;
 - `advantage: group`: GRPO/RLOO-style group-relative advantages, no value head; `entropy_coef`: an entropy bonus;
-  `kl_length_neutral`: each sample's KL penalty scaled to the batch's mean length (all in `LeverTrainer`).
+  `kl_length_neutral`: each sample's KL penalty scaled to the batch's mean length (all in `LeverTrainer`);
+- `weight_student_gap`: pay what a quick student trained on the step-1 store does not yet know (`StudentGap`);
+- `weight_key_novelty`: the teacher's confidence times distance to the store in that student's retrieval key
+  space (`KeyNovelty`). Both train one `quick_student` before PPO.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from retrikt.ppo.trainer import PPOTrainer
 
 LEVERS = {"label_reward": "probability", "weight_novelty": 0.0, "novelty_window": 64, "novelty_count_cap": 0,
           "validity_gate": False, "min_words_quantile": 0.0, "advantage": "gae", "entropy_coef": 0.0,
-          "kl_length_neutral": False}
+          "kl_length_neutral": False, "weight_student_gap": 0.0, "weight_key_novelty": 0.0}
 """Each lever and its off value (the product's behaviour)."""
 
 
@@ -108,6 +111,90 @@ class NgramNovelty:
         return out
 
 
+def quick_student(task, store, teacher_params: int, seed: int):
+    """The student PPO aims at: the default tiny student (MiniLM-initialised embeddings, no sentence-distillation
+    pretraining) fine-tuned with the retrieval losses on the step-1 store, so its class probabilities say what it
+    knows and its keys are a retrieval key space. About half a minute on one CPU thread."""
+    from dataclasses import replace
+
+    from retrikt.config import StudentConfig
+    from retrikt.student.model import build_student, task_texts
+    from retrikt.student.train import finetune, select_items
+
+    # design choice: no pretraining (the default run's two minutes of it) so the reward's student costs seconds.
+    cfg = replace(StudentConfig(), pretrain_epochs=0)
+    items = select_items(store, task, cfg)
+    student = build_student(cfg, list(task.labels), task_texts(task, items.texts), teacher_params, seed=seed)
+    finetune(student, items, cfg, seed, retrieval=True)
+    return student, items
+
+
+class StudentGap:
+    """r = p_T(y | x) * (1 - p_S(y | x)), y the intended label: the teacher's calibrated probability (the step-1
+    scorer) times the quick student's error on the sample; in [0, 1], 0 if unparsed.
+
+    It pays a sample the teacher reads surely as its label and the student does not yet get: knowledge the student
+    lacks (S3's synthesis steered by the small model's errors). The teacher factor is the validity gate: garbage,
+    which the student also gets "wrong", pays nothing when the teacher does not read it as the intended label.
+    """
+
+    name = "student_gap"
+
+    def __init__(self, scorer, student, labels):
+        self.scorer, self.student, self.labels = scorer, student, list(labels)
+
+    def from_probs(self, teacher: np.ndarray, student: np.ndarray, intended: int) -> np.ndarray:
+        return teacher[:, intended] * (1.0 - student[:, intended])
+
+    def __call__(self, samples: Samples) -> np.ndarray:
+        out = np.zeros(len(samples))
+        rows = np.flatnonzero(samples.parsed)
+        if len(rows):
+            teacher = np.asarray(self.scorer.probs([samples.fields[i] for i in rows]), dtype=float)
+            student, _ = self.student.encode([samples.texts[i] for i in rows])
+            out[rows] = self.from_probs(teacher, student, self.labels.index(samples.label))
+        return out
+
+
+class KeyNovelty:
+    """r = p_T(y | x) * clip(1 - max(max_{s in store} cos(k_x, k_s), max_{j != x} cos(k_x, k_j)), 0, 1): the
+    teacher's confidence in the intended label times the distance, in the student's retrieval key space, to the
+    nearest store entry (any label) or other parsed sample of the batch; 0 if unparsed, 0 for a copy of an entry.
+
+    New knowledge is what the student would not already retrieve: distance in its own key space, not in MiniLM's.
+    Quality times novelty (DARLING: a product beats a sum), so a far-off sample the teacher does not read as the
+    intended label pays nothing.
+    """
+
+    name = "key_novelty"
+
+    def __init__(self, scorer, student, labels, store_keys: np.ndarray):
+        self.scorer, self.student, self.labels = scorer, student, list(labels)
+        self.store_keys = unit(np.asarray(store_keys, dtype=np.float32))
+
+    def novelty(self, keys: np.ndarray) -> np.ndarray:
+        keys = unit(np.asarray(keys, dtype=np.float32))
+        nearest = (keys @ self.store_keys.T).max(1) if len(self.store_keys) else np.full(len(keys), -1.0)
+        if len(keys) > 1:
+            within = keys @ keys.T
+            np.fill_diagonal(within, -np.inf)
+            nearest = np.maximum(nearest, within.max(1))
+        return np.clip(1.0 - nearest, 0.0, 1.0)
+
+    def __call__(self, samples: Samples) -> np.ndarray:
+        out = np.zeros(len(samples))
+        rows = np.flatnonzero(samples.parsed)
+        if len(rows):
+            teacher = np.asarray(self.scorer.probs([samples.fields[i] for i in rows]), dtype=float)
+            _, keys = self.student.encode([samples.texts[i] for i in rows])
+            out[rows] = teacher[:, self.labels.index(samples.label)] * self.novelty(keys)
+        return out
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12)
+
+
 def sample_words(fields: dict[str, str]) -> int:
     """Word tokens over a sample's field values (headers excluded), as the generation metrics count length."""
     return len(tokenize(" ".join(fields.values())))
@@ -160,8 +247,9 @@ class GatedReward(CompositeReward):
         return RewardBreakdown(np.where(passed, out.total, 0.0), terms)
 
 
-def make_reward(levers: dict):
-    """A `make_reward` for `stage_ppo`: the product's terms with `levers` applied (the old `from_config`)."""
+def make_reward(levers: dict, seed: int = 0):
+    """A `make_reward` for `stage_ppo`: the product's terms with `levers` applied (the old `from_config`); `seed`
+    is the quick student's, for the student-aware levers."""
 
     def build(config, task, scorer, embedder, store=None) -> CompositeReward:
         diversity = Diversity.from_store(embedder, store, task.labels) if store is not None else Diversity(embedder)
@@ -172,6 +260,13 @@ def make_reward(levers: dict):
             Diversity.name: (config.weight_diversity, diversity),
             NgramNovelty.name: (levers["weight_novelty"], novelty),
         }
+        if levers["weight_student_gap"] or levers["weight_key_novelty"]:
+            if store is None:
+                raise ConfigError("the student-aware levers need the step-1 store to train their student on")
+            student, items = quick_student(task, store, scorer.teacher.n_params, seed)
+            terms[StudentGap.name] = (levers["weight_student_gap"], StudentGap(scorer, student, task.labels))
+            _, keys = student.encode(items.texts)
+            terms[KeyNovelty.name] = (levers["weight_key_novelty"], KeyNovelty(scorer, student, task.labels, keys))
         gates = {}
         if levers["validity_gate"]:
             gates[Validity.name] = Validity(task)

@@ -288,3 +288,64 @@ def test_composite_count_novelty_from_config(sst2):
     out = reward(_samples("negative", ["so bad", "the plot drags and the jokes never land"]))
     assert out.terms["ngram_novelty"].tolist() == pytest.approx([1 / 6, 1.0])
     assert out.total.tolist() == pytest.approx([1 + 0.5 / 6, 1.5])
+
+
+class FakeStudent:
+    """Class probabilities and retrieval keys looked up by the serialized text."""
+
+    def __init__(self, probs, keys=None):
+        self.table, self.keys = probs, keys or {}
+
+    def encode(self, texts):
+        return (np.array([self.table.get(t, [0.5, 0.5]) for t in texts], dtype=np.float32),
+                np.array([self.keys.get(t, [1.0, 0.0]) for t in texts], dtype=np.float32))
+
+
+# (teacher p(intended), student p(intended)) -> p_T * (1 - p_S)
+@pytest.mark.parametrize("teacher,student,expected", [
+    (0.95, 0.10, 0.855),  # the teacher is sure, the student gets it wrong: what the student lacks
+    (0.95, 0.90, 0.095),  # both know it: little to learn
+    (0.20, 0.10, 0.18),  # the student is wrong, but so is the sample (garbage for this label)
+    (0.20, 0.90, 0.02),
+])
+def test_student_gap_is_teacher_confidence_times_student_error(teacher, student, expected):
+    from bench.ppo_levers import StudentGap
+
+    gap = StudentGap(None, None, ["negative", "positive"])
+    value = gap.from_probs(np.array([[1 - teacher, teacher]]), np.array([[1 - student, student]]), 1)
+    assert value.tolist() == pytest.approx([expected])
+
+
+def test_student_gap_is_highest_for_a_sample_the_teacher_is_sure_of_and_the_student_gets_wrong():
+    from bench.ppo_levers import StudentGap
+
+    sentences = ["sure and missed", "sure and known", "unsure and missed", "unsure and known"]
+    scorer = FakeScorer({"sure and missed": [0.05, 0.95], "sure and known": [0.05, 0.95],
+                         "unsure and missed": [0.6, 0.4], "unsure and known": [0.6, 0.4]})
+    student = FakeStudent({"Review: sure and missed": [0.9, 0.1], "Review: sure and known": [0.1, 0.9],
+                           "Review: unsure and missed": [0.9, 0.1], "Review: unsure and known": [0.1, 0.9]})
+    out = StudentGap(scorer, student, ["negative", "positive"])(_samples("positive", sentences + [None]))
+    assert int(np.argmax(out)) == 0
+    assert out[4] == 0.0  # unparsed
+
+
+def test_key_novelty_is_zero_for_a_copy_of_a_store_entry_and_grows_with_distance():
+    from bench.ppo_levers import KeyNovelty
+
+    store_keys = np.array([[1.0, 0.0], [0.0, 1.0]])
+    scorer = FakeScorer({"copy": [0.0, 1.0], "between": [0.0, 1.0], "opposite": [0.0, 1.0]})
+    student = FakeStudent({}, {"Review: copy": [2.0, 0.0], "Review: between": [1.0, 1.0],
+                               "Review: opposite": [-1.0, -1.0]})
+    novelty = KeyNovelty(scorer, student, ["negative", "positive"], store_keys)
+    alone = [novelty(_samples("positive", [s]))[0] for s in ("copy", "between", "opposite")]
+    assert alone == pytest.approx([0.0, 1 - np.sqrt(0.5), 1.0])  # the copy's key is the entry's, scaled
+
+
+def test_key_novelty_pays_only_what_the_teacher_reads_as_the_intended_label():
+    from bench.ppo_levers import KeyNovelty
+
+    scorer = FakeScorer({"far and right": [0.0, 1.0], "far and wrong": [1.0, 0.0]})
+    student = FakeStudent({}, {"Review: far and right": [-1.0, 0.0], "Review: far and wrong": [0.0, -1.0]})
+    novelty = KeyNovelty(scorer, student, ["negative", "positive"], np.array([[1.0, 0.0]]))
+    # The two samples are orthogonal to each other and opposite the store: novelty 1 each.
+    assert novelty(_samples("positive", ["far and right", "far and wrong"])).tolist() == pytest.approx([1.0, 0.0])
