@@ -349,3 +349,23 @@ def test_key_novelty_pays_only_what_the_teacher_reads_as_the_intended_label():
     novelty = KeyNovelty(scorer, student, ["negative", "positive"], np.array([[1.0, 0.0]]))
     # The two samples are orthogonal to each other and opposite the store: novelty 1 each.
     assert novelty(_samples("positive", ["far and right", "far and wrong"])).tolist() == pytest.approx([1.0, 0.0])
+
+
+@pytest.mark.slow  # trains a real tiny student on the store
+def test_the_student_aware_levers_train_their_student_on_the_store_and_score_in_range(sst2, tmp_path):
+    from test_store_view import seed_run
+
+    from bench.ppo_levers import KeyNovelty, StudentGap
+
+    store = seed_run(tmp_path, "demo")
+    texts = {e.fields["sentence"] for e in store.list()}
+    scorer = FakeScorer({s: [0.1, 0.9] for s in texts | {"a warm and funny film"}})
+    scorer.teacher = SimpleNamespace(n_params=134_515_008)
+    reward = _lever_reward(sst2, scorer, FakeEmbedder({}), store, weight_label=0.0, weight_student_gap=1.0,
+                           weight_key_novelty=1.0)
+    assert {StudentGap.name, KeyNovelty.name} <= set(reward.terms)
+    copy = sorted(texts)[0]
+    out = reward(_samples("positive", [copy, "a warm and funny film", None]))
+    for name in (StudentGap.name, KeyNovelty.name):
+        assert ((out.terms[name] >= 0) & (out.terms[name] <= 1)).all() and out.terms[name][2] == 0
+    assert out.terms[KeyNovelty.name][0] == pytest.approx(0.0, abs=1e-5)  # a copy of a store entry
