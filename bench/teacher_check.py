@@ -130,13 +130,22 @@ def measure(task, teacher, config, seed: int, test_items: int) -> dict:
             "ci_holds_test": check["ci_low"] <= accuracy <= check["ci_high"]}
 
 
-def verdict_right(row: dict) -> bool:
+def knows(check: dict, bar: str = "product") -> bool:
+    """The check's verdict re-derived from its stored numbers: `product` = the studio's rule today (the interval's
+    low end above the stronger of chance and the commonest label's share), `chance` = the rule before (chance)."""
+    from retrikt.generate.check import knowledge_bar
+
+    floor = check["chance"] if bar == "chance" else knowledge_bar(check["chance"], check["majority_share"])
+    return check["ci_low"] > floor
+
+
+def verdict_right(row: dict, bar: str = "product") -> bool:
     """The check said 'knows' exactly when the teacher beats the test sample's majority class by the same 90% rule
     (the low end of its test accuracy's interval above the majority share)."""
     from retrikt.generate.check import accuracy_interval
 
     low, _ = accuracy_interval(round(row["test_accuracy"] * row["test_items"]), row["test_items"])
-    return row["check"]["knows"] == (low > row["test_majority"])
+    return knows(row["check"], bar) == (low > row["test_majority"])
 
 
 def main() -> None:
@@ -204,8 +213,10 @@ def write_markdown(results: dict, seed: int) -> None:
              f"Seed {', '.join(map(str, seeds))}, embedded SmolLM2-135M teacher, 2 threads. "
              "Teacher = accuracy on a seeded sample of the test split. Check = accuracy on the dev rows (k per "
              "label, never used to choose the demonstrations or the query line) with its 90% interval; the verdict "
-             "says the teacher knows the task when the interval's low end is above chance; it is right when the same "
-             "90% rule on the test sample says the teacher beats that sample's majority class. `old` = letters for "
+             "says the teacher knows the task when the interval's low end is above the stronger of chance and the share "
+             "of the task's commonest label (over all its labelled rows); it is right when the same 90% rule on the "
+             "test sample says the teacher beats that sample's majority class. Both verdict columns are re-derived "
+             "from each row's stored interval; `chance alone` is the rule before. `old` = letters for "
              "labels that are not one word, the generic question, first token; `new` = label names, every token "
              "(sum), query line chosen, today's number of demonstrations and demo sets (two a label and 4 sets for a "
              "one-text task with 3 to 6 labels, else 4 demonstrations and 8 sets); `new-mean` = length-normalised; "
@@ -216,8 +227,8 @@ def write_markdown(results: dict, seed: int) -> None:
              "each candidate read.",
              "",
              "| task | setting | answers | query line chosen | teacher (test) | test majority | check (dev) | 90% CI | "
-             "verdict | verdict right | CI holds test | fit + check s | s / test input |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "verdict | verdict right | right with chance alone | CI holds test | fit + check s | s / test input |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, settings in results.items():
         for setting, row in settings.items():
             check = row["check"]
@@ -226,9 +237,16 @@ def write_markdown(results: dict, seed: int) -> None:
                 f"| {name} | {setting} | {answers[:60]}{'…' if len(answers) > 60 else ''} | `{row['query'][:50]}` | "
                 f"{row['test_accuracy']:.1%} (n = {row['test_items']}) | {row['test_majority']:.1%} | "
                 f"{check['accuracy']:.1%} (n = {check['rows']}) | {check['ci_low']:.0%}–{check['ci_high']:.0%} | "
-                f"{'knows' if check['knows'] else 'at chance'} | {'yes' if verdict_right(row) else 'no'} | "
+                f"{'knows' if knows(check) else 'does not'} | {'yes' if verdict_right(row) else 'no'} | "
+                f"{'yes' if verdict_right(row, 'chance') else 'no'} | "
                 f"{'yes' if row['ci_holds_test'] else 'no'} | {row['fit_and_check_seconds']} | "
                 f"{row['seconds_per_test_input']} |")
+    rows = [row for settings in results.values() for row in settings.values()]
+    default = [row for settings in results.values() for name, row in settings.items() if name == "new"]
+    lines += ["", "Verdicts right: " + "; ".join(
+        f"{what} {sum(verdict_right(r) for r in group)} of {len(group)} with today's bar, "
+        f"{sum(verdict_right(r, 'chance') for r in group)} with chance alone"
+        for what, group in (("all rows", rows), ("`new` (the default setting) rows", default))) + "."]
     lines += seed_summary(results)
     write_md(RESULTS / "teacher_check.md", "\n".join(lines), __file__)
 

@@ -92,7 +92,8 @@ def test_import_with_answers_then_check_the_teacher_on_the_task(workspace, teach
                                            "Which label fits: sci/tech, world news? Answer:"]
     assert report["query"] in report["candidate_queries"] and report["rows"] == 32
     assert 0 <= report["ci_low"] <= report["accuracy"] <= report["ci_high"] <= 1
-    assert report["knows"] == (report["ci_low"] > 0.5) and report["chance"] == 0.5
+    assert report["bar"] == max(0.5, report["majority_share"]) and report["chance"] == 0.5
+    assert report["knows"] == (report["ci_low"] > report["bar"])
     assert proc.stdout.strip().splitlines()[-1] == report["verdict"]
 
 

@@ -61,6 +61,22 @@ def test_the_verdict_says_knows_only_when_the_interval_clears_chance(right, of, 
     assert check.majority_label in task.labels and 0.5 <= check.majority_share < 1
 
 
+@pytest.mark.parametrize("chance,share,bar", [(0.5, 0.51, 0.51), (0.2, 0.27, 0.27), (1 / 6, 0.1, 1 / 6)])
+def test_the_bar_is_the_stronger_of_chance_and_the_commonest_label(chance, share, bar):
+    from retrikt.generate.check import knowledge_bar
+
+    assert knowledge_bar(chance, share) == pytest.approx(bar)
+
+
+def test_a_teacher_above_chance_that_does_not_beat_the_commonest_label_is_told_so():
+    from retrikt.generate.check import verdict_line
+
+    # SST-5-like, seed 21: 34% on 80 balanced dev rows clears 20% chance, not the 27% of always answering 'positive'
+    line = verdict_line(0.34, 0.25, 0.43, 80, 0.2, False, 0.30, "positive", 0.27)
+    assert line.startswith("The teacher does not clearly beat always answering its commonest label here (34% on 80 "
+                           "dev rows, 90% CI 25%–43%, vs 20% chance, 27% always answering 'positive')")
+
+
 def test_a_teacher_above_chance_but_below_the_quick_baseline_is_told_so():
     from retrikt.generate.check import verdict_line
 

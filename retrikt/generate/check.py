@@ -1,7 +1,8 @@
 """The teacher check: before a run, does the teacher know this task?
 
 It scores the dev rows (never used to choose the scorer's demonstrations or query line) with the fitted scorer and
-compares its accuracy, with a 90% confidence interval, against chance; a MiniLM + logistic regression fitted on the
+compares its accuracy, with a 90% confidence interval, against the stronger of chance and always answering the
+task's commonest label; a MiniLM + logistic regression fitted on the
 train rows is the quick baseline a user would reach for. `python -m retrikt check --task T`, the Setup tab's button
 and every step-1 run (its summary's `check` block) give the same report.
 """
@@ -33,8 +34,10 @@ class TeacherCheck:
     """all-MiniLM-L6-v2 embeddings + logistic regression fitted on the train rows, on the same dev rows."""
     query: str
     answers: dict[str, str]
+    bar: float
+    """What the teacher must beat: max(chance, majority_share)."""
     knows: bool
-    """The interval's lower end is above chance."""
+    """The interval's lower end is above `bar`."""
     verdict: str
     seconds: float
 
@@ -52,13 +55,26 @@ def accuracy_interval(correct: int, rows: int) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
+def knowledge_bar(chance: float, majority_share: float) -> float:
+    """What the check's interval must clear. The dev rows are label-balanced, so chance is their own floor; but a
+    task whose labels are skewed (SST-5's test: 25-33% one label against 20% chance) is only learnt from the
+    teacher if it beats answering its commonest label (bench/results/teacher_check.md: verdicts right at 12 of 12
+    default-setting rows with this bar, 10 of 12 with chance alone)."""
+    return max(chance, majority_share)
+
+
 def verdict_line(accuracy: float, low: float, high: float, rows: int, chance: float, knows: bool,
-                 baseline: float) -> str:
-    measured = f"{accuracy:.0%} on {rows} dev rows, 90% CI {low:.0%}–{high:.0%}, vs {chance:.0%} chance"
+                 baseline: float, majority_label: str = "", majority_share: float = 0.0) -> str:
+    if majority_share > chance:
+        against = f"{chance:.0%} chance, {majority_share:.0%} always answering '{majority_label}'"
+    else:
+        against = f"{chance:.0%} chance"
+    measured = f"{accuracy:.0%} on {rows} dev rows, 90% CI {low:.0%}–{high:.0%}, vs {against}"
     if knows:
         line = f"The teacher knows this task ({measured}): retrieval can add its knowledge."
     else:
-        where = "is at chance here" if accuracy <= chance else "is not clearly above chance here"
+        where = ("is at chance here" if accuracy <= chance else "is not clearly above chance here" if low <= chance
+                 else "does not clearly beat always answering its commonest label here")
         line = (f"The teacher {where} ({measured}): the student will learn from the labels alone; try a stronger "
                 "teacher.")
     if knows and high < baseline:
@@ -94,14 +110,15 @@ def check_teacher(task, scorer, embedder, should_stop=None) -> TeacherCheck:
     accuracy = correct / rows if rows else 0.0
     low, high = accuracy_interval(correct, rows)
     chance = 1.0 / len(task.labels)
-    knows = low > chance
-    baseline = minilm_baseline(task, embedder)
     label, share = majority(task)
+    bar = knowledge_bar(chance, share)
+    knows = low > bar
+    baseline = minilm_baseline(task, embedder)
     return TeacherCheck(
         rows=rows, accuracy=round(accuracy, 4), ci_low=round(low, 4), ci_high=round(high, 4),
         chance=round(chance, 4), majority_label=label, majority_share=round(share, 4),
-        baseline_accuracy=round(baseline, 4), query=scorer.query, answers=dict(task.verbalizers), knows=knows,
-        verdict=verdict_line(accuracy, low, high, rows, chance, knows, baseline),
+        baseline_accuracy=round(baseline, 4), query=scorer.query, answers=dict(task.verbalizers), bar=round(bar, 4),
+        knows=knows, verdict=verdict_line(accuracy, low, high, rows, chance, knows, baseline, label, share),
         seconds=round(time.perf_counter() - started, 2))
 
 
