@@ -14,7 +14,10 @@ and every fixed beta). Arms:
 - `select-2x` / `select-3x`: from the first 2/3 of the pool (in generation order: what generating twice the
   default would have given) or the whole pool, keep the entries the teacher labels as intended, drop near
   duplicates (cosine of store keys >= `DEDUP_COSINE`), then greedy farthest-point selection in the store's key
-  space, starting from the most confident entry; when too few pass, the most confident of the rest fill up.
+  space, starting from the most confident entry; when too few pass, the most confident of the rest fill up;
+- `ppo-<setting>`: the `random` arm's store in which, per label, as many step-1 entries as a `bench/ppo.py` run of
+  that setting on the same store (`--export-step1`, then `python -m bench.ppo --step1-runs ...`) stored PPO
+  samples are replaced by them (`bench/ppo_downstream.py`'s `equalise`): step 2 as PPO, at the same store size.
 
 The time an arm adds to the default run is the pool's own generation and labelling time per sample times the extra
 samples it draws on. Writes `bench/results/select_samples.{json,md}`.
@@ -52,6 +55,9 @@ ARMS = {
     "confident-3x": "the 1/3 of the pool the teacher is most confident of (intended label)",
     "select-2x": "teacher agrees, dedup, farthest-point, from the first 2/3 of the pool",
     "select-3x": "teacher agrees, dedup, farthest-point, from the whole pool",
+    "ppo-default": "the random arm with 64 a label of its step-1 entries replaced by PPO samples (PPO defaults)",
+    "ppo-student_gap": "the same with PPO rewarding p_T(y) x (1 - p_S(y)) of a quick student",
+    "ppo-key_novelty": "the same with PPO rewarding p_T(y) x distance to the store in that student's key space",
 }
 
 
@@ -104,6 +110,10 @@ def select(entries: list, vectors: np.ndarray, n: int) -> list:
     return [entries[i] for i in kept + rest[:n - len(kept)]]
 
 
+def ppo_variant(arm: str) -> str | None:
+    return arm.removeprefix("ppo-") if arm.startswith("ppo-") else None
+
+
 def choose(arm: str, entries: list, vectors: np.ndarray, n: int, factor: int, seed: int) -> list:
     """The arm's n entries of one label's pool (entries in generation order)."""
     if arm == "random":
@@ -118,10 +128,11 @@ def choose(arm: str, entries: list, vectors: np.ndarray, n: int, factor: int, se
 
 
 def prune(run, arm: str, factor: int, seed: int) -> dict:
-    """Keep the arm's generated entries per label; returns what was kept, measured."""
+    """Keep the arm's generated entries per label; returns the counts and what the store's generated entries are
+    like (`generated_metrics`)."""
     task = task_of_run(run)
     store = run_store(run, task)
-    kept_texts, out = [], {}
+    out = {}
     for label in task.labels:
         pool = sorted(store.list(label=label, source=STEP1_SOURCE), key=lambda e: e.created)
         found = store.lookup([e.id for e in pool], vectors=True)
@@ -130,15 +141,19 @@ def prune(run, arm: str, factor: int, seed: int) -> dict:
         n = len(pool) // factor
         keep = choose(arm, pool, vectors, n, factor, seed)
         store.delete(sorted({e.id for e in pool} - {e.id for e in keep}))
-        kept_texts += [" ".join(e.fields[f] for f in task.text_fields) for e in keep]
-        out[label] = {"pool": len(pool), "kept": len(keep),
-                      "teacher_agrees": round(float(np.mean([bool(e.agreement) for e in keep])), 4),
-                      "intended_probability": round(float(np.mean([intended_probability(e) for e in keep])), 4)}
-    out["self_bleu"] = round(self_bleu(kept_texts), 4)
-    out["distinct_2"] = round(distinct_n(kept_texts, 2), 4)
-    out["mean_words"] = round(float(np.mean([len(tokenize(t)) for t in kept_texts])), 2)
-    out["total"] = store.count()
-    return out
+        out[label] = {"pool": len(pool), "kept": len(keep)}
+    return {**out, **generated_metrics(store, task)}
+
+
+def generated_metrics(store, task) -> dict:
+    """Teacher agreement with the intended label, mean p(intended), Self-BLEU, distinct-2 and mean words over the
+    store's generated entries (step 1 and PPO)."""
+    kept = [e for e in store.list() if e.source.startswith("generated:")]
+    texts = [" ".join(e.fields[f] for f in task.text_fields) for e in kept]
+    return {"teacher_agrees": round(float(np.mean([bool(e.agreement) for e in kept])), 4),
+            "intended_probability": round(float(np.mean([intended_probability(e) for e in kept])), 4),
+            "self_bleu": round(self_bleu(texts), 4), "distinct_2": round(distinct_n(texts, 2), 4),
+            "mean_words": round(float(np.mean([len(tokenize(t)) for t in texts])), 2), "total": store.count()}
 
 
 def step1_from_pool(pools: Path, name: str, target: Path, seed: int, factor: int) -> Path:
@@ -193,8 +208,9 @@ def render(data: dict) -> None:
             continue
         seeds = sorted(r["seed"] for r in mine)
         base = [by_seed.get(("random", r["seed"])) for r in mine]
-        labels = [k for k in mine[0]["kept"] if isinstance(mine[0]["kept"][k], dict)]
-        agree = [np.mean([r["kept"][lab]["teacher_agrees"] for lab in labels]) for r in mine]
+        agree = [r["kept"]["teacher_agrees"] if "teacher_agrees" in r["kept"] else  # rows written per label
+                 np.mean([v["teacher_agrees"] for v in r["kept"].values() if isinstance(v, dict) and "pool" in v])
+                 for r in mine]
         delta_rule = [r["student_retrieval"] - b["student_retrieval"] if b else None for r, b in zip(mine, base)]
         delta_b1 = [r["by_beta"]["1.0"] - b["by_beta"]["1.0"] if b else None for r, b in zip(mine, base)]
         lines.append(
@@ -224,6 +240,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[13, 21, 42, 87, 100])
     parser.add_argument("--factor", type=int, default=3)
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--ppo-workspace", dest="ppo_workspace", type=Path,
+                        default=ROOT.parent / "workspace" / "ppo-bench",
+                        help="where `python -m bench.ppo` ran on the exported step-1 runs (for the ppo-* arms)")
     parser.add_argument("--pool-only", action="store_true", help="only make the pools")
     parser.add_argument("--export-step1", dest="export_step1", type=Path,
                         help="also write each pool's random arm as a step-1 run bench-SST-2-s<seed> in this workspace")
@@ -253,12 +272,26 @@ def main() -> None:
             data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
             if key in data:
                 continue
+            variant = ppo_variant(arm)
+            ppo_run = args.ppo_workspace / str(variant) / "runs" / f"bench-SST-2-s{seed}"
+            if variant and not (ppo_run / "ppo" / "adapter").is_dir():
+                log(f"s{seed} {arm}: no finished PPO run in {ppo_run}, skipped")
+                continue
             if teacher is None:
                 teacher = load_teacher(RunConfig().teacher, cache_dir=args.cache)
             run = copy_run(run_path(pools, name), workspace / arm, args.cache)
-            kept = prune(run, arm, args.factor, seed)
-            share = int(arm.split("-")[1].removesuffix("x")) if arm != "random" else 1
-            added = (share - 1) / args.factor * costs["pool_seconds"] / 60
+            kept = prune(run, "random" if variant else arm, args.factor, seed)
+            if variant:
+                from bench.ppo_downstream import equalise, ppo_entries
+
+                kept["with_ppo"] = equalise(run, seed, *ppo_entries(ppo_run, task_of_run(run)))
+                kept.update(generated_metrics(run_store(run, task_of_run(run)), task_of_run(run)))
+                ppo_row = json.loads((ROOT / "results" / "ppo.json").read_text())["results"][
+                    f"SST-2|{variant}|{seed}"]
+                added = ppo_row["ppo_minutes"]
+            else:
+                share = int(arm.split("-")[1].removesuffix("x")) if arm != "random" else 1
+                added = (share - 1) / args.factor * costs["pool_seconds"] / 60
             result = {"arm": arm, "seed": seed, "factor": args.factor, "kept": kept, **costs,
                       "minutes_added": round(added, 2), **student(run, teacher)}
             log(f"s{seed} {arm}: student + retrieval {result['student_retrieval']:.4f} "
