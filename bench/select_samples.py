@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from retrikt.config import RunConfig, override  # noqa: E402
-from retrikt.context import run_store  # noqa: E402
+from retrikt.context import run_embedder, run_store  # noqa: E402
 from retrikt.generate.metrics import distinct_n, self_bleu, tokenize  # noqa: E402
 from retrikt.runs import open_run, read_summary, run_path  # noqa: E402
 from retrikt.tasks import load_task, task_of_run  # noqa: E402
@@ -171,8 +171,9 @@ def step1_from_pool(pools: Path, name: str, target: Path, seed: int, factor: int
     shutil.copytree(run_path(pools, name), folder)
     run = open_run(target, new)
     task = task_of_run(run)
+    # Opened under its old name: opening the run's store (`run_store`) would create the new, empty collection.
     store = KnowledgeStore(path=run.store_dir, collection=collection_name(task.name, name),
-                           embedder=run_store(run, task).embedder, task_labels=list(task.labels))
+                           embedder=run_embedder(run.config), task_labels=list(task.labels))
     store._col.modify(name=collection_name(task.name, new))
     del store
     run.config = override(run.config, {"workspace": str(target), "run_name": new})
