@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--push-to-hub", dest="push_to_hub", metavar="REPO",
                         help="also upload the folder to this Hugging Face model repo (needs HF_TOKEN)")
     check = sub.add_parser("check", help="before a run: does the teacher know the task? (its accuracy on the dev "
-                                          "rows with a 90%% interval, chance, a MiniLM baseline, a verdict)")
+                                          "rows with a 90%% interval, chance and the commonest label, a MiniLM baseline, a verdict)")
     check.add_argument("--task", help="built-in task (default SST-2) or a task saved with `task import`/`task hub`")
     check.add_argument("--config", help="YAML config")
     check.add_argument("--teacher", help="packaged:smollm2, a HF id, a model folder or a .gguf file")
