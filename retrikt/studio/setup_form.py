@@ -59,6 +59,7 @@ FORM_FIELDS: tuple[FormField, ...] = (
     FormField("prompt_tuning.learning_rate", "Tuning learning rate"),
     FormField("prompt_tuning.init_from_text", "Initialise the prompt from the task description"),
     FormField("generation.samples_per_label", "Samples per label (0 = task default)"),
+    FormField("generation.oversample", "Write this many times as many, keep the best (1 = keep all)"),
     FormField("generation.batch_size", "Generation batch size"),
     FormField("generation.max_new_tokens", "Max new tokens (0 = task default)"),
     FormField("generation.temperature", "Temperature (0 = greedy)"),
