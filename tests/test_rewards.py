@@ -332,13 +332,18 @@ def test_student_gap_is_highest_for_a_sample_the_teacher_is_sure_of_and_the_stud
 def test_key_novelty_is_zero_for_a_copy_of_a_store_entry_and_grows_with_distance():
     from bench.ppo_levers import KeyNovelty
 
-    store_keys = np.array([[1.0, 0.0], [0.0, 1.0]])
-    scorer = FakeScorer({"copy": [0.0, 1.0], "between": [0.0, 1.0], "opposite": [0.0, 1.0]})
-    student = FakeStudent({}, {"Review: copy": [2.0, 0.0], "Review: between": [1.0, 1.0],
-                               "Review: opposite": [-1.0, -1.0]})
+    # Store keys at 0, 10, 20 and 90 degrees: nearest-neighbour distances 1 - cos(10 deg) (three times) and
+    # 1 - cos(70 deg).
+    angles = np.radians([0, 10, 20, 90])
+    store_keys = np.stack([np.cos(angles), np.sin(angles)], 1)
+    probe = {"copy": 20, "closer than any spacing": 92, "as far as most": 40, "farther than all": 180}
+    scorer = FakeScorer({s: [0.0, 1.0] for s in probe})
+    student = FakeStudent({}, {f"Review: {s}": [np.cos(np.radians(a)), np.sin(np.radians(a))]
+                               for s, a in probe.items()})
     novelty = KeyNovelty(scorer, student, ["negative", "positive"], store_keys)
-    alone = [novelty(_samples("positive", [s]))[0] for s in ("copy", "between", "opposite")]
-    assert alone == pytest.approx([0.0, 1 - np.sqrt(0.5), 1.0])  # the copy's key is the entry's, scaled
+    alone = [novelty(_samples("positive", [s]))[0] for s in probe]
+    # 40 degrees is 20 from its nearest entry: farther than the three 10-degree spacings, not the 70-degree one.
+    assert alone == pytest.approx([0.0, 0.0, 0.75, 1.0])
 
 
 def test_key_novelty_pays_only_what_the_teacher_reads_as_the_intended_label():
@@ -347,7 +352,10 @@ def test_key_novelty_pays_only_what_the_teacher_reads_as_the_intended_label():
     scorer = FakeScorer({"far and right": [0.0, 1.0], "far and wrong": [1.0, 0.0]})
     student = FakeStudent({}, {"Review: far and right": [-1.0, 0.0], "Review: far and wrong": [0.0, -1.0]})
     novelty = KeyNovelty(scorer, student, ["negative", "positive"], np.array([[1.0, 0.0]]))
-    # The two samples are orthogonal to each other and opposite the store: novelty 1 each.
+    # The two samples are orthogonal to each other and to the store's one entry (no spacing to compare with: 0);
+    # with a second entry close to the first, both lie farther out than every spacing: novelty 1 each.
+    assert novelty(_samples("positive", ["far and right", "far and wrong"])).tolist() == pytest.approx([0.0, 0.0])
+    novelty = KeyNovelty(scorer, student, ["negative", "positive"], np.array([[1.0, 0.0], [0.99, 0.14]]))
     assert novelty(_samples("positive", ["far and right", "far and wrong"])).tolist() == pytest.approx([1.0, 0.0])
 
 
