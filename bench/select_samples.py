@@ -12,9 +12,9 @@ and every fixed beta). Arms:
 - `random`: a seeded uniform choice from the whole pool: the default step 1 in distribution (its control);
 - `confident-3x`: the entries with the highest teacher probability of their intended label;
 - `select-2x` / `select-3x`: from the first 2/3 of the pool (in generation order: what generating twice the
-  default would have given) or the whole pool, what `generation.oversample` keeps (`retrikt/generate/selection.py`):
-  the entries the teacher labels as intended, near duplicates dropped, then greedy farthest-point selection in the
-  store's key space from the most confident entry; when too few pass, the most confident of the rest fill up;
+  default would have given) or the whole pool, `select_rows`: the entries the teacher labels as intended, near
+  duplicates dropped, then greedy farthest-point selection in the store's key space from the most confident entry;
+  when too few pass, the most confident of the rest fill up;
 - `ppo-<setting>`: the `random` arm's store in which, per label, as many step-1 entries as a `bench/ppo.py` run of
   that setting on the same store (`--export-step1`, then `python -m bench.ppo --step1-runs ...`) stored PPO
   samples are replaced by them (`bench/ppo_downstream.py`'s `equalise`): step 2 as PPO, at the same store size.
@@ -38,7 +38,6 @@ import torch  # noqa: E402
 from retrikt.config import RunConfig, override  # noqa: E402
 from retrikt.context import run_embedder, run_store  # noqa: E402
 from retrikt.generate.metrics import distinct_n, self_bleu, tokenize  # noqa: E402
-from retrikt.generate.selection import select_rows  # noqa: E402
 from retrikt.runs import open_run, read_summary, run_path  # noqa: E402
 from retrikt.tasks import load_task, task_of_run  # noqa: E402
 from retrikt.teacher.load import load_teacher  # noqa: E402
@@ -79,12 +78,48 @@ def pool_run(workspace: Path, seed: int, factor: int) -> str:
     return name
 
 
+DEDUP_COSINE = 0.95  # design choice: store keys (MiniLM) of two wordings of one short review sit above ~0.9
+
+
+def farthest_points(vectors: np.ndarray, n: int) -> list[int]:
+    """Greedy farthest-point order over unit row vectors, from row 0: each next row is the one whose highest
+    cosine to the rows already chosen is lowest. Returns min(n, rows) row indices."""
+    if not len(vectors) or n <= 0:
+        return []
+    chosen = [0]
+    nearest = vectors @ vectors[0]
+    nearest[0] = np.inf
+    while len(chosen) < min(n, len(vectors)):
+        row = int(np.argmin(nearest))
+        chosen.append(row)
+        nearest = np.maximum(nearest, vectors @ vectors[row])
+        nearest[chosen] = np.inf
+    return chosen
+
+
+def select_rows(confidence: np.ndarray, agrees: np.ndarray, vectors: np.ndarray, n: int) -> list[int]:
+    """n rows of one label's samples: those the teacher labels as intended (`agrees`), most confident first, minus
+    near duplicates of a kept one (cosine >= DEDUP_COSINE), thinned by farthest-point selection from the most
+    confident; when fewer than n pass, the most confident of the rest fill up.
+
+    `confidence`: the teacher's probability of the intended label per row; `vectors`: unit store keys."""
+    order = [int(i) for i in np.argsort(-np.asarray(confidence), kind="stable")]
+    kept: list[int] = []
+    for i in order:
+        if agrees[i] and (not kept or float((vectors[kept] @ vectors[i]).max()) < DEDUP_COSINE):
+            kept.append(i)
+    if len(kept) > n:
+        kept = [kept[r] for r in farthest_points(vectors[kept], n)]
+    taken = set(kept)
+    return kept + [i for i in order if i not in taken][: n - len(kept)]
+
+
 def intended_probability(entry) -> float:
     return float((entry.soft_labels or {}).get(entry.label, 0.0))
 
 
 def select(entries: list, vectors: np.ndarray, n: int) -> list:
-    """The product's selection (`retrikt/generate/selection.py`) over one label's entries."""
+    """`select_rows` over one label's entries."""
     rows = select_rows(np.array([intended_probability(e) for e in entries]),
                        np.array([bool(e.agreement) for e in entries]), vectors, n)
     return [entries[i] for i in rows]

@@ -107,10 +107,6 @@ class GenerationConfig:
     """Nucleus sampling mass."""
     seed: int = knob(13, 0, 2**31 - 1)
     """Sampling seed."""
-    oversample: int = knob(1, 1, 10)
-    """Write this many times `samples_per_label`, and keep of each label's stored samples that share: those the teacher
-    labels as intended, near duplicates dropped, spread out in the store's key space (`generate/selection.py`);
-    1 = keep every sample."""
     force_headers: bool = True  # design choice: the tiny teacher often stopped after a premise (RTE parse 66% -> 89%)
     """Pair and multi-field tasks: write the next field's header after each line and keep a sample from ending
     before its last field (template-constrained decoding); off = the teacher must keep the template itself."""

@@ -76,7 +76,7 @@ def work(config: RunConfig, task, eval_limit: int | None = None, store_entries: 
         "score": float(searched_inputs + config.scorer.calibration_inputs),
         "tune": (config.prompt_tuning.steps or default_tuning_steps(task))
         * (config.prompt_tuning.batch_size or default_tuning_batch(task)) * chars,
-        "generate": samples * config.generation.oversample * chars,  # every written sample is labelled too
+        "generate": samples * chars,
         "ppo": config.ppo.updates * config.ppo.rollout_batch_size * chars if ppo else 0.0,
         "ppo-generate": samples * chars if ppo else 0.0,
         "unlabeled": float(config.student.teacher_unlabeled),

@@ -50,16 +50,3 @@ def test_the_studio_quotes_step_2_and_the_quick_run_from_the_bench_results():
     text = quick_run_cost()
     assert all(f"{100 * r['full_test']['student_retrieval']:.1f}%" in text for r in runs)
 
-
-def test_setup_quotes_what_oversampling_bought_from_the_bench_results():
-    import json
-    import statistics
-
-    from retrikt.studio.measured import RESULTS, select_gain
-
-    rows = json.loads((RESULTS / "select_samples.json").read_text())
-    gains = [r["student_retrieval"] - rows[f"random|{r['seed']}"]["student_retrieval"] for k, r in rows.items()
-             if k.startswith("select-2x|") and f"random|{r['seed']}" in rows]
-    gain = select_gain(2)
-    assert gain.seeds == len(gains) and gain.points == pytest.approx(100 * statistics.mean(gains))
-    assert f"{gain.points:+.1f} ± {gain.std:.1f} points" in gain.sentence()

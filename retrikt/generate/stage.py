@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..config import RunConfig
@@ -14,10 +12,9 @@ from ..errors import Cancelled
 from ..runs import Run
 from ..teacher.interrupt import interruptible
 from ..teacher.scorer import TeacherScorer
-from .generation import GeneratedSample, default_samples_per_label, generate_samples
+from .generation import GeneratedSample, generate_samples
 from .metrics import duplicate_rate, length_and_distinct, self_bleu, value_texts
 from .prompt_tuning import save_adapter, tune_soft_prompt
-from .selection import select_rows
 
 def stage_tune(ctx: Context, progress: Progress = noop_progress, should_stop=None) -> dict:
     from .generation import default_tuning_steps
@@ -90,11 +87,7 @@ def stage_generate(ctx: Context, progress: Progress = noop_progress, should_stop
                     samples=[{"label": s.label, "text": s.raw, "parsed": s.fields is not None} for s in new])
         progress("generate", done, total, {"samples": new})
 
-    keep_share = max(1, int(gen_cfg.oversample))
-    written = gen_cfg if keep_share == 1 else replace(
-        gen_cfg, samples_per_label=(gen_cfg.samples_per_label or default_samples_per_label(ctx.task)) * keep_share)
-    result = generate_samples(ctx.teacher, ctx.task, ctx.soft_prompt, written, progress=on_batch,
-                              should_stop=should_stop)
+    result = generate_samples(ctx.teacher, ctx.task, ctx.soft_prompt, gen_cfg, progress=on_batch, should_stop=should_stop)
     if result.cancelled:
         raise Cancelled("generation cancelled")
     generate_seconds = time.perf_counter() - timer
@@ -109,14 +102,9 @@ def stage_generate(ctx: Context, progress: Progress = noop_progress, should_stop
     entries = teacher_entries(ctx.task, ctx.scorer, [(s.fields, s.label) for s in kept], source,
                               gen_settings=settings)
     store = open_store(ctx)
-    selected = None
-    if keep_share > 1:
-        entries, vectors, selected = select_entries(entries, store.embedder, labels, keep_share)
-        store.add(entries, vectors)
-    else:
-        store.add(entries)
+    store.add(entries)
     score_seconds = time.perf_counter() - timer
-    progress("store", len(entries), len(entries), {"message": f"{len(entries)} entries stored"})
+    progress("store", len(kept), len(kept), {"message": f"{len(kept)} entries stored"})
 
     texts = [ctx.task.serialize(s.fields) for s in result.parsed]
     per_label = {l: sum(1 for e in entries if e.label == l) for l in labels}
@@ -132,26 +120,7 @@ def stage_generate(ctx: Context, progress: Progress = noop_progress, should_stop
         "samples_per_second": round(result.samples_per_second, 3),
         "tokens_per_second": round(result.tokens / generate_seconds, 2) if generate_seconds else None,
         "label_and_store_seconds": round(score_seconds, 2),
-        **({"selected": selected} if selected else {}),
     }
-
-
-def select_entries(entries: list, embedder, labels, keep_share: int) -> tuple[list, np.ndarray, dict]:
-    """Of each label's entries, the `1 / keep_share` that `selection.select_rows` keeps, with their store keys;
-    and what was kept of what, for the summary."""
-    vectors = np.asarray(embedder.encode([e.text for e in entries]), dtype=np.float32)
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    rows, report = [], {"oversample": keep_share, "written_per_label": {}, "kept_per_label": {}}
-    for label in labels:
-        mine = [i for i, e in enumerate(entries) if e.label == label]
-        n = len(mine) // keep_share
-        chosen = select_rows(np.array([(entries[i].soft_labels or {}).get(label, 0.0) for i in mine]),
-                             np.array([bool(entries[i].agreement) for i in mine]), unit[mine], n)
-        rows += [mine[r] for r in chosen]
-        report["written_per_label"][label], report["kept_per_label"][label] = len(mine), len(chosen)
-    kept = [entries[i] for i in rows]
-    report["teacher_agreement_kept"] = round(sum(bool(e.agreement) for e in kept) / len(kept), 4) if kept else None
-    return kept, vectors[rows], report
 
 
 def stage_store_train(ctx: Context) -> int:

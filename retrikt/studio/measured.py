@@ -53,37 +53,6 @@ def ppo_gain() -> PPOGain | None:
                    improved=sum(g > 0 for g in gains), minutes=statistics.mean(minutes))
 
 
-@dataclass(frozen=True)
-class SelectGain:
-    """Over-generate and select (`generation.oversample`) against a random share of the same samples on SST-2:
-    student + retrieval with each arm's own beta rule, per seed, and the minutes the extra samples add."""
-
-    oversample: int
-    points: float
-    std: float
-    seeds: int
-    improved: int
-    minutes: float
-
-    def sentence(self) -> str:
-        return (f"measured on SST-2 at {self.oversample}x: {self.points:+.1f} ± {self.std:.1f} points of student + "
-                f"retrieval ({self.seeds} seeds, up on {self.improved}) for about {self.minutes:.0f} more min")
-
-
-def select_gain(oversample: int = 2) -> SelectGain | None:
-    """From bench/results/select_samples.json: the `select-<k>x` rows against the `random` row of the same seed."""
-    rows = _read("select_samples.json") or {}
-    pairs = [(row, rows.get(f"random|{row['seed']}")) for key, row in rows.items()
-             if key.startswith(f"select-{oversample}x|")]
-    pairs = [(row, base) for row, base in pairs if base]
-    if len(pairs) < 2:
-        return None
-    gains = [row["student_retrieval"] - base["student_retrieval"] for row, base in pairs]
-    return SelectGain(oversample=oversample, points=100 * statistics.mean(gains), std=100 * statistics.stdev(gains),
-                      seeds=len(gains), improved=sum(g > 0 for g in gains),
-                      minutes=statistics.mean(row["minutes_added"] for row, _ in pairs))
-
-
 def _quick_runs() -> list[dict]:
     return [r for r in (_read("quick_run.json") or {}).get("runs", []) if r.get("full_test")]
 

@@ -16,7 +16,7 @@ from ..tasks import (
     BUILTIN_TASKS, TaskDataError, check_task_name, list_saved, load_custom, load_hub, preview_file, resolve_task,
     save_task,
 )
-from .measured import ppo_gain, select_gain
+from .measured import ppo_gain
 
 PACKAGED_TEACHER = "packaged:smollm2"
 PACKAGED_TEACHER_NAME = "SmolLM2-135M-Instruct"
@@ -59,8 +59,6 @@ FORM_FIELDS: tuple[FormField, ...] = (
     FormField("prompt_tuning.learning_rate", "Tuning learning rate"),
     FormField("prompt_tuning.init_from_text", "Initialise the prompt from the task description"),
     FormField("generation.samples_per_label", "Samples per label (0 = task default)"),
-    FormField("generation.oversample", "Write this many times as many samples, keep the best share (1 = keep all)"
-              + (f"; {gain.sentence()}" if (gain := select_gain()) else "")),
     FormField("generation.batch_size", "Generation batch size"),
     FormField("generation.max_new_tokens", "Max new tokens (0 = task default)"),
     FormField("generation.temperature", "Temperature (0 = greedy)"),
