@@ -49,4 +49,3 @@ def test_the_studio_quotes_step_2_and_the_quick_run_from_the_bench_results():
     runs = json.loads((RESULTS / "quick_run.json").read_text())["runs"]
     text = quick_run_cost()
     assert all(f"{100 * r['full_test']['student_retrieval']:.1f}%" in text for r in runs)
-
