@@ -6,7 +6,6 @@ so the caller says less rather than something unmeasured.
 from __future__ import annotations
 
 import json
-import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,30 +112,33 @@ class StudentInit:
     task: str
     points: float
     """Student + retrieval, in points of test accuracy."""
-    seconds: float
-    """Extra training seconds."""
+    time_ratio: float
+    """Its training time over a random start's, measured in the same bench process (a ratio, so that a loaded
+    machine does not show up as minutes)."""
 
     def sentence(self) -> str:
-        return f"{self.points:+.1f} points of accuracy, {self.seconds:.0f} s more on {self.task}"
+        return f"{self.points:+.1f} points of accuracy for {self.time_ratio:.1f}x the training time, on {self.task}"
 
 
 def student_init() -> StudentInit | None:
-    """From bench/results/student_init.md (that bench writes a table only): its title names the task, its rows give
-    student + retrieval and seconds per initialisation."""
-    try:
-        lines = (RESULTS / "student_init.md").read_text(encoding="utf-8").splitlines()
-    except OSError:
+    """From bench/results/student_init.json: MiniLM embeddings + sentence distillation against a random
+    initialisation, mean over the runs (seeds) that trained both; a file with no such runs yet gives its first
+    version's single run."""
+    data = _read("student_init.json")
+    if not data:
         return None
-    title = re.match(r"# Student initialisation \(([^,]+),", lines[0]) if lines else None
-    rows = {}
-    for line in lines:
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4:
-            try:
-                rows[cells[0]] = (float(cells[2]), float(cells[3]))
-            except ValueError:  # the header and its rule
-                continue
-    minilm, random = rows.get("MiniLM embeddings + sentence distillation"), rows.get("random")
-    if not (title and minilm and random):
-        return None
-    return StudentInit(task=title.group(1), points=minilm[0] - random[0], seconds=minilm[1] - random[1])
+    minilm, random = "MiniLM embeddings + sentence distillation", "random"
+    by_run: dict[tuple, dict] = {}
+    for row in (data.get("rows") or {}).values():
+        by_run.setdefault((row["task"], row["seed"]), {})[row["initialisation"]] = row
+    pairs = [(task, both[minilm], both[random]) for (task, _), both in by_run.items() if minilm in both and random in both]
+    if not pairs:
+        old = {v["initialisation"]: v for v in data.get("variants") or []}
+        if minilm not in old or random not in old:
+            return None
+        pairs = [(data.get("task", "SST-2"), old[minilm], old[random])]
+    task = pairs[0][0]
+    pairs = [(m, r) for t, m, r in pairs if t == task]
+    return StudentInit(task=task, points=100 * statistics.mean(m["student_retrieval"] - r["student_retrieval"]
+                                                               for m, r in pairs),
+                       time_ratio=statistics.mean(m["seconds"] / r["seconds"] for m, r in pairs))
