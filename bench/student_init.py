@@ -103,6 +103,9 @@ def one_run(workspace: str, name: str, variants: list[str], teacher, report: dic
             pretrain(student, corpus, targets, cfg, run.config.seed)
         finetune(student, items, cfg, run.config.seed, retrieval=True)
         alone, mixed = accuracy(student, items, texts, gold, cfg)
+        path = out / "student_init.json"  # another bench process may have added rows meanwhile: merge
+        if path.is_file():
+            report["rows"] = {**json.loads(path.read_text(encoding="utf-8")).get("rows", {}), **report["rows"]}
         report["rows"][f"{name}|{variant}"] = {
             "run": name, "seed": run.config.seed, "task": task.name, "items": len(items.ids), "initialisation": variant,
             "student": alone, "student_retrieval": mixed, "seconds": round(time.perf_counter() - started, 1),
