@@ -4,7 +4,7 @@ Usage: python -m bench.select_samples --workspace DIR --seeds 13 21 [--factor 3]
        python -m bench.select_samples --render    # rebuild select_samples.md from the json, running nothing
 
 Per seed, one step-1 run generates `--factor` times the task's default samples per label (the pool, run
-`pool-SST-2-s<seed>`, default settings otherwise). Each arm copies that run and keeps, per label, as many generated
+`pool<factor>-SST-2-s<seed>`, default settings otherwise). Each arm copies that run and keeps, per label, as many generated
 entries as a default run stores (the pool's count divided by the factor), removing the rest; the train examples stay.
 Then the default student trains on the arm's store and is scored on the SST-2 test split (the default beta rule,
 and every fixed beta). Arms:
@@ -44,7 +44,7 @@ from retrikt.teacher.load import load_teacher  # noqa: E402
 
 from bench.ppo_downstream import STEP1_SOURCE, copy_run, log, quiet, student  # noqa: E402
 from bench.report import write_json, write_md  # noqa: E402
-from bench.stats import mean_std, summary  # noqa: E402
+from bench.stats import mean_std  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "select_samples.json"
