@@ -27,7 +27,7 @@ from retrikt.errors import ConfigError
 from retrikt.generate.metrics import tokenize
 from retrikt.ppo.core import PolicyLoss, token_entropy, token_rewards
 from retrikt.ppo.rewards import (
-    STEP1_SOURCE, CompositeReward, Diversity, LabelConsistency, RewardBreakdown, Samples, Validity,
+    STEP1_SOURCE, CompositeReward, Diversity, LabelConsistency, RewardBreakdown, Samples, Validity, parsed_probs,
 )
 from retrikt.ppo.trainer import PPOTrainer
 
@@ -129,7 +129,26 @@ def quick_student(task, store, teacher_params: int, seed: int):
     return student, items
 
 
-class StudentGap:
+class StudentJudged:
+    """A reward term judged by the teacher's calibrated probabilities and the quick student's probabilities and keys
+    on a batch's parsed samples; 0 if unparsed. Subclasses give `judge`."""
+
+    def __init__(self, scorer, student, labels):
+        self.scorer, self.student, self.labels = scorer, student, list(labels)
+
+    def judge(self, teacher: np.ndarray, student: np.ndarray, keys: np.ndarray, intended: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, samples: Samples) -> np.ndarray:
+        out = np.zeros(len(samples))
+        rows, teacher = parsed_probs(self.scorer, samples)
+        if len(rows):
+            student, keys = self.student.encode([samples.texts[i] for i in rows])
+            out[rows] = self.judge(teacher, student, keys, self.labels.index(samples.label))
+        return out
+
+
+class StudentGap(StudentJudged):
     """r = p_T(y | x) * (1 - p_S(y | x)), y the intended label: the teacher's calibrated probability (the step-1
     scorer) times the quick student's error on the sample; in [0, 1], 0 if unparsed.
 
@@ -140,23 +159,14 @@ class StudentGap:
 
     name = "student_gap"
 
-    def __init__(self, scorer, student, labels):
-        self.scorer, self.student, self.labels = scorer, student, list(labels)
-
     def from_probs(self, teacher: np.ndarray, student: np.ndarray, intended: int) -> np.ndarray:
         return teacher[:, intended] * (1.0 - student[:, intended])
 
-    def __call__(self, samples: Samples) -> np.ndarray:
-        out = np.zeros(len(samples))
-        rows = np.flatnonzero(samples.parsed)
-        if len(rows):
-            teacher = np.asarray(self.scorer.probs([samples.fields[i] for i in rows]), dtype=float)
-            student, _ = self.student.encode([samples.texts[i] for i in rows])
-            out[rows] = self.from_probs(teacher, student, self.labels.index(samples.label))
-        return out
+    def judge(self, teacher, student, keys, intended):
+        return self.from_probs(teacher, student, intended)
 
 
-class KeyNovelty:
+class KeyNovelty(StudentJudged):
     """r = p_T(y | x) * F(d(x)), with d(x) = 1 - max(max_{s in store} cos(k_x, k_s), max_{j != x} cos(k_x, k_j)) the
     distance, in the quick student's retrieval key space, to the nearest store entry (any label) or other parsed
     sample of the batch, and F(d) the share of store entries whose own nearest store neighbour is closer than d.
@@ -172,7 +182,7 @@ class KeyNovelty:
     name = "key_novelty"
 
     def __init__(self, scorer, student, labels, store_keys: np.ndarray):
-        self.scorer, self.student, self.labels = scorer, student, list(labels)
+        super().__init__(scorer, student, labels)
         self.store_keys = unit(np.asarray(store_keys, dtype=np.float32))
         within = self.store_keys @ self.store_keys.T
         np.fill_diagonal(within, -np.inf)
@@ -192,14 +202,8 @@ class KeyNovelty:
             return np.zeros(len(keys))
         return np.searchsorted(self.spacing, self.distance(keys), side="left") / len(self.spacing)
 
-    def __call__(self, samples: Samples) -> np.ndarray:
-        out = np.zeros(len(samples))
-        rows = np.flatnonzero(samples.parsed)
-        if len(rows):
-            teacher = np.asarray(self.scorer.probs([samples.fields[i] for i in rows]), dtype=float)
-            _, keys = self.student.encode([samples.texts[i] for i in rows])
-            out[rows] = teacher[:, self.labels.index(samples.label)] * self.novelty(keys)
-        return out
+    def judge(self, teacher, student, keys, intended):
+        return teacher[:, intended] * self.novelty(keys)
 
 
 def unit(rows: np.ndarray) -> np.ndarray:

@@ -60,7 +60,7 @@ class RewardBreakdown:
         return out
 
 
-def _parsed_probs(scorer, samples: Samples) -> tuple[np.ndarray, np.ndarray]:
+def parsed_probs(scorer, samples: Samples) -> tuple[np.ndarray, np.ndarray]:
     """(rows of the parsed samples, the scorer's calibrated probabilities for them)."""
     rows = np.flatnonzero(samples.parsed)
     if not len(rows):
@@ -86,7 +86,7 @@ class LabelConsistency:
 
     def __call__(self, samples: Samples) -> np.ndarray:
         out = np.zeros(len(samples))
-        rows, probs = _parsed_probs(self.scorer, samples)
+        rows, probs = parsed_probs(self.scorer, samples)
         if len(rows):
             out[rows] = self.from_probs(probs, self.labels.index(samples.label))
         return out
