@@ -159,9 +159,6 @@ def main() -> None:
                         default=ROOT.parent / "workspace" / "ppo-bench")
     parser.add_argument("--workspace", type=Path, default=ROOT.parent / "workspace" / "ppo-downstream")
     parser.add_argument("--cache", type=Path, default=ROOT.parent / "workspace" / "cache")
-    parser.add_argument("--step1-tag", dest="step1_tag", default="",
-                        help="names the set of step-1 runs, so a step-1 arm trained on other runs of the same seed "
-                             "is not reused (e.g. `pool3`: bench/select_samples.py --export-step1)")
     parser.add_argument("--rescore", action="store_true",
                         help="only add the per-beta test accuracies to arms recorded without them, then stop")
     parser.add_argument("--render", action="store_true",
@@ -194,7 +191,7 @@ def main() -> None:
         if teacher is None:
             teacher = load_teacher(RunConfig().teacher, cache_dir=args.cache)
         data = json.loads(path.read_text()) if path.is_file() else {}
-        base_key = f"step1-arm|{seed}" + (f"|{args.step1_tag}" if args.step1_tag else "")
+        base_key = f"step1-arm|{seed}"
         if base_key not in data:  # the step-1 arm does not depend on the PPO setting: trained once per seed
             base = copy_run(args.step1_runs / f"bench-SST-2-s{seed}", workspace / "step1", args.cache)
             data = json.loads(path.read_text()) if path.is_file() else {}
